@@ -1,0 +1,2 @@
+//! svrd's control plane: everything slow that the packet path relies on.
+#![forbid(unsafe_code)]

@@ -1,0 +1,8 @@
+//! svrd's packet path.
+//!
+//! The SVR wire codec ([`packet`]), the per-packet crypto that seals and opens session
+//! payloads and metadata ([`crypto`]), and replay protection ([`replay`]).
+
+pub mod crypto;
+pub mod packet;
+pub mod replay;

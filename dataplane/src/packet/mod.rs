@@ -1,0 +1,1 @@
+//! SVR metadata codec.

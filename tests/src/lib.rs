@@ -1,0 +1,2 @@
+//! End-to-end tests of svrd: real namespaces, real traffic, real peers.
+#![forbid(unsafe_code)]
