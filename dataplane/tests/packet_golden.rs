@@ -2,6 +2,8 @@
 //! and emitting those values gives the exact bytes. The same packets seed the fuzz
 //! corpus in `fuzz/corpus/metadata/`.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test by panicking")]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use svr_dataplane::packet::{
