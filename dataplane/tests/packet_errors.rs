@@ -120,7 +120,7 @@ fn error_tlv_header_truncated() {
 
 #[test]
 fn error_tlv_overrun() {
-    // A tenant TLV claims 9 bytes but the payload section holds 3 after its header.
+    // A tenant TLV claims 9 bytes but the payload section has 3 after its header.
     let bytes = metadata(&[], &[0x00, 0x07, 0x00, 0x09, b'l', b'a', b'n']);
     let error = parse_cleartext_err(&bytes);
     assert_eq!(

@@ -393,7 +393,7 @@ fn encrypted_bytes() -> Vec<u8> {
     bytes
 }
 
-/// Every cleartext golden packet.
+/// Returns every cleartext golden packet.
 fn goldens() -> Vec<Golden> {
     vec![
         forward_v4(),
@@ -406,7 +406,7 @@ fn goldens() -> Vec<Golden> {
     ]
 }
 
-/// The false-positive marker before an original payload that starts with the cookie.
+/// Returns the false-positive marker before an original payload that starts with the cookie.
 fn marker_bytes() -> Vec<u8> {
     #[rustfmt::skip]
     let bytes = vec![

@@ -162,7 +162,7 @@ fn repr() -> impl Strategy<Value = MetadataRepr> {
         })
 }
 
-/// A raw TLV: a type near the known range (or any type) with a value of random bytes.
+/// Generates a raw TLV: a type near the known range (or any type) with a value of random bytes.
 fn raw_tlv() -> impl Strategy<Value = (u16, Vec<u8>)> {
     (prop_oneof![0..60u16, any::<u16>()], prop::collection::vec(any::<u8>(), 0..40))
 }

@@ -21,7 +21,7 @@ impl fmt::Display for Section {
     }
 }
 
-/// Why SVR metadata could not be parsed or emitted.
+/// Error from parsing or emitting SVR metadata.
 ///
 /// The variants up to `CountTooLarge` describe malformed input from the network: a
 /// receiver drops the packet and counts it. The variants after it describe a value this

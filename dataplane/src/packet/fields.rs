@@ -10,13 +10,13 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::error::MetadataError;
 use super::tlv::{RawTlv, check_field, check_len_range, fixed, types};
 
-/// Longest payload-key value (type 46 in the payload section) the codec accepts.
+/// Maximum length of a payload-key value (type 46 in the payload section).
 ///
 /// The crypto layer defines what the value contains. 256 bytes leaves room for an
 /// AES-256 key, an IV, an HMAC-SHA-512 key and an index several times over.
 pub const MAX_PAYLOAD_KEY_LEN: usize = 256;
 
-/// Longest modify-request value (type 28). Only the first 2 bytes are defined. The rest
+/// Maximum length of a modify-request value (type 28). Only the first 2 bytes are defined. The rest
 /// is kept as opaque bytes, bounded so one TLV cannot take the whole header section.
 pub const MAX_MODIFY_REQUEST_LEN: usize = 64;
 
@@ -89,9 +89,9 @@ pub enum ControlReason {
     EnableMetadata,
     DisableMetadata,
     DeleteSession,
-    /// Session health check answer: the session state exists.
+    /// Session health check reply: the session state exists.
     HealthCheckStateExists,
-    /// A reason with no public name (4, 5, 7 and 9 up), kept as its number. Never holds
+    /// A reason with no public name (4, 5, 7 and 9 up), kept as its number. Never contains
     /// a number that has a named variant.
     Other(u8),
 }
@@ -308,7 +308,7 @@ impl PayloadKeyBlob {
         Ok(blob)
     }
 
-    /// The key material.
+    /// Returns the key material.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }

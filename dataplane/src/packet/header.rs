@@ -138,17 +138,17 @@ impl<T: AsRef<[u8]>> Metadata<T> {
         self.header_len() == BASE_HEADER_LEN && self.payload_len() == 0
     }
 
-    /// The header-TLV bytes (always cleartext).
+    /// Returns the header-TLV bytes (always cleartext).
     pub fn header_section(&self) -> &[u8] {
         &self.buffer.as_ref()[BASE_HEADER_LEN..self.header_len()]
     }
 
-    /// The payload-TLV bytes, cleartext or ciphertext.
+    /// Returns the payload-TLV bytes, cleartext or ciphertext.
     pub fn payload_section(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..self.metadata_len()]
     }
 
-    /// The bytes after the metadata: the original L4 payload and any trailer.
+    /// Returns the bytes after the metadata: the original L4 payload and any trailer.
     pub fn original_payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.metadata_len()..]
     }
@@ -166,7 +166,7 @@ impl<T: AsRef<[u8]>> Metadata<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Metadata<T> {
     /// Writes the cookie, version 1 and both lengths. The caller has checked that the
-    /// buffer holds at least 12 bytes and that the lengths fit their fields.
+    /// buffer has room for at least 12 bytes and that the lengths fit their fields.
     pub(crate) fn emit_base(&mut self, header_len: usize, payload_len: usize) {
         let data = self.buffer.as_mut();
         data[field::COOKIE].copy_from_slice(&COOKIE);
@@ -175,14 +175,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Metadata<T> {
         data[field::PAYLOAD_LEN].copy_from_slice(&(payload_len as u16).to_be_bytes());
     }
 
-    /// The payload-TLV bytes, for decrypting or encrypting in place.
+    /// Returns the payload-TLV bytes, for decrypting or encrypting in place.
     pub fn payload_section_mut(&mut self) -> &mut [u8] {
         let range = self.header_len()..self.metadata_len();
         &mut self.buffer.as_mut()[range]
     }
 }
 
-/// What an L4 payload starts with.
+/// Kind of content at the start of an L4 payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detection {
     /// Real metadata of `header_len + payload_len` bytes.

@@ -63,7 +63,7 @@ impl HeaderTlv {
         Ok(parsed)
     }
 
-    /// The TLV type number this value is emitted with.
+    /// Returns the TLV type number this value is emitted with.
     pub fn tlv_type(&self) -> u16 {
         match self {
             HeaderTlv::Fragment(_) => types::FRAGMENT,
@@ -112,7 +112,7 @@ impl HeaderTlv {
         }
     }
 
-    /// Writes the TLV at the start of `out`, which holds at least `buffer_len()` bytes,
+    /// Writes the TLV at the start of `out`, which has room for at least `buffer_len()` bytes,
     /// and returns its length.
     pub(crate) fn emit(&self, out: &mut [u8]) -> usize {
         super::tlv::write_tlv(out, self.tlv_type(), self.value_len(), |value| match self {

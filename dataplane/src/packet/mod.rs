@@ -7,7 +7,7 @@
 //! the owned form, with [`MetadataRepr::parse`] and [`MetadataRepr::emit`].
 //!
 //! The payload section may be ciphertext under the metadata key, and nothing on the wire
-//! says so. [`MetadataRepr::parse`] therefore keeps it opaque, and
+//! marks it. [`MetadataRepr::parse`] therefore keeps it opaque, and
 //! [`parse_payload_tlvs`] parses it once the crypto layer has decrypted it.
 //! All integers are big-endian and TLVs carry no padding. Unknown TLV types are accepted
 //! in either section and re-emitted byte-exact in their original position.

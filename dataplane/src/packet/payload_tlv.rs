@@ -123,7 +123,7 @@ impl PayloadTlv {
         Ok(parsed)
     }
 
-    /// The TLV type number this value is emitted with.
+    /// Returns the TLV type number this value is emitted with.
     pub fn tlv_type(&self) -> u16 {
         match self {
             PayloadTlv::ForwardContext(SessionContext::V4(_)) => types::FORWARD_CONTEXT_V4,
@@ -208,7 +208,7 @@ impl PayloadTlv {
         }
     }
 
-    /// Writes the TLV at the start of `out`, which holds at least `buffer_len()` bytes,
+    /// Writes the TLV at the start of `out`, which has room for at least `buffer_len()` bytes,
     /// and returns its length.
     pub(crate) fn emit(&self, out: &mut [u8]) -> usize {
         super::tlv::write_tlv(out, self.tlv_type(), self.value_len(), |value| match self {

@@ -75,7 +75,7 @@ impl MetadataRepr {
         })
     }
 
-    /// The bare 12-byte header that marks an original payload starting with the cookie
+    /// Returns the bare 12-byte header that marks an original payload starting with the cookie
     /// by chance.
     pub fn false_positive_marker() -> Self {
         MetadataRepr { header_tlvs: Vec::new(), payload: PayloadSection::Tlvs(Vec::new()) }

@@ -16,12 +16,12 @@ use super::error::{MetadataError, Section};
 /// Length of a TLV's type and length fields.
 pub const TLV_HEADER_LEN: usize = 4;
 
-/// Longest text value accepted in a name TLV (tenant, service, router, policy, pathway,
+/// Maximum length of a text value in a name TLV (tenant, service, router, policy, pathway,
 /// application). Names in SSR configuration are identifiers well below this, and 255 is
 /// also the limit the one-byte name length of the multicast egress list imposes.
 pub const MAX_TEXT_LEN: usize = 255;
 
-/// The TLV type numbers the codec knows.
+/// The TLV type numbers the codec parses.
 pub mod types {
     pub const FRAGMENT: u16 = 1;
     pub const FORWARD_CONTEXT_V4: u16 = 2;
@@ -232,7 +232,7 @@ pub(crate) fn check_field(field: &'static str, value: u64, max: u64) -> Result<(
 
 /// Writes one TLV at the start of `out` and returns its total length.
 ///
-/// The caller has checked that `out` holds `TLV_HEADER_LEN + value_len` bytes and that
+/// The caller has checked that `out` has room for `TLV_HEADER_LEN + value_len` bytes and that
 /// `value_len` fits in 16 bits. `write_value` receives exactly `value_len` bytes.
 pub(crate) fn write_tlv(
     out: &mut [u8],
