@@ -14,7 +14,7 @@ pub enum HeaderTlv {
     Fragment(Fragment),
     /// Type 8: global interface id.
     GlobalInterfaceId(u32),
-    /// Type 16: Security ID, which names the key the payload section was sealed with.
+    /// Type 16: Security ID (security key version), sent in cleartext.
     SecurityId(u32),
     /// Type 20 (IPv4) or 21 (IPv6): address of the hop that produced an ICMP error.
     IcmpErrorLocation(IpAddr),

@@ -27,9 +27,9 @@ pub enum PayloadTlv {
     Service(String),
     /// Type 11: the session's original payload is encrypted.
     SessionEncrypted,
-    /// Type 12: the packet was a TCP SYN carried as UDP.
+    /// Type 12: TCP SYN flag, used when TCP is carried as UDP.
     TcpSyn,
-    /// Type 13: the egress router's count of active sessions for the service.
+    /// Type 13: number of sessions, a u64 sent in reverse metadata.
     SessionCount(u64),
     /// Type 14: source router name.
     SourceRouter(String),
