@@ -6,3 +6,4 @@
 pub mod crypto;
 pub mod packet;
 pub mod replay;
+pub mod sealed;
