@@ -4,5 +4,6 @@
 //! payloads and metadata ([`crypto`]), and replay protection ([`replay`]).
 
 pub mod crypto;
+pub mod io;
 pub mod packet;
 pub mod replay;
