@@ -165,7 +165,6 @@ impl PacketIo for MemPort {
 struct Pool {
     /// Tags this pool's frames, so a port can tell them from another pool's.
     id: u32,
-    frame_size: usize,
     free: ArrayQueue<Box<[u8]>>,
 }
 
@@ -177,7 +176,7 @@ impl Pool {
         for _ in 0..config.frames {
             let _ = free.push(vec![0u8; config.frame_size].into_boxed_slice());
         }
-        Pool { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), frame_size: config.frame_size, free }
+        Pool { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), free }
     }
 }
 
