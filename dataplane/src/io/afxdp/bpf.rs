@@ -252,3 +252,46 @@ fn map_update(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
         .u64_at(16, value.as_ptr() as u64);
     bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn require_root() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let root = status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+        assert!(root, "loading a BPF program needs root: run this test as root");
+    }
+
+    #[test]
+    fn verifier_rejects_unchecked_read() {
+        require_root();
+        // r2 = ctx->data; r0 = *(u8 *)(r2 + 0) with no check against data_end; exit.
+        let insns =
+            [Insn::new(0x61, 2, 1, 0, 0), Insn::new(0x71, 0, 2, 0, 0), Insn::new(0x95, 0, 0, 0, 0)];
+        let target = SysTarget { interface: "none", zero_copy: false, mode: "skb" };
+
+        let err = load_program(&insns, &target).unwrap_err();
+        let IoError::VerifierRejected { log, .. } = &err else { panic!("{err}") };
+        assert!(log.contains("invalid access to packet"), "verifier log: {log}");
+    }
+
+    #[test]
+    fn generated_program_loads() {
+        require_root();
+        let map = create_xskmap(4).unwrap();
+        let target = SysTarget { interface: "none", zero_copy: false, mode: "skb" };
+        let lan = XdpFilter::Lan {
+            local_addrs: vec!["10.220.1.1".parse().unwrap(), "fd00:220::1".parse().unwrap()],
+        };
+
+        for filter in [XdpFilter::wan_default(), lan] {
+            let insns = program::assemble(&filter, map.as_raw_fd()).unwrap();
+            if let Err(err) = load_program(&insns, &target) {
+                panic!("{filter:?}: {err}");
+            }
+        }
+    }
+}

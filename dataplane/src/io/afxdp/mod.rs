@@ -123,7 +123,7 @@ impl Xsk {
         // SAFETY: `raw` is a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
-        if let Some(queues) = sys::rx_queue_count(&fd, interface)
+        if let Some(queues) = sys::rx_queue_count(interface)
             && config.queue >= queues
         {
             return Err(IoError::QueueNotFound {

@@ -93,7 +93,7 @@ pub struct Insn {
 }
 
 impl Insn {
-    fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    pub(crate) fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
         let regs = if cfg!(target_endian = "little") { dst | (src << 4) } else { (dst << 4) | src };
         Insn { code, regs, off, imm }
     }

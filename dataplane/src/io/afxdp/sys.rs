@@ -1,7 +1,12 @@
 //! Thin wrappers over the libc calls of the AF_XDP backend that are not bpf(2): memory
 //! mappings, interface lookup and the ethtool channel query.
 
-use std::{ffi::CString, io, os::fd::AsRawFd, os::fd::OwnedFd, ptr::NonNull};
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    ptr::NonNull,
+};
 
 use crate::io::{
     IoError,
@@ -14,6 +19,10 @@ pub(crate) struct Mmap {
     ptr: NonNull<u8>,
     len: usize,
 }
+
+// SAFETY: a mapping is plain memory with no thread affinity; its owner decides who
+// touches it, and this value only unmaps it.
+unsafe impl Send for Mmap {}
 
 impl Mmap {
     /// Maps `len` bytes of anonymous memory, readable and writable.
@@ -104,7 +113,17 @@ pub(crate) fn interface_index(interface: &str) -> Result<u32, IoError> {
 
 /// Returns the number of receive queues of `interface`, or `None` when its driver does
 /// not report channels.
-pub(crate) fn rx_queue_count(socket: &OwnedFd, interface: &str) -> Option<u32> {
+pub(crate) fn rx_queue_count(interface: &str) -> Option<u32> {
+    // The ethtool ioctl needs an inet socket (an AF_XDP socket does not pass it on); it
+    // answers for the socket's network namespace, which is the calling thread's.
+    // SAFETY: socket(2) takes no pointers; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a new descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+
     // struct ethtool_channels: cmd, max_rx, max_tx, max_other, max_combined, rx_count,
     // tx_count, other_count, combined_count, all u32.
     let mut channels = [0u32; 9];
