@@ -204,7 +204,36 @@ fn afxdp_bfd_port_redirected() {
     let got = io_support::parse_udp(burst.as_slice()[0].data()).unwrap();
     assert_eq!(got.dst.port, 1280);
     assert_eq!(got.payload, b"bfd control");
+    // Copy mode leaves XDP_PACKET_HEADROOM (256 bytes) in front of received data.
+    assert_eq!(burst.as_slice()[0].headroom(), 256);
     s.xsk.free_burst(&mut burst);
+}
+
+#[test]
+fn afxdp_wait_readable_wakes() {
+    let mut s = setup(XdpMode::Native);
+    let start = Instant::now();
+    assert!(!s.xsk.wait_readable(Duration::from_millis(50)).unwrap(), "idle socket readable");
+    assert!(start.elapsed() >= Duration::from_millis(45));
+
+    s.far.send(b"wake up");
+    let start = Instant::now();
+    assert!(s.xsk.wait_readable(Duration::from_secs(5)).unwrap(), "no wakeup for a datagram");
+    assert!(start.elapsed() < Duration::from_secs(4));
+
+    let mut burst = Burst::new();
+    assert_eq!(s.xsk.rx_burst(&mut burst).unwrap(), 1);
+    s.xsk.free_burst(&mut burst);
+}
+
+#[test]
+fn afxdp_queue_outside_map() {
+    let pair = Pair::new();
+    let attachment = attach(&pair, XdpMode::Skb, &XdpFilter::wan_default());
+
+    let config = XskConfig { queue: 4, ..XskConfig::default() };
+    let err = pair.in_xsk_ns(|| Xsk::open(&config, &attachment).unwrap_err());
+    assert!(matches!(err, IoError::InvalidConfig { field: "AF_XDP queue", value: 4, .. }), "{err}");
 }
 
 #[test]
@@ -285,7 +314,10 @@ fn afxdp_zero_copy_unsupported() {
 #[test]
 fn afxdp_queue_not_found() {
     let pair = Pair::new();
-    let attachment = attach(&pair, XdpMode::Skb, &XdpFilter::wan_default());
+    let filter = XdpFilter::wan_default();
+    let attachment = pair.in_xsk_ns(|| {
+        Arc::new(XdpAttachment::attach(&pair.xsk_if, XdpMode::Skb, &filter, 4).unwrap())
+    });
 
     let config = XskConfig { queue: 1, ..XskConfig::default() };
     let err = pair.in_xsk_ns(|| Xsk::open(&config, &attachment).unwrap_err());

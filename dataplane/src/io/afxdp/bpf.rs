@@ -50,6 +50,7 @@ pub struct XdpAttachment {
     interface: String,
     ifindex: u32,
     mode: XdpMode,
+    max_queues: u32,
     map: OwnedFd,
     // Held for their Drop. Field order is drop order: closing the link detaches the
     // program before the program and map descriptors close.
@@ -91,6 +92,7 @@ impl XdpAttachment {
             interface: interface.to_owned(),
             ifindex,
             mode,
+            max_queues,
             map,
             _link: link,
             _program: program,
@@ -110,6 +112,11 @@ impl XdpAttachment {
     /// Mode the program was attached in.
     pub fn mode(&self) -> XdpMode {
         self.mode
+    }
+
+    /// Number of queue ids the XSKMAP has room for.
+    pub fn max_queues(&self) -> u32 {
+        self.max_queues
     }
 
     /// Directs packets the filter selects on `queue` to the socket `xsk_fd`.

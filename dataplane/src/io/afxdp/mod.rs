@@ -102,6 +102,8 @@ pub struct Xsk {
     stats: IoStats,
     /// Descriptors from the kernel that pointed outside the UMEM, dropped.
     rx_invalid: u64,
+    /// Transmit wakeups that failed with an unexpected errno, for rate-limited logging.
+    wakeup_failures: u64,
 }
 
 impl Xsk {
@@ -110,6 +112,13 @@ impl Xsk {
     /// queue arrive here.
     pub fn open(config: &XskConfig, attachment: &Arc<XdpAttachment>) -> Result<Xsk, IoError> {
         check_config(config)?;
+        if config.queue >= attachment.max_queues() {
+            return Err(IoError::InvalidConfig {
+                field: "AF_XDP queue",
+                value: u64::from(config.queue),
+                expected: "a queue below the XDP attachment's max_queues",
+            });
+        }
         let interface = attachment.interface();
         let target =
             SysTarget { interface, zero_copy: config.zero_copy, mode: attachment.mode().name() };
@@ -183,6 +192,7 @@ impl Xsk {
             queue: config.queue,
             stats: IoStats::default(),
             rx_invalid: 0,
+            wakeup_failures: 0,
         };
 
         // Stock the fill ring before binding so the first packets have buffers.
@@ -347,11 +357,17 @@ impl Xsk {
             match io::Error::last_os_error().raw_os_error() {
                 Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => continue,
                 errno => {
-                    tracing::warn!(
-                        interface = self.interface(),
-                        ?errno,
-                        "AF_XDP transmit wakeup failed"
-                    );
+                    // Logged on the 1st, 2nd, 4th, 8th... failure, so a persistent fault
+                    // does not flood the log from the poll loop.
+                    self.wakeup_failures += 1;
+                    if self.wakeup_failures.is_power_of_two() {
+                        tracing::warn!(
+                            interface = self.interface(),
+                            ?errno,
+                            failures = self.wakeup_failures,
+                            "AF_XDP transmit wakeup failed"
+                        );
+                    }
                     return;
                 }
             }
