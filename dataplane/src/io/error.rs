@@ -130,7 +130,7 @@ impl SysOp {
     }
 }
 
-/// What a failed call was working on, for the error it becomes.
+/// Interface and options of a failed call, for building its error.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(target_os = "linux"), expect(dead_code, reason = "only AF_XDP makes syscalls"))]
 pub(crate) struct SysTarget<'a> {
@@ -141,8 +141,8 @@ pub(crate) struct SysTarget<'a> {
 
 /// Maps the errno of a failed call to its [`IoError`].
 ///
-/// `BindBusy` is not produced here because only the bind retry loop knows the attempt
-/// count; it calls this for the other bind errors.
+/// `BindBusy` is not produced here because only the bind retry loop has the attempt
+/// count. That loop calls this for the other bind errors.
 #[cfg_attr(not(target_os = "linux"), expect(dead_code, reason = "only AF_XDP makes syscalls"))]
 pub(crate) fn from_errno(op: SysOp, source: io::Error, target: &SysTarget<'_>) -> IoError {
     let interface = || target.interface.to_owned();

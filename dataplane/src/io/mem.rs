@@ -22,7 +22,7 @@ pub struct MemConfig {
     pub frames: usize,
     /// Size of each buffer in bytes, headroom included.
     pub frame_size: usize,
-    /// Frames each direction's ring holds before `tx_burst` starts dropping.
+    /// Capacity in frames of each direction's ring; `tx_burst` drops frames beyond it.
     pub ring_size: usize,
 }
 

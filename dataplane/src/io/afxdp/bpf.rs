@@ -15,7 +15,7 @@ use crate::io::{
     error::{SysOp, SysTarget, from_errno},
 };
 
-/// How the XDP program is attached to the interface.
+/// Attachment mode of an XDP program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XdpMode {
     /// Generic XDP, run by the kernel stack after the driver built an skb. Works on every
@@ -168,7 +168,7 @@ const VERIFIER_LOG_SIZE: usize = 1 << 20;
 const LICENSE: &[u8] = b"Apache-2.0\0";
 const PROGRAM_NAME: &[u8] = b"svrd_xdp";
 
-/// `union bpf_attr`, as bytes. Every command reads only the fields it knows, and the
+/// `union bpf_attr`, as bytes. Each command reads only the fields it defines, and the
 /// kernel requires the rest to be zero.
 #[repr(C, align(8))]
 struct Attr([u8; 128]);

@@ -34,7 +34,7 @@ impl PortRange {
     }
 }
 
-/// Which packets of an interface svrd takes from the kernel.
+/// Selection of the packets svrd takes from the kernel on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum XdpFilter {
     /// A WAN port: IPv4 or IPv6 UDP to one of `udp_ports`, which carries SVR and BFD.
@@ -530,7 +530,8 @@ mod tests {
                             other => panic!("ctx read at {other}"),
                         }
                     } else {
-                        assert!(addr >= DATA && addr + size <= data_end, "read out of bounds");
+                        assert!(addr >= DATA, "read below the packet start");
+                        assert!(addr + size <= data_end, "read past data_end");
                         let at = (addr - DATA) as usize;
                         let mut bytes = [0u8; 8];
                         bytes[..size as usize].copy_from_slice(&packet[at..at + size as usize]);

@@ -1,10 +1,10 @@
 //! The single-producer, single-consumer rings an AF_XDP socket shares with the kernel.
 //!
 //! Each ring is a mapping holding a producer index, a consumer index, a flags word and
-//! an array of entries. The side that produces writes entries and then publishes the
-//! new producer index with a Release store; the side that consumes reads the producer
-//! index with an Acquire load before reading entries, and gives slots back with a
-//! Release store of the consumer index. Indices run freely and wrap at 2^32; the slot
+//! an array of entries. The producer writes entries, then publishes the new producer
+//! index with a Release store. The consumer reads the producer index with an Acquire
+//! load before it reads entries, and gives slots back with a Release store of the
+//! consumer index. Indices run freely and wrap at 2^32; the slot
 //! of index `i` is `i & mask`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -113,16 +113,16 @@ impl<T: Copy> Ring<T> {
 
     // Producer side (fill and transmit rings).
 
-    /// Returns how many of `wanted` entries may be written now.
-    pub(crate) fn producer_reserve(&mut self, wanted: u32) -> u32 {
+    /// Returns how many of `requested` entries may be written now.
+    pub(crate) fn producer_reserve(&mut self, requested: u32) -> u32 {
         let mut free = self.size - self.cached_producer.wrapping_sub(self.cached_consumer);
-        if free < wanted {
+        if free < requested {
             // Acquire pairs with the kernel's release of the consumer index: the
             // entries it consumed are no longer read once we see the new index.
             self.cached_consumer = self.consumer().load(Ordering::Acquire);
             free = self.size - self.cached_producer.wrapping_sub(self.cached_consumer);
         }
-        free.min(wanted)
+        free.min(requested)
     }
 
     /// Writes entry `n` past the published producer index; `n` must be below the last
@@ -149,16 +149,16 @@ impl<T: Copy> Ring<T> {
 
     // Consumer side (receive and completion rings).
 
-    /// Returns how many of `wanted` entries may be read now.
-    pub(crate) fn consumer_peek(&mut self, wanted: u32) -> u32 {
+    /// Returns how many of `requested` entries may be read now.
+    pub(crate) fn consumer_peek(&mut self, requested: u32) -> u32 {
         let mut available = self.cached_producer.wrapping_sub(self.cached_consumer);
-        if available < wanted {
+        if available < requested {
             // Acquire pairs with the kernel's release of the producer index: the
             // entries below it are fully written once we see it.
             self.cached_producer = self.producer().load(Ordering::Acquire);
             available = self.cached_producer.wrapping_sub(self.cached_consumer);
         }
-        available.min(wanted)
+        available.min(requested)
     }
 
     /// Reads entry `n` past the released consumer index; `n` must be below the last

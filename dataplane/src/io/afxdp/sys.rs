@@ -114,8 +114,8 @@ pub(crate) fn interface_index(interface: &str) -> Result<u32, IoError> {
 /// Returns the number of receive queues of `interface`, or `None` when its driver does
 /// not report channels.
 pub(crate) fn rx_queue_count(interface: &str) -> Option<u32> {
-    // The ethtool ioctl needs an inet socket (an AF_XDP socket does not pass it on); it
-    // answers for the socket's network namespace, which is the calling thread's.
+    // The ethtool ioctl needs an inet socket, because an AF_XDP socket does not pass it
+    // on. It looks the interface up in the socket's network namespace, the caller's.
     // SAFETY: socket(2) takes no pointers; the result is checked before use.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {

@@ -21,7 +21,7 @@ pub(crate) struct Umem {
     map: Option<Mmap>,
     id: u32,
     chunk_size: u32,
-    /// Base addresses (offsets into the UMEM) of the chunks nobody is using.
+    /// Base addresses (offsets into the UMEM) of the chunks not in use.
     free: Vec<u64>,
     /// Chunks currently held as `UmemChunk` handles by the application.
     outstanding: usize,
