@@ -188,8 +188,9 @@ impl fmt::Debug for Frame {
 
 /// Up to [`MAX_BURST`] frames, the unit of one receive or transmit call.
 ///
-/// The storage is allocated once by [`Burst::new`] and reused; pushing and draining
-/// never allocate.
+/// The storage is allocated once by [`Burst::new`] and reused, so pushing and draining
+/// never allocate. Dropping a burst that still contains frames loses them to their
+/// pool; return them with [`PacketIo::free_burst`](super::PacketIo::free_burst).
 pub struct Burst {
     frames: Vec<Frame>,
 }

@@ -51,11 +51,11 @@ pub struct XdpAttachment {
     ifindex: u32,
     mode: XdpMode,
     max_queues: u32,
-    map: OwnedFd,
-    // Held for their Drop. Field order is drop order: closing the link detaches the
-    // program before the program and map descriptors close.
+    // Field order is drop order: closing the link detaches the program first, then the
+    // program and map descriptors close.
     _link: OwnedFd,
     _program: OwnedFd,
+    map: OwnedFd,
 }
 
 impl XdpAttachment {

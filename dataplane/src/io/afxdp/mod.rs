@@ -614,3 +614,39 @@ fn mmap_offsets(fd: &OwnedFd) -> io::Result<libc::xdp_mmap_offsets> {
     }
     Ok(offsets)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn xsk_moves_between_threads() {
+        // A worker opens its socket and may then run on another thread; frames move
+        // between workers over hand-off rings.
+        assert_send::<Xsk>();
+        assert_send::<Frame>();
+        assert_send_sync::<XdpAttachment>();
+    }
+
+    #[test]
+    fn config_rejects_frame_size() {
+        let config = XskConfig { frame_size: 3000, ..XskConfig::default() };
+        let err = check_config(&config).unwrap_err();
+        assert!(matches!(err, IoError::InvalidConfig { field: "AF_XDP frame size", .. }));
+    }
+
+    #[test]
+    fn config_rejects_few_frames() {
+        let config = XskConfig { frames: 2048, ring_size: 2048, ..XskConfig::default() };
+        let err = check_config(&config).unwrap_err();
+        assert!(matches!(err, IoError::InvalidConfig { field: "AF_XDP frames", value: 2048, .. }));
+    }
+
+    #[test]
+    fn config_default_is_valid() {
+        assert!(check_config(&XskConfig::default()).is_ok());
+    }
+}
