@@ -21,7 +21,7 @@ use std::{
 
 use io_support::{
     Far, Flow, check_echo, check_receive, check_transmit,
-    netns::{KERNEL_IP, Pair, XSK_IP, require_root},
+    netns::{KERNEL_IP, KERNEL_IP6, Pair, XSK_IP, XSK_IP6, require_root},
 };
 use svr_dataplane::io::{
     Burst, IoError, PacketIo,
@@ -271,6 +271,83 @@ fn afxdp_lan_redirects_transit() {
         far: Pair::kernel_endpoint(KERNEL_PORT),
     };
     check_receive(&mut xsk, &mut far, &flow, 200);
+}
+
+#[test]
+fn afxdp_ipv6_udp_and_nd() {
+    let pair = Pair::build(1, true);
+    let attachment = attach(&pair, XdpMode::Native, &XdpFilter::wan_default());
+    let mut xsk = open(&pair, &attachment);
+
+    // With no static neighbour entry, ping6 needs neighbour solicitation and
+    // advertisement to pass the program in both directions.
+    let target = XSK_IP6.to_string();
+    assert!(
+        pair.kernel_exec(&["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", &target]),
+        "ping6 got no reply while the XSK was bound"
+    );
+    assert_eq!(drain_for(&mut xsk, Duration::from_millis(100)), 0, "socket saw ND or ICMPv6");
+
+    let socket = pair.in_kernel_ns(|| UdpSocket::bind((KERNEL_IP6, KERNEL_PORT)).unwrap());
+    socket.send_to(b"over ipv6", (XSK_IP6, XSK_PORT)).unwrap();
+    let mut burst = Burst::new();
+    let start = Instant::now();
+    while burst.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        xsk.wait_readable(Duration::from_millis(50)).unwrap();
+        xsk.rx_burst(&mut burst).unwrap();
+    }
+    assert_eq!(burst.len(), 1, "IPv6 datagram reached the socket");
+
+    // Ethernet, then IPv6 with next header UDP, then the UDP header and payload.
+    let bytes = burst.as_slice()[0].data();
+    assert_eq!(&bytes[12..14], &[0x86, 0xdd], "ethertype");
+    assert_eq!(bytes[20], 17, "next header");
+    assert_eq!(&bytes[38..54], &XSK_IP6.octets(), "destination address");
+    assert_eq!(u16::from_be_bytes([bytes[56], bytes[57]]), XSK_PORT, "destination port");
+    assert_eq!(&bytes[62..], b"over ipv6", "payload");
+    xsk.free_burst(&mut burst);
+}
+
+#[test]
+fn afxdp_native_two_queues() {
+    const FLOWS: u16 = 16;
+    const PER_FLOW: usize = 50;
+    let pair = Pair::build(2, false);
+    let filter = XdpFilter::wan_default();
+    let attachment = pair.in_xsk_ns(|| {
+        Arc::new(XdpAttachment::attach(&pair.xsk_if, XdpMode::Native, &filter, 2).unwrap())
+    });
+    let mut sockets: Vec<Xsk> = (0..2)
+        .map(|queue| {
+            let config = XskConfig { queue, ..XskConfig::default() };
+            pair.in_xsk_ns(|| Xsk::open(&config, &attachment).unwrap())
+        })
+        .collect();
+
+    // Each kernel socket is one flow. The kernel side spreads flows over its transmit
+    // queues, and a veth delivers each on the receive queue of the same number.
+    let senders: Vec<UdpSocket> = (0..FLOWS).map(|i| pair.kernel_socket(KERNEL_PORT + i)).collect();
+    let mut per_queue = [0usize; 2];
+    let mut burst = Burst::new();
+    for round in 0..PER_FLOW {
+        for sender in &senders {
+            sender.send_to(&io_support::payload(round), (XSK_IP, XSK_PORT)).unwrap();
+        }
+        let start = Instant::now();
+        while per_queue.iter().sum::<usize>() < (round + 1) * FLOWS as usize
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            for (queue, xsk) in sockets.iter_mut().enumerate() {
+                per_queue[queue] += xsk.rx_burst(&mut burst).unwrap();
+                xsk.free_burst(&mut burst);
+            }
+        }
+    }
+
+    eprintln!("two queues: {per_queue:?} datagrams per queue");
+    assert_eq!(per_queue.iter().sum::<usize>(), FLOWS as usize * PER_FLOW, "datagrams received");
+    assert!(per_queue[0] > 0, "queue 0 received nothing");
+    assert!(per_queue[1] > 0, "queue 1 received nothing");
 }
 
 #[test]

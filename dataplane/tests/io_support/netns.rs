@@ -13,7 +13,7 @@
 
 use std::{
     fs::File,
-    net::{Ipv4Addr, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, UdpSocket},
     process::Command,
     sync::atomic::{AtomicUsize, Ordering},
     thread,
@@ -24,6 +24,8 @@ use nix::sched::{CloneFlags, setns};
 use super::Endpoint;
 
 pub const XSK_IP: Ipv4Addr = Ipv4Addr::new(10, 220, 0, 1);
+pub const XSK_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x220, 0, 0, 0, 0, 0, 1);
+pub const KERNEL_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x220, 0, 0, 0, 0, 0, 2);
 pub const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(10, 220, 0, 2);
 pub const XSK_MAC: [u8; 6] = [0x02, 0x22, 0x00, 0x00, 0x00, 0x01];
 pub const KERNEL_MAC: [u8; 6] = [0x02, 0x22, 0x00, 0x00, 0x00, 0x02];
@@ -54,8 +56,15 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Creates the namespaces and the veth pair, addressed and up.
+    /// Creates the namespaces and a single-queue veth pair with IPv4 only, addressed
+    /// and up.
     pub fn new() -> Pair {
+        Pair::build(1, false)
+    }
+
+    /// Creates the namespaces and a veth pair with `queues` queues each way, with IPv6
+    /// (fd00:220::1 and ::2, no duplicate address detection) when `ipv6` is set.
+    pub fn build(queues: u32, ipv6: bool) -> Pair {
         require_root();
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -73,41 +82,31 @@ impl Pair {
         ip(&["netns", "add", &pair.xsk_ns]);
         ip(&["netns", "add", &pair.kernel_ns]);
         let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        ip(&[
-            "link",
-            "add",
-            &pair.xsk_if,
-            "netns",
-            &pair.xsk_ns,
-            "address",
-            &mac(XSK_MAC),
-            "numtxqueues",
-            "1",
-            "numrxqueues",
-            "1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &pair.kernel_if,
-            "netns",
-            &pair.kernel_ns,
-            "address",
-            &mac(KERNEL_MAC),
-            "numtxqueues",
-            "1",
-            "numrxqueues",
-            "1",
-        ]);
+        let queues = queues.to_string();
+        let (xsk_mac, kernel_mac) = (mac(XSK_MAC), mac(KERNEL_MAC));
+        let xsk_end = ["name", &pair.xsk_if, "netns", &pair.xsk_ns, "address", &xsk_mac];
+        let kernel_end =
+            ["name", &pair.kernel_if, "netns", &pair.kernel_ns, "address", &kernel_mac];
+        let queue_args = ["numtxqueues", &queues, "numrxqueues", &queues];
+        let mut command = Command::new("ip");
+        command.args(["link", "add"]).args(xsk_end).args(queue_args);
+        command.args(["type", "veth", "peer"]).args(kernel_end).args(queue_args);
+        run(&mut command);
 
-        for (ns, ifname, addr) in
-            [(&pair.xsk_ns, &pair.xsk_if, XSK_IP), (&pair.kernel_ns, &pair.kernel_if, KERNEL_IP)]
-        {
+        for (ns, ifname, addr, addr6) in [
+            (&pair.xsk_ns, &pair.xsk_if, XSK_IP, XSK_IP6),
+            (&pair.kernel_ns, &pair.kernel_if, KERNEL_IP, KERNEL_IP6),
+        ] {
+            let disable = if ipv6 { 0 } else { 1 };
             for key in ["all", "default", ifname.as_str()] {
-                let setting = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+                let setting = format!("net.ipv6.conf.{key}.disable_ipv6={disable}");
                 run(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-qw", &setting]));
             }
             ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", ifname]);
+            if ipv6 {
+                let addr6 = format!("{addr6}/64");
+                ip(&["-n", ns, "-6", "addr", "add", &addr6, "dev", ifname, "nodad"]);
+            }
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", ifname, "up"]);
         }
