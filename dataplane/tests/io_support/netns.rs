@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   namespace svrio-<pid>-<n>-x          namespace svrio-<pid>-<n>-k
-//!   [ sx<pid><n> 10.220.0.1/24 ] ======= [ sk<pid><n> 10.220.0.2/24 ]
+//!   [ sx<pid>-<n> 10.220.0.1/24 ] ===== [ sk<pid>-<n> 10.220.0.2/24 ]
 //!     XSK side (svrd)                      kernel side (UDP sockets, ping)
 //! ```
 //!
@@ -73,8 +73,8 @@ impl Pair {
         let pair = Pair {
             xsk_ns: format!("svrio-{pid}-{n}-x"),
             kernel_ns: format!("svrio-{pid}-{n}-k"),
-            xsk_if: format!("sx{pid}{n}"),
-            kernel_if: format!("sk{pid}{n}"),
+            xsk_if: format!("sx{pid}-{n}"),
+            kernel_if: format!("sk{pid}-{n}"),
         };
         assert!(pair.xsk_if.len() < 16, "interface name {} too long", pair.xsk_if);
 
