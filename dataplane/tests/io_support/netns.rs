@@ -6,8 +6,9 @@
 //!     XSK side (svrd)                      kernel side (UDP sockets, ping)
 //! ```
 //!
-//! Both ends have one rx and one tx queue, so native XDP sees every packet on queue 0,
-//! and IPv6 is off, so no router solicitations or MLD reports appear. The kernel side
+//! By default both ends have one rx and one tx queue, so native XDP receives every
+//! packet on queue 0, and IPv6 is off, so no router solicitations or MLD reports
+//! appear. The kernel side
 //! has transmit checksum offload off: otherwise its UDP packets cross the veth with a
 //! partial checksum that only the kernel's skb metadata completes.
 
