@@ -36,14 +36,20 @@ fn eskm_authority_settings() {
     assert_eq!(a.name.as_deref(), Some("lab"));
     assert!(a.enhanced_security_key_management);
     let skm = &a.security_key_management;
-    assert_eq!(skm.payload_key_rekey_interval, RekeyInterval::Every(Duration::from_secs(12 * 3600)));
+    assert_eq!(
+        skm.payload_key_rekey_interval,
+        RekeyInterval::Every(Duration::from_secs(12 * 3600))
+    );
     assert_eq!(skm.peer_key_rekey_interval, RekeyInterval::Never);
     assert_eq!(skm.peer_key_retransmit_interval, Duration::from_secs(45));
     assert_eq!(skm.peer_key_timeout, Duration::from_secs(1800));
     assert_eq!(skm.invalid_certificate_behavior, InvalidCertificateBehavior::FailHard);
     assert_eq!(
         skm.key_exchange_algorithm,
-        KeyExchangeAlgorithm::DiffieHellmanMlKem { dh: DhKeySize::Bits2048, ml_kem: MlKemKeySize::MlKem768 }
+        KeyExchangeAlgorithm::DiffieHellmanMlKem {
+            dh: DhKeySize::Bits2048,
+            ml_kem: MlKemKeySize::MlKem768
+        }
     );
     assert!(c.warnings().is_empty(), "{:?}", c.warnings());
 }
@@ -215,7 +221,10 @@ fn eskm_router_r2() {
     assert_eq!(peer.peering_common_name.as_deref(), Some("r1-alias"));
     assert_eq!(peer.ml_kem_keygen_priority, Some(20));
     assert_eq!(peer.authority_name.as_deref(), Some("lab"));
-    let paths: Vec<_> = r2.peer_paths().map(|p| (p.network_interface.name.as_str(), p.adjacency.ip_address)).collect();
+    let paths: Vec<_> = r2
+        .peer_paths()
+        .map(|p| (p.network_interface.name.as_str(), p.adjacency.ip_address))
+        .collect();
     assert_eq!(paths, vec![("wan-a-net", ip("10.202.0.1")), ("wan-b-net", ip("10.203.0.1"))]);
 }
 
@@ -239,7 +248,11 @@ fn eskm_bfd_merge_on_path() {
 
     let other = r1.peer_paths().find(|p| p.network_interface.name == "wan-b-net").unwrap();
     let bfd = c.bfd_settings(r1, other.network_interface, other.adjacency);
-    assert_eq!(bfd.desired_tx_interval, Duration::from_millis(2000), "router value, wan-b has none");
+    assert_eq!(
+        bfd.desired_tx_interval,
+        Duration::from_millis(2000),
+        "router value, wan-b has none"
+    );
     assert_eq!(bfd.multiplier, 5);
 }
 
@@ -277,14 +290,19 @@ fn hub_and_spoke_generation() {
     let hood = &spoke1.nodes[0].device_interfaces[0].network_interfaces[0].neighborhoods[0];
     assert_eq!(hood.peer_connectivity, PeerConnectivity::OutboundOnly);
     assert_eq!(hood.topology, Topology::Spoke);
-    assert!(matches!(&spoke1.service_routes[0].target, ServiceRouteTarget::Peer(p) if p.as_str() == "hub"));
+    assert!(
+        matches!(&spoke1.service_routes[0].target, ServiceRouteTarget::Peer(p) if p.as_str() == "hub")
+    );
 
     // The hub's neighborhood BFD reaches the hub's generated paths.
     let path = hub.peer_paths().next().unwrap();
     let bfd = c.bfd_settings(hub, path.network_interface, path.adjacency);
     assert_eq!(bfd.desired_tx_interval, Duration::from_millis(5000));
 
-    assert_eq!(c.authority.security_key_management.key_exchange_algorithm.dh_key_size(), Some(DhKeySize::Bits2048));
+    assert_eq!(
+        c.authority.security_key_management.key_exchange_algorithm.dh_key_size(),
+        Some(DhKeySize::Bits2048)
+    );
     let service = c.authority.service("anything").unwrap();
     assert_eq!(service.addresses[0].length, 0);
 }
@@ -308,7 +326,10 @@ fn overrides_precedence() {
     let west = east.peer("west").unwrap();
     assert_eq!(
         c.key_exchange_algorithm(east, west),
-        KeyExchangeAlgorithm::DiffieHellmanMlKem { dh: DhKeySize::Bits1024, ml_kem: MlKemKeySize::MlKem512 }
+        KeyExchangeAlgorithm::DiffieHellmanMlKem {
+            dh: DhKeySize::Bits1024,
+            ml_kem: MlKemKeySize::MlKem512
+        }
     );
     // Then the local router's override.
     let north = east.peer("north").unwrap();
@@ -332,7 +353,10 @@ fn overrides_precedence() {
 fn overrides_ml_kem_warning() {
     let c = sample("overrides.cfg");
     let kinds: Vec<_> = c.warnings().iter().map(|w| &w.kind).collect();
-    assert_eq!(kinds, vec![&ConfigWarningKind::MlKemNotFips { keyword: "key-exchange-algorithm-override" }]);
+    assert_eq!(
+        kinds,
+        vec![&ConfigWarningKind::MlKemNotFips { keyword: "key-exchange-algorithm-override" }]
+    );
     assert_eq!(c.warnings()[0].span, Span::new(20, 13));
 }
 
@@ -343,7 +367,10 @@ fn flat_form() {
     assert_eq!(a.name.as_deref(), Some("flat lab"));
     assert!(!a.enhanced_security_key_management);
     assert_eq!(a.security_key_management.peer_key_timeout, Duration::from_secs(7200));
-    assert_eq!(a.tenant("blue team").unwrap().description.as_deref(), Some("tenant with spaces in its name"));
+    assert_eq!(
+        a.tenant("blue team").unwrap().description.as_deref(),
+        Some("tenant with spaces in its name")
+    );
     let dns = a.service("dns").unwrap();
     assert_eq!(dns.transports[0].protocol, Protocol::Udp);
     assert_eq!(dns.transports[0].port_ranges, vec![PortRange { start: 53, end: 53 }]);

@@ -131,7 +131,7 @@ impl fmt::Display for ConfigErrorKind {
             }
             K::MissingValue { keyword } => write!(f, "{keyword}: missing value"),
             K::UnexpectedToken { keyword, token } => {
-                write!(f, "{keyword}: unexpected {token} after the value")
+                write!(f, "{keyword}: unexpected {token} at the end of the statement")
             }
             K::AfterFinalExit { keyword } => {
                 write!(f, "{keyword}: statement after the exit that closes config")

@@ -19,6 +19,8 @@ pub struct Token {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Statement {
     pub tokens: Vec<Token>,
+    /// A lexical error was reported in this line, so its words are incomplete.
+    pub broken: bool,
 }
 
 /// Splits `text` into non-empty statements, collecting every lexical error.
@@ -26,14 +28,17 @@ pub fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
     let mut lexer = Lexer { chars: text.chars().peekable(), line: 1, column: 1 };
     let mut statements = Vec::new();
     let mut current = Vec::new();
+    let mut broken = false;
 
     while let Some(&c) = lexer.chars.peek() {
+        let before = errors.len();
         match c {
             '\n' => {
                 lexer.bump();
-                if !current.is_empty() {
-                    statements.push(Statement { tokens: std::mem::take(&mut current) });
+                if !current.is_empty() || broken {
+                    statements.push(Statement { tokens: std::mem::take(&mut current), broken });
                 }
+                broken = false;
             }
             c if c.is_whitespace() => {
                 lexer.bump();
@@ -50,9 +55,10 @@ pub fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
                 }
             }
         }
+        broken |= errors.len() > before;
     }
-    if !current.is_empty() {
-        statements.push(Statement { tokens: current });
+    if !current.is_empty() || broken {
+        statements.push(Statement { tokens: current, broken });
     }
     statements
 }

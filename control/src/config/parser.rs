@@ -29,7 +29,11 @@ pub fn parse(statements: Vec<Statement>, errors: &mut Vec<ConfigError>) -> Tree 
         parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
     }
     for statement in statements {
-        parser.statement(statement.tokens);
+        // A line with a lexical error is skipped whole: its remaining words would only
+        // produce follow-on errors.
+        if !statement.broken {
+            parser.statement(statement.tokens);
+        }
     }
     parser.tree
 }

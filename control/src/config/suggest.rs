@@ -1,4 +1,5 @@
-//! Nearest-keyword suggestions for misspelt keywords, by Levenshtein edit distance.
+//! Nearest-keyword suggestions for misspelt keywords, by edit distance (optimal string
+//! alignment: insertions, deletions, substitutions and swaps of adjacent characters).
 
 /// Words longer than this are not compared: no keyword is near them.
 const MAX_WORD: usize = 64;
@@ -20,20 +21,30 @@ pub fn nearest(word: &str, candidates: &[&'static str]) -> Option<&'static str> 
     best.map(|(_, c)| c)
 }
 
-/// Levenshtein distance between `a` and `b`, counted in characters.
+/// Edit distance between `a` and `b` in characters, counting a swap of two adjacent
+/// characters as one edit (so `nmae` is one edit from `name`).
 pub fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
+    // rows[i][j]: distance between the first i characters of a and the first j of b.
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for j in 0..=b.len() {
+        rows[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -45,6 +56,7 @@ mod tests {
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("same", "same"), 0);
+        assert_eq!(distance("nmae", "name"), 1);
     }
 
     #[test]
