@@ -1,5 +1,12 @@
 //! One test per error kind, each checking the exact message.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on bad fixtures"
+)]
+
 use svr_control::config::*;
 
 /// Every error message for `text`, in line order.

@@ -1,5 +1,12 @@
 //! The sample configurations under `tests/configs/` parse into the expected model.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on bad fixtures"
+)]
+
 use std::net::IpAddr;
 use std::time::Duration;
 
