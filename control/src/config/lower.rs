@@ -131,6 +131,12 @@ impl<'a> Lower<'a> {
         self.uint(id, keyword).and_then(|n| u8::try_from(n).ok())
     }
 
+    /// Tells whether `keyword` is written under `id`, even with a value that failed its
+    /// check (already reported), so that it is not reported missing as well.
+    fn present(&self, id: NodeId, keyword: &str) -> bool {
+        self.tree.children_named(id, keyword).next().is_some()
+    }
+
     fn block(&self, id: NodeId, keyword: &str) -> Option<NodeId> {
         self.tree.children_named(id, keyword).next().map(|(c, _)| c)
     }
@@ -189,7 +195,9 @@ impl<'a> Lower<'a> {
                 (None, Some((v, _))) => keys.push(v.clone()),
                 (None, None) => {
                     complete = false;
-                    self.error(node.span, K::MissingKey { list: node.describe(), key: name });
+                    if !self.present(id, name) {
+                        self.error(node.span, K::MissingKey { list: node.describe(), key: name });
+                    }
                 }
             }
         }
@@ -525,7 +533,9 @@ impl<'a> Lower<'a> {
     fn service_route(&mut self, e: &Entry) -> Option<ServiceRoute> {
         let block = format!("service-route {}", e.key_str(0));
         let Some(service_name) = self.reference(e.id, "service-name") else {
-            self.error(e.span, K::MissingLeaf { block, keyword: "service-name" });
+            if !self.present(e.id, "service-name") {
+                self.error(e.span, K::MissingLeaf { block, keyword: "service-name" });
+            }
             return None;
         };
         let peer = self.reference(e.id, "peer");
@@ -548,7 +558,9 @@ impl<'a> Lower<'a> {
                 return None;
             }
             (None, true) => {
-                self.error(e.span, K::MissingOneOf { block, one_of: &["peer", "next-hop"] });
+                if !self.present(e.id, "next-hop") {
+                    self.error(e.span, K::MissingOneOf { block, one_of: &["peer", "next-hop"] });
+                }
                 return None;
             }
         };
@@ -809,8 +821,10 @@ impl<'a> Lower<'a> {
         let (family, max) = if ip_address.is_ipv4() { ("IPv4", 32) } else { ("IPv6", 128) };
         let Some((prefix, span)) = self.leaf(e.id, "prefix-length").map(|(v, s)| (v.clone(), s))
         else {
-            let block = format!("address {ip_address}");
-            self.error(e.span, K::MissingLeaf { block, keyword: "prefix-length" });
+            if !self.present(e.id, "prefix-length") {
+                let block = format!("address {ip_address}");
+                self.error(e.span, K::MissingLeaf { block, keyword: "prefix-length" });
+            }
             return None;
         };
         let Value::Uint(prefix) = prefix else { return None };

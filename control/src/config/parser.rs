@@ -180,6 +180,8 @@ impl Parser<'_> {
                         allowed,
                     },
                 );
+                // Kept without a value, so lowering does not also report the leaf missing.
+                self.add(parent, schema, keyword.span, Vec::new(), None, false);
                 return;
             }
         };
