@@ -333,18 +333,3 @@ const BFD: &[Schema] = &[
     leaf("maximum-hold-down-time", uint(1, 86400, "seconds")),
     leaf("authentication-type", Type::Enum(&["simple", "sha256"])),
 ];
-
-/// Every keyword name in the schema, for suggestions when a keyword is unknown anywhere.
-pub fn all_names() -> Vec<&'static str> {
-    fn walk(children: &'static [Schema], out: &mut Vec<&'static str>) {
-        for s in children {
-            if !out.contains(&s.name) {
-                out.push(s.name);
-            }
-            walk(s.children(), out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(ROOT.children(), &mut out);
-    out
-}
