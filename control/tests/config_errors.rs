@@ -9,7 +9,7 @@
 
 use svr_control::config::*;
 
-/// Every error message for `text`, in line order.
+/// Returns every error message for `text`, in line order.
 fn errors(text: &str) -> Vec<String> {
     match parse_authority(text) {
         Ok(_) => Vec::new(),
@@ -17,7 +17,8 @@ fn errors(text: &str) -> Vec<String> {
     }
 }
 
-/// The messages for `body` placed inside `config` / `authority` (so it starts on line 3).
+/// Returns the messages for `body` placed inside `config` and `authority`, so that `body`
+/// starts on line 3.
 fn in_authority(body: &str) -> Vec<String> {
     errors(&format!("config\nauthority\n{body}"))
 }
@@ -28,7 +29,7 @@ fn one(messages: Vec<String>) -> String {
 }
 
 /// A router with one node whose LAN interface is in tenant `t` and whose WAN interface
-/// holds `wan` lines; `extra` goes at router level.
+/// contains `wan` lines; `extra` goes at router level.
 fn router_with(extra: &str, wan: &str) -> String {
     format!(
         "config\nauthority\ntenant t\nexit\nsecurity s\nexit\nservice svc\nexit\nrouter r1\n{extra}\n\

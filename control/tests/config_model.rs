@@ -17,7 +17,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A router with one WAN interface at `address` in neighborhood `hood` with `topology`;
+/// Builds a router with one WAN interface at `address` in neighborhood `hood` with `topology`;
 /// `extra` goes at router level before the node.
 fn router(name: &str, address: &str, hood: &str, topology: &str, extra: &str) -> String {
     format!(

@@ -2,7 +2,7 @@
 //!
 //! A word is a run of non-blank characters or a double-quoted string. Quoted strings may
 //! span lines (certificate `content`) and take the escapes `\"`, `\\`, `\n`, `\t` and `\r`.
-//! A `#` that starts a word begins a comment that runs to the end of the line; a `#` inside
+//! A `#` that starts a word begins a comment that runs to the end of the line. A `#` inside
 //! a word or a quoted string is an ordinary character. Indentation carries no meaning.
 
 use super::error::{ConfigError, ConfigErrorKind, Span};

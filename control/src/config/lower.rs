@@ -141,7 +141,8 @@ impl<'a> Lower<'a> {
         self.tree.children_named(id, keyword).next().map(|(c, _)| c)
     }
 
-    /// The entries of list `keyword` under `id`, keys resolved, duplicates reported.
+    /// Collects the entries of list `keyword` under `id` with their keys resolved, and reports
+    /// duplicates.
     fn entries(&mut self, id: NodeId, keyword: &str) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();
         let ids: Vec<NodeId> = self.tree.children_named(id, keyword).map(|(c, _)| c).collect();

@@ -2,9 +2,9 @@
 //!
 //! Blocks close with `exit`, or implicitly: a statement whose keyword is not valid in the
 //! current block closes blocks until one accepts it, so hand-written text that omits exits
-//! reads the way it is indented. A statement may also walk several levels at once
-//! (`config authority router r1 name r1`, the product's flat form); blocks it walks through
-//! are merged with entries already opened with the same keys.
+//! reads the way it is indented. A statement may also walk several levels at once, as in
+//! the product's flat form `config authority router r1 name r1`. The blocks it walks
+//! through are merged with entries already opened with the same keys.
 
 use super::error::{ConfigError, ConfigErrorKind, Span};
 use super::lexer::{Statement, Token};
@@ -135,11 +135,11 @@ impl Parser<'_> {
                     tokens = &tokens[1..];
                 }
                 Kind::List { keys, .. } => {
-                    let taken = keys.len().min(tokens.len() - 1);
-                    let key_tokens = &tokens[1..=taken];
-                    let merge = flat || tokens.len() > taken + 1;
+                    let key_count = keys.len().min(tokens.len() - 1);
+                    let key_tokens = &tokens[1..=key_count];
+                    let merge = flat || tokens.len() > key_count + 1;
                     self.list_entry(parent, schema, token, key_tokens, merge);
-                    tokens = &tokens[taken + 1..];
+                    tokens = &tokens[key_count + 1..];
                 }
             }
         }

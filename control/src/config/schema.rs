@@ -9,7 +9,7 @@
 //! `node > dataplane` and the `interface-name`, `vdev` and `pci-address` leaves of
 //! `device-interface` are svrd's own: they bind the product's model to packet I/O.
 
-/// What a keyword is.
+/// The kind of a keyword: a block that opens, or a leaf that takes a value.
 #[derive(Debug)]
 pub enum Kind {
     /// A block opened by the keyword alone; `choice` blocks hold at most one child block.
