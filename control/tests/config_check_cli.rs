@@ -135,3 +135,23 @@ fn check_and_config_conflict() {
     let out = svrd(&["--check", "a", "--config", "b"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn load_reports_read_and_parse_failures() {
+    use svr_control::config::{LoadError, load};
+    let valid = load(std::path::Path::new(&sample("flat.cfg"))).unwrap();
+    assert_eq!(valid.authority.routers.len(), 1);
+
+    let missing = load(std::path::Path::new("/nonexistent/svrd.cfg")).unwrap_err();
+    assert!(matches!(missing, LoadError::Read { .. }));
+    assert!(missing.to_string().starts_with("cannot read /nonexistent/svrd.cfg: "), "{missing}");
+
+    let file = TempFile::new("invalid.cfg", "config\nauthority\nname\nfoo\n");
+    let invalid = load(std::path::Path::new(file.path())).unwrap_err();
+    assert_eq!(
+        invalid.to_string(),
+        format!("{} has 2 configuration errors: run svrd --check on it", file.path())
+    );
+    let source = std::error::Error::source(&invalid).unwrap();
+    assert!(source.to_string().starts_with("line 3, column 1: name: missing value"));
+}

@@ -505,3 +505,17 @@ fn errors_display_and_source() {
     let source = std::error::Error::source(&err).unwrap();
     assert_eq!(source.to_string(), "line 3, column 1: name: missing value");
 }
+
+#[test]
+fn error_unknown_keyword_belongs_deeper() {
+    assert_eq!(
+        one(in_authority("peer-key-timeout 100\n")),
+        "line 3, column 1: unknown keyword peer-key-timeout in authority: it belongs in \
+         security-key-management"
+    );
+    assert_eq!(
+        one(in_authority("router r1\nml-kem-key-size 512\n")),
+        "line 4, column 1: unknown keyword ml-kem-key-size in router r1: it belongs in \
+         key-exchange-algorithm-override > ml-kem"
+    );
+}

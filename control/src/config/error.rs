@@ -50,7 +50,10 @@ pub enum ConfigErrorKind {
     UnknownKeyword {
         keyword: String,
         block: String,
+        /// A keyword valid here that is a few edits away.
         suggestion: Option<&'static str>,
+        /// The path below `block` where the keyword is valid, when it is valid deeper down.
+        belongs_in: Option<String>,
         allowed: Vec<&'static str>,
     },
     /// A leaf keyword with no value after it.
@@ -122,11 +125,12 @@ impl fmt::Display for ConfigErrorKind {
                 write!(f, "{found}: the configuration must start with config or configure")
             }
             K::Empty => write!(f, "empty configuration: expected config followed by authority"),
-            K::UnknownKeyword { keyword, block, suggestion, allowed } => {
+            K::UnknownKeyword { keyword, block, suggestion, belongs_in, allowed } => {
                 write!(f, "unknown keyword {keyword} in {block}")?;
-                match suggestion {
-                    Some(s) => write!(f, ": did you mean {s}?"),
-                    None => write!(f, ": allowed here: {}", allowed.join(", ")),
+                match (suggestion, belongs_in) {
+                    (Some(s), _) => write!(f, ": did you mean {s}?"),
+                    (None, Some(path)) => write!(f, ": it belongs in {path}"),
+                    (None, None) => write!(f, ": allowed here: {}", allowed.join(", ")),
                 }
             }
             K::MissingValue { keyword } => write!(f, "{keyword}: missing value"),

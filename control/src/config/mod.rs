@@ -19,6 +19,7 @@ pub mod value;
 
 use std::error::Error;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 pub use error::{
     ConfigError, ConfigErrorKind, ConfigErrors, ConfigWarning, ConfigWarningKind, Span,
@@ -53,6 +54,45 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     let mut report = ConfigErrors { errors, warnings };
     report.sort();
     Err(report)
+}
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    parse_authority(&text).map_err(|errors| LoadError::Invalid { path: path.to_path_buf(), errors })
+}
+
+/// Why a configuration file could not be loaded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadError {
+    Read { path: PathBuf, source: std::io::Error },
+    Invalid { path: PathBuf, errors: ConfigErrors },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            LoadError::Invalid { path, errors } => {
+                let n = errors.len();
+                let noun = if n == 1 { "error" } else { "errors" };
+                write!(f, "{} has {n} configuration {noun}: run svrd --check on it", path.display())
+            }
+        }
+    }
+}
+
+impl Error for LoadError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            LoadError::Read { source, .. } => Some(source),
+            LoadError::Invalid { errors, .. } => Some(errors),
+        }
+    }
 }
 
 impl Config {

@@ -334,6 +334,7 @@ impl Parser<'_> {
             candidates.push("exit");
         }
         let suggestion = suggest::nearest(&token.text, &candidates);
+        let belongs_in = path_to(top.schema, &token.text);
         let allowed =
             top.schema.children().iter().filter(|s| s.alias_of.is_none()).map(|s| s.name).collect();
         let block = top.describe();
@@ -343,8 +344,28 @@ impl Parser<'_> {
                 keyword: token.text.clone(),
                 block,
                 suggestion,
+                belongs_in,
                 allowed,
             },
         );
     }
+}
+
+/// Finds the shallowest block below `schema` that accepts `keyword` and returns its path,
+/// such as `security-key-management > key-exchange-algorithm > ml-kem`.
+fn path_to(schema: &'static Schema, keyword: &str) -> Option<String> {
+    // Breadth-first, so the nearest block wins; the schema is a finite tree.
+    let mut queue: std::collections::VecDeque<(&'static Schema, Vec<&'static str>)> =
+        schema.children().iter().filter(|s| s.is_block()).map(|s| (s, vec![s.name])).collect();
+    while let Some((block, path)) = queue.pop_front() {
+        if block.child(keyword).is_some() {
+            return Some(path.join(" > "));
+        }
+        for child in block.children().iter().filter(|s| s.is_block()) {
+            let mut longer = path.clone();
+            longer.push(child.name);
+            queue.push_back((child, longer));
+        }
+    }
+    None
 }
