@@ -519,3 +519,13 @@ fn error_unknown_keyword_belongs_deeper() {
          key-exchange-algorithm-override > ml-kem"
     );
 }
+
+#[test]
+fn error_undefined_reference_list_capped() {
+    let tenants: String = (0..10).map(|i| format!("tenant t{i}\nexit\n")).collect();
+    assert_eq!(
+        one(in_authority(&format!("{tenants}service s\naccess-policy nobody\n"))),
+        "line 24, column 15: access-policy nobody: no tenant nobody is defined (defined: t0, t1, \
+         t2, t3, t4, t5, t6, t7 and 2 more)"
+    );
+}

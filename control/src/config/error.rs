@@ -22,6 +22,9 @@ impl fmt::Display for Span {
     }
 }
 
+/// Names listed at most in a message about an undefined reference.
+const MAX_LISTED: usize = 8;
+
 /// One problem that makes a configuration unusable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -175,10 +178,15 @@ impl fmt::Display for ConfigErrorKind {
             }
             K::UndefinedReference { keyword, kind, name, defined } => {
                 write!(f, "{keyword} {name}: no {kind} {name} is defined")?;
-                if defined.is_empty() {
-                    write!(f, " (none are)")
-                } else {
-                    write!(f, " (defined: {})", defined.join(", "))
+                match defined.len() {
+                    0 => write!(f, " (none are)"),
+                    n if n <= MAX_LISTED => write!(f, " (defined: {})", defined.join(", ")),
+                    n => write!(
+                        f,
+                        " (defined: {} and {} more)",
+                        defined[..MAX_LISTED].join(", "),
+                        n - MAX_LISTED
+                    ),
                 }
             }
             K::DuplicatePeeringCommonName { name, router, other_router } => write!(

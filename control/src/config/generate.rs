@@ -7,6 +7,7 @@
 //! keeps it (the generated adjacencies then name that peer), and an interface that already
 //! has an adjacency to the remote address gets no generated one.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::error::{ConfigWarning, ConfigWarningKind, Span};
@@ -34,6 +35,9 @@ pub fn generate(authority: &mut Authority, warnings: &mut Vec<ConfigWarning>) {
     let members = members(authority);
     let mut new_peers: Vec<(usize, Peer)> = Vec::new();
     let mut new_adjacencies: Vec<(usize, (usize, usize, usize), Adjacency)> = Vec::new();
+    // Look-up sets for what is already added, so large authorities stay linear per pair.
+    let mut peers_added: HashSet<(usize, String)> = HashSet::new();
+    let mut adjacencies_added: HashSet<(usize, (usize, usize, usize), IpAddr)> = HashSet::new();
 
     for local in &members {
         for remote in &members {
@@ -54,10 +58,7 @@ pub fn generate(authority: &mut Authority, warnings: &mut Vec<ConfigWarning>) {
             let peer_name = match hand {
                 Some(p) => p.name.clone(),
                 None => {
-                    let already = new_peers
-                        .iter()
-                        .any(|(r, p)| *r == local.router && p.name == remote_router.name);
-                    if !already {
+                    if peers_added.insert((local.router, remote_router.name.clone())) {
                         new_peers.push((
                             local.router,
                             Peer {
@@ -105,11 +106,8 @@ pub fn generate(authority: &mut Authority, warnings: &mut Vec<ConfigWarning>) {
             let Some(ip_address) = remote.address else { continue };
             let (n, d, i) = local.path;
             let interface = &local_router.nodes[n].device_interfaces[d].network_interfaces[i];
-            let exists = interface.adjacencies.iter().any(|a| a.ip_address == ip_address)
-                || new_adjacencies.iter().any(|(r, p, a)| {
-                    *r == local.router && *p == local.path && a.ip_address == ip_address
-                });
-            if exists {
+            let exists = interface.adjacencies.iter().any(|a| a.ip_address == ip_address);
+            if exists || !adjacencies_added.insert((local.router, local.path, ip_address)) {
                 continue;
             }
             new_adjacencies.push((
