@@ -162,6 +162,12 @@ fn eskm_router_r1() {
 
     let node = r1.node("r1-node").unwrap();
     assert_eq!(node.role, NodeRole::Combo);
+    assert_eq!(node.description.as_deref(), Some("single combo node"));
+    assert_eq!(node.device_interfaces[0].description.as_deref(), Some("LAN port"));
+    assert_eq!(
+        node.device_interfaces[0].network_interfaces[0].description.as_deref(),
+        Some("lab hosts")
+    );
     assert_eq!(node.dataplane.driver, Driver::AfXdp);
     assert_eq!(node.dataplane.polling_mode, PollingMode::Adaptive);
     assert_eq!(node.dataplane.worker_cores, vec![1]);

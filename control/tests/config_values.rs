@@ -526,3 +526,193 @@ fn prefix_length_ranges() {
         vec!["line 12, column 1: prefix-length -1: must be 0-128"]
     );
 }
+
+/// One enumeration leaf: where it sits and how to read the model value back as `Debug` text.
+struct EnumLeaf {
+    prefix: &'static str,
+    keyword: &'static str,
+    values: &'static [(&'static str, &'static str)],
+    read: fn(&Config) -> String,
+}
+
+fn policy(c: &Config) -> &SecurityPolicy {
+    &c.authority.security_policies[0]
+}
+
+fn enum_leaves() -> Vec<EnumLeaf> {
+    const POLICY: &str = "config\nauthority\nsecurity s\n";
+    const NODE: &str = "config\nauthority\nrouter r1\nnode n\n";
+    const HOOD: &str = "config\nauthority\nrouter r1\nnode n\ndevice-interface d\ninterface-name e\n\
+                        network-interface w\nneighborhood h\n";
+    vec![
+        EnumLeaf {
+            prefix: SKM,
+            keyword: "invalid-certificate-behavior",
+            values: &[("fail-soft", "FailSoft"), ("fail-hard", "FailHard")],
+            read: |c| {
+                format!("{:?}", c.authority.security_key_management.invalid_certificate_behavior)
+            },
+        },
+        EnumLeaf {
+            prefix: "config\nauthority\ntrusted-ca-certificate ca\nfile ca\n",
+            keyword: "validation-mode",
+            values: &[("strict", "Strict"), ("warn", "Warn")],
+            read: |c| format!("{:?}", c.authority.trusted_ca_certificates[0].validation_mode),
+        },
+        EnumLeaf {
+            prefix: POLICY,
+            keyword: "encryption-cipher",
+            values: &[("aes-cbc-128", "AesCbc128"), ("aes-cbc-256", "AesCbc256")],
+            read: |c| format!("{:?}", policy(c).encryption_cipher),
+        },
+        EnumLeaf {
+            prefix: POLICY,
+            keyword: "hmac-cipher",
+            values: &[
+                ("sha1", "Sha1"),
+                ("sha256", "Sha256"),
+                ("sha256-128", "Sha256_128"),
+                ("sha384", "Sha384"),
+                ("sha512", "Sha512"),
+            ],
+            read: |c| format!("{:?}", policy(c).hmac_cipher),
+        },
+        EnumLeaf {
+            prefix: POLICY,
+            keyword: "hmac-mode",
+            values: &[
+                ("disabled", "Disabled"),
+                ("regular", "Regular"),
+                ("time-based", "TimeBased"),
+            ],
+            read: |c| format!("{:?}", policy(c).hmac_mode),
+        },
+        EnumLeaf {
+            prefix: POLICY,
+            keyword: "encrypt",
+            values: &[("true", "true"), ("false", "false")],
+            read: |c| format!("{:?}", policy(c).encrypt),
+        },
+        EnumLeaf {
+            prefix: POLICY,
+            keyword: "hmac",
+            values: &[("true", "true"), ("false", "false")],
+            read: |c| format!("{:?}", policy(c).hmac),
+        },
+        EnumLeaf {
+            prefix: POLICY,
+            keyword: "adaptive-encryption",
+            values: &[("true", "true"), ("false", "false")],
+            read: |c| format!("{:?}", policy(c).adaptive_encryption),
+        },
+        EnumLeaf {
+            prefix: "config\nauthority\nservice s\n",
+            keyword: "transport",
+            values: &[("tcp", "Tcp"), ("udp", "Udp"), ("icmp", "Icmp")],
+            read: |c| format!("{:?}", c.authority.services[0].transports[0].protocol),
+        },
+        EnumLeaf {
+            prefix: "config\nauthority\ntenant t\nexit\nservice s\naccess-policy t\n",
+            keyword: "permission",
+            values: &[("allow", "Allow"), ("deny", "Deny")],
+            read: |c| format!("{:?}", c.authority.services[0].access_policies[0].permission),
+        },
+        EnumLeaf {
+            prefix: NODE,
+            keyword: "role",
+            values: &[
+                ("combo", "Combo"),
+                ("control", "Control"),
+                ("slice", "Slice"),
+                ("conductor", "Conductor"),
+            ],
+            read: |c| format!("{:?}", router(c).nodes[0].role),
+        },
+        EnumLeaf {
+            prefix: "config\nauthority\nrouter r1\nnode n\ndataplane\n",
+            keyword: "polling-mode",
+            values: &[("adaptive", "Adaptive"), ("busy", "Busy")],
+            read: |c| format!("{:?}", router(c).nodes[0].dataplane.polling_mode),
+        },
+        EnumLeaf {
+            prefix: "config\nauthority\nrouter r1\nnode n\ndevice-interface d\ninterface-name e\n",
+            keyword: "type",
+            values: &[("ethernet", "Ethernet"), ("host", "Host")],
+            read: |c| format!("{:?}", router(c).nodes[0].device_interfaces[0].interface_type),
+        },
+        EnumLeaf {
+            prefix: HOOD,
+            keyword: "topology",
+            values: &[("mesh", "Mesh"), ("hub", "Hub"), ("spoke", "Spoke")],
+            read: |c| format!("{:?}", ni(c).neighborhoods[0].topology),
+        },
+        EnumLeaf {
+            prefix: HOOD,
+            keyword: "peer-connectivity",
+            values: &[("bidirectional", "Bidirectional"), ("outbound-only", "OutboundOnly")],
+            read: |c| format!("{:?}", ni(c).neighborhoods[0].peer_connectivity),
+        },
+        EnumLeaf {
+            prefix: "config\nauthority\nrouter r1\nnode n\ndevice-interface d\ninterface-name e\n\
+                      network-interface w\nneighborhood h\nudp-transform\n",
+            keyword: "mode",
+            values: &[("auto-detect", "AutoDetect"), ("always-transform", "AlwaysTransform")],
+            read: |c| format!("{:?}", ni(c).neighborhoods[0].udp_transform),
+        },
+        EnumLeaf {
+            prefix: BFD,
+            keyword: "state",
+            values: &[("enabled", "Some(true)"), ("disabled", "Some(false)")],
+            read: |c| format!("{:?}", router(c).bfd.state),
+        },
+        EnumLeaf {
+            prefix: BFD,
+            keyword: "dynamic-damping",
+            values: &[("enabled", "Some(true)"), ("disabled", "Some(false)")],
+            read: |c| format!("{:?}", router(c).bfd.dynamic_damping),
+        },
+        EnumLeaf {
+            prefix: BFD,
+            keyword: "authentication-type",
+            values: &[("simple", "Some(Simple)"), ("sha256", "Some(Sha256)")],
+            read: |c| format!("{:?}", router(c).bfd.authentication_type),
+        },
+        EnumLeaf {
+            prefix: "config\nauthority\nrouter r1\npeer p\nauthority-name x\n",
+            keyword: "generated",
+            values: &[("true", "true"), ("false", "false")],
+            read: |c| format!("{:?}", router(c).peers[0].generated),
+        },
+    ]
+}
+
+#[test]
+fn enums_map_every_value() {
+    for leaf in enum_leaves() {
+        for (word, expected) in leaf.values {
+            let text = format!("{}{} {word}\n", leaf.prefix, leaf.keyword);
+            let config = parse(&text);
+            assert_eq!((leaf.read)(&config), *expected, "{} {word}", leaf.keyword);
+        }
+        let text = format!("{}{} bogus\n", leaf.prefix, leaf.keyword);
+        let errors = value_errors(&text);
+        assert_eq!(errors.len(), 1, "{} bogus: {errors:?}", leaf.keyword);
+        // List keys are named with their list: `transport protocol bogus`.
+        assert!(errors[0].contains(leaf.keyword), "{}", errors[0]);
+        assert!(errors[0].contains(" bogus: must be "), "{}", errors[0]);
+    }
+}
+
+#[test]
+fn dataplane_drivers() {
+    for (driver, binding, expected) in [
+        ("auto", "interface-name e", Driver::Auto),
+        ("dpdk", "vdev net_ring0", Driver::Dpdk),
+        ("af-xdp", "interface-name e", Driver::AfXdp),
+    ] {
+        let text = format!(
+            "config\nauthority\nrouter r1\nnode n\ndataplane\ndriver {driver}\nexit\ndevice-interface d\n{binding}\n"
+        );
+        assert_eq!(router(&parse(&text)).nodes[0].dataplane.driver, expected, "{driver}");
+    }
+}
