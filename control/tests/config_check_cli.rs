@@ -155,3 +155,20 @@ fn load_reports_read_and_parse_failures() {
     let source = std::error::Error::source(&invalid).unwrap();
     assert!(source.to_string().starts_with("line 3, column 1: name: missing value"));
 }
+
+#[test]
+fn check_with_router() {
+    let path = sample("eskm-two-router.cfg");
+    let found = svrd(&["--check", &path, "--router", "r2"]);
+    assert_eq!(found.status.code(), Some(0));
+
+    let missing = svrd(&["--check", &path, "--router", "r9"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stdout(&missing),
+        format!(
+            "{path}: router r9 not found in the authority (routers: r1, r2)\n\
+             {path}: invalid: 1 error, 0 warnings\n"
+        )
+    );
+}

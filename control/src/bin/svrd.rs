@@ -22,7 +22,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Name of the router to run, when the authority has several.
+    /// Name of the router to run, when the authority has several; with --check, the
+    /// authority must define it.
     #[arg(long, value_name = "NAME")]
     router: Option<String>,
 }
@@ -30,7 +31,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.check {
-        let report = check::check_file(path);
+        let report = check::check_file(path, args.router.as_deref());
         print!("{}", report.render());
         return ExitCode::from(report.exit_code());
     }

@@ -54,16 +54,26 @@ impl CheckReport {
     }
 }
 
-/// Checks configuration text; `file` names it in messages.
-pub fn check_text(file: &str, text: &str) -> CheckReport {
+/// Checks configuration text; `file` names it in messages. With `router`, the authority
+/// must also define a router of that name.
+pub fn check_text(file: &str, text: &str, router: Option<&str>) -> CheckReport {
     match parse_authority(text) {
-        Ok(config) => CheckReport {
-            file: file.to_owned(),
-            messages: config.warnings().iter().map(|w| w.to_string()).collect(),
-            errors: 0,
-            warnings: config.warnings().len(),
-            routers: config.authority.routers.len(),
-        },
+        Ok(config) => {
+            let mut report = CheckReport {
+                file: file.to_owned(),
+                messages: config.warnings().iter().map(|w| w.to_string()).collect(),
+                errors: 0,
+                warnings: config.warnings().len(),
+                routers: config.authority.routers.len(),
+            };
+            if let Some(name) = router
+                && let Err(e) = config.select_router(Some(name), "")
+            {
+                report.messages.push(e.to_string());
+                report.errors += 1;
+            }
+            report
+        }
         Err(report) => {
             let mut spanned: Vec<(super::Span, String)> = report
                 .errors
@@ -84,10 +94,10 @@ pub fn check_text(file: &str, text: &str) -> CheckReport {
 }
 
 /// Reads and checks `path`; a file that cannot be read is reported as one error.
-pub fn check_file(path: &Path) -> CheckReport {
+pub fn check_file(path: &Path, router: Option<&str>) -> CheckReport {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => check_text(&file, &text),
+        Ok(text) => check_text(&file, &text, router),
         Err(e) => CheckReport {
             messages: vec![format!("cannot read the file: {e}")],
             file,

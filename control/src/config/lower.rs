@@ -389,6 +389,8 @@ impl<'a> Lower<'a> {
     }
 
     /// Decodes a hex key leaf; `length` is the required byte count and what it is for.
+    // NOTE: only the decoded bytes are wiped on drop; the hex text stays in the caller's
+    // input and in the parse tree until their memory is reused.
     fn secret(
         &mut self,
         id: NodeId,

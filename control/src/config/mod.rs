@@ -7,15 +7,15 @@
 pub mod check;
 pub mod error;
 mod generate;
-pub mod lexer;
+mod lexer;
 mod lower;
 pub mod model;
-pub mod parser;
-pub mod schema;
-pub mod suggest;
-pub mod tree;
+mod parser;
+mod schema;
+mod suggest;
+mod tree;
 mod validate;
-pub mod value;
+mod value;
 
 use std::error::Error;
 use std::fmt;

@@ -3,7 +3,7 @@
 
 use super::error::Span;
 use super::lexer::Token;
-use super::schema::{Kind, Schema};
+use super::schema::Schema;
 use super::value::Value;
 
 /// Index of a node in its [`Tree`].
@@ -38,10 +38,6 @@ impl Node {
             out.push_str(&token.text);
         }
         out
-    }
-
-    pub fn is_leaf(&self) -> bool {
-        matches!(self.schema.kind, Kind::Leaf(_) | Kind::LeafList(_))
     }
 }
 
