@@ -23,7 +23,7 @@ impl CheckReport {
         u8::from(self.errors > 0)
     }
 
-    /// The one-line summary printed last.
+    /// Formats the one-line summary printed last.
     pub fn summary(&self) -> String {
         let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         if self.errors > 0 {
@@ -43,7 +43,7 @@ impl CheckReport {
         }
     }
 
-    /// Every message, one per line, then the summary.
+    /// Formats every message, one per line, then the summary.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for m in &self.messages {

@@ -32,7 +32,7 @@ pub struct ConfigError {
     pub kind: ConfigErrorKind,
 }
 
-/// What is wrong, grouped by where it was found: text, structure, values, then the model.
+/// The kind of problem, grouped by where it was found: text, structure, values, model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigErrorKind {

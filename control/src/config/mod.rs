@@ -63,7 +63,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     parse_authority(&text).map_err(|errors| LoadError::Invalid { path: path.to_path_buf(), errors })
 }
 
-/// Why a configuration file could not be loaded.
+/// The reason a configuration file could not be loaded.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum LoadError {
@@ -139,7 +139,7 @@ impl Config {
         }
     }
 
-    /// The key exchange algorithm for `router`'s peering with `peer`: the peer's override,
+    /// Returns the key exchange algorithm for `router`'s peering with `peer`: the peer's override,
     /// else the router's override, else the authority's algorithm.
     pub fn key_exchange_algorithm(&self, router: &Router, peer: &Peer) -> KeyExchangeAlgorithm {
         peer.key_exchange_algorithm_override
@@ -147,7 +147,7 @@ impl Config {
             .unwrap_or(self.authority.security_key_management.key_exchange_algorithm)
     }
 
-    /// The BFD settings in force on one peer path of `router`: defaults, then the router's
+    /// Merges the BFD settings in force on one peer path of `router`: defaults, then the router's
     /// `bfd`, the peer's, the neighborhood's and the adjacency's, the most specific winning
     /// field by field.
     pub fn bfd_settings(
@@ -203,7 +203,7 @@ impl Router {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// Every adjacency of every node, with the interfaces it belongs to.
+    /// Iterates over every adjacency of every node, with the interfaces it belongs to.
     pub fn peer_paths(&self) -> impl Iterator<Item = PeerPath<'_>> {
         self.nodes.iter().flat_map(|node| {
             node.device_interfaces.iter().flat_map(move |device_interface| {
@@ -220,7 +220,7 @@ impl Router {
     }
 }
 
-/// Why no router could be chosen to run.
+/// The reason no router could be chosen to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SelectRouterError {
