@@ -321,3 +321,23 @@ fn peer_paths_iterate_all_nodes() {
         a.peer_paths().map(|p| (p.node.name.as_str(), p.device_interface.name.as_str())).collect();
     assert_eq!(paths, vec![("a-n", "wan")]);
 }
+
+#[test]
+fn warning_peer_name_taken() {
+    let c = parse(&authority(&[
+        router("a", "10.232.0.1", "n", "mesh", "peer b\nrouter-name c\nexit"),
+        router("b", "10.232.0.2", "n", "mesh", ""),
+        router("c", "10.232.0.3", "x", "mesh", ""),
+    ]));
+    assert_eq!(peer_names(&c, "a"), vec!["b"]);
+    assert_eq!(c.router("a").unwrap().peer("b").unwrap().remote_router(), "c");
+    assert!(path_ips(&c, "a").is_empty());
+    let messages: Vec<String> = c.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "line 15, column 1: warning: neighborhood n: no adjacency generated from router a to \
+             b: peer b is already defined for router c"
+        ]
+    );
+}

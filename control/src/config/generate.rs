@@ -55,9 +55,27 @@ pub fn generate(authority: &mut Authority, warnings: &mut Vec<ConfigWarning>) {
                 p.remote_router() == remote_router.name
                     && p.authority_name.as_ref().is_none_or(|a| Some(a) == authority.name.as_ref())
             });
-            let peer_name = match hand {
-                Some(p) => p.name.clone(),
-                None => {
+            let taken = local_router.peers.iter().find(|p| p.name == remote_router.name);
+            let peer_name = match (hand, taken) {
+                (Some(p), _) => p.name.clone(),
+                (None, Some(other)) => {
+                    // A hand-written peer already uses the name for another router.
+                    warnings.push(ConfigWarning {
+                        span: local.span,
+                        kind: ConfigWarningKind::NoGeneratedAdjacency {
+                            router: local_router.name.clone(),
+                            peer: remote_router.name.clone(),
+                            neighborhood: local.neighborhood.clone(),
+                            reason: format!(
+                                "peer {} is already defined for router {}",
+                                other.name,
+                                other.remote_router()
+                            ),
+                        },
+                    });
+                    continue;
+                }
+                (None, None) => {
                     if peers_added.insert((local.router, remote_router.name.clone())) {
                         new_peers.push((
                             local.router,
