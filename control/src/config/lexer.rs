@@ -1,0 +1,220 @@
+//! Splits configuration text into statements: one per line, each a list of words.
+//!
+//! A word is a run of non-blank characters or a double-quoted string. Quoted strings may
+//! span lines (certificate `content`) and take the escapes `\"`, `\\`, `\n`, `\t` and `\r`.
+//! A `#` that starts a word begins a comment that runs to the end of the line. A `#` inside
+//! a word or a quoted string is an ordinary character. Indentation carries no meaning.
+
+use super::error::{ConfigError, ConfigErrorKind, Span};
+
+/// One word of a statement, with the position of its first character.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub text: String,
+    pub quoted: bool,
+    pub span: Span,
+}
+
+/// The words of one line; a multi-line quoted string belongs to the line it starts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub tokens: Vec<Token>,
+    /// A lexical error was reported in this line, so its words are incomplete.
+    pub broken: bool,
+}
+
+/// Splits `text` into non-empty statements, collecting every lexical error.
+pub fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
+    let mut lexer = Lexer { chars: text.chars().peekable(), line: 1, column: 1 };
+    let mut statements = Vec::new();
+    let mut current = Vec::new();
+    let mut broken = false;
+
+    while let Some(&c) = lexer.chars.peek() {
+        let before = errors.len();
+        match c {
+            '\n' => {
+                lexer.bump();
+                if !current.is_empty() || broken {
+                    statements.push(Statement { tokens: std::mem::take(&mut current), broken });
+                }
+                broken = false;
+            }
+            c if c.is_whitespace() => {
+                lexer.bump();
+            }
+            '#' => lexer.skip_comment(),
+            '"' => {
+                if let Some(token) = lexer.quoted(errors) {
+                    current.push(token);
+                }
+            }
+            _ => {
+                if let Some(token) = lexer.word(errors) {
+                    current.push(token);
+                }
+            }
+        }
+        broken |= errors.len() > before;
+    }
+    if !current.is_empty() || broken {
+        statements.push(Statement { tokens: current, broken });
+    }
+    statements
+}
+
+struct Lexer<'a> {
+    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    line: u32,
+    column: u32,
+}
+
+impl Lexer<'_> {
+    fn span(&self) -> Span {
+        Span::new(self.line, self.column)
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.chars.next()?;
+        if c == '\n' {
+            self.line = self.line.saturating_add(1);
+            self.column = 1;
+        } else {
+            self.column = self.column.saturating_add(1);
+        }
+        Some(c)
+    }
+
+    fn skip_comment(&mut self) {
+        while let Some(&c) = self.chars.peek() {
+            if c == '\n' {
+                break;
+            }
+            self.bump();
+        }
+    }
+
+    fn word(&mut self, errors: &mut Vec<ConfigError>) -> Option<Token> {
+        let span = self.span();
+        let mut text = String::new();
+        let mut has_quote = false;
+        while let Some(&c) = self.chars.peek() {
+            if c.is_whitespace() {
+                break;
+            }
+            if c == '"' {
+                has_quote = true;
+            }
+            text.push(c);
+            self.bump();
+        }
+        if has_quote {
+            errors
+                .push(ConfigError { span, kind: ConfigErrorKind::QuoteInsideWord { word: text } });
+            return None;
+        }
+        Some(Token { text, quoted: false, span })
+    }
+
+    fn quoted(&mut self, errors: &mut Vec<ConfigError>) -> Option<Token> {
+        let span = self.span();
+        self.bump();
+        let mut text = String::new();
+        let mut valid = true;
+        loop {
+            let escape_span = self.span();
+            match self.bump() {
+                None => {
+                    errors.push(ConfigError { span, kind: ConfigErrorKind::UnterminatedString });
+                    return None;
+                }
+                Some('"') => break,
+                Some('\\') => match self.bump() {
+                    Some('"') => text.push('"'),
+                    Some('\\') => text.push('\\'),
+                    Some('n') => text.push('\n'),
+                    Some('t') => text.push('\t'),
+                    Some('r') => text.push('\r'),
+                    Some(other) => {
+                        valid = false;
+                        errors.push(ConfigError {
+                            span: escape_span,
+                            kind: ConfigErrorKind::UnknownEscape { escape: other },
+                        });
+                    }
+                    None => {
+                        errors
+                            .push(ConfigError { span, kind: ConfigErrorKind::UnterminatedString });
+                        return None;
+                    }
+                },
+                // Line ends inside certificates may be CRLF; keep the text as LF only.
+                Some('\r') if self.chars.peek() == Some(&'\n') => {}
+                Some(c) => text.push(c),
+            }
+        }
+        // A word glued to the closing quote (`"a"b`) is as wrong as a quote inside a word.
+        if let Some(&c) = self.chars.peek()
+            && !c.is_whitespace()
+        {
+            let rest = self.word(errors).map(|t| t.text).unwrap_or_default();
+            errors.push(ConfigError {
+                span,
+                kind: ConfigErrorKind::QuoteInsideWord { word: format!("\"{text}\"{rest}") },
+            });
+            return None;
+        }
+        valid.then_some(Token { text, quoted: true, span })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<Vec<String>> {
+        let mut errors = Vec::new();
+        let statements = tokenize(text, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        statements.into_iter().map(|s| s.tokens.into_iter().map(|t| t.text).collect()).collect()
+    }
+
+    #[test]
+    fn lexer_words_and_lines() {
+        assert_eq!(words("a b\n\n  c   d e\n"), vec![vec!["a", "b"], vec!["c", "d", "e"]]);
+    }
+
+    #[test]
+    fn lexer_quoted_escapes() {
+        assert_eq!(words(r#"x "a \"b\" \\ \n""#), vec![vec!["x", "a \"b\" \\ \n"]]);
+    }
+
+    #[test]
+    fn lexer_multiline_string_stays_on_its_line() {
+        assert_eq!(
+            words("content \"l1\nl2\"\nnext"),
+            vec![vec!["content", "l1\nl2"], vec!["next"]]
+        );
+    }
+
+    #[test]
+    fn lexer_comments() {
+        assert_eq!(
+            words("# c\na b # c\nx a#b \"#q\""),
+            vec![vec!["a", "b"], vec!["x", "a#b", "#q"]]
+        );
+    }
+
+    #[test]
+    fn lexer_columns() {
+        let mut errors = Vec::new();
+        let s = tokenize("  ab\tc\n", &mut errors);
+        assert_eq!(s[0].tokens[0].span, Span::new(1, 3));
+        assert_eq!(s[0].tokens[1].span, Span::new(1, 6));
+    }
+
+    #[test]
+    fn lexer_crlf() {
+        assert_eq!(words("a b\r\nc\r\n"), vec![vec!["a", "b"], vec!["c"]]);
+    }
+}

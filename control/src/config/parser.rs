@@ -1,0 +1,371 @@
+//! Builds the generic [`Tree`] from statements, using the schema to tell blocks from leaves.
+//!
+//! Blocks close with `exit`, or implicitly: a statement whose keyword is not valid in the
+//! current block closes blocks until one accepts it, so hand-written text that omits exits
+//! reads the way it is indented. A statement may also walk several levels at once, as in
+//! the product's flat form `config authority router r1 name r1`. The blocks it walks
+//! through are merged with entries already opened with the same keys.
+
+use super::error::{ConfigError, ConfigErrorKind, Span};
+use super::lexer::{Statement, Token};
+use super::schema::{self, Kind, Schema};
+use super::suggest;
+use super::tree::{Node, NodeId, Tree};
+use super::value;
+
+/// Parses statements into a tree, collecting every structural and value error.
+pub fn parse(statements: Vec<Statement>, errors: &mut Vec<ConfigError>) -> Tree {
+    let root = Node {
+        schema: &schema::ROOT,
+        span: Span::new(1, 1),
+        keys: Vec::new(),
+        value: None,
+        children: Vec::new(),
+        valid: true,
+    };
+    let mut parser =
+        Parser { tree: Tree { nodes: vec![root] }, stack: Vec::new(), state: State::Start, errors };
+    if statements.is_empty() {
+        parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
+    }
+    for statement in statements {
+        // A line with a lexical error is skipped whole: its remaining words would only
+        // produce follow-on errors.
+        if !statement.broken {
+            parser.statement(statement.tokens);
+        }
+    }
+    parser.tree
+}
+
+#[derive(PartialEq)]
+enum State {
+    Start,
+    Open,
+    Closed,
+}
+
+struct Parser<'e> {
+    tree: Tree,
+    /// Open blocks, outermost first; empty before `config` and after its `exit`.
+    stack: Vec<NodeId>,
+    state: State,
+    errors: &'e mut Vec<ConfigError>,
+}
+
+fn is_root_word(text: &str) -> bool {
+    text == "config" || text == "configure"
+}
+
+impl Parser<'_> {
+    fn error(&mut self, span: Span, kind: ConfigErrorKind) {
+        self.errors.push(ConfigError { span, kind });
+    }
+
+    fn top(&self) -> NodeId {
+        self.stack.last().copied().unwrap_or(Tree::ROOT)
+    }
+
+    fn statement(&mut self, tokens: Vec<Token>) {
+        let Some(first) = tokens.first() else { return };
+        let mut rest = &tokens[..];
+        let mut flat = false;
+
+        if is_root_word(&first.text) && !first.quoted {
+            self.state = State::Open;
+            self.stack = vec![Tree::ROOT];
+            flat = tokens.len() > 1;
+            rest = &tokens[1..];
+        } else if self.state == State::Start {
+            self.error(first.span, ConfigErrorKind::MissingRoot { found: first.text.clone() });
+            self.state = State::Open;
+            self.stack = vec![Tree::ROOT];
+        } else if self.state == State::Closed {
+            self.error(first.span, ConfigErrorKind::AfterFinalExit { keyword: first.text.clone() });
+            return;
+        }
+
+        let Some(first) = rest.first() else { return };
+        if first.text == "exit" && !first.quoted {
+            if let Some(extra) = rest.get(1) {
+                self.error(
+                    extra.span,
+                    ConfigErrorKind::UnexpectedToken {
+                        keyword: "exit".into(),
+                        token: extra.text.clone(),
+                    },
+                );
+            }
+            self.stack.pop();
+            if self.stack.is_empty() {
+                self.state = State::Closed;
+            }
+            return;
+        }
+
+        // Close blocks until one accepts the keyword.
+        let accepting = self
+            .stack
+            .iter()
+            .rposition(|&id| self.tree.node(id).schema.child(&first.text).is_some());
+        let Some(depth) = accepting else {
+            self.unknown_keyword(first, true);
+            return;
+        };
+        self.stack.truncate(depth + 1);
+        self.walk(rest, flat);
+    }
+
+    /// Applies the keywords of one statement from the current block downwards.
+    fn walk(&mut self, mut tokens: &[Token], flat: bool) {
+        while let Some(token) = tokens.first() {
+            let parent = self.top();
+            let Some(schema) = self.tree.node(parent).schema.child(&token.text) else {
+                self.unknown_keyword(token, false);
+                return;
+            };
+            match schema.kind {
+                Kind::Leaf(ty) | Kind::LeafList(ty) => {
+                    self.leaf(parent, schema, ty, tokens);
+                    return;
+                }
+                Kind::Container { .. } => {
+                    let merge = flat || tokens.len() > 1;
+                    self.container(parent, schema, token, merge);
+                    tokens = &tokens[1..];
+                }
+                Kind::List { keys, .. } => {
+                    let key_count = keys.len().min(tokens.len() - 1);
+                    let key_tokens = &tokens[1..=key_count];
+                    let merge = flat || tokens.len() > key_count + 1;
+                    self.list_entry(parent, schema, token, key_tokens, merge);
+                    tokens = &tokens[key_count + 1..];
+                }
+            }
+        }
+    }
+
+    fn leaf(
+        &mut self,
+        parent: NodeId,
+        schema: &'static Schema,
+        ty: schema::Type,
+        tokens: &[Token],
+    ) {
+        let keyword = &tokens[0];
+        let Some(value_token) = tokens.get(1) else {
+            self.error(
+                keyword.span,
+                ConfigErrorKind::MissingValue { keyword: keyword.text.clone() },
+            );
+            return;
+        };
+        if let Some(extra) = tokens.get(2) {
+            self.error(
+                extra.span,
+                ConfigErrorKind::UnexpectedToken {
+                    keyword: format!("{} {}", keyword.text, value_token.text),
+                    token: extra.text.clone(),
+                },
+            );
+        }
+        let value = match value::check(ty, &value_token.text) {
+            Ok(v) => v,
+            Err(allowed) => {
+                self.error(
+                    keyword.span,
+                    ConfigErrorKind::InvalidValue {
+                        keyword: keyword.text.clone(),
+                        value: value_token.text.clone(),
+                        allowed,
+                    },
+                );
+                // Kept without a value, so lowering does not also report the leaf missing.
+                self.add(parent, schema, keyword.span, Vec::new(), None, false);
+                return;
+            }
+        };
+        if matches!(schema.kind, Kind::Leaf(_)) {
+            let earlier = self
+                .tree
+                .node(parent)
+                .children
+                .iter()
+                .map(|&c| self.tree.node(c))
+                .find(|n| n.keyword() == schema.canonical() && n.value.is_some());
+            if let Some(earlier) = earlier {
+                let first = earlier.span;
+                self.error(
+                    keyword.span,
+                    ConfigErrorKind::DuplicateLeaf {
+                        keyword: keyword.text.clone(),
+                        value: value_token.text.clone(),
+                        first,
+                    },
+                );
+                return;
+            }
+        }
+        self.add(
+            parent,
+            schema,
+            keyword.span,
+            Vec::new(),
+            Some((value_token.clone(), value)),
+            true,
+        );
+    }
+
+    fn container(&mut self, parent: NodeId, schema: &'static Schema, token: &Token, merge: bool) {
+        let parent_node = self.tree.node(parent);
+        let existing = parent_node
+            .children
+            .iter()
+            .copied()
+            .find(|&c| self.tree.node(c).keyword() == schema.name);
+        if let Kind::Container { choice: true, .. } = parent_node.schema.kind {
+            let other = parent_node
+                .children
+                .iter()
+                .map(|&c| self.tree.node(c))
+                .find(|n| n.keyword() != schema.name);
+            if let Some(other) = other {
+                let (other_name, first) = (other.keyword().to_owned(), other.span);
+                let choice = parent_node.schema.name;
+                self.error(
+                    token.span,
+                    ConfigErrorKind::ChoiceConflict {
+                        choice,
+                        case: schema.name.to_owned(),
+                        other: other_name,
+                        first,
+                    },
+                );
+            }
+        }
+        if let Some(existing) = existing {
+            if !merge {
+                let first = self.tree.node(existing).span;
+                self.error(
+                    token.span,
+                    ConfigErrorKind::DuplicateBlock { keyword: token.text.clone(), first },
+                );
+            }
+            self.stack.push(existing);
+            return;
+        }
+        let id = self.add(parent, schema, token.span, Vec::new(), None, true);
+        self.stack.push(id);
+    }
+
+    fn list_entry(
+        &mut self,
+        parent: NodeId,
+        schema: &'static Schema,
+        token: &Token,
+        key_tokens: &[Token],
+        merge: bool,
+    ) {
+        let mut keys = Vec::new();
+        let mut valid = true;
+        if let Kind::List { keys: key_names, .. } = schema.kind {
+            for (name, key) in key_names.iter().zip(key_tokens) {
+                let ty = match schema.child(name).map(|s| &s.kind) {
+                    Some(Kind::Leaf(ty)) => *ty,
+                    _ => schema::Type::String,
+                };
+                match value::check(ty, &key.text) {
+                    Ok(v) => keys.push((key.clone(), v)),
+                    Err(allowed) => {
+                        valid = false;
+                        self.error(
+                            key.span,
+                            ConfigErrorKind::InvalidValue {
+                                keyword: format!("{} {}", token.text, name),
+                                value: key.text.clone(),
+                                allowed,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        if merge && valid && !keys.is_empty() {
+            let same = self.tree.node(parent).children.iter().copied().rev().find(|&c| {
+                let n = self.tree.node(c);
+                n.keyword() == schema.name
+                    && n.keys.iter().map(|k| &k.1).eq(keys.iter().map(|k| &k.1))
+            });
+            if let Some(id) = same {
+                self.stack.push(id);
+                return;
+            }
+        }
+        let id = self.add(parent, schema, token.span, keys, None, valid);
+        self.stack.push(id);
+    }
+
+    fn add(
+        &mut self,
+        parent: NodeId,
+        schema: &'static Schema,
+        span: Span,
+        keys: Vec<(Token, value::Value)>,
+        value: Option<(Token, value::Value)>,
+        valid: bool,
+    ) -> NodeId {
+        let id = self.tree.nodes.len();
+        self.tree.nodes.push(Node { schema, span, keys, value, children: Vec::new(), valid });
+        self.tree.nodes[parent].children.push(id);
+        id
+    }
+
+    /// Reports a keyword no open block accepts, suggesting the nearest one that would fit.
+    fn unknown_keyword(&mut self, token: &Token, search_enclosing: bool) {
+        let top = self.tree.node(self.top());
+        let mut candidates: Vec<&'static str> =
+            top.schema.children().iter().map(|s| s.name).collect();
+        if search_enclosing {
+            for &id in self.stack.iter().rev().skip(1) {
+                candidates.extend(self.tree.node(id).schema.children().iter().map(|s| s.name));
+            }
+        }
+        if !self.stack.is_empty() && search_enclosing {
+            candidates.push("exit");
+        }
+        let suggestion = suggest::nearest(&token.text, &candidates);
+        let belongs_in = path_to(top.schema, &token.text);
+        let allowed =
+            top.schema.children().iter().filter(|s| s.alias_of.is_none()).map(|s| s.name).collect();
+        let block = top.describe();
+        self.error(
+            token.span,
+            ConfigErrorKind::UnknownKeyword {
+                keyword: token.text.clone(),
+                block,
+                suggestion,
+                belongs_in,
+                allowed,
+            },
+        );
+    }
+}
+
+/// Finds the shallowest block below `schema` that accepts `keyword` and returns its path,
+/// such as `security-key-management > key-exchange-algorithm > ml-kem`.
+fn path_to(schema: &'static Schema, keyword: &str) -> Option<String> {
+    // Breadth-first, so the nearest block wins; the schema is a finite tree.
+    let mut queue: std::collections::VecDeque<(&'static Schema, Vec<&'static str>)> =
+        schema.children().iter().filter(|s| s.is_block()).map(|s| (s, vec![s.name])).collect();
+    while let Some((block, path)) = queue.pop_front() {
+        if block.child(keyword).is_some() {
+            return Some(path.join(" > "));
+        }
+        for child in block.children().iter().filter(|s| s.is_block()) {
+            let mut longer = path.clone();
+            longer.push(child.name);
+            queue.push_back((child, longer));
+        }
+    }
+    None
+}

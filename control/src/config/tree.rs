@@ -1,0 +1,69 @@
+//! The generic tree the parser builds: blocks and leaves with their positions, before any
+//! meaning is given to them.
+
+use super::error::Span;
+use super::lexer::Token;
+use super::schema::Schema;
+use super::value::Value;
+
+/// Index of a node in its [`Tree`].
+pub type NodeId = usize;
+
+/// One block or leaf.
+#[derive(Debug)]
+pub struct Node {
+    pub schema: &'static Schema,
+    /// Position of the keyword.
+    pub span: Span,
+    /// Keys written on the opening line of a list entry, checked against the key types.
+    pub keys: Vec<(Token, Value)>,
+    /// The value of a leaf.
+    pub value: Option<(Token, Value)>,
+    pub children: Vec<NodeId>,
+    /// False when a key failed its type check; the entry is parsed but not lowered.
+    pub valid: bool,
+}
+
+impl Node {
+    /// The canonical keyword (aliases resolved).
+    pub fn keyword(&self) -> &'static str {
+        self.schema.canonical()
+    }
+
+    /// Describes the block for messages: `router r1`, `bfd`.
+    pub fn describe(&self) -> String {
+        let mut out = self.schema.name.to_owned();
+        for (token, _) in &self.keys {
+            out.push(' ');
+            out.push_str(&token.text);
+        }
+        out
+    }
+}
+
+/// The parsed text; node 0 is the root (`config`).
+#[derive(Debug)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    pub const ROOT: NodeId = 0;
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id]
+    }
+
+    /// The children of `id` with keyword `keyword` (canonical), in text order.
+    pub fn children_named<'t, 'k>(
+        &'t self,
+        id: NodeId,
+        keyword: &'k str,
+    ) -> impl Iterator<Item = (NodeId, &'t Node)> + use<'t, 'k> {
+        self.nodes[id]
+            .children
+            .iter()
+            .map(|&c| (c, &self.nodes[c]))
+            .filter(move |(_, n)| n.keyword() == keyword)
+    }
+}

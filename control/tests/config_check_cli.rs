@@ -1,0 +1,174 @@
+//! `svrd --check`, `--help`, `--version` and `--config` through the built binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail the test on bad fixtures"
+)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn svrd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_svrd")).args(args).output().expect("svrd runs")
+}
+
+fn sample(name: &str) -> String {
+    format!("{}/tests/configs/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under the test's own temporary directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("svrd-config-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_valid_sample_exits_zero() {
+    let path = sample("eskm-two-router.cfg");
+    let out = svrd(&["--check", &path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), format!("{path}: valid: 2 routers, 0 warnings\n"));
+}
+
+#[test]
+fn check_warnings_exit_zero() {
+    let path = sample("hub-and-spoke.cfg");
+    let out = svrd(&["--check", &path]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with(&format!("{path}: line 6, column 1: warning: ")), "{text}");
+    assert_eq!(lines[1], format!("{path}: valid: 3 routers, 1 warning"));
+}
+
+#[test]
+fn check_errors_exit_one() {
+    let file = TempFile::new(
+        "bad.cfg",
+        "config\nauthority\nsecurity-key-management\n    peer-key-retransmit-interval 2\n\
+         exit\nroutr r1\n",
+    );
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let p = file.path();
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{p}: line 4, column 5: peer-key-retransmit-interval 2: must be 5-3600 seconds\n\
+             {p}: line 6, column 1: unknown keyword routr in authority: did you mean router?\n\
+             {p}: invalid: 2 errors, 0 warnings\n"
+        )
+    );
+}
+
+#[test]
+fn check_missing_file_exits_one() {
+    let out = svrd(&["--check", "/nonexistent/svrd-test.cfg"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("/nonexistent/svrd-test.cfg: cannot read the file: "), "{text}");
+    assert!(text.ends_with("/nonexistent/svrd-test.cfg: invalid: 1 error, 0 warnings\n"), "{text}");
+}
+
+#[test]
+fn every_sample_checks_clean() {
+    let dir = format!("{}/tests/configs", env!("CARGO_MANIFEST_DIR"));
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = svrd(&["--check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), stdout(&out));
+        count += 1;
+    }
+    assert!(count >= 4);
+}
+
+#[test]
+fn config_reports_unavailable() {
+    let path = sample("flat.cfg");
+    let out = svrd(&["--config", &path, "--router", "edge"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "svrd: running the router is not available in this build yet; use --check FILE\n"
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let help = svrd(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = stdout(&help);
+    for option in ["--check <FILE>", "--config <FILE>", "--router <NAME>", "--version"] {
+        assert!(text.contains(option), "{option} missing from:\n{text}");
+    }
+    let version = svrd(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(stdout(&version), format!("svrd {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn check_and_config_conflict() {
+    let out = svrd(&["--check", "a", "--config", "b"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn load_reports_read_and_parse_failures() {
+    use svr_control::config::{LoadError, load};
+    let valid = load(std::path::Path::new(&sample("flat.cfg"))).unwrap();
+    assert_eq!(valid.authority.routers.len(), 1);
+
+    let missing = load(std::path::Path::new("/nonexistent/svrd.cfg")).unwrap_err();
+    assert!(matches!(missing, LoadError::Read { .. }));
+    assert!(missing.to_string().starts_with("cannot read /nonexistent/svrd.cfg: "), "{missing}");
+
+    let file = TempFile::new("invalid.cfg", "config\nauthority\nname\nfoo\n");
+    let invalid = load(std::path::Path::new(file.path())).unwrap_err();
+    assert_eq!(
+        invalid.to_string(),
+        format!("{} has 2 configuration errors: run svrd --check on it", file.path())
+    );
+    let source = std::error::Error::source(&invalid).unwrap();
+    assert!(source.to_string().starts_with("line 3, column 1: name: missing value"));
+}
+
+#[test]
+fn check_with_router() {
+    let path = sample("eskm-two-router.cfg");
+    let found = svrd(&["--check", &path, "--router", "r2"]);
+    assert_eq!(found.status.code(), Some(0));
+
+    let missing = svrd(&["--check", &path, "--router", "r9"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stdout(&missing),
+        format!(
+            "{path}: router r9 not found in the authority (routers: r1, r2)\n\
+             {path}: invalid: 1 error, 0 warnings\n"
+        )
+    );
+}
