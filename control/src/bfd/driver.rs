@@ -106,6 +106,7 @@ pub struct PathStatus {
     pub tx_interval: Duration,
     pub detection_time: Duration,
     pub poll_in_progress: bool,
+    pub polls_completed: u64,
     pub config: SessionConfig,
 }
 
@@ -546,6 +547,7 @@ impl Driver {
                 tx_interval: session.tx_interval(),
                 detection_time: session.detection_time(),
                 poll_in_progress: session.poll_in_progress(),
+                polls_completed: session.polls_completed(),
                 config: session.config(),
             })
             .collect();

@@ -166,6 +166,7 @@ pub struct Session {
     /// while a decrease waits for its Final.
     rx_basis: Duration,
     poll: Option<PollSequence>,
+    polls_completed: u64,
 
     next_tx: Option<Instant>,
     detect_deadline: Option<Instant>,
@@ -191,6 +192,7 @@ impl Session {
             tx_basis: config.desired_min_tx.max(SLOW_TX_INTERVAL),
             rx_basis: config.required_min_rx,
             poll: None,
+            polls_completed: 0,
             next_tx: None,
             detect_deadline: None,
             rng: StdRng::seed_from_u64(rng_seed),
@@ -232,6 +234,11 @@ impl Session {
     /// Returns true while a Poll sequence is waiting for its Final.
     pub fn poll_in_progress(&self) -> bool {
         self.poll.is_some()
+    }
+
+    /// Poll sequences this session started that ended with a Final.
+    pub fn polls_completed(&self) -> u64 {
+        self.polls_completed
     }
 
     /// Desired minimum transmit interval as advertised: the configured value, raised to one
@@ -290,6 +297,7 @@ impl Session {
         {
             self.tx_basis = poll.tx_basis_after;
             self.rx_basis = poll.rx_basis_after;
+            self.polls_completed += 1;
             debug!(
                 discriminator = self.local_discr,
                 tx_ms = self.tx_interval().as_millis(),
