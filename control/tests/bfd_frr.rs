@@ -1,6 +1,13 @@
 //! Interoperability with FRR's bfdd over UDP 3784 between two network namespaces. Needs
 //! root and FRR; fails with a clear message without them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions fail the test on a broken expectation"
+)]
+
 mod bfd_netns;
 
 use std::net::IpAddr;

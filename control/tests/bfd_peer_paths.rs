@@ -2,6 +2,13 @@
 //! between network namespaces: sessions come up, fragmented metadata crosses each path
 //! byte-exact, and a cut path goes down while the other stays up. Needs root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions fail the test on a broken expectation"
+)]
+
 mod bfd_netns;
 
 use std::net::IpAddr;

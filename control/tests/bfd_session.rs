@@ -1,6 +1,13 @@
 //! Session state machine tests on a virtual clock: two sessions joined by a simulated
 //! link with fixed latency and optional loss.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions fail the test on a broken expectation"
+)]
+
 use std::num::NonZeroU32;
 use std::time::Duration;
 

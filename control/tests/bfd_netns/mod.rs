@@ -2,7 +2,14 @@
 //! guard deletes on drop, processes killed by PID on drop, and a BFD driver running on a
 //! thread inside a namespace.
 
+// Each test binary uses a different part of this module.
 #![allow(dead_code)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a failed setup step fails the test with its message"
+)]
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
