@@ -279,7 +279,8 @@ fn metadata_between_engines() {
         let (packet, length) = ControlPacket::parse(datagram).unwrap();
         assert_eq!(length, 24);
         assert_eq!(packet.state, State::Up);
-        assert!(!packet.flags.poll && !packet.flags.final_);
+        assert!(!packet.flags.poll);
+        assert!(!packet.flags.final_);
     }
     let mut received = Vec::new();
     for (i, d) in datagrams.into_iter().rev().enumerate() {
@@ -330,8 +331,8 @@ fn shutdown_sends_admin_down() {
 
 #[test]
 fn metadata_datagram_adds_only_framing() {
-    // The engine knows no router names; emitted bytes are the control packet and the
-    // caller's opaque metadata only.
+    // The engine stores no router names, so a metadata datagram is the control packet, the
+    // fragment header and the caller's opaque bytes, with nothing else.
     let (mut a, _) = up_pair();
     let datagrams = a.send_metadata(PathId(0), &[0xee; 100]).unwrap();
     let Output::Transmit { datagram, .. } = &datagrams[0] else { unreachable!() };

@@ -149,7 +149,8 @@ fn handshake_reaches_up() {
     pair.start();
     assert!(pair.run_until(ms(5000), |p| p.both(State::Up)));
 
-    // Both start together, so each sees Down, moves to Init, then sees Init and goes Up.
+    // Both start together, so each receives Down, moves to Init, then receives Init and
+    // goes Up.
     for side in 0..2 {
         let path: Vec<State> = pair.changes.iter().filter(|c| c.1 == side).map(|c| c.3).collect();
         assert_eq!(path, vec![State::Init, State::Up], "side {side}");
@@ -296,13 +297,14 @@ fn poll_final_on_timer_change() {
     assert!(!pair.sides[0].poll_in_progress());
     assert_eq!(pair.sides[1].detection_time(), ms(3000));
 
-    // Faster timers on side 0: a Poll goes out, side 1 answers Final.
+    // Faster timers on side 0: a Poll goes out, and side 1 replies with a Final.
     pair.sent.clear();
     let actions = pair.sides[0].set_config(config(200, 200, 3), pair.now);
     pair.apply(0, actions);
     assert!(pair.sides[0].poll_in_progress());
     let (_, _, first) = pair.sent[0];
-    assert!(first.flags.poll && !first.flags.final_);
+    assert!(first.flags.poll);
+    assert!(!first.flags.final_);
     assert_eq!(first.desired_min_tx, ms(200));
     assert_eq!(first.required_min_rx, ms(200));
 
@@ -333,7 +335,7 @@ fn poll_defers_slower_tx() {
     pair.run_for(ms(1000));
     assert_eq!(pair.sides[0].tx_interval(), ms(200));
 
-    // Side 1 loses its link, so the Poll from side 0 is never answered.
+    // Side 0 changes its timers while side 1 cannot send, so no Final comes back yet.
     pair.link_up[1] = false;
     let actions = pair.sides[0].set_config(config(800, 200, 3), pair.now);
     pair.apply(0, actions);
@@ -493,7 +495,8 @@ fn jitter_bounds() {
     let mut high = Duration::ZERO;
     for _ in 0..100_000 {
         let j = jittered(interval, 3, &mut rng);
-        assert!(j >= ms(750) && j <= ms(1000), "{j:?}");
+        assert!(j >= ms(750), "{j:?}");
+        assert!(j <= ms(1000), "{j:?}");
         low = low.min(j);
         high = high.max(j);
     }
@@ -505,7 +508,8 @@ fn jitter_bounds() {
     let mut high = Duration::ZERO;
     for _ in 0..100_000 {
         let j = jittered(interval, 1, &mut rng);
-        assert!(j >= ms(750) && j <= ms(900), "{j:?} with detect mult 1");
+        assert!(j >= ms(750), "{j:?} with detect mult 1");
+        assert!(j <= ms(900), "{j:?} with detect mult 1");
         low = low.min(j);
         high = high.max(j);
     }
@@ -527,7 +531,8 @@ fn jitter_applied_per_packet() {
     let gaps: Vec<Duration> = times.windows(2).map(|w| w[1].since(w[0])).collect();
     assert!(gaps.len() > 150);
     for gap in &gaps {
-        assert!(*gap >= ms(75) && *gap <= ms(100), "{gap:?}");
+        assert!(*gap >= ms(75), "{gap:?}");
+        assert!(*gap <= ms(100), "{gap:?}");
     }
     let distinct: std::collections::BTreeSet<_> = gaps.iter().collect();
     assert!(distinct.len() > 50, "gaps are not jittered: {} distinct", distinct.len());
@@ -568,4 +573,16 @@ fn defaults_detect_in_three_seconds() {
     // Both sides desire 1000 ms and require 500 ms: tx max(1000, 500), detect 3 * 1000.
     assert_eq!(pair.sides[0].tx_interval(), ms(1000));
     assert_eq!(pair.sides[0].detection_time(), ms(3000));
+}
+
+#[test]
+fn log_limit_one_per_interval() {
+    use svr_control::bfd::timers::LogLimit;
+    let mut limit = LogLimit::new(ms(1000));
+    assert_eq!(limit.allow(Instant::ZERO + ms(0)), Some(0));
+    assert_eq!(limit.allow(Instant::ZERO + ms(10)), None);
+    assert_eq!(limit.allow(Instant::ZERO + ms(999)), None);
+    assert_eq!(limit.allow(Instant::ZERO + ms(1000)), Some(2));
+    assert_eq!(limit.allow(Instant::ZERO + ms(1500)), None);
+    assert_eq!(limit.allow(Instant::ZERO + ms(3000)), Some(1));
 }

@@ -1,4 +1,4 @@
-//! UDP socket driver for the BFD engine: binds the sockets of RFC 5881 (single hop, port
+//! UDP socket driver for the BFD engine. It binds the sockets of RFC 5881 (single hop, port
 //! 3784, TTL 255) and of SVR peer paths (port 1280), reads the received TTL, and runs the
 //! engine by its earliest timer until a stop flag is set. A [`DriverHandle`] lets another
 //! thread read path state, send metadata and change timers while the loop runs.
@@ -26,7 +26,7 @@ use super::session::SessionConfig;
 use super::timers::Instant;
 use super::{Flavour, GTSM_TTL, SINGLE_HOP_SOURCE_PORTS};
 
-/// Longest the loop sleeps before it looks at the stop flag and the command queue.
+/// Maximum time the loop sleeps before it checks the stop flag and the command queue.
 const MAX_WAIT: Duration = Duration::from_millis(20);
 
 /// Type of service of every BFD packet sent: DSCP CS6 (network control), as routers
@@ -57,7 +57,7 @@ pub enum DriverError {
     },
     /// The driver loop has ended, so the handle's request cannot be served.
     Stopped,
-    /// The driver did not answer the request in time.
+    /// The driver did not respond to the request within two seconds.
     TimedOut,
     Engine(EngineError),
 }
@@ -77,7 +77,7 @@ impl fmt::Display for DriverError {
                 SINGLE_HOP_SOURCE_PORTS.end()
             ),
             DriverError::Stopped => f.write_str("bfd driver has stopped"),
-            DriverError::TimedOut => f.write_str("bfd driver did not answer in time"),
+            DriverError::TimedOut => f.write_str("bfd driver did not respond within 2 s"),
             DriverError::Engine(error) => write!(f, "bfd request rejected: {error}"),
         }
     }
@@ -273,6 +273,8 @@ pub struct Driver {
     metadata_tx: Sender<(PathId, Vec<u8>)>,
     shared: Arc<Shared>,
     started: bool,
+    /// Receive buffer, large enough for any UDP datagram.
+    buffer: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -331,6 +333,7 @@ impl Driver {
             metadata_tx,
             shared: Arc::clone(&shared),
             started: false,
+            buffer: vec![0u8; 65536],
         };
         driver.publish_status();
         Ok((driver, DriverHandle { commands: commands_tx, shared }))
@@ -410,7 +413,8 @@ impl Driver {
                 }
                 Err(error) => Err(error),
             };
-            // The requester may have given up waiting; nothing is lost if so.
+            // The requester stops waiting after two seconds, so a closed reply channel is
+            // expected and ignored.
             let _ = reply.send(answer);
         }
         self.publish_status();
@@ -439,9 +443,12 @@ impl Driver {
 
     /// Reads every datagram waiting on listener `index`.
     fn drain(&mut self, index: usize) {
-        let mut buffer = vec![0u8; 65536];
+        let mut buffer = std::mem::take(&mut self.buffer);
         loop {
-            let Some((len, remote, ttl)) = self.receive_one(index, &mut buffer) else { return };
+            let Some((len, remote, ttl)) = self.receive_one(index, &mut buffer) else {
+                self.buffer = buffer;
+                return;
+            };
             let listener = &self.listeners[index];
             let (flavour, local) = (listener.flavour, listener.local);
             let now = self.now();

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -14,7 +15,7 @@ use tracing::{debug, trace, warn};
 use super::metadata::{self, MetadataError, Reassembled, Reassembler, ReassemblyLimits};
 use super::packet::{CONTROL_LEN, ControlPacket, Diagnostic, Flags, ParseError, State};
 use super::session::{Action, Session, SessionConfig};
-use super::timers::Instant;
+use super::timers::{Instant, LogLimit};
 use super::{Flavour, GTSM_TTL};
 
 /// Index of a path (one session) in its engine.
@@ -220,6 +221,7 @@ pub struct Engine {
     counters: DropCounters,
     next_message_id: u32,
     rng: StdRng,
+    drop_log: LogLimit,
 }
 
 impl Engine {
@@ -228,7 +230,13 @@ impl Engine {
     pub fn new(seed: u64) -> Engine {
         let mut rng = StdRng::seed_from_u64(seed);
         let next_message_id = rng.random();
-        Engine { paths: Vec::new(), counters: DropCounters::default(), next_message_id, rng }
+        Engine {
+            paths: Vec::new(),
+            counters: DropCounters::default(),
+            next_message_id,
+            rng,
+            drop_log: LogLimit::new(Duration::from_secs(1)),
+        }
     }
 
     /// Adds a path. Its session starts in Down and sends nothing until [`Engine::start`].
@@ -267,7 +275,7 @@ impl Engine {
         &self.counters
     }
 
-    /// The earliest instant at which [`Engine::handle_timers`] has work.
+    /// Returns the earliest instant at which [`Engine::handle_timers`] has work.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.paths.iter().filter_map(|p| p.session.next_deadline()).min()
     }
@@ -303,9 +311,13 @@ impl Engine {
         let result = self.receive_checked(flavour, local, remote, ttl, datagram, now);
         if let Err(reason) = &result {
             self.counters.count(reason);
-            match reason {
-                DropReason::Malformed(_) | DropReason::TtlNot255 { .. } => {
-                    warn!(%remote, %reason, "bfd packet dropped");
+            // Malformed packets and a wrong TTL are peer faults; the rest happens in normal
+            // operation, for example while a session restarts.
+            let peer_fault =
+                matches!(reason, DropReason::Malformed(_) | DropReason::TtlNot255 { .. });
+            match (peer_fault, self.drop_log.allow(now)) {
+                (true, Some(suppressed)) => {
+                    warn!(%remote, %reason, suppressed, "bfd packet dropped");
                 }
                 _ => trace!(%remote, %reason, "bfd packet dropped"),
             }

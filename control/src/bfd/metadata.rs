@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::timers::Instant;
+use super::timers::{Instant, LogLimit};
 
 /// First two bytes of every fragment header.
 pub const MAGIC: u16 = 0x5356;
@@ -434,6 +434,7 @@ pub struct Reassembler {
     reserved_bytes: usize,
     delivered: VecDeque<u32>,
     counters: ReassemblyCounters,
+    reject_log: LogLimit,
 }
 
 impl Reassembler {
@@ -444,6 +445,7 @@ impl Reassembler {
             reserved_bytes: 0,
             delivered: VecDeque::with_capacity(DELIVERED_MEMORY),
             counters: ReassemblyCounters::default(),
+            reject_log: LogLimit::new(Duration::from_secs(1)),
         }
     }
 
@@ -471,7 +473,9 @@ impl Reassembler {
             Ok(Reassembled::Pending) => {}
             Err(error) => {
                 self.counters.count(error);
-                warn!(%error, "bfd metadata fragment rejected");
+                if let Some(suppressed) = self.reject_log.allow(now) {
+                    warn!(%error, suppressed, "bfd metadata fragment rejected");
+                }
             }
         }
         result

@@ -269,7 +269,7 @@ impl Session {
         self.rx_basis.max(self.remote_desired_tx) * u32::from(mult)
     }
 
-    /// The earliest instant at which [`Session::handle_timers`] has work to do.
+    /// Returns the earliest instant at which [`Session::handle_timers`] has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         match (self.next_tx, self.detect_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -410,7 +410,7 @@ impl Session {
         }
     }
 
-    /// The packet a periodic transmission carries: P set while a Poll sequence runs.
+    /// Builds the packet of a periodic transmission, with P set while a Poll sequence runs.
     pub fn periodic_packet(&self) -> ControlPacket {
         self.build_packet(Flags { poll: self.poll.is_some(), ..Flags::default() })
     }
@@ -545,9 +545,9 @@ impl Session {
     }
 }
 
-/// The state machine of RFC 5880 section 6.8.6 as one table over (local state, received
-/// state). Returns the next local state and the diagnostic to record on a change, or
-/// `None` when the packet is discarded.
+/// Looks up the state machine of RFC 5880 section 6.8.6, written as one table over (local
+/// state, received state). Returns the next local state and the diagnostic to record on a
+/// change, or `None` when the packet is discarded.
 fn next_state(local: State, received: State) -> Option<(State, Option<Diagnostic>)> {
     use State::{AdminDown, Down, Init, Up};
     let stay = Some((local, None));

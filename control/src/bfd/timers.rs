@@ -1,5 +1,5 @@
-//! Time as the BFD engine sees it: a monotonic instant passed in by the caller, and the
-//! transmit jitter of RFC 5880 section 6.8.7.
+//! Time for the BFD engine: a monotonic instant passed in by the caller, and the transmit
+//! jitter of RFC 5880 section 6.8.7.
 
 use std::fmt;
 use std::time::Duration;
@@ -44,6 +44,31 @@ impl std::ops::Add<Duration> for Instant {
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.6}s", Duration::from_nanos(self.0).as_secs_f64())
+    }
+}
+
+/// A limit of one log line per interval for a repeated event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimit {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    pub const fn new(interval: Duration) -> LogLimit {
+        LogLimit { interval, last: None, suppressed: 0 }
+    }
+
+    /// Returns `Some(suppressed)` when a line may be logged at `now`, with the number of
+    /// events skipped since the last line, or `None` when this event must stay silent.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|last| now.since(last) < self.interval) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 

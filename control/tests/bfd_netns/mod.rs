@@ -126,7 +126,7 @@ impl Lab {
         }
     }
 
-    /// A scratch directory removed on drop.
+    /// Creates a scratch directory that is removed on drop.
     pub fn scratch_dir(&mut self, name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("{}-{name}", self.prefix));
         let _ = std::fs::remove_dir_all(&dir);
@@ -212,7 +212,8 @@ impl Drop for Endpoint {
     }
 }
 
-/// Polls `check` every 10 ms until it holds or `timeout` passes; returns the time taken.
+/// Polls `check` every 10 ms until it returns true or `timeout` passes. Returns the time
+/// taken.
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < timeout {
