@@ -175,3 +175,101 @@ fn peer_path_cut_and_restore() {
     eprintln!("wan-a up again {} ms after restore", back.as_millis());
     assert!(restored_at.elapsed() < Duration::from_secs(10));
 }
+
+/// r1 and r2 joined by one veth pair with IPv6 addresses (no duplicate address detection,
+/// so they are usable at once).
+fn ipv6_lab(tag: &str) -> Lab {
+    let lab = Lab::new(tag, &["r1", "r2"]);
+    lab.veth("r1", "wan-a1", "10.211.1.1", "r2", "wan-a2", "10.211.1.2");
+    for (ns, dev, addr) in
+        [("r1", "wan-a1", "fd00:211:1::1/64"), ("r2", "wan-a2", "fd00:211:1::2/64")]
+    {
+        run("ip", &["-n", &lab.ns(ns), "-6", "addr", "add", addr, "dev", dev, "nodad"]);
+        run("ip", &["-n", &lab.ns(ns), "link", "set", dev, "mtu", "1280"]);
+    }
+    lab
+}
+
+#[test]
+fn peer_path_ipv6_metadata() {
+    let lab = ipv6_lab("v6meta");
+    let r1 = Endpoint::start(&lab.ns("r1"), vec![spec("fd00:211:1::1", "fd00:211:1::2")]);
+    let r2 = Endpoint::start(&lab.ns("r2"), vec![spec("fd00:211:1::2", "fd00:211:1::1")]);
+    let up =
+        wait_until(Duration::from_secs(10), || r1.handle.is_up(PATH_A) && r2.handle.is_up(PATH_A));
+    assert!(up.is_some(), "r1 {:?} r2 {:?}", r1.handle.status(PATH_A), r2.handle.status(PATH_A));
+
+    // 3000 bytes take three fragments of at most 1184 bytes over IPv6 at an MTU of 1280.
+    let message = random_bytes(3000);
+    r1.handle.send_metadata(PATH_A, message.clone()).unwrap();
+    let (path, got) = r2.handle.recv_metadata(Duration::from_secs(5)).expect("no message at r2");
+    assert_eq!(path, PATH_A);
+    assert!(got == message, "bytes differ over IPv6");
+    assert_eq!(r1.handle.send_errors(), 0, "a fragment exceeded the IPv6 path MTU");
+    assert_eq!(r2.handle.reassembly_counters(PATH_A).unwrap().rejected(), 0);
+}
+
+#[test]
+fn single_hop_ipv6_hop_limit() {
+    // Two svrd single-hop sessions over IPv6: each accepts only hop limit 255, which the
+    // kernel reports through IPV6_RECVHOPLIMIT.
+    let lab = ipv6_lab("v6hop");
+    let single = |local: &str, remote: &str| {
+        let mut s = spec(local, remote);
+        s.flavour = Flavour::SingleHop;
+        s
+    };
+    let r1 = Endpoint::start(&lab.ns("r1"), vec![single("fd00:211:1::1", "fd00:211:1::2")]);
+    let r2 = Endpoint::start(&lab.ns("r2"), vec![single("fd00:211:1::2", "fd00:211:1::1")]);
+    let up =
+        wait_until(Duration::from_secs(10), || r1.handle.is_up(PATH_A) && r2.handle.is_up(PATH_A));
+    assert!(up.is_some(), "r1 {:?} r2 {:?}", r1.handle.status(PATH_A), r2.handle.status(PATH_A));
+    std::thread::sleep(ms(1000));
+    assert_eq!(r1.handle.counters().ttl_not_255, 0);
+    assert_eq!(r2.handle.counters().total(), 0, "{:?}", r2.handle.counters());
+    assert!(r1.handle.is_up(PATH_A));
+}
+
+#[test]
+fn single_hop_rejects_low_ttl() {
+    use svr_control::bfd::packet::{ControlPacket, Flags};
+    let lab = Lab::new("ttl", &["r1", "r2"]);
+    lab.veth("r1", "wan-a1", "10.211.1.1", "r2", "wan-a2", "10.211.1.2");
+    let mut s = spec("10.211.1.2", "10.211.1.1");
+    s.flavour = Flavour::SingleHop;
+    let r2 = Endpoint::start(&lab.ns("r2"), vec![s]);
+
+    // A hand-made peer in r1 sends the same Down packet with TTL 64, then with TTL 255.
+    let ns = lab.ns("r1");
+    let sender = std::thread::spawn(move || {
+        bfd_netns::enter(&ns);
+        let socket = std::net::UdpSocket::bind("10.211.1.1:49999").unwrap();
+        let packet = ControlPacket {
+            diagnostic: Diagnostic::None,
+            state: State::Down,
+            flags: Flags::default(),
+            detect_mult: 3,
+            my_discriminator: 0x5150,
+            your_discriminator: 0,
+            desired_min_tx: ms(1000),
+            required_min_rx: ms(1000),
+            required_min_echo_rx: Duration::ZERO,
+        };
+        let mut sends = Vec::new();
+        for ttl in [64, 255] {
+            socket.set_ttl(ttl).unwrap();
+            socket.send_to(&packet.to_bytes(), "10.211.1.2:3784").unwrap();
+            std::thread::sleep(ms(200));
+            sends.push(ttl);
+        }
+        sends
+    });
+
+    let dropped = wait_until(Duration::from_secs(5), || r2.handle.counters().ttl_not_255 == 1);
+    assert!(dropped.is_some(), "{:?}", r2.handle.counters());
+    assert_eq!(sender.join().unwrap(), vec![64, 255]);
+    // Only the TTL 255 copy reached the session, which moved to Init on it.
+    assert!(r2.handle.wait_for_state(PATH_A, State::Init, Duration::from_secs(2)));
+    assert_eq!(r2.handle.status(PATH_A).unwrap().remote_discriminator, 0x5150);
+    assert_eq!(r2.handle.counters().ttl_not_255, 1);
+}
