@@ -33,6 +33,9 @@ const MAX_WAIT: Duration = Duration::from_millis(20);
 /// commonly mark BFD.
 const BFD_TOS: i32 = 0xc0;
 
+/// Most datagrams read from one socket before the timers run again.
+const MAX_BURST: usize = 256;
+
 /// Attempts at binding a random single-hop source port before giving up.
 const SOURCE_PORT_ATTEMPTS: usize = 64;
 
@@ -441,13 +444,13 @@ impl Driver {
         Ok(ready)
     }
 
-    /// Reads every datagram waiting on listener `index`.
+    /// Reads the datagrams waiting on listener `index`, at most [`MAX_BURST`] of them so a
+    /// flood cannot starve the timers.
     fn drain(&mut self, index: usize) {
         let mut buffer = std::mem::take(&mut self.buffer);
-        loop {
+        for _ in 0..MAX_BURST {
             let Some((len, remote, ttl)) = self.receive_one(index, &mut buffer) else {
-                self.buffer = buffer;
-                return;
+                break;
             };
             let listener = &self.listeners[index];
             let (flavour, local) = (listener.flavour, listener.local);
@@ -459,6 +462,7 @@ impl Driver {
                 self.perform(outputs);
             }
         }
+        self.buffer = buffer;
     }
 
     fn receive_one(&self, index: usize, buffer: &mut [u8]) -> Option<(usize, IpAddr, Option<u8>)> {

@@ -306,7 +306,8 @@ impl Session {
             );
         }
 
-        // The transmit interval and detection time follow from the fields just stored.
+        // The transmit interval and detection time now follow from the fields just stored.
+        // Next comes the state machine.
         let transition = next_state(self.state, packet.state);
         let Some((to, diag)) = transition else {
             // "If bfd.SessionState is AdminDown, discard the packet."
