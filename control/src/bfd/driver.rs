@@ -33,7 +33,7 @@ const MAX_WAIT: Duration = Duration::from_millis(20);
 /// commonly mark BFD.
 const BFD_TOS: i32 = 0xc0;
 
-/// Most datagrams read from one socket before the timers run again.
+/// Maximum number of datagrams read from one socket before the timers run again.
 const MAX_BURST: usize = 256;
 
 /// Attempts at binding a random single-hop source port before giving up.
@@ -119,7 +119,7 @@ impl PathStatus {
     }
 }
 
-/// A state change as the driver saw it, stamped with the wall-clock monotonic time.
+/// A state change as the driver handled it, stamped with `std::time::Instant`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateEvent {
     pub path: PathId,
@@ -138,7 +138,8 @@ struct Status {
     events: Vec<StateEvent>,
 }
 
-/// Most state events kept for [`DriverHandle::events`]; older ones are dropped first.
+/// Maximum number of state events kept for [`DriverHandle::events`]. The oldest are
+/// dropped first.
 const MAX_EVENTS: usize = 1024;
 
 #[derive(Debug)]
@@ -192,7 +193,8 @@ impl DriverHandle {
         lock(&self.shared.status).reassembly.get(path.0).copied().flatten()
     }
 
-    /// Datagrams the kernel refused to send (for example while a link is down).
+    /// Returns the number of datagrams the kernel rejected on send, for example while a
+    /// link is down.
     pub fn send_errors(&self) -> u64 {
         lock(&self.shared.status).send_errors
     }
