@@ -11,8 +11,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use svr_control::bfd::packet::{ControlPacket, Diagnostic, Flags, State};
 use svr_control::bfd::session::{Action, SLOW_TX_INTERVAL, Session, SessionConfig};
 use svr_control::bfd::timers::{Instant, jittered};
@@ -50,6 +50,17 @@ struct Pair {
     sent: Vec<(Instant, usize, ControlPacket)>,
     /// Every state change, with its side and time.
     changes: Vec<(Instant, usize, State, State, Diagnostic)>,
+    /// Seeded loss, duplication and extra delay, when set.
+    impairment: Option<Impairment>,
+}
+
+/// Faults the simulated wire applies to every packet.
+struct Impairment {
+    rng: StdRng,
+    loss: f64,
+    duplicate: f64,
+    /// Extra delay drawn uniformly up to this bound, which also reorders packets.
+    max_extra_delay: Duration,
 }
 
 impl Pair {
@@ -61,7 +72,20 @@ impl Pair {
             link_up: [true, true],
             sent: Vec::new(),
             changes: Vec::new(),
+            impairment: None,
         }
+    }
+
+    /// Returns the arrival times of one sent packet: none when lost, two when duplicated.
+    fn arrivals(&mut self) -> Vec<Instant> {
+        let base = self.now + LATENCY;
+        let Some(imp) = self.impairment.as_mut() else { return vec![base] };
+        if imp.rng.random_bool(imp.loss) {
+            return Vec::new();
+        }
+        let copies = if imp.rng.random_bool(imp.duplicate) { 2 } else { 1 };
+        let max = imp.max_extra_delay.as_nanos() as u64;
+        (0..copies).map(|_| base + Duration::from_nanos(imp.rng.random_range(0..=max))).collect()
     }
 
     fn start(&mut self) {
@@ -77,7 +101,9 @@ impl Pair {
                 Action::Send(packet) => {
                     self.sent.push((self.now, side, packet));
                     if self.link_up[side] {
-                        self.flights.push(Flight { at: self.now + LATENCY, to: 1 - side, packet });
+                        for at in self.arrivals() {
+                            self.flights.push(Flight { at, to: 1 - side, packet });
+                        }
                     }
                 }
                 Action::StateChanged { from, to, diagnostic } => {
@@ -585,4 +611,41 @@ fn log_limit_one_per_interval() {
     assert_eq!(limit.allow(Instant::ZERO + ms(1000)), Some(2));
     assert_eq!(limit.allow(Instant::ZERO + ms(1500)), None);
     assert_eq!(limit.allow(Instant::ZERO + ms(3000)), Some(1));
+}
+
+#[test]
+fn lossy_link_hour_stays_up() {
+    // One simulated hour at 300 ms with 5% loss, 2% duplication and up to 5 ms of reorder.
+    // With a multiplier of 5 a session only drops after five losses in a row.
+    let mut pair =
+        Pair::new(session(0x11, config(300, 300, 5), 1), session(0x22, config(300, 300, 5), 2));
+    pair.impairment = Some(Impairment {
+        rng: StdRng::seed_from_u64(99),
+        loss: 0.05,
+        duplicate: 0.02,
+        max_extra_delay: ms(5),
+    });
+    pair.start();
+    assert!(pair.run_until(ms(10_000), |p| p.both(State::Up)));
+    pair.changes.clear();
+
+    // A timer change halfway through still completes although Polls and Finals get lost.
+    pair.run_for(Duration::from_secs(1800));
+    let actions = pair.sides[0].set_config(config(200, 250, 5), pair.now);
+    pair.apply(0, actions);
+    assert!(pair.run_until(ms(10_000), |p| !p.sides[0].poll_in_progress()));
+    pair.run_for(Duration::from_secs(1800));
+
+    assert!(
+        pair.changes.is_empty(),
+        "session flapped: {:?}",
+        &pair.changes[..pair.changes.len().min(4)]
+    );
+    assert!(pair.both(State::Up));
+    assert_eq!(pair.sides[0].polls_completed(), 2, "one Poll on going Up, one for the change");
+    assert_eq!(pair.sides[1].tx_interval(), ms(300));
+    assert_eq!(pair.sides[1].detection_time(), ms(300) * 5);
+    assert_eq!(pair.sides[0].detection_time(), ms(300) * 5);
+    let sent = pair.sent.len();
+    assert!(sent > 20_000, "only {sent} packets in an hour");
 }
