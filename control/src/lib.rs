@@ -1,4 +1,5 @@
 //! svrd's control plane: everything slow that the packet path relies on.
 #![forbid(unsafe_code)]
 
+pub mod bfd;
 pub mod config;
