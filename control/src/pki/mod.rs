@@ -5,6 +5,7 @@ pub mod crl;
 pub mod crypto;
 pub mod error;
 pub mod identity;
+pub mod peer;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 pub mod validate;
@@ -13,4 +14,8 @@ pub use crl::{CrlPoller, CrlSource, CrlUpdate, RevocationList, RevocationSet};
 pub use crypto::{HashAlg, PublicKey, SignatureAlg};
 pub use error::{CrlError, IdentityError, ValidationError};
 pub use identity::{IdentityConfig, IdentityOrigin, KeyProtection, OwnIdentity};
+pub use peer::{
+    InvalidCertificateBehavior, InvalidCertificateVerdict, PeeringAction, ValidationCache,
+    decide_invalid_certificate,
+};
 pub use validate::{BadSignature, TrustStore, ValidatedPeer, validate_peer, validate_peer_at};
