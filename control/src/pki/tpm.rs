@@ -183,9 +183,8 @@ impl Tpm {
 
         let mut data_key = Zeroizing::new([0u8; 32]);
         let mut nonce = [0u8; 12];
-        let random = self.context.get_random(44).map_err(command("GetRandom"))?;
-        data_key.copy_from_slice(&random[..32]);
-        nonce.copy_from_slice(&random[32..44]);
+        rand_core_06::RngCore::fill_bytes(&mut rand_core_06::OsRng, data_key.as_mut());
+        rand_core_06::RngCore::fill_bytes(&mut rand_core_06::OsRng, &mut nonce);
         let cipher = ChaCha20Poly1305::new(data_key.as_ref().into());
         let ciphertext = cipher
             .encrypt(&Nonce::from(nonce), Payload { msg: secret, aad: ENVELOPE_AAD })
