@@ -1,5 +1,11 @@
 //! Alarm table behaviour, own-certificate expiry thresholds on an injected clock, and the
 //! invalid-certificate-behavior decision.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 mod pki_support;
 
@@ -55,14 +61,24 @@ fn evaluate_escalates_then_clears() {
     assert_eq!(b.id, a.id);
 
     // A renewed certificate clears the alarm.
-    evaluate_own_certificate(&mut table, "r1", NOT_AFTER + 365 * DAY, None, system_time(NOT_AFTER - 3 * DAY));
+    evaluate_own_certificate(
+        &mut table,
+        "r1",
+        NOT_AFTER + 365 * DAY,
+        None,
+        system_time(NOT_AFTER - 3 * DAY),
+    );
     assert!(table.is_empty());
 }
 
 #[test]
 fn evaluate_revoked_is_critical() {
     let mut table = AlarmTable::new("n");
-    let revoked = ValidationError::Revoked { subject: "CN=r1".into(), serial: "05".into(), crl: "x.crl".into() };
+    let revoked = ValidationError::Revoked {
+        subject: "CN=r1".into(),
+        serial: "05".into(),
+        crl: "x.crl".into(),
+    };
     evaluate_own_certificate(&mut table, "r1", NOT_AFTER, Some(&revoked), system_time(NOW));
     let a = table.get_by_cause(&AlarmCause::OwnCertificateRevoked).unwrap();
     assert_eq!(a.spec.severity, Severity::Critical);
@@ -80,7 +96,10 @@ fn raise_idempotent_per_cause() {
     let first = table.raise(cause.clone(), spec.clone(), system_time(NOW));
     let id = AlarmId { node: "combo-east-1".into(), seq: 1 };
     assert_eq!(first, Raised::New(id.clone()));
-    assert_eq!(table.raise(cause.clone(), spec, system_time(NOW + 5)), Raised::Unchanged(id.clone()));
+    assert_eq!(
+        table.raise(cause.clone(), spec, system_time(NOW + 5)),
+        Raised::Unchanged(id.clone())
+    );
     assert_eq!(table.len(), 1);
     assert_eq!(table.get(&id).unwrap().time, system_time(NOW));
 }
@@ -93,7 +112,10 @@ fn clear_then_raise_gets_new_id() {
     table.raise(cause.clone(), spec.clone(), system_time(NOW));
     assert!(table.clear(&cause).is_some());
     assert!(table.clear(&cause).is_none());
-    assert_eq!(table.raise(cause, spec, system_time(NOW)), Raised::New(AlarmId { node: "n".into(), seq: 2 }));
+    assert_eq!(
+        table.raise(cause, spec, system_time(NOW)),
+        Raised::New(AlarmId { node: "n".into(), seq: 2 })
+    );
 }
 
 #[test]
@@ -127,7 +149,11 @@ fn peer_invalid_message_and_detail_render() {
     );
     assert_eq!(spec.severity, Severity::Critical);
     assert_eq!(spec.category, Category::Peer);
-    table.raise(AlarmCause::PeerCertificateInvalid { peer: "RTR_WEST_COMBO".into() }, spec, system_time(NOW));
+    table.raise(
+        AlarmCause::PeerCertificateInvalid { peer: "RTR_WEST_COMBO".into() },
+        spec,
+        system_time(NOW),
+    );
 
     let detail = table.render_detail(&"combo-east-1:1".parse().unwrap()).unwrap();
     for line in [
@@ -142,7 +168,10 @@ fn peer_invalid_message_and_detail_render() {
     }
     let listing = table.render_table();
     let header = listing.lines().next().unwrap();
-    assert!(header.starts_with("ID") && header.contains("Severity") && header.ends_with("Message"), "{header}");
+    assert!(
+        header.starts_with("ID") && header.contains("Severity") && header.ends_with("Message"),
+        "{header}"
+    );
     assert!(listing.contains("combo-east-1:1"), "{listing}");
     assert!(listing.contains("There are 1 active alarms"), "{listing}");
 }
@@ -167,7 +196,8 @@ fn fail_hard_removes_peerings() {
 
 #[test]
 fn revoked_or_expired_blocks_new_sessions_in_fail_soft() {
-    let revoked = ValidationError::Revoked { subject: "CN=r2".into(), serial: "01".into(), crl: "c".into() };
+    let revoked =
+        ValidationError::Revoked { subject: "CN=r2".into(), serial: "01".into(), crl: "c".into() };
     let expired = ValidationError::Expired { subject: "CN=r2".into(), not_after: 0 };
     for err in [revoked, expired] {
         let v = decide_invalid_certificate(InvalidCertificateBehavior::FailSoft, "r2", &err);

@@ -1,5 +1,11 @@
 //! Revocation lists: parsing, signature checks, the poll schedule, and fetching from a file and
 //! from a loopback HTTP server started by each test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 mod pki_support;
 
@@ -61,8 +67,11 @@ impl Server {
 }
 
 fn ok_response(body: &[u8]) -> Vec<u8> {
-    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: {}\r\n\r\n", body.len())
-        .into_bytes();
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     r.extend_from_slice(body);
     r
 }
@@ -79,7 +88,10 @@ fn crl_source_parse() {
         CrlSource::parse("http://crl.example").unwrap(),
         CrlSource::Http { host: "crl.example".into(), port: 80, path: "/".into() }
     );
-    assert_eq!(CrlSource::parse("/etc/svrd/ca.crl").unwrap(), CrlSource::File("/etc/svrd/ca.crl".into()));
+    assert_eq!(
+        CrlSource::parse("/etc/svrd/ca.crl").unwrap(),
+        CrlSource::File("/etc/svrd/ca.crl".into())
+    );
     assert_eq!(CrlSource::parse("file:///x.crl").unwrap(), CrlSource::File("/x.crl".into()));
     assert!(matches!(CrlSource::parse("https://x/y"), Err(CrlError::InvalidSource { .. })));
     assert!(matches!(CrlSource::parse("ca.crl"), Err(CrlError::InvalidSource { .. })));
@@ -98,7 +110,10 @@ fn crl_parse_der_and_pem() {
     assert_eq!(RevocationList::parse("b", pem.as_bytes()).unwrap().len(), 3);
     assert!(matches!(RevocationList::parse("c", b"junk"), Err(CrlError::Malformed { .. })));
     let cert_pem = ca.pem();
-    assert!(matches!(RevocationList::parse("d", cert_pem.as_bytes()), Err(CrlError::Malformed { .. })));
+    assert!(matches!(
+        RevocationList::parse("d", cert_pem.as_bytes()),
+        Err(CrlError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -124,7 +139,8 @@ fn poller_due_and_schedule() {
     let t = trust(&[&ca]);
     let mut set = RevocationSet::new();
     let hour = Duration::from_secs(3600);
-    let mut poller = CrlPoller::new(CrlSource::parse("/x.crl").unwrap(), 24 * hour, Duration::from_secs(60));
+    let mut poller =
+        CrlPoller::new(CrlSource::parse("/x.crl").unwrap(), 24 * hour, Duration::from_secs(60));
     let now = system_time(NOW);
     assert!(poller.due(now));
 
@@ -165,9 +181,10 @@ fn file_source_fetch_and_revoke() {
 
     let t = trust(&[&ca]);
     let mut set = RevocationSet::new();
-    let mut poller = CrlPoller::new(source.clone(), Duration::from_secs(3600), Duration::from_secs(60));
+    let mut poller =
+        CrlPoller::new(source.clone(), Duration::from_secs(3600), Duration::from_secs(60));
     poller.apply(system_time(NOW), &bytes, &mut set, &t).unwrap();
-    let err = validate_peer_at(&[ee.der.clone()], "r2", NOW, &t, &set).unwrap_err();
+    let err = validate_peer_at(std::slice::from_ref(&ee.der), "r2", NOW, &t, &set).unwrap_err();
     assert!(matches!(err, ValidationError::Revoked { .. }), "{err}");
 
     assert!(matches!(source.fetch(TIMEOUT, 10), Err(CrlError::TooLarge { max: 10, .. })));
@@ -209,9 +226,14 @@ fn http_fetch_chunked() {
 
 #[test]
 fn http_fetch_not_found() {
-    let server = Server::start(vec![b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()]);
-    let err = CrlSource::parse(&server.url("/missing")).unwrap().fetch(TIMEOUT, 1 << 20).unwrap_err();
-    assert!(matches!(err, CrlError::HttpStatus { ref status, .. } if status.contains("404")), "{err}");
+    let server =
+        Server::start(vec![b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()]);
+    let err =
+        CrlSource::parse(&server.url("/missing")).unwrap().fetch(TIMEOUT, 1 << 20).unwrap_err();
+    assert!(
+        matches!(err, CrlError::HttpStatus { ref status, .. } if status.contains("404")),
+        "{err}"
+    );
     server.requests();
 }
 
@@ -226,7 +248,8 @@ fn http_fetch_too_large() {
 
 #[test]
 fn http_fetch_truncated_body() {
-    let server = Server::start(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec()]);
+    let server =
+        Server::start(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec()]);
     let err = CrlSource::parse(&server.url("/t")).unwrap().fetch(TIMEOUT, 1 << 20).unwrap_err();
     assert!(matches!(err, CrlError::HttpMalformed { .. }), "{err}");
     server.requests();
@@ -236,7 +259,10 @@ fn http_fetch_truncated_body() {
 fn http_fetch_times_out() {
     let server = Server::start(vec![b"HANG".to_vec()]);
     let started = std::time::Instant::now();
-    let err = CrlSource::parse(&server.url("/slow")).unwrap().fetch(Duration::from_millis(300), 1 << 20).unwrap_err();
+    let err = CrlSource::parse(&server.url("/slow"))
+        .unwrap()
+        .fetch(Duration::from_millis(300), 1 << 20)
+        .unwrap_err();
     assert!(matches!(err, CrlError::TimedOut { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_millis(1400), "{:?}", started.elapsed());
     server.requests();
@@ -248,7 +274,10 @@ fn http_fetch_connection_refused() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let err = CrlSource::parse(&format!("http://127.0.0.1:{port}/x")).unwrap().fetch(TIMEOUT, 1 << 20).unwrap_err();
+    let err = CrlSource::parse(&format!("http://127.0.0.1:{port}/x"))
+        .unwrap()
+        .fetch(TIMEOUT, 1 << 20)
+        .unwrap_err();
     assert!(matches!(err, CrlError::Io { .. }), "{err}");
 }
 
@@ -259,19 +288,24 @@ fn http_poll_revokes_then_reread_on_change() {
     let t = trust(&[&ca]);
     let server = Server::start(vec![ok_response(&ca.crl(&[1])), ok_response(&ca.crl(&[1, 31]))]);
     let source = CrlSource::parse(&server.url("/ca.crl")).unwrap();
-    let mut poller = CrlPoller::new(source.clone(), Duration::from_secs(3600), Duration::from_secs(60));
+    let mut poller =
+        CrlPoller::new(source.clone(), Duration::from_secs(3600), Duration::from_secs(60));
     let mut set = RevocationSet::new();
 
     let now = system_time(NOW);
     let bytes = poller.source().fetch(TIMEOUT, 1 << 20).unwrap();
     poller.apply(now, &bytes, &mut set, &t).unwrap();
-    assert!(validate_peer_at(&[ee.der.clone()], "r2", NOW, &t, &set).is_ok());
+    assert!(validate_peer_at(std::slice::from_ref(&ee.der), "r2", NOW, &t, &set).is_ok());
 
     let next = now + Duration::from_secs(3600);
     assert!(poller.due(next));
     let bytes = poller.source().fetch(TIMEOUT, 1 << 20).unwrap();
-    assert!(matches!(poller.apply(next, &bytes, &mut set, &t).unwrap(), CrlUpdate::Updated { entries: 2, .. }));
-    let err = validate_peer_at(&[ee.der.clone()], "r2", NOW + 3600, &t, &set).unwrap_err();
+    assert!(matches!(
+        poller.apply(next, &bytes, &mut set, &t).unwrap(),
+        CrlUpdate::Updated { entries: 2, .. }
+    ));
+    let err =
+        validate_peer_at(std::slice::from_ref(&ee.der), "r2", NOW + 3600, &t, &set).unwrap_err();
     assert!(matches!(err, ValidationError::Revoked { .. }), "{err}");
     assert_eq!(server.requests().len(), 2);
 }

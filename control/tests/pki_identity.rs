@@ -1,5 +1,11 @@
 //! Own identity: generation on first start, reuse across restarts, key file protection,
 //! installed certificates, and signatures that peers verify.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 mod pki_support;
 
@@ -26,7 +32,14 @@ fn generated_identity_reused_across_loads() {
     assert_eq!(first.public_key().describe(), "ECDSA P-256");
 
     // Signatures from the reloaded key verify under the first load's certificate.
-    let peer = validate_peer(first.chain(), "r1", system_time(NOW), &TrustStore::new(), &RevocationSet::new()).unwrap();
+    let peer = validate_peer(
+        first.chain(),
+        "r1",
+        system_time(NOW),
+        &TrustStore::new(),
+        &RevocationSet::new(),
+    )
+    .unwrap();
     assert!(peer.verify(b"hello", &second.sign(b"hello").unwrap()).is_ok());
 }
 
@@ -44,9 +57,12 @@ fn generated_key_file_mode_0600() {
 #[test]
 fn generated_certificate_has_name_and_uri() {
     let dir = TempDir::new("ident");
-    let id = OwnIdentity::load(&IdentityConfig::generated("rtr-east", dir.path()), system_time(NOW)).unwrap();
+    let id =
+        OwnIdentity::load(&IdentityConfig::generated("rtr-east", dir.path()), system_time(NOW))
+            .unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(id.certificate_der()).unwrap();
-    let cn: Vec<_> = cert.subject().iter_common_name().map(|a| a.as_str().unwrap().to_owned()).collect();
+    let cn: Vec<_> =
+        cert.subject().iter_common_name().map(|a| a.as_str().unwrap().to_owned()).collect();
     assert_eq!(cn, ["rtr-east"]);
     let san = cert.subject_alternative_name().unwrap().unwrap();
     let uris: Vec<String> = san
@@ -67,8 +83,10 @@ fn generated_certificate_has_name_and_uri() {
 #[test]
 fn generated_identity_replaced_on_name_change() {
     let dir = TempDir::new("ident");
-    let a = OwnIdentity::load(&IdentityConfig::generated("r1", dir.path()), system_time(NOW)).unwrap();
-    let b = OwnIdentity::load(&IdentityConfig::generated("r9", dir.path()), system_time(NOW)).unwrap();
+    let a =
+        OwnIdentity::load(&IdentityConfig::generated("r1", dir.path()), system_time(NOW)).unwrap();
+    let b =
+        OwnIdentity::load(&IdentityConfig::generated("r9", dir.path()), system_time(NOW)).unwrap();
     assert_ne!(a.certificate_der(), b.certificate_der());
     assert_eq!(b.common_name(), "r9");
 }
@@ -103,7 +121,8 @@ fn installed_pem_identity_loads() {
     assert!(!dir.path().join(GENERATED_CERTIFICATE).exists());
 
     let trust = trust(&[&ca]);
-    let peer = validate_peer(id.chain(), "r1", system_time(NOW), &trust, &RevocationSet::new()).unwrap();
+    let peer =
+        validate_peer(id.chain(), "r1", system_time(NOW), &trust, &RevocationSet::new()).unwrap();
     assert!(peer.verify(b"m", &id.sign(b"m").unwrap()).is_ok());
 }
 
@@ -120,7 +139,9 @@ fn rsa_identity_signs_pkcs1() {
     let ca = root("ca");
     let ee = issue(ee_params("r1", 3), Key::rsa(2048), &ca);
     let id = OwnIdentity::from_bytes(&ee.der, &ee.key.pkcs8(), IdentityOrigin::Installed).unwrap();
-    let peer = validate_peer(id.chain(), "r1", system_time(NOW), &trust(&[&ca]), &RevocationSet::new()).unwrap();
+    let peer =
+        validate_peer(id.chain(), "r1", system_time(NOW), &trust(&[&ca]), &RevocationSet::new())
+            .unwrap();
     let sig = id.sign(b"m").unwrap();
     assert_eq!(sig.len(), 256);
     assert!(peer.verify(b"m", &sig).is_ok());
@@ -132,7 +153,8 @@ fn key_mismatch_rejected() {
     let ca = root("ca");
     let ee = issue(ee_params("r1", 3), Key::p256(), &ca);
     let other = Key::p256();
-    let err = OwnIdentity::from_bytes(&ee.der, &other.pkcs8(), IdentityOrigin::Installed).unwrap_err();
+    let err =
+        OwnIdentity::from_bytes(&ee.der, &other.pkcs8(), IdentityOrigin::Installed).unwrap_err();
     assert!(matches!(err, IdentityError::KeyMismatch { .. }), "{err}");
 }
 
@@ -140,7 +162,8 @@ fn key_mismatch_rejected() {
 fn garbage_key_rejected() {
     let ca = root("ca");
     let ee = issue(ee_params("r1", 3), Key::p256(), &ca);
-    let err = OwnIdentity::from_bytes(&ee.der, b"not a key", IdentityOrigin::Installed).unwrap_err();
+    let err =
+        OwnIdentity::from_bytes(&ee.der, b"not a key", IdentityOrigin::Installed).unwrap_err();
     assert!(matches!(err, IdentityError::PrivateKey { .. }), "{err}");
 }
 

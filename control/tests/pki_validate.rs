@@ -1,4 +1,10 @@
 //! Peer chain validation: one test per rejection rule, and good chains for each key type.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 mod pki_support;
 
@@ -22,7 +28,9 @@ fn identity(cert: &Cert) -> OwnIdentity {
 /// that a changed message or signature does not.
 fn assert_chain_and_signatures(ca: &Cert, ee: &Cert) {
     let trust = trust(&[ca]);
-    let peer = validate_peer_at(&[ee.der.clone()], "r2", NOW, &trust, &RevocationSet::new()).unwrap();
+    let peer =
+        validate_peer_at(std::slice::from_ref(&ee.der), "r2", NOW, &trust, &RevocationSet::new())
+            .unwrap();
     assert_eq!(peer.name(), "r2");
     assert!(!peer.is_self_signed());
 
@@ -121,7 +129,9 @@ fn not_yet_valid_rejected() {
     p.not_before = at(NOW + DAY);
     let ee = issue(p, Key::p256(), &ca);
     let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
-    assert!(matches!(err, ValidationError::NotYetValid { not_before, .. } if not_before == NOW + DAY));
+    assert!(
+        matches!(err, ValidationError::NotYetValid { not_before, .. } if not_before == NOW + DAY)
+    );
     assert!(err.to_string().contains("not yet valid until 2027-01-16 08:00:00 UTC"), "{err}");
 }
 
@@ -146,7 +156,10 @@ fn expired_ca_rejected() {
     let ca = self_signed(p, Key::p256());
     let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
     let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
-    assert!(matches!(err, ValidationError::Expired { ref subject, .. } if subject.contains("CN=ca")), "{err}");
+    assert!(
+        matches!(err, ValidationError::Expired { ref subject, .. } if subject.contains("CN=ca")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -174,7 +187,10 @@ fn basic_constraints_not_critical_rejected() {
     let mut p = ca_params("ca");
     p.is_ca = IsCa::NoCa;
     // basicConstraints ::= SEQUENCE { cA BOOLEAN TRUE }, not marked critical.
-    p.custom_extensions = vec![CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x03, 0x01, 0x01, 0xff])];
+    p.custom_extensions = vec![CustomExtension::from_oid_content(
+        &[2, 5, 29, 19],
+        vec![0x30, 0x03, 0x01, 0x01, 0xff],
+    )];
     let ca = self_signed(p, Key::p256());
     let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
     let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
@@ -232,7 +248,10 @@ fn peer_key_usage_without_digital_signature_rejected() {
     p.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
     let ee = issue(p, Key::p256(), &ca);
     let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
-    assert!(matches!(err, ValidationError::KeyUsageMissing { usage: "digitalSignature", .. }), "{err}");
+    assert!(
+        matches!(err, ValidationError::KeyUsageMissing { usage: "digitalSignature", .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -249,7 +268,8 @@ fn peer_without_key_usage_extension_valid() {
 fn unknown_critical_extension_rejected() {
     let ca = root("ca");
     let mut p = ee_params("r2", 2);
-    let mut ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 7], vec![0x05, 0x00]);
+    let mut ext =
+        CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 7], vec![0x05, 0x00]);
     ext.set_criticality(true);
     p.custom_extensions = vec![ext];
     let ee = issue(p, Key::p256(), &ca);
@@ -265,7 +285,8 @@ fn unknown_critical_extension_rejected() {
 fn unknown_noncritical_extension_valid() {
     let ca = root("ca");
     let mut p = ee_params("r2", 2);
-    p.custom_extensions = vec![CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 7], vec![0x05, 0x00])];
+    p.custom_extensions =
+        vec![CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 7], vec![0x05, 0x00])];
     let ee = issue(p, Key::p256(), &ca);
     assert_eq!(check(&[&ee], "r2", NOW, &trust(&[&ca])), Ok(()));
 }
@@ -296,7 +317,8 @@ fn sha1_signature_algorithm_rejected() {
     let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
     let sha1 = replace_all(&ee.der, OID_SHA256_RSA, OID_SHA1_RSA);
     assert_ne!(sha1, ee.der);
-    let err = validate_peer_at(&[sha1], "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
+    let err =
+        validate_peer_at(&[sha1], "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
     assert!(
         matches!(err, ValidationError::UnsupportedSignatureAlgorithm { ref algorithm, .. } if algorithm.contains("sha1")),
         "{err}"
@@ -308,7 +330,8 @@ fn md5_signature_algorithm_rejected() {
     let ca = self_signed(ca_params("ca"), Key::rsa(2048));
     let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
     let md5 = replace_all(&ee.der, OID_SHA256_RSA, OID_MD5_RSA);
-    let err = validate_peer_at(&[md5], "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
+    let err =
+        validate_peer_at(&[md5], "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
     assert!(
         matches!(err, ValidationError::UnsupportedSignatureAlgorithm { ref algorithm, .. } if algorithm.contains("md5")),
         "{err}"
@@ -360,7 +383,10 @@ fn san_uri_matches_peering_name() {
     assert_eq!(check(&[&ee], "r2", NOW, &t), Ok(()));
     assert_eq!(check(&[&ee], "r2-node-a", NOW, &t), Ok(()));
     let err = check(&[&ee], "r9", NOW, &t).unwrap_err();
-    assert_eq!(err.to_string(), "name mismatch: expected r9, got CN=r2-node-a, URI:urn:ssr:peering:r2");
+    assert_eq!(
+        err.to_string(),
+        "name mismatch: expected r9, got CN=r2-node-a, URI:urn:ssr:peering:r2"
+    );
 }
 
 #[test]
@@ -380,12 +406,12 @@ fn revoked_peer_rejected() {
     let t = trust(&[&ca]);
     let mut crls = RevocationSet::new();
     crls.insert(RevocationList::parse("ca.crl", &ca.crl(&[7, 0x1234])).unwrap(), &t).unwrap();
-    let err = validate_peer_at(&[ee.der.clone()], "r2", NOW, &t, &crls).unwrap_err();
+    let err = validate_peer_at(std::slice::from_ref(&ee.der), "r2", NOW, &t, &crls).unwrap_err();
     assert!(matches!(err, ValidationError::Revoked { ref crl, .. } if crl == "ca.crl"), "{err}");
     assert!(err.to_string().contains("12:34"), "{err}");
 
     let other = issue(ee_params("r2", 8), Key::p256(), &ca);
-    assert!(validate_peer_at(&[other.der.clone()], "r2", NOW, &t, &crls).is_ok());
+    assert!(validate_peer_at(std::slice::from_ref(&other.der), "r2", NOW, &t, &crls).is_ok());
 }
 
 #[test]
@@ -398,8 +424,12 @@ fn revoked_intermediate_rejected() {
     let t = trust(&[&root]);
     let mut crls = RevocationSet::new();
     crls.insert(RevocationList::parse("root.crl", &root.crl(&[55])).unwrap(), &t).unwrap();
-    let err = validate_peer_at(&[ee.der.clone(), inter.der.clone()], "r2", NOW, &t, &crls).unwrap_err();
-    assert!(matches!(err, ValidationError::Revoked { ref subject, .. } if subject.contains("inter")), "{err}");
+    let err =
+        validate_peer_at(&[ee.der.clone(), inter.der.clone()], "r2", NOW, &t, &crls).unwrap_err();
+    assert!(
+        matches!(err, ValidationError::Revoked { ref subject, .. } if subject.contains("inter")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -410,7 +440,8 @@ fn crl_from_intermediate_checked_at_use() {
     let t = trust(&[&root]);
     let mut crls = RevocationSet::new();
     crls.insert(RevocationList::parse("inter.crl", &inter.crl(&[9])).unwrap(), &t).unwrap();
-    let err = validate_peer_at(&[ee.der.clone(), inter.der.clone()], "r2", NOW, &t, &crls).unwrap_err();
+    let err =
+        validate_peer_at(&[ee.der.clone(), inter.der.clone()], "r2", NOW, &t, &crls).unwrap_err();
     assert!(matches!(err, ValidationError::Revoked { .. }), "{err}");
 
     // A CRL with the intermediate's name but another key's signature does not count.
@@ -423,7 +454,9 @@ fn crl_from_intermediate_checked_at_use() {
 #[test]
 fn malformed_der_rejected() {
     let t = TrustStore::new();
-    let err = validate_peer_at(&[vec![0x30, 0x03, 0x02, 0x01]], "r2", NOW, &t, &RevocationSet::new()).unwrap_err();
+    let err =
+        validate_peer_at(&[vec![0x30, 0x03, 0x02, 0x01]], "r2", NOW, &t, &RevocationSet::new())
+            .unwrap_err();
     assert!(matches!(err, ValidationError::Malformed { what: "certificate", .. }), "{err}");
 
     let ca = root("ca");
@@ -441,7 +474,8 @@ fn chain_too_long_rejected() {
     let ca = root("ca");
     let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
     let chain = vec![ee.der.clone(); 9];
-    let err = validate_peer_at(&chain, "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
+    let err =
+        validate_peer_at(&chain, "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
     assert_eq!(err, ValidationError::ChainTooLong { count: 9, max: 8 });
 }
 
@@ -450,7 +484,14 @@ fn self_signed_accepted_without_ca() {
     let mut p = ee_params("r2", 2);
     p.subject_alt_names = vec![san_uri("urn:ssr:peering:r2")];
     let ee = self_signed(p, Key::p256());
-    let peer = validate_peer_at(&[ee.der.clone()], "r2", NOW, &TrustStore::new(), &RevocationSet::new()).unwrap();
+    let peer = validate_peer_at(
+        std::slice::from_ref(&ee.der),
+        "r2",
+        NOW,
+        &TrustStore::new(),
+        &RevocationSet::new(),
+    )
+    .unwrap();
     assert!(peer.is_self_signed());
     let sig = identity(&ee).sign(b"m").unwrap();
     assert!(peer.verify(b"m", &sig).is_ok());
@@ -515,7 +556,10 @@ fn cache_reuses_until_inputs_change() {
 
     // Past the certificate's notAfter the cached success is not reused.
     let late = system_time(NOW + 31 * DAY);
-    assert!(matches!(cache.validate("r2", &chain, late, &t, &crls), Err(ValidationError::Expired { .. })));
+    assert!(matches!(
+        cache.validate("r2", &chain, late, &t, &crls),
+        Err(ValidationError::Expired { .. })
+    ));
     assert_eq!(cache.misses(), 3);
     assert!(cache.validated("r2").is_none());
 }

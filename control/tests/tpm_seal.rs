@@ -1,6 +1,12 @@
 //! Sealing with a real TPM 2.0: each test starts its own swtpm on loopback ports and a fresh
 //! state directory, and stops it when done.
 #![cfg(feature = "tpm")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 mod pki_support;
 
@@ -11,7 +17,10 @@ use std::time::{Duration, Instant};
 use pki_support::*;
 use svr_control::pki::identity::GENERATED_SEALED_KEY;
 use svr_control::pki::tpm::{SealedBlob, Tpm};
-use svr_control::pki::{IdentityConfig, IdentityError, KeyProtection, OwnIdentity, RevocationSet, TrustStore, validate_peer};
+use svr_control::pki::{
+    IdentityConfig, IdentityError, KeyProtection, OwnIdentity, RevocationSet, TrustStore,
+    validate_peer,
+};
 
 /// A running swtpm, killed by PID on drop; its state directory goes with it.
 struct Swtpm {
@@ -22,7 +31,11 @@ struct Swtpm {
 
 impl Swtpm {
     fn start() -> Self {
-        let found = Command::new("swtpm").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let found = Command::new("swtpm")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         assert!(
             found.is_ok_and(|s| s.success()),
             "swtpm is not installed: the TPM tests need it (Debian packages swtpm and libtss2-dev, see scripts/install-deps)"
@@ -51,7 +64,9 @@ impl Swtpm {
         loop {
             match Tpm::open(&tpm.tcti()) {
                 Ok(_) => return tpm,
-                Err(e) if Instant::now() > deadline => panic!("swtpm on port {port} did not answer: {e}"),
+                Err(e) if Instant::now() > deadline => {
+                    panic!("swtpm on port {port} did not answer: {e}")
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
@@ -153,13 +168,23 @@ fn tpm_identity_key_sealed_on_disk() {
     // The key file is a sealed blob, and the clear PKCS#8 key appears nowhere in it.
     let on_disk = std::fs::read(dir.path().join(GENERATED_SEALED_KEY)).unwrap();
     assert!(on_disk.starts_with(SealedBlob::MAGIC));
-    let clear = Tpm::open(&swtpm.tcti()).unwrap().unseal(&SealedBlob::from_bytes(&on_disk).unwrap()).unwrap();
+    let clear = Tpm::open(&swtpm.tcti())
+        .unwrap()
+        .unseal(&SealedBlob::from_bytes(&on_disk).unwrap())
+        .unwrap();
     assert!(clear.len() > 32);
     assert!(!on_disk.windows(16).any(|w| clear.windows(16).any(|c| c == w)));
     assert!(!dir.path().join(svr_control::pki::identity::GENERATED_KEY).exists());
 
     // The unsealed key is the certificate's key.
-    let peer = validate_peer(first.chain(), "r1", system_time(NOW), &TrustStore::new(), &RevocationSet::new()).unwrap();
+    let peer = validate_peer(
+        first.chain(),
+        "r1",
+        system_time(NOW),
+        &TrustStore::new(),
+        &RevocationSet::new(),
+    )
+    .unwrap();
     assert!(peer.verify(b"m", &second.sign(b"m").unwrap()).is_ok());
 }
 
@@ -172,7 +197,8 @@ fn tpm_sealed_key_needs_tpm_config() {
     OwnIdentity::load(&config, system_time(NOW)).unwrap();
 
     let mut installed = IdentityConfig::generated("r1", dir.path());
-    installed.certificate = Some(dir.path().join(svr_control::pki::identity::GENERATED_CERTIFICATE));
+    installed.certificate =
+        Some(dir.path().join(svr_control::pki::identity::GENERATED_CERTIFICATE));
     installed.private_key = Some(dir.path().join(GENERATED_SEALED_KEY));
     let err = OwnIdentity::load(&installed, system_time(NOW)).unwrap_err();
     assert!(matches!(err, IdentityError::PrivateKey { .. }), "{err}");

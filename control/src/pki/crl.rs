@@ -293,13 +293,13 @@ impl RevocationSet {
         if self.lists.get(&list.source).is_some_and(|old| old.digest == list.digest) {
             return Ok(CrlUpdate::Unchanged);
         }
-        if let Some(key) = trusted_issuer_key(trust, &list.issuer)? {
-            if !list.signed_by(&key) {
-                return Err(CrlError::SignatureInvalid {
-                    source: list.source.clone(),
-                    issuer: list.issuer_display.clone(),
-                });
-            }
+        if let Some(key) = trusted_issuer_key(trust, &list.issuer)
+            && !list.signed_by(&key)
+        {
+            return Err(CrlError::SignatureInvalid {
+                source: list.source.clone(),
+                issuer: list.issuer_display.clone(),
+            });
         }
         let entries = list.len();
         self.lists.insert(list.source.clone(), list);
@@ -352,23 +352,19 @@ impl RevocationSet {
             return self.check(&cert, issuer, &key);
         }
         match trusted_issuer_key(trust, issuer) {
-            Ok(Some(key)) => self.check(&cert, issuer, &key),
-            _ => Ok(()),
+            Some(key) => self.check(&cert, issuer, &key),
+            None => Ok(()),
         }
     }
 }
 
 /// The key of the trusted CA named `issuer`, if one is configured.
-fn trusted_issuer_key(trust: &TrustStore, issuer: &[u8]) -> Result<Option<PublicKey>, CrlError> {
-    for der in trust.anchors() {
-        let Ok(anchor) = parse_certificate(der) else { continue };
-        if anchor.subject().as_raw() == issuer {
-            if let Ok(key) = certificate_key(&anchor) {
-                return Ok(Some(key));
-            }
-        }
-    }
-    Ok(None)
+fn trusted_issuer_key(trust: &TrustStore, issuer: &[u8]) -> Option<PublicKey> {
+    trust
+        .anchors()
+        .filter_map(|der| parse_certificate(der).ok())
+        .filter(|anchor| anchor.subject().as_raw() == issuer)
+        .find_map(|anchor| certificate_key(&anchor).ok())
 }
 
 /// Strips leading zero bytes so serials compare as integers.

@@ -333,10 +333,10 @@ impl PrivateKey {
         if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_der(&der) {
             return Ok(Self::Rsa { key, pss });
         }
-        if label.is_empty() {
-            if let Ok(key) = Self::from_sec1(&der) {
-                return Ok(key);
-            }
+        if label.is_empty()
+            && let Ok(key) = Self::from_sec1(&der)
+        {
+            return Ok(key);
         }
         Err("not a P-256, P-384, P-521 or RSA private key".into())
     }

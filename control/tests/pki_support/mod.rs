@@ -1,6 +1,12 @@
 //! Test certificate authority built with rcgen: CAs, intermediates and peer certificates with
 //! P-256, P-384, P-521, RSA and Ed25519 keys, plus byte patches for cases rcgen cannot make.
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +49,8 @@ impl Key {
     }
     pub fn p521() -> Self {
         let key = p521::ecdsa::SigningKey::random(&mut rand_core_06::OsRng);
-        let point = p521::ecdsa::VerifyingKey::from(&key).to_encoded_point(false).as_bytes().to_vec();
+        let point =
+            p521::ecdsa::VerifyingKey::from(&key).to_encoded_point(false).as_bytes().to_vec();
         Key::P521 { key, point }
     }
     /// RSA key of `bits` with SHA-256 signatures (ring signs RSA from PKCS#8).
@@ -51,7 +58,10 @@ impl Key {
         use rsa::pkcs8::EncodePrivateKey;
         let key = rsa::RsaPrivateKey::new(&mut rand_core_06::OsRng, bits).unwrap();
         let der = key.to_pkcs8_der().unwrap();
-        Key::Ring(KeyPair::from_pkcs8_der_and_sign_algo(&der.as_bytes().into(), &rcgen::PKCS_RSA_SHA256).unwrap())
+        Key::Ring(
+            KeyPair::from_pkcs8_der_and_sign_algo(&der.as_bytes().into(), &rcgen::PKCS_RSA_SHA256)
+                .unwrap(),
+        )
     }
     /// Only the public half of an RSA key of `bits` (ring cannot sign with keys under 2048).
     pub fn rsa_public(bits: usize) -> Self {
