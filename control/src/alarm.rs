@@ -54,7 +54,7 @@ impl fmt::Display for Category {
     }
 }
 
-/// What an alarm is about. One cause has at most one active alarm.
+/// Cause of an alarm. One cause has at most one active alarm.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AlarmCause {
     /// The router's certificate expires soon, has expired or is otherwise invalid.

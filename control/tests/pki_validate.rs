@@ -26,12 +26,13 @@ fn identity(cert: &Cert) -> OwnIdentity {
 
 /// Validates `ee` under `ca` and checks a message signed by the peer's key verifies, and
 /// that a changed message or signature does not.
-fn assert_chain_and_signatures(ca: &Cert, ee: &Cert) {
+fn assert_chain_and_signatures(ca: &Cert, ee: &Cert, key_type: &str) {
     let trust = trust(&[ca]);
     let peer =
         validate_peer_at(std::slice::from_ref(&ee.der), "r2", NOW, &trust, &RevocationSet::new())
             .unwrap();
     assert_eq!(peer.name(), "r2");
+    assert_eq!(peer.public_key().describe(), key_type);
     assert!(!peer.is_self_signed());
 
     let signer = identity(ee);
@@ -49,35 +50,35 @@ fn assert_chain_and_signatures(ca: &Cert, ee: &Cert) {
 fn p256_chain_valid() {
     let ca = root("ca");
     let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
-    assert_chain_and_signatures(&ca, &ee);
+    assert_chain_and_signatures(&ca, &ee, "ECDSA P-256");
 }
 
 #[test]
 fn p384_chain_valid() {
     let ca = self_signed(ca_params("ca"), Key::p384());
     let ee = issue(ee_params("r2", 2), Key::p384(), &ca);
-    assert_chain_and_signatures(&ca, &ee);
+    assert_chain_and_signatures(&ca, &ee, "ECDSA P-384");
 }
 
 #[test]
 fn p521_chain_valid() {
     let ca = self_signed(ca_params("ca"), Key::p521());
     let ee = issue(ee_params("r2", 2), Key::p521(), &ca);
-    assert_chain_and_signatures(&ca, &ee);
+    assert_chain_and_signatures(&ca, &ee, "ECDSA P-521");
 }
 
 #[test]
 fn rsa_chain_valid() {
     let ca = self_signed(ca_params("ca"), Key::rsa(2048));
     let ee = issue(ee_params("r2", 2), Key::rsa(2048), &ca);
-    assert_chain_and_signatures(&ca, &ee);
+    assert_chain_and_signatures(&ca, &ee, "RSA 2048");
 }
 
 #[test]
 fn mixed_p384_ca_p256_peer_valid() {
     let ca = self_signed(ca_params("ca"), Key::p384());
     let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
-    assert_chain_and_signatures(&ca, &ee);
+    assert_chain_and_signatures(&ca, &ee, "ECDSA P-256");
 }
 
 #[test]
@@ -577,4 +578,59 @@ fn cache_revalidates_on_crl_change() {
     crls.insert(RevocationList::parse("ca.crl", &ca.crl(&[5])).unwrap(), &t).unwrap();
     let err = cache.validate("r2", &chain, now, &t, &crls).unwrap_err();
     assert!(matches!(err, ValidationError::Revoked { .. }), "{err}");
+}
+
+#[test]
+fn rsa_pss_key_signs_with_pss() {
+    let ca = patching(root("ca"), &[(OID_RSA_ENCRYPTION, OID_RSASSA_PSS)]);
+    let ee = issue(ee_params("r2", 2), Key::rsa(2048), &ca);
+    assert_chain_and_signatures(&ca, &ee, "RSA-PSS 2048");
+
+    // A PKCS#1 v1.5 signature from the same key does not verify under a PSS-only key.
+    let peer = validate_peer_at(
+        std::slice::from_ref(&ee.der),
+        "r2",
+        NOW,
+        &trust(&[&ca]),
+        &RevocationSet::new(),
+    )
+    .unwrap();
+    let pkcs1 = identity_from_parts(&ee.der, &ee.key, false).sign(b"m").unwrap();
+    assert!(peer.verify(b"m", &pkcs1).is_err());
+}
+
+/// Loads the key of `der` as an identity; with `pss` false the certificate's key type is set
+/// back to rsaEncryption, so the identity signs with PKCS#1 v1.5.
+fn identity_from_parts(der: &[u8], key: &Key, pss: bool) -> OwnIdentity {
+    let patched =
+        if pss { der.to_vec() } else { replace_all(der, OID_RSASSA_PSS, OID_RSA_ENCRYPTION) };
+    OwnIdentity::from_bytes(&patched, &key.pkcs8(), IdentityOrigin::Installed).unwrap()
+}
+
+#[test]
+fn unsupported_curve_rejected() {
+    let ca = root("ca");
+    let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
+    // Only the subject key carries the P-256 curve OID; the CA's own key is outside this DER.
+    let p192 = replace_all(&ee.der, OID_CURVE_P256, OID_CURVE_P192);
+    assert_ne!(p192, ee.der);
+    let err =
+        validate_peer_at(&[p192], "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
+    assert!(
+        matches!(err, ValidationError::UnsupportedKey { ref algorithm, .. } if algorithm.contains("1.2.840.10045.3.1.1")),
+        "{err}"
+    );
+}
+
+#[test]
+fn dsa_signature_algorithm_rejected() {
+    let ca = self_signed(ca_params("ca"), Key::rsa(2048));
+    let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
+    let dsa = replace_all(&ee.der, OID_SHA256_RSA, OID_DSA_SHA256);
+    let err =
+        validate_peer_at(&[dsa], "r2", NOW, &trust(&[&ca]), &RevocationSet::new()).unwrap_err();
+    assert!(
+        matches!(err, ValidationError::UnsupportedSignatureAlgorithm { ref algorithm, .. } if algorithm.contains("dsa")),
+        "{err}"
+    );
 }

@@ -2,7 +2,7 @@
 //! or an `http://` URL), the poll schedule, parsing and signature checks, and the set of
 //! revoked serials consulted by peer validation.
 //!
-//! The poller is pure: `due(now)` says when to fetch and `apply(now, bytes)` takes the
+//! The poller is pure: `due(now)` reports when to fetch and `apply(now, bytes)` takes the
 //! fetched bytes. The daemon does the fetching, with [`CrlSource::fetch`] or its own I/O.
 
 use std::collections::{BTreeMap, HashSet};
@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_CRL_BYTES: usize = 8 * 1024 * 1024;
 /// Cap on the HTTP status line and headers.
 const MAX_HTTP_HEADER_BYTES: usize = 16 * 1024;
 
-/// Where a CRL is read from.
+/// Location of a CRL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrlSource {
     /// A local file, DER or PEM.
@@ -358,7 +358,7 @@ impl RevocationSet {
     }
 }
 
-/// The key of the trusted CA named `issuer`, if one is configured.
+/// Finds the key of the trusted CA named `issuer`, if one is configured.
 fn trusted_issuer_key(trust: &TrustStore, issuer: &[u8]) -> Option<PublicKey> {
     trust
         .anchors()
@@ -373,8 +373,8 @@ fn normalize_serial(raw: &[u8]) -> Vec<u8> {
     raw[start..].to_vec()
 }
 
-/// A minimal HTTP/1.1 GET with `Connection: close`: one request, the whole response read up
-/// to the caps, `Content-Length` and chunked bodies both understood.
+/// Fetches `path` with a minimal HTTP/1.1 GET and `Connection: close`. The whole response is
+/// read up to the caps, and both `Content-Length` and chunked bodies are decoded.
 fn http_get(
     source: &str,
     host: &str,

@@ -27,7 +27,7 @@ pub const GENERATED_SEALED_KEY: &str = "peering.key.sealed";
 /// Default lifetime of a generated self-signed certificate.
 pub const DEFAULT_SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
 
-/// How private keys are kept at rest.
+/// Storage of private keys at rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyProtection {
     /// A file readable by the owner only (mode 0600).
@@ -37,7 +37,7 @@ pub enum KeyProtection {
     Tpm { tcti: String },
 }
 
-/// Where the identity comes from.
+/// Sources of the router's certificate and private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityConfig {
     /// The router's peering-common-name.
@@ -114,8 +114,8 @@ impl OwnIdentity {
         private_key: &[u8],
         origin: IdentityOrigin,
     ) -> Result<Self, IdentityError> {
-        let here = PathBuf::from("(memory)");
-        Self::assemble(&here, certificate, &here, private_key, origin)
+        let memory = PathBuf::from("(memory)");
+        Self::assemble(&memory, certificate, &memory, private_key, origin)
     }
 
     /// Signs a message with the private key.
@@ -128,7 +128,7 @@ impl OwnIdentity {
         &self.chain[0]
     }
 
-    /// The certificate followed by any intermediates: what is sent to peers.
+    /// Returns the certificate followed by any intermediates, as sent to peers.
     pub fn chain(&self) -> &[Vec<u8>] {
         &self.chain
     }
@@ -386,9 +386,12 @@ impl PrivateKey {
                 let sig: p521::ecdsa::Signature = k.try_sign(message).map_err(failed)?;
                 Ok(sig.to_der().as_bytes().to_vec())
             }
+            // The randomized signers blind the RSA private operation, the mitigation for the
+            // timing side channel of RUSTSEC-2023-0071 in rsa 0.9.
             Self::Rsa { key, pss: false } => {
                 let signer = rsa::pkcs1v15::SigningKey::<sha2_010::Sha256>::new(key.clone());
-                let sig = signer.try_sign(message).map_err(failed)?;
+                let sig =
+                    signer.try_sign_with_rng(&mut rand_core_06::OsRng, message).map_err(failed)?;
                 Ok(sig.to_vec())
             }
             Self::Rsa { key, pss: true } => {
@@ -486,7 +489,7 @@ fn write_secret(
     }
 }
 
-/// Writes through a temporary file and a rename, so readers never see half a file; the mode
+/// Writes through a temporary file and a rename, so readers never see half a file. The mode
 /// is set at creation, before any byte is written.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
     let tmp = path.with_extension("tmp");

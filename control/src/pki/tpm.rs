@@ -1,8 +1,8 @@
 //! Sealing of secret bytes (certificate private keys, ML-KEM decapsulation keys) with a TPM
 //! 2.0, through tss-esapi 7.7.
 //!
-//! An ECC P-256 storage primary is derived in the owner hierarchy each time a context opens;
-//! the primary is the same for as long as the TPM's owner seed is. A secret becomes a
+//! An ECC P-256 storage primary is derived in the owner hierarchy each time a context opens.
+//! The TPM derives it from its owner seed, so it is the same key until the owner is cleared. A secret becomes a
 //! KeyedHash sealed-data object under that primary, and only the object's marshalled public
 //! and private areas are stored, so the bytes on disk can be unsealed by that TPM only.
 //!

@@ -33,8 +33,17 @@ pub fn system_time(secs: i64) -> std::time::SystemTime {
 /// A test key: ring-backed through rcgen, P-521 through RustCrypto, or public only.
 pub enum Key {
     Ring(KeyPair),
-    P521 { key: p521::ecdsa::SigningKey, point: Vec<u8> },
+    P521 {
+        key: p521::ecdsa::SigningKey,
+        point: Vec<u8>,
+    },
     PublicOnly(rcgen::SubjectPublicKeyInfo),
+    /// Signs with `inner` after applying `patches` to the to-be-signed bytes; certificates it
+    /// issues get the same patches, so their signatures stay valid.
+    Patching {
+        inner: Box<Key>,
+        patches: Vec<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 impl Key {
@@ -81,6 +90,7 @@ impl Key {
                 sk.to_pkcs8_der().unwrap().as_bytes().to_vec()
             }
             Key::PublicOnly(_) => panic!("no private key"),
+            Key::Patching { inner, .. } => inner.pkcs8(),
         }
     }
 
@@ -95,6 +105,7 @@ impl PublicKeyData for Key {
             Key::Ring(k) => k.der_bytes(),
             Key::P521 { point, .. } => point,
             Key::PublicOnly(k) => k.der_bytes(),
+            Key::Patching { inner, .. } => inner.der_bytes(),
         }
     }
     fn algorithm(&self) -> &'static SignatureAlgorithm {
@@ -104,6 +115,7 @@ impl PublicKeyData for Key {
             // to P-521 ones (same lengths) before signing and in the output.
             Key::P521 { .. } => &rcgen::PKCS_ECDSA_P384_SHA384,
             Key::PublicOnly(k) => k.algorithm(),
+            Key::Patching { inner, .. } => inner.algorithm(),
         }
     }
 }
@@ -118,6 +130,7 @@ impl SigningKey for Key {
                 Ok(sig.to_der().as_bytes().to_vec())
             }
             Key::PublicOnly(_) => Err(rcgen::Error::RemoteKeyError),
+            Key::Patching { inner, patches } => inner.sign(&apply_patches(msg, patches)),
         }
     }
 }
@@ -147,6 +160,19 @@ pub fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+fn apply_patches(bytes: &[u8], patches: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    patches.iter().fold(bytes.to_vec(), |b, (from, to)| replace_all(&b, from, to))
+}
+
+pub const OID_RSA_ENCRYPTION: &[u8] =
+    &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+pub const OID_RSASSA_PSS: &[u8] =
+    &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+pub const OID_DSA_SHA256: &[u8] =
+    &[0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x02];
+pub const OID_CURVE_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub const OID_CURVE_P192: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x01];
+
 fn patch_p521(bytes: &[u8]) -> Vec<u8> {
     replace_all(&replace_all(bytes, OID_P384, OID_P521), OID_ECDSA_SHA384, OID_ECDSA_SHA512)
 }
@@ -167,7 +193,7 @@ impl Cert {
         Issuer::from_params(&self.params, &self.key)
     }
 
-    /// A CRL from this CA listing `serials`.
+    /// Signs a CRL from this CA listing `serials`.
     pub fn crl(&self, serials: &[u64]) -> Vec<u8> {
         let params = CertificateRevocationListParams {
             this_update: at(NOW - DAY),
@@ -233,20 +259,23 @@ pub fn self_signed(params: CertificateParams, key: Key) -> Cert {
 
 pub fn issue(params: CertificateParams, key: Key, issuer: &Cert) -> Cert {
     let cert = params.signed_by(&key, &issuer.issuer()).unwrap();
-    let der = if key.is_p521() || issuer.key.is_p521() {
+    let mut der = if key.is_p521() || issuer.key.is_p521() {
         patch_p521(cert.der())
     } else {
         cert.der().to_vec()
     };
+    if let Key::Patching { patches, .. } = &issuer.key {
+        der = apply_patches(&der, patches);
+    }
     Cert { der, params, key }
 }
 
-/// A P-256 root CA named `cn`.
+/// Makes a P-256 root CA named `cn`.
 pub fn root(cn: &str) -> Cert {
     self_signed(ca_params(cn), Key::p256())
 }
 
-/// A trust store holding `cas`.
+/// Builds a trust store containing `cas`.
 pub fn trust(cas: &[&Cert]) -> svr_control::pki::TrustStore {
     let mut t = svr_control::pki::TrustStore::new();
     for ca in cas {
@@ -296,4 +325,10 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Wraps a CA so the certificates it issues carry `patches`, signed over.
+pub fn patching(ca: Cert, patches: &[(&[u8], &[u8])]) -> Cert {
+    let patches = patches.iter().map(|(f, t)| (f.to_vec(), t.to_vec())).collect();
+    Cert { der: ca.der, params: ca.params, key: Key::Patching { inner: Box::new(ca.key), patches } }
 }
