@@ -15,7 +15,7 @@ pub use crypto::{HashAlg, PublicKey, SignatureAlg};
 pub use error::{CrlError, IdentityError, ValidationError};
 pub use identity::{IdentityConfig, IdentityOrigin, KeyProtection, OwnIdentity};
 pub use peer::{
-    InvalidCertificateBehavior, InvalidCertificateVerdict, PeeringAction, ValidationCache,
-    decide_invalid_certificate,
+    InvalidCertificateBehavior, InvalidCertificateVerdict, PeerCertificateOutcome,
+    PeerCertificates, PeeringAction, ValidationCache, decide_invalid_certificate,
 };
 pub use validate::{BadSignature, TrustStore, ValidatedPeer, validate_peer, validate_peer_at};

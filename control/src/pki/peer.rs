@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use super::crl::RevocationSet;
 use super::error::ValidationError;
 use super::validate::{TrustStore, ValidatedPeer, fingerprint, unix_seconds, validate_peer_at};
-use crate::alarm::{self, AlarmCause, AlarmSpec};
+use crate::alarm::{self, AlarmCause, AlarmSpec, AlarmTable, Raised};
 
 /// Key under which a result is cached: the same certificate chain, name, CA set and CRL set
 /// give the same answer, as long as `now` stays inside the validity window.
@@ -153,5 +153,174 @@ pub fn decide_invalid_certificate(
         alarm: alarm::peer_certificate_invalid(peer, error),
         action,
         new_sessions,
+    }
+}
+
+/// Result of checking a peer's certificate chain.
+#[derive(Debug, Clone)]
+pub enum PeerCertificateOutcome {
+    /// The chain is valid; later key messages are checked with this peer's key.
+    Valid(ValidatedPeer),
+    /// The chain failed; the verdict says what to do with the peer's peerings.
+    Invalid { error: ValidationError, verdict: InvalidCertificateVerdict },
+}
+
+/// Certificate state of the router: trusted CAs, CRLs, the per-peer validation cache and the
+/// configured invalid-certificate-behavior. Its methods keep the alarm table in step with
+/// what they find.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates {
+    pub trust: TrustStore,
+    pub revocations: RevocationSet,
+    pub behavior: InvalidCertificateBehavior,
+    cache: ValidationCache,
+}
+
+impl PeerCertificates {
+    /// Creates the state with the given CAs and behavior and no CRLs.
+    pub fn new(trust: TrustStore, behavior: InvalidCertificateBehavior) -> Self {
+        Self { trust, revocations: RevocationSet::new(), behavior, cache: ValidationCache::new() }
+    }
+
+    /// Validates a certificate chain received from `peer`, raising or clearing its
+    /// invalid-certificate alarm.
+    pub fn check_peer(
+        &mut self,
+        peer: &str,
+        chain: &[Vec<u8>],
+        now: SystemTime,
+        alarms: &mut AlarmTable,
+    ) -> PeerCertificateOutcome {
+        match self.cache.validate(peer, chain, now, &self.trust, &self.revocations) {
+            Ok(validated) => {
+                alarms.clear(&AlarmCause::PeerCertificateInvalid { peer: peer.to_owned() });
+                PeerCertificateOutcome::Valid(validated)
+            }
+            Err(error) => {
+                let verdict = decide_invalid_certificate(self.behavior, peer, &error);
+                let raised = alarms.raise(verdict.cause.clone(), verdict.alarm.clone(), now);
+                // The peer sends its certificate on every path, so only a change is logged.
+                if matches!(raised, Raised::Unchanged(_)) {
+                    return PeerCertificateOutcome::Invalid { error, verdict };
+                }
+                tracing::warn!(
+                    peer,
+                    reason = error.reason(),
+                    error = %error,
+                    action = ?verdict.action,
+                    "peer certificate is invalid"
+                );
+                PeerCertificateOutcome::Invalid { error, verdict }
+            }
+        }
+    }
+
+    /// Records that a key or rekey message from `peer` failed authentication.
+    pub fn peer_unauthenticated(
+        &self,
+        peer: &str,
+        detail: &dyn std::fmt::Display,
+        now: SystemTime,
+        alarms: &mut AlarmTable,
+    ) {
+        let cause = AlarmCause::PeerUnauthenticated { peer: peer.to_owned() };
+        let spec = alarm::peer_unauthenticated(peer, &detail.to_string());
+        match alarms.raise(cause, spec, now) {
+            Raised::Unchanged(_) => {
+                tracing::debug!(peer, error = %detail, "unable to authenticate peer")
+            }
+            _ => tracing::warn!(peer, error = %detail, "unable to authenticate peer"),
+        }
+    }
+
+    /// Records that a message from `peer` authenticated again, clearing its alarm.
+    pub fn peer_authenticated(&self, peer: &str, alarms: &mut AlarmTable) {
+        alarms.clear(&AlarmCause::PeerUnauthenticated { peer: peer.to_owned() });
+    }
+
+    /// The last validated state of `peer`.
+    pub fn validated(&self, peer: &str) -> Option<&ValidatedPeer> {
+        self.cache.validated(peer)
+    }
+
+    /// Drops the cached result of `peer`, so its next certificate is validated in full.
+    pub fn forget(&mut self, peer: &str) {
+        self.cache.forget(peer);
+    }
+
+    /// Raises or clears the alarms about the router's own certificate: expiry, revocation and,
+    /// when ESKM is enabled, the lack of a valid signed certificate. A certificate is signed
+    /// and valid when it chains to a trusted CA at `now`; with no CA configured the
+    /// self-signed certificate counts as valid while it is in date.
+    pub fn evaluate_own(
+        &self,
+        identity: &super::OwnIdentity,
+        router: &str,
+        eskm_enabled: bool,
+        now: SystemTime,
+        alarms: &mut AlarmTable,
+    ) {
+        let revoked = self.revocations.check_own(identity.certificate_der(), &self.trust).err();
+        alarm::evaluate_own_certificate(
+            alarms,
+            router,
+            identity.validity().1,
+            revoked.as_ref(),
+            now,
+        );
+
+        let problem = if self.trust.is_empty() {
+            let secs = unix_seconds(now);
+            let (from, until) = identity.validity();
+            match revoked {
+                Some(e) => Some(e.to_string()),
+                None if secs < from || secs > until => {
+                    Some("certificate is outside its validity period".into())
+                }
+                None => None,
+            }
+        } else {
+            let name = identity.common_name();
+            validate_peer_at(
+                identity.chain(),
+                name,
+                unix_seconds(now),
+                &self.trust,
+                &self.revocations,
+            )
+            .err()
+            .map(|e| e.to_string())
+        };
+        let spec = match problem {
+            Some(detail) if eskm_enabled => Some(alarm::no_valid_certificate(router, &detail)),
+            _ => None,
+        };
+        // Logged when first raised only, since this runs on every periodic evaluation.
+        if let Some(Raised::New(id)) = alarms.set(AlarmCause::NoValidCertificate, spec, now) {
+            tracing::error!(router, %id, "ESKM is enabled but no valid signed certificate is loaded");
+        }
+    }
+
+    /// Raises or clears the alarm of a CRL from the result of fetching and applying it.
+    pub fn crl_result<T>(
+        &self,
+        router: &str,
+        source: &str,
+        result: &Result<T, super::CrlError>,
+        now: SystemTime,
+        alarms: &mut AlarmTable,
+    ) {
+        let cause = AlarmCause::CrlUnavailable { source: source.to_owned() };
+        match result {
+            Ok(_) => {
+                alarms.clear(&cause);
+            }
+            Err(e) => {
+                let spec = alarm::crl_unavailable(router, source, &e.to_string());
+                if !matches!(alarms.raise(cause, spec, now), Raised::Unchanged(_)) {
+                    tracing::warn!(crl = source, error = %e, "CRL unavailable");
+                }
+            }
+        }
     }
 }
