@@ -12,7 +12,9 @@ mod pki_support;
 use std::os::unix::fs::PermissionsExt;
 
 use pki_support::*;
-use svr_control::pki::identity::{GENERATED_CERTIFICATE, GENERATED_KEY};
+use svr_control::pki::identity::{
+    GENERATED_CERTIFICATE, GENERATED_KEY, KeyProtection, load_secret, store_secret,
+};
 use svr_control::pki::{
     IdentityConfig, IdentityError, IdentityOrigin, OwnIdentity, RevocationSet, TrustStore,
     ValidationError, validate_peer,
@@ -198,4 +200,34 @@ fn own_revocation_detected() {
     assert!(matches!(err, ValidationError::Revoked { .. }), "{err}");
     let fine = issue(ee_params("r1", 45), Key::p256(), &ca);
     assert!(crls.check_own(&fine.der, &t).is_ok());
+}
+
+#[test]
+fn file_secret_round_trip_mode_0600() {
+    let dir = TempDir::new("secret");
+    let path = dir.path().join("mlkem.key");
+    let secret: Vec<u8> = (0..2400u32).map(|i| i as u8).collect();
+    store_secret(&path, &secret, &KeyProtection::File).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(load_secret(&path, &KeyProtection::File).unwrap().as_slice(), secret.as_slice());
+}
+
+#[test]
+fn trust_store_from_pem_files() {
+    let dir = TempDir::new("trust");
+    let a = root("a");
+    let b = root("b");
+    let pa = dir.path().join("a.pem");
+    let pb = dir.path().join("b.pem");
+    std::fs::write(&pa, a.pem()).unwrap();
+    std::fs::write(&pb, b.pem()).unwrap();
+    let store = TrustStore::from_pem_files(&[pa, pb.clone()]).unwrap();
+    assert_eq!(store.len(), 2);
+
+    std::fs::write(&pb, "garbage").unwrap();
+    let err = TrustStore::from_pem_files(&[pb]).unwrap_err();
+    assert!(matches!(err, IdentityError::Certificate { .. }), "{err}");
+    let err = TrustStore::from_pem_files(&[dir.path().join("none.pem")]).unwrap_err();
+    assert!(matches!(err, IdentityError::Io { .. }), "{err}");
 }

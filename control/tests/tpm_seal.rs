@@ -207,3 +207,19 @@ fn tpm_sealed_key_needs_tpm_config() {
     installed.protection = KeyProtection::Tpm { tcti: swtpm.tcti() };
     assert!(OwnIdentity::load(&installed, system_time(NOW)).is_ok());
 }
+
+#[test]
+fn tpm_secret_store_round_trip() {
+    let swtpm = Swtpm::start();
+    let dir = TempDir::new("tpm-secret");
+    let path = dir.path().join("mlkem768.dk");
+    let protection = KeyProtection::Tpm { tcti: swtpm.tcti() };
+    // The size of an ML-KEM-768 decapsulation key.
+    let secret: Vec<u8> = (0..2400u32).map(|i| (i % 253) as u8).collect();
+    svr_control::pki::identity::store_secret(&path, &secret, &protection).unwrap();
+    let on_disk = std::fs::read(&path).unwrap();
+    assert!(on_disk.starts_with(SealedBlob::MAGIC));
+    assert!(!on_disk.windows(32).any(|w| secret.windows(32).any(|s| s == w)));
+    let back = svr_control::pki::identity::load_secret(&path, &protection).unwrap();
+    assert_eq!(back.as_slice(), secret.as_slice());
+}

@@ -248,7 +248,10 @@ impl RevocationList {
         self.serials.is_empty()
     }
 
-    /// thisUpdate and nextUpdate, Unix seconds.
+    /// Returns thisUpdate and nextUpdate, Unix seconds.
+    ///
+    /// NOTE: a list past its nextUpdate is still consulted; only the poller's fetch
+    /// failures raise an alarm.
     pub fn updates(&self) -> (i64, Option<i64>) {
         (self.this_update, self.next_update)
     }
@@ -387,6 +390,8 @@ fn http_get(
     let io = |error| CrlError::Io { source: source.to_owned(), error };
     let timed_out = || CrlError::TimedOut { source: source.to_owned() };
 
+    // NOTE: name resolution goes through the system resolver and is not bounded by `timeout`;
+    // configure CRL URLs with an address or a name the local resolver answers quickly.
     let addrs: Vec<_> = (host, port).to_socket_addrs().map_err(io)?.collect();
     let mut last_error = None;
     let mut stream = None;

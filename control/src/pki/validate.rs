@@ -6,6 +6,7 @@
 //! nameConstraints extension is rejected as an unknown critical extension.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2_010::{Digest, Sha256};
@@ -15,7 +16,7 @@ use x509_parser::prelude::FromDer;
 
 use super::crl::RevocationSet;
 use super::crypto::{KeyRejection, PublicKey, SignatureAlg};
-use super::error::ValidationError;
+use super::error::{IdentityError, ValidationError};
 
 /// Maximum number of certificates a peer may send (its own plus intermediates).
 pub const MAX_CHAIN: usize = 8;
@@ -61,6 +62,20 @@ impl TrustStore {
             self.add_der(der)?;
         }
         Ok(count)
+    }
+
+    /// Reads PEM bundle files, one per `trusted-ca-certificate` entry.
+    pub fn from_pem_files(paths: &[PathBuf]) -> Result<Self, IdentityError> {
+        let mut store = Self::new();
+        for path in paths {
+            let pem = std::fs::read(path)
+                .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
+            store.add_pem_bundle(&pem).map_err(|e| IdentityError::Certificate {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(store)
     }
 
     /// Adds one DER certificate. It must parse; its CA role is checked when it issues.
