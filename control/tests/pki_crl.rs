@@ -88,6 +88,15 @@ fn crl_source_parse() {
         CrlSource::parse("http://crl.example").unwrap(),
         CrlSource::Http { host: "crl.example".into(), port: 80, path: "/".into() }
     );
+    let v6 = CrlSource::parse("http://[::1]:8080/ca.crl").unwrap();
+    assert_eq!(v6, CrlSource::Http { host: "::1".into(), port: 8080, path: "/ca.crl".into() });
+    assert_eq!(v6.display(), "http://[::1]:8080/ca.crl");
+    assert_eq!(
+        CrlSource::parse("http://[::1]/").unwrap(),
+        CrlSource::Http { host: "::1".into(), port: 80, path: "/".into() }
+    );
+    assert!(matches!(CrlSource::parse("http://[::1/x"), Err(CrlError::InvalidSource { .. })));
+    assert!(matches!(CrlSource::parse("http:///x"), Err(CrlError::InvalidSource { .. })));
     assert_eq!(
         CrlSource::parse("/etc/svrd/ca.crl").unwrap(),
         CrlSource::File("/etc/svrd/ca.crl".into())

@@ -45,14 +45,21 @@ impl CrlSource {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
             };
-            let (host, port) = match authority.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                    let port = p.parse::<u16>().map_err(|_| invalid("port is not a number"))?;
-                    (h, port)
+            // RFC 3986 section 3.2.2: an IPv6 address is written in brackets.
+            let (host, port_text) = if let Some(bracketed) = authority.strip_prefix('[') {
+                let (host, after) =
+                    bracketed.split_once(']').ok_or_else(|| invalid("unclosed '[' in host"))?;
+                (host, after.strip_prefix(':'))
+            } else {
+                match authority.rsplit_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (authority, None),
                 }
-                _ => (authority, 80),
             };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = match port_text {
+                Some(p) => p.parse::<u16>().map_err(|_| invalid("port is not a number"))?,
+                None => 80,
+            };
             if host.is_empty() {
                 return Err(invalid("missing host"));
             }
@@ -72,7 +79,7 @@ impl CrlSource {
     pub fn display(&self) -> String {
         match self {
             Self::File(p) => p.display().to_string(),
-            Self::Http { host, port, path } => format!("http://{host}:{port}{path}"),
+            Self::Http { host, port, path } => format!("http://{}:{port}{path}", host_text(host)),
         }
     }
 
@@ -370,6 +377,11 @@ fn trusted_issuer_key(trust: &TrustStore, issuer: &[u8]) -> Option<PublicKey> {
         .find_map(|anchor| certificate_key(&anchor).ok())
 }
 
+/// Writes an IPv6 address in brackets, as URLs and the Host header need.
+fn host_text(host: &str) -> String {
+    if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
+}
+
 /// Strips leading zero bytes so serials compare as integers.
 fn normalize_serial(raw: &[u8]) -> Vec<u8> {
     let start = raw.iter().take_while(|b| **b == 0).count();
@@ -417,7 +429,8 @@ fn http_get(
     };
 
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: svrd\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: svrd\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        host_text(host)
     );
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     stream.write_all(request.as_bytes()).map_err(io)?;
