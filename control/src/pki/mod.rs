@@ -4,6 +4,7 @@
 pub mod crl;
 pub mod crypto;
 pub mod error;
+mod http;
 pub mod identity;
 pub mod peer;
 #[cfg(feature = "tpm")]
