@@ -223,3 +223,94 @@ fn tpm_secret_store_round_trip() {
     let back = svr_control::pki::identity::load_secret(&path, &protection).unwrap();
     assert_eq!(back.as_slice(), secret.as_slice());
 }
+
+/// A recording TCP relay in front of a swtpm (command port P and control port P + 1).
+struct Recorder {
+    port: u16,
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Recorder {
+    fn start(target: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let port = free_port_pair();
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for offset in 0..2u16 {
+            let listener = TcpListener::bind(("127.0.0.1", port + offset)).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let (bytes, stop) = (bytes.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let Ok((client, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    client.set_nonblocking(false).unwrap();
+                    let server =
+                        std::net::TcpStream::connect(("127.0.0.1", target + offset)).unwrap();
+                    for (mut from, mut to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        let bytes = bytes.clone();
+                        std::thread::spawn(move || {
+                            use std::io::{Read, Write};
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n) = from.read(&mut buf) {
+                                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                                bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+                            }
+                            let _ = to.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
+                }
+            }));
+        }
+        Recorder { port, bytes, stop, threads }
+    }
+
+    fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    fn recorded(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn tpm_secret_never_crosses_in_clear() {
+    let swtpm = Swtpm::start();
+    let recorder = Recorder::start(swtpm.port);
+    let secret: Vec<u8> = (0..48u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    {
+        let mut tpm = Tpm::open(&recorder.tcti()).unwrap();
+        let blob = tpm.seal(&secret).unwrap();
+        assert_eq!(tpm.unseal(&blob).unwrap().as_slice(), secret.as_slice());
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let wire = recorder.recorded();
+    assert!(wire.len() > 200, "relay recorded only {} bytes", wire.len());
+    assert!(
+        !wire.windows(16).any(|w| secret.windows(16).any(|s| s == w)),
+        "secret seen on the TPM link"
+    );
+}

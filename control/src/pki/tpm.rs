@@ -16,15 +16,16 @@ use std::str::FromStr;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use tss_esapi::Context;
-use tss_esapi::attributes::ObjectAttributesBuilder;
-use tss_esapi::handles::KeyHandle;
+use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{KeyHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     EccPoint, KeyedHashScheme, Private, Public, PublicBuilder, PublicEccParametersBuilder,
-    PublicKeyedHashParameters, SensitiveData, SymmetricDefinitionObject,
+    PublicKeyedHashParameters, SensitiveData, SymmetricDefinition, SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
@@ -50,6 +51,8 @@ pub enum TpmError {
     BadBlob { detail: &'static str },
     /// The envelope did not decrypt: the blob was altered or sealed by another TPM.
     EnvelopeOpen,
+    /// The TPM returned no session handle for a started session.
+    NoSession,
 }
 
 impl fmt::Display for TpmError {
@@ -61,6 +64,7 @@ impl fmt::Display for TpmError {
             Self::Command { command, source } => write!(f, "TPM {command} failed: {source}"),
             Self::BadBlob { detail } => write!(f, "invalid sealed blob: {detail}"),
             Self::EnvelopeOpen => write!(f, "sealed envelope failed authentication"),
+            Self::NoSession => write!(f, "TPM StartAuthSession returned no session"),
         }
     }
 }
@@ -217,10 +221,11 @@ impl Tpm {
     fn seal_direct(&mut self, secret: &[u8]) -> Result<(Vec<u8>, Vec<u8>), TpmError> {
         let sensitive =
             SensitiveData::try_from(secret.to_vec()).map_err(command("SensitiveData"))?;
-        let created = self
-            .context
-            .create(self.primary, sealed_object_template()?, None, Some(sensitive), None, None)
-            .map_err(command("Create"))?;
+        let template = sealed_object_template()?;
+        let primary = self.primary;
+        let created = self.with_encrypted_session("Create", |ctx| {
+            ctx.create(primary, template, None, Some(sensitive), None, None)
+        })?;
         let public = created.out_public.marshall().map_err(command("marshal public"))?;
         Ok((public, created.out_private.value().to_vec()))
     }
@@ -233,13 +238,58 @@ impl Tpm {
         let public = Public::unmarshall(public).map_err(command("unmarshal public"))?;
         let private = Private::try_from(private.to_vec()).map_err(command("unmarshal private"))?;
         let handle = self.context.load(self.primary, private, public).map_err(command("Load"))?;
-        let unsealed = self.context.unseal(handle.into());
+        let unsealed = self.with_encrypted_session("Unseal", |ctx| ctx.unseal(handle.into()));
         // The object is flushed whether or not unseal worked: the TPM has only a few
         // transient slots and no resource manager may be running.
         let flushed = self.context.flush_context(handle.into());
-        let data = unsealed.map_err(command("Unseal"))?;
+        let data = unsealed?;
         flushed.map_err(command("FlushContext"))?;
         Ok(Zeroizing::new(data.value().to_vec()))
+    }
+}
+
+impl Tpm {
+    /// Runs one command under an HMAC session salted with the storage primary, with
+    /// parameter encryption both ways (AES-128-CFB), so a secret never crosses the bus to the
+    /// TPM in clear.
+    fn with_encrypted_session<T>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&mut Context) -> tss_esapi::Result<T>,
+    ) -> Result<T, TpmError> {
+        // TPM2_StartAuthSession takes no authorization, so the default password session
+        // must not be sent with it.
+        let primary = self.primary;
+        let session = self
+            .context
+            .execute_without_session(|ctx| {
+                ctx.start_auth_session(
+                    Some(primary),
+                    None,
+                    None,
+                    SessionType::Hmac,
+                    SymmetricDefinition::AES_128_CFB,
+                    HashingAlgorithm::Sha256,
+                )
+            })
+            .map_err(command("StartAuthSession"))?
+            .ok_or(TpmError::NoSession)?;
+        let (attributes, mask) = SessionAttributesBuilder::new()
+            .with_decrypt(true)
+            .with_encrypt(true)
+            .with_continue_session(true)
+            .build();
+        let result = self
+            .context
+            .tr_sess_set_attributes(session, attributes, mask)
+            .map_err(command("TRSess_SetAttributes"))
+            .and_then(|()| {
+                self.context.execute_with_session(Some(session), f).map_err(command(name))
+            });
+        let flushed = self.context.flush_context(SessionHandle::from(session).into());
+        let value = result?;
+        flushed.map_err(command("FlushContext"))?;
+        Ok(value)
     }
 }
 
