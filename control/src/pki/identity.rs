@@ -412,13 +412,17 @@ fn generate_self_signed(
     now: SystemTime,
     validity: Duration,
 ) -> Result<(String, Zeroizing<Vec<u8>>), IdentityError> {
+    use p256::pkcs8::EncodePrivateKey;
     use rcgen::{
-        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
         KeyUsagePurpose, SanType, SerialNumber,
     };
 
     let generate = |e: &dyn std::fmt::Display| IdentityError::Generate { detail: e.to_string() };
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| generate(&e))?;
+    // The key is made and kept by p256, whose secret types zeroize on drop. rcgen only sees
+    // the public point and a signing callback.
+    let secret = p256::SecretKey::random(&mut rand_core_06::OsRng);
+    let key = P256Signer::new(p256::ecdsa::SigningKey::from(&secret));
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
@@ -444,7 +448,39 @@ fn generate_self_signed(
     params.not_after = time::OffsetDateTime::from_unix_timestamp(end).map_err(|e| generate(&e))?;
 
     let cert = params.self_signed(&key).map_err(|e| generate(&e))?;
-    Ok((cert.pem(), Zeroizing::new(key.serialize_der())))
+    let pkcs8 = secret.to_pkcs8_der().map_err(|e| generate(&e))?;
+    Ok((cert.pem(), Zeroizing::new(pkcs8.as_bytes().to_vec())))
+}
+
+/// A P-256 key as rcgen's signer, so the private key never enters rcgen's own key types.
+struct P256Signer {
+    key: p256::ecdsa::SigningKey,
+    point: Vec<u8>,
+}
+
+impl P256Signer {
+    fn new(key: p256::ecdsa::SigningKey) -> Self {
+        let point = key.verifying_key().to_encoded_point(false).as_bytes().to_vec();
+        Self { key, point }
+    }
+}
+
+impl rcgen::PublicKeyData for P256Signer {
+    fn der_bytes(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl rcgen::SigningKey for P256Signer {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        let sig: p256::ecdsa::Signature =
+            self.key.try_sign(message).map_err(|_| rcgen::Error::RemoteKeyError)?;
+        Ok(sig.to_der().as_bytes().to_vec())
+    }
 }
 
 /// Reads a secret stored by [`store_secret`], unsealing it with the TPM when the file is a

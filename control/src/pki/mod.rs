@@ -1,5 +1,16 @@
 //! Certificates: the router's own identity, validation of peer certificate chains, revocation
 //! lists, and sealing of private keys with a TPM.
+//!
+//! The flow at run time:
+//! - [`OwnIdentity::load`] reads the installed certificate and key, or makes a self-signed
+//!   one; its `sign` signs every key-exchange message.
+//! - [`PeerCertificates::check_peer`] validates the chain a peer sends against the
+//!   [`TrustStore`] and [`RevocationSet`], caches the result and raises or clears the alarm.
+//!   The returned [`ValidatedPeer`] checks that peer's later messages with `verify`.
+//! - [`CrlPoller`] reports when each CRL is due; the daemon fetches it with
+//!   [`CrlSource::fetch`] and hands the bytes to [`CrlPoller::apply`].
+//! - [`PeerCertificates::evaluate_own`] runs periodically for the expiry and revocation alarms
+//!   of the router's own certificate.
 
 pub mod crl;
 pub mod crypto;

@@ -6,6 +6,9 @@
 //! KeyedHash sealed-data object under that primary, and only the object's marshalled public
 //! and private areas are stored, so the bytes on disk can be unsealed by that TPM only.
 //!
+//! Create and Unseal run under an HMAC session salted with the primary and with parameter
+//! encryption, so the secret does not cross the link to the TPM in clear.
+//!
 //! A sealed-data object holds at most 128 bytes (MAX_SYM_DATA in the TPM 2.0 library
 //! specification, part 2). Longer secrets are encrypted with ChaCha20-Poly1305 under a random
 //! 32-byte key, and that key is what the TPM seals.
