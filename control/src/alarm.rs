@@ -129,7 +129,7 @@ pub struct Alarm {
     pub spec: AlarmSpec,
 }
 
-/// What [`AlarmTable::raise`] did.
+/// Outcome of [`AlarmTable::raise`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Raised {
     /// A new alarm with this id.
@@ -292,9 +292,9 @@ fn format_time(t: SystemTime) -> String {
     format_unix(unix_seconds(t))
 }
 
-/// The own-certificate alarm at `now` for a certificate valid until `not_after` (Unix
-/// seconds, inclusive): minor within 30 days of expiry, major within 7 days, critical after.
-/// `None` means no alarm.
+/// Computes the own-certificate alarm at `now` for a certificate valid until `not_after`
+/// (Unix seconds, inclusive). It is minor within 30 days of expiry, major within 7 days and
+/// critical after expiry. `None` means no alarm.
 pub fn own_certificate_expiry(router: &str, not_after: i64, now: SystemTime) -> Option<AlarmSpec> {
     let now = unix_seconds(now);
     let remaining = not_after.saturating_sub(now);
@@ -339,7 +339,8 @@ pub fn evaluate_own_certificate(
     table.set(AlarmCause::OwnCertificateRevoked, revoked_spec, now);
 }
 
-/// The alarm raised while ESKM is enabled and the router has no valid signed certificate.
+/// Builds the alarm raised while ESKM is enabled and the router has no valid signed
+/// certificate.
 pub fn no_valid_certificate(router: &str, detail: &str) -> AlarmSpec {
     pki_spec(
         Severity::Critical,
@@ -351,7 +352,7 @@ pub fn no_valid_certificate(router: &str, detail: &str) -> AlarmSpec {
     )
 }
 
-/// `Peer <name> certificate is invalid: <reason> - <detail>`.
+/// Builds the alarm `Peer <name> certificate is invalid: <reason> - <detail>`.
 pub fn peer_certificate_invalid(peer: &str, error: &ValidationError) -> AlarmSpec {
     pki_spec(
         Severity::Critical,
@@ -361,7 +362,7 @@ pub fn peer_certificate_invalid(peer: &str, error: &ValidationError) -> AlarmSpe
     )
 }
 
-/// A peer's key or rekey message failed authentication.
+/// Builds the alarm for a peer whose key or rekey message failed authentication.
 pub fn peer_unauthenticated(peer: &str, detail: &str) -> AlarmSpec {
     pki_spec(
         Severity::Major,
@@ -371,7 +372,8 @@ pub fn peer_unauthenticated(peer: &str, detail: &str) -> AlarmSpec {
     )
 }
 
-/// A CRL could not be fetched or applied; stays until it is.
+/// Builds the alarm for a CRL that could not be fetched or applied. It stays until the CRL
+/// is applied.
 pub fn crl_unavailable(router: &str, source: &str, detail: &str) -> AlarmSpec {
     pki_spec(
         Severity::Major,

@@ -88,8 +88,9 @@ impl SignatureAlg {
         Ok(alg)
     }
 
-    /// RFC 4055 section 3.1: the PSS parameters name the hash, the mask generation function
-    /// and the salt length; only MGF1 over the same SHA-2 hash and trailer field 1 are allowed.
+    /// Reads RSASSA-PSS parameters (RFC 4055 section 3.1): the hash, the mask generation
+    /// function and the salt length. Only MGF1 over the same SHA-2 hash and trailer field 1
+    /// are allowed.
     fn from_pss_params(id: &AlgorithmIdentifier<'_>, oid: &str) -> Result<Self, String> {
         let Some(any) = id.parameters.as_ref() else {
             return Err(format!("{oid} without parameters"));
@@ -244,7 +245,7 @@ impl PublicKey {
         }
     }
 
-    /// The algorithm used for key-exchange signatures made with this key: ECDSA with the hash
+    /// Returns the algorithm of key-exchange signatures made with this key: ECDSA with the hash
     /// matched to the curve, RSA with SHA-256 in PSS (salt = hash length) for id-RSASSA-PSS keys
     /// and PKCS#1 v1.5 for rsaEncryption keys.
     pub fn message_algorithm(&self) -> SignatureAlg {

@@ -147,7 +147,7 @@ impl std::error::Error for ValidationError {}
 pub enum IdentityError {
     /// Reading or writing a file failed.
     Io { path: PathBuf, source: std::io::Error },
-    /// The certificate file holds no certificate, or one that does not parse.
+    /// The certificate file contains no certificate, or one that does not parse.
     Certificate { path: PathBuf, detail: String },
     /// The private key does not parse or is of an unsupported type.
     PrivateKey { path: PathBuf, detail: String },
@@ -210,7 +210,7 @@ pub enum CrlError {
     InvalidSource { source: String, detail: &'static str },
     /// Reading the file or talking to the HTTP server failed.
     Io { source: String, error: std::io::Error },
-    /// The HTTP server answered with something other than `200`.
+    /// The HTTP server returned a status other than `200`.
     HttpStatus { source: String, status: String },
     /// The HTTP response is not well formed.
     HttpMalformed { source: String, detail: String },

@@ -419,7 +419,7 @@ fn generate_self_signed(
     };
 
     let generate = |e: &dyn std::fmt::Display| IdentityError::Generate { detail: e.to_string() };
-    // The key is made and kept by p256, whose secret types zeroize on drop. rcgen only sees
+    // The key is made and kept by p256, whose secret types zeroize on drop. rcgen only gets
     // the public point and a signing callback.
     let secret = p256::SecretKey::random(&mut rand_core_06::OsRng);
     let key = P256Signer::new(p256::ecdsa::SigningKey::from(&secret));

@@ -9,8 +9,9 @@
 //! Create and Unseal run under an HMAC session salted with the primary and with parameter
 //! encryption, so the secret does not cross the link to the TPM in clear.
 //!
-//! A sealed-data object holds at most 128 bytes (MAX_SYM_DATA in the TPM 2.0 library
-//! specification, part 2). Longer secrets are encrypted with ChaCha20-Poly1305 under a random
+//! A sealed-data object contains at most 128 bytes: swtpm 0.7.1 rejects 129 bytes in
+//! TPM2_Create with TPM_RC_SIZE, and 128 is the common MAX_SYM_DATA of TPM 2.0 chips. Longer
+//! secrets are encrypted with ChaCha20-Poly1305 under a random
 //! 32-byte key, and that key is what the TPM seals.
 
 use std::fmt;

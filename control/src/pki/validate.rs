@@ -335,8 +335,8 @@ fn validate_self_signed(
     revocations.check(ee, ee.subject().as_raw(), ee_key)
 }
 
-/// Builds the path upwards from `chain[0]`: at each step a trusted CA whose subject matches
-/// the issuer name and whose key verifies the signature ends the path; otherwise a matching
+/// Builds the path upwards from `chain[0]`. At each step a trusted CA whose subject matches
+/// the issuer name and whose key verifies the signature ends the path. Otherwise a matching
 /// intermediate from the chain continues it.
 fn build_path<'c, 'a>(
     chain: &'c [X509Certificate<'a>],
