@@ -314,3 +314,31 @@ fn tpm_secret_never_crosses_in_clear() {
         "secret seen on the TPM link"
     );
 }
+
+#[test]
+fn tpm_enabled_later_keeps_identity() {
+    let swtpm = Swtpm::start();
+    let dir = TempDir::new("tpm-migrate");
+    let plain = IdentityConfig::generated("r1", dir.path());
+    let before = OwnIdentity::load(&plain, system_time(NOW)).unwrap();
+    let plain_key = dir.path().join(svr_control::pki::identity::GENERATED_KEY);
+    assert!(plain_key.exists());
+
+    let mut sealed = plain.clone();
+    sealed.protection = KeyProtection::Tpm { tcti: swtpm.tcti() };
+    let after = OwnIdentity::load(&sealed, system_time(NOW)).unwrap();
+    assert_eq!(before.certificate_der(), after.certificate_der());
+    assert!(!plain_key.exists());
+    let on_disk = std::fs::read(dir.path().join(GENERATED_SEALED_KEY)).unwrap();
+    assert!(on_disk.starts_with(SealedBlob::MAGIC));
+
+    let peer = validate_peer(
+        before.chain(),
+        "r1",
+        system_time(NOW),
+        &TrustStore::new(),
+        &RevocationSet::new(),
+    )
+    .unwrap();
+    assert!(peer.verify(b"m", &after.sign(b"m").unwrap()).is_ok());
+}

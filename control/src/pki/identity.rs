@@ -181,6 +181,14 @@ impl OwnIdentity {
             KeyProtection::Tpm { .. } => GENERATED_SEALED_KEY,
         });
 
+        #[cfg(feature = "tpm")]
+        if matches!(config.protection, KeyProtection::Tpm { .. }) {
+            let plain = config.state_dir.join(GENERATED_KEY);
+            if cert_path.exists() && plain.exists() && !key_path.exists() {
+                seal_plain_key(&plain, &key_path, &config.protection)?;
+            }
+        }
+
         if cert_path.exists() && key_path.exists() {
             let cert = fs::read(&cert_path).map_err(io(&cert_path))?;
             let key = load_secret(&key_path, &config.protection)?;
@@ -522,6 +530,25 @@ pub fn store_secret(
             write_file(path, &blob.to_bytes(), 0o600)
         }
     }
+}
+
+/// Moves a generated key from its plain file into the TPM when a TPM is configured later,
+/// so the router keeps its certificate.
+#[cfg(feature = "tpm")]
+fn seal_plain_key(
+    plain: &Path,
+    sealed: &Path,
+    protection: &KeyProtection,
+) -> Result<(), IdentityError> {
+    let pem = load_secret(plain, &KeyProtection::File)?;
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| {
+        IdentityError::PrivateKey { path: plain.to_owned(), detail: format!("PEM: {e}") }
+    })?;
+    let der = Zeroizing::new(block.contents);
+    write_key(sealed, &der, protection)?;
+    fs::remove_file(plain).map_err(io(plain))?;
+    tracing::debug!(path = %sealed.display(), "sealed the generated key with the TPM");
+    Ok(())
 }
 
 /// Stores the generated key: PEM PKCS#8 in a file, or the DER sealed by the TPM.
