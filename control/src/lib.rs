@@ -1,5 +1,7 @@
 //! svrd's control plane: everything slow that the packet path relies on.
 #![forbid(unsafe_code)]
 
+pub mod alarm;
 pub mod bfd;
 pub mod config;
+pub mod pki;

@@ -1,0 +1,141 @@
+//! Router certificate state: peer checks and own-certificate evaluation keep the alarm table
+//! in step.
+#![allow(clippy::unwrap_used, reason = "test")]
+
+mod pki_support;
+
+use pki_support::*;
+use svr_control::alarm::{AlarmCause, AlarmTable, Severity};
+use svr_control::pki::{
+    CrlError, IdentityOrigin, InvalidCertificateBehavior, OwnIdentity, PeerCertificateOutcome,
+    PeerCertificates, PeeringAction, RevocationList, TrustStore,
+};
+
+fn invalid_cause(peer: &str) -> AlarmCause {
+    AlarmCause::PeerCertificateInvalid { peer: peer.into() }
+}
+
+#[test]
+fn check_peer_raises_then_clears() {
+    let ca = root("ca");
+    let mut pki = PeerCertificates::new(trust(&[&ca]), InvalidCertificateBehavior::FailHard);
+    let mut alarms = AlarmTable::new("n");
+    let now = system_time(NOW);
+
+    let wrong = issue(ee_params("r3", 2), Key::p256(), &ca);
+    match pki.check_peer("r2", std::slice::from_ref(&wrong.der), now, &mut alarms) {
+        PeerCertificateOutcome::Invalid { verdict, .. } => {
+            assert_eq!(verdict.action, PeeringAction::RemoveUntilValid)
+        }
+        PeerCertificateOutcome::Valid(_) => panic!("wrong name accepted"),
+    }
+    let alarm = alarms.get_by_cause(&invalid_cause("r2")).unwrap();
+    assert_eq!(alarm.spec.severity, Severity::Critical);
+    assert!(alarm.spec.message.contains("name-mismatch"), "{}", alarm.spec.message);
+
+    // The same certificate on a second path changes nothing.
+    pki.check_peer("r2", std::slice::from_ref(&wrong.der), now, &mut alarms);
+    assert_eq!(alarms.len(), 1);
+
+    let right = issue(ee_params("r2", 3), Key::p256(), &ca);
+    let outcome = pki.check_peer("r2", std::slice::from_ref(&right.der), now, &mut alarms);
+    assert!(matches!(outcome, PeerCertificateOutcome::Valid(_)));
+    assert!(alarms.is_empty());
+    assert!(pki.validated("r2").is_some());
+}
+
+#[test]
+fn unauthenticated_peer_alarm() {
+    let pki = PeerCertificates::default();
+    let mut alarms = AlarmTable::new("n");
+    pki.peer_unauthenticated("r2", &"signature does not verify", system_time(NOW), &mut alarms);
+    let cause = AlarmCause::PeerUnauthenticated { peer: "r2".into() };
+    let alarm = alarms.get_by_cause(&cause).unwrap();
+    assert_eq!(alarm.spec.message, "Unable to authenticate peer r2: signature does not verify");
+    pki.peer_authenticated("r2", &mut alarms);
+    assert!(alarms.is_empty());
+}
+
+#[test]
+fn eskm_self_signed_with_ca_raises() {
+    let ca = root("ca");
+    let own = self_signed(ee_params("r1", 1), Key::p256());
+    let identity =
+        OwnIdentity::from_bytes(&own.der, &own.key.pkcs8(), IdentityOrigin::Generated).unwrap();
+    let pki = PeerCertificates::new(trust(&[&ca]), InvalidCertificateBehavior::FailSoft);
+    let mut alarms = AlarmTable::new("n");
+
+    pki.evaluate_own(&identity, "r1", true, system_time(NOW), &mut alarms);
+    let alarm = alarms.get_by_cause(&AlarmCause::NoValidCertificate).unwrap();
+    assert!(alarm.spec.message.contains("no valid signed certificate"), "{}", alarm.spec.message);
+
+    // With ESKM disabled the same certificate raises nothing.
+    pki.evaluate_own(&identity, "r1", false, system_time(NOW), &mut alarms);
+    assert!(alarms.get_by_cause(&AlarmCause::NoValidCertificate).is_none());
+}
+
+#[test]
+fn eskm_signed_certificate_no_alarm() {
+    let ca = root("ca");
+    let mut p = ee_params("r1", 1);
+    p.not_after = at(NOW + 200 * DAY);
+    let own = issue(p, Key::p256(), &ca);
+    let identity =
+        OwnIdentity::from_bytes(&own.der, &own.key.pkcs8(), IdentityOrigin::Installed).unwrap();
+    let pki = PeerCertificates::new(trust(&[&ca]), InvalidCertificateBehavior::FailSoft);
+    let mut alarms = AlarmTable::new("n");
+    pki.evaluate_own(&identity, "r1", true, system_time(NOW), &mut alarms);
+    assert!(alarms.is_empty(), "{}", alarms.render_table());
+}
+
+#[test]
+fn own_revoked_raises_critical_and_eskm() {
+    let ca = root("ca");
+    let own = issue(ee_params("r1", 66), Key::p256(), &ca);
+    let identity =
+        OwnIdentity::from_bytes(&own.der, &own.key.pkcs8(), IdentityOrigin::Installed).unwrap();
+    let mut pki = PeerCertificates::new(trust(&[&ca]), InvalidCertificateBehavior::FailSoft);
+    let list = RevocationList::parse("ca.crl", &ca.crl(&[66])).unwrap();
+    pki.revocations.insert(list, &pki.trust.clone()).unwrap();
+    let mut alarms = AlarmTable::new("n");
+    pki.evaluate_own(&identity, "r1", true, system_time(NOW), &mut alarms);
+    let revoked = alarms.get_by_cause(&AlarmCause::OwnCertificateRevoked).unwrap();
+    assert_eq!(revoked.spec.severity, Severity::Critical);
+    assert!(alarms.get_by_cause(&AlarmCause::NoValidCertificate).is_some());
+}
+
+#[test]
+fn expired_self_signed_without_ca_raises() {
+    let mut p = ee_params("r1", 1);
+    p.not_after = at(NOW - 1);
+    let own = self_signed(p, Key::p256());
+    let identity =
+        OwnIdentity::from_bytes(&own.der, &own.key.pkcs8(), IdentityOrigin::Generated).unwrap();
+    let pki = PeerCertificates::new(TrustStore::new(), InvalidCertificateBehavior::FailSoft);
+    let mut alarms = AlarmTable::new("n");
+    pki.evaluate_own(&identity, "r1", true, system_time(NOW), &mut alarms);
+    assert_eq!(
+        alarms.get_by_cause(&AlarmCause::OwnCertificate).unwrap().spec.severity,
+        Severity::Critical
+    );
+    assert!(alarms.get_by_cause(&AlarmCause::NoValidCertificate).is_some());
+}
+
+#[test]
+fn crl_failure_alarm_until_fetched() {
+    let pki = PeerCertificates::default();
+    let mut alarms = AlarmTable::new("n");
+    let failed: Result<(), CrlError> =
+        Err(CrlError::TimedOut { source: "http://crl/ca.crl".into() });
+    pki.crl_result("r1", "http://crl/ca.crl", &failed, system_time(NOW), &mut alarms);
+    let cause = AlarmCause::CrlUnavailable { source: "http://crl/ca.crl".into() };
+    assert!(alarms.get_by_cause(&cause).unwrap().spec.message.contains("timed out"));
+    pki.crl_result(
+        "r1",
+        "http://crl/ca.crl",
+        &Ok::<(), CrlError>(()),
+        system_time(NOW),
+        &mut alarms,
+    );
+    assert!(alarms.is_empty());
+}
