@@ -4,4 +4,5 @@
 pub mod alarm;
 pub mod bfd;
 pub mod config;
+pub mod mgmt;
 pub mod pki;
