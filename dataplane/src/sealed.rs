@@ -3,7 +3,8 @@
 //! fixes.
 //!
 //! Opening is split in two because the receiver needs something between the steps: a packet
-//! with metadata is authenticated under the router's own metadata key and its TLVs decrypted
+//! with metadata is authenticated under the pair key of the peer it came from, and its TLVs
+//! decrypted under this router's metadata key
 //! ([`open_with_metadata`]) before the session, and so the payload key, is known; a packet
 //! without metadata is authenticated under the session's key ([`open_without_metadata`]).
 //! Either way the carried payload is decrypted last ([`decrypt_carried`]), after which the
@@ -12,8 +13,10 @@
 use core::fmt;
 use core::ops::Range;
 
+use zeroize::Zeroize;
+
 use crate::crypto::{
-    BLOCK_LEN, CryptoError, Direction, MetadataKeys, SEQUENCE_LEN, Sequence, SessionKeys,
+    BLOCK_LEN, CryptoError, Direction, MacKey, MetadataKeys, SEQUENCE_LEN, Sequence, SessionKeys,
     decrypt_metadata_section, decrypt_payload, encrypt_metadata_section, encrypt_payload,
     open_trailer, padded_len, seal_trailer, verify_trailer,
 };
@@ -25,9 +28,15 @@ use crate::packet::{
 /// Metadata to put in front of an outgoing packet.
 #[derive(Debug)]
 pub struct OutgoingMetadata<'a> {
-    /// The receiving router's metadata key: it encrypts the TLVs and keys the tag, and its
-    /// index is sent as the Security ID.
+    /// The receiving router's metadata key: it encrypts the TLVs, and its index is sent as
+    /// the Security ID.
     pub keys: &'a MetadataKeys,
+    /// The pair key towards the receiving router ([`PairKeys::send`]): it keys the tag, so
+    /// that no other peer of the receiver, though it holds the same metadata key, can
+    /// forge or alter the packet.
+    ///
+    /// [`PairKeys::send`]: crate::crypto::PairKeys::send
+    pub tag_key: &'a MacKey,
     /// Header TLVs other than the Security ID, which is added from `keys`.
     pub header_tlvs: &'a [HeaderTlv],
     /// Payload TLVs, encrypted on the wire.
@@ -56,22 +65,29 @@ pub fn sealed_len_bound(packet: &Outgoing<'_>, payload_len: usize) -> usize {
         None => BASE_HEADER_LEN,
     };
     let tag_len = match &packet.metadata {
-        Some(metadata) => metadata.keys.suite().tag_len(),
+        Some(metadata) => metadata.tag_key.algorithm().tag_len(),
         None => packet.session.suite().tag_len(),
     };
     metadata + padded_len(payload_len) + SEQUENCE_LEN + tag_len
 }
 
+/// Largest UDP payload of an IPv4 datagram: 65535 less the IPv4 and UDP headers.
+pub const MAX_SEALED_LEN: usize = 65_507;
+
 /// Seals `payload` into `out` as an SVR UDP payload; returns the sealed length.
 pub fn seal(out: &mut [u8], packet: &Outgoing<'_>, payload: &[u8]) -> Result<usize, SealError> {
     let sequence = Sequence::new(packet.session.key_id(), packet.number)?;
     let needed = sealed_len_bound(packet, payload.len());
+    if needed > MAX_SEALED_LEN {
+        let max = MAX_SEALED_LEN - (needed - payload.len());
+        return Err(CryptoError::PayloadTooLarge { len: payload.len(), max }.into());
+    }
     if out.len() < needed {
         return Err(CryptoError::BufferTooSmall { needed, available: out.len() }.into());
     }
 
     let (metadata_len, mac) = match &packet.metadata {
-        Some(metadata) => (emit_metadata(out, metadata)?, metadata.keys.mac()),
+        Some(metadata) => (emit_metadata(out, metadata)?, metadata.tag_key),
         None => (0, packet.session.mac(packet.direction)),
     };
 
@@ -83,15 +99,27 @@ pub fn seal(out: &mut [u8], packet: &Outgoing<'_>, payload: &[u8]) -> Result<usi
         payload.len()
     };
 
-    // A packet without metadata whose carried bytes happen to begin with the cookie gets a
-    // bare header in front, so the receiver does not mistake them for metadata.
-    if metadata_len == 0 && carried.starts_with(&COOKIE) {
+    // A packet without metadata whose bytes happen to begin with the cookie gets a bare
+    // header in front, so the receiver does not mistake them for metadata. The receiver
+    // looks at what it gets, so a short payload is checked together with the sequence
+    // field that follows it.
+    if metadata_len == 0 && starts_with_cookie(&carried[..carried_len], sequence) {
         carried.copy_within(..carried_len, BASE_HEADER_LEN);
         crate::packet::emit_false_positive_marker(carried)?;
         carried_len += BASE_HEADER_LEN;
     }
 
     Ok(seal_trailer(mac, out, metadata_len + carried_len, sequence)?)
+}
+
+/// Tells whether `carried` followed by the sequence field begins with the cookie.
+fn starts_with_cookie(carried: &[u8], sequence: Sequence) -> bool {
+    let mut start = [0u8; COOKIE.len()];
+    let from_carried = carried.len().min(COOKIE.len());
+    start[..from_carried].copy_from_slice(&carried[..from_carried]);
+    let from_sequence = COOKIE.len() - from_carried;
+    start[from_carried..].copy_from_slice(&sequence.to_bytes()[..from_sequence]);
+    start == COOKIE
 }
 
 /// The header length and encrypted payload-section length of `metadata` on the wire.
@@ -185,9 +213,17 @@ pub struct Opened {
     pub metadata: Option<ReceivedMetadata>,
 }
 
-/// Authenticates a packet that carries metadata with `keys`, the metadata key named by its
-/// Security ID, and decrypts and parses its payload TLVs in place.
-pub fn open_with_metadata(packet: &mut [u8], keys: &MetadataKeys) -> Result<Opened, ReceiveError> {
+/// Authenticates a packet that carries metadata under `tag_key`, the pair key of the peer
+/// it came from ([`PairKeys::receive`]), then decrypts its payload TLVs with `keys`, this
+/// router's metadata key named by its Security ID, and parses them. The decrypted bytes
+/// are wiped from the packet buffer once parsed, since they hold the session's payload key.
+///
+/// [`PairKeys::receive`]: crate::crypto::PairKeys::receive
+pub fn open_with_metadata(
+    packet: &mut [u8],
+    keys: &MetadataKeys,
+    tag_key: &MacKey,
+) -> Result<Opened, ReceiveError> {
     let Received::Metadata { security_id } = classify(packet)? else {
         return Err(ReceiveError::NoMetadata);
     };
@@ -195,13 +231,19 @@ pub fn open_with_metadata(packet: &mut [u8], keys: &MetadataKeys) -> Result<Open
         return Err(ReceiveError::WrongMetadataKey { security_id, index: keys.index() });
     }
 
-    let (sequence, body_len) = verify_trailer(keys.mac(), packet)?;
+    let (sequence, body_len) = verify_trailer(tag_key, packet)?;
     let view = Metadata::new_checked(&packet[..body_len])?;
     let (header_len, metadata_len) = (view.header_len(), view.metadata_len());
     let header_tlvs = parse_header_tlvs(&packet[BASE_HEADER_LEN..header_len])?;
     let section = &mut packet[header_len..metadata_len];
     let plain = decrypt_metadata_section(keys, section)?;
-    let payload_tlvs = parse_payload_tlvs(&section[plain])?;
+    let parsed = parse_payload_tlvs(&section[plain.clone()]);
+    section[plain].zeroize();
+    let payload_tlvs = parsed?;
+    let payload_keys = payload_tlvs.iter().filter(|tlv| matches!(tlv, PayloadTlv::PayloadKey(_)));
+    if payload_keys.count() > 1 {
+        return Err(ReceiveError::DuplicatePayloadKey);
+    }
 
     Ok(Opened {
         sequence,
@@ -294,6 +336,8 @@ pub enum ReceiveError {
     MissingSecurityId,
     /// Metadata with more than one Security ID TLV.
     DuplicateSecurityId,
+    /// Metadata with more than one payload-key TLV, so which key applies is ambiguous.
+    DuplicatePayloadKey,
     /// The metadata names a metadata key other than the one given.
     WrongMetadataKey { security_id: u32, index: u32 },
     /// The packet was expected to carry metadata but carries none.
@@ -347,6 +391,7 @@ impl fmt::Display for ReceiveError {
             ReceiveError::Crypto(error) => error.fmt(f),
             ReceiveError::MissingSecurityId => f.write_str("metadata without a security id"),
             ReceiveError::DuplicateSecurityId => f.write_str("metadata with two security ids"),
+            ReceiveError::DuplicatePayloadKey => f.write_str("metadata with two payload keys"),
             ReceiveError::WrongMetadataKey { security_id, index } => {
                 write!(f, "metadata under security id {security_id}, key given has index {index}")
             }

@@ -6,9 +6,9 @@
 use std::error::Error as _;
 
 use svr_dataplane::packet::{
-    Fragment, HeaderTlv, MAX_EGRESS_ROUTERS, MAX_TEXT_LEN, Metadata, MetadataError, MetadataRepr,
-    ModifyRequest, MulticastEgressList, PathMetrics, PayloadSection, PayloadTlv, Section,
-    UnknownTlv, detect, parse_header_tlvs, parse_payload_tlvs,
+    ControlReason, Fragment, HeaderTlv, HealthCheck, MAX_EGRESS_ROUTERS, MAX_TEXT_LEN, Metadata,
+    MetadataError, MetadataRepr, ModifyRequest, MulticastEgressList, PathMetrics, PayloadSection,
+    PayloadTlv, Section, UnknownTlv, detect, parse_header_tlvs, parse_payload_tlvs,
 };
 
 const COOKIE: [u8; 8] = [0x4C, 0x48, 0xDB, 0xC6, 0xDD, 0xF6, 0x67, 0x0C];
@@ -334,4 +334,26 @@ fn error_unknown_tlv_has_known_type() {
     let error = emit_err(&repr);
     assert_eq!(error, MetadataError::UnknownTlvHasKnownType { tlv_type: 7 });
     assert!(error.to_string().contains("tlv type 7"), "{error}");
+}
+
+#[test]
+fn named_value_as_other() {
+    for (tlv, field, value) in [
+        (HeaderTlv::ControlMessage(ControlReason::Other(1)), "control message reason", 1),
+        (HeaderTlv::HealthCheck(HealthCheck::Other(2)), "health check", 2),
+    ] {
+        let repr = MetadataRepr { header_tlvs: vec![tlv], payload: PayloadSection::Tlvs(vec![]) };
+        let error = repr.emit(&mut [0u8; 64]).unwrap_err();
+        assert_eq!(error, MetadataError::NamedValueAsOther { field, value });
+        assert_eq!(
+            error.to_string(),
+            format!("{field} {value} has a named variant; use it instead of Other")
+        );
+    }
+    // Numbers without a name still emit.
+    let repr = MetadataRepr {
+        header_tlvs: vec![HeaderTlv::ControlMessage(ControlReason::Other(4))],
+        payload: PayloadSection::Tlvs(vec![]),
+    };
+    assert!(repr.emit(&mut [0u8; 64]).is_ok());
 }

@@ -6,9 +6,10 @@
 
 use std::net::Ipv4Addr;
 
+use svr_dataplane::crypto::Sequence;
 use svr_dataplane::crypto::{
-    CryptoError, Direction, MetadataKeys, MetadataSecret, PayloadKeyTlv, PayloadSecret,
-    SessionKeys, Suite,
+    CryptoError, Direction, MetadataKeys, MetadataSecret, PairKeys, PairSecret, PayloadKeyTlv,
+    PayloadSecret, SessionKeys, Suite,
 };
 use svr_dataplane::packet::{
     COOKIE, HeaderTlv, Ipv4Context, MetadataRepr, PayloadKeyBlob, PayloadSection, PayloadTlv,
@@ -21,17 +22,24 @@ use svr_dataplane::sealed::{
 };
 use uuid::Uuid;
 
+/// A receiving router: its metadata key, and its pair keys with the sender (named "r1").
 struct Router {
     metadata: MetadataKeys,
+    from_sender: PairKeys,
+    sender_to_it: PairKeys,
 }
 
 fn router(index: u32, byte: u8) -> Router {
+    let pair = PairSecret::from_bytes([byte ^ 0xff; 32]);
+    let name = format!("router-{byte}");
     Router {
         metadata: MetadataKeys::derive(
             index,
             Suite::AesCbc256HmacSha384,
             &MetadataSecret::from_bytes([byte; 32]),
         ),
+        from_sender: PairKeys::derive(Suite::AesCbc256HmacSha384, &pair, &name, "r1"),
+        sender_to_it: PairKeys::derive(Suite::AesCbc256HmacSha384, &pair, "r1", &name),
     }
 }
 
@@ -75,6 +83,7 @@ fn seal_first_packet(
         encrypt: true,
         metadata: Some(OutgoingMetadata {
             keys: &to.metadata,
+            tag_key: to.sender_to_it.send(),
             header_tlvs: &[],
             payload_tlvs: tlvs,
         }),
@@ -93,7 +102,7 @@ fn receive_first(me: &Router, packet: &mut [u8]) -> Result<Vec<u8>, ReceiveError
     if security_id != me.metadata.index() {
         return Err(ReceiveError::WrongMetadataKey { security_id, index: me.metadata.index() });
     }
-    let opened = open_with_metadata(packet, &me.metadata)?;
+    let opened = open_with_metadata(packet, &me.metadata, me.from_sender.receive())?;
     let session = session_from(&opened);
     let mut window = ReplayWindow::new();
     window.check(opened.sequence.number()).unwrap();
@@ -125,7 +134,8 @@ fn first_packet_round_trip() {
     let mut packet = seal_first_packet(&r2, &session, &tlvs, &payload);
 
     assert_eq!(classify(&packet).unwrap(), Received::Metadata { security_id: 5 });
-    let opened = open_with_metadata(&mut packet.clone(), &r2.metadata).unwrap();
+    let opened =
+        open_with_metadata(&mut packet.clone(), &r2.metadata, r2.from_sender.receive()).unwrap();
     let metadata = opened.metadata.as_ref().unwrap();
     assert_eq!(metadata.payload_tlvs, tlvs);
     assert_eq!(metadata.header_tlvs, vec![HeaderTlv::SecurityId(5)]);
@@ -161,7 +171,7 @@ fn metadata_for_another_router_is_rejected() {
     let key = payload_key();
     let mut packet = seal_first_packet(&r2, &key.session_keys(), &forward_tlvs(&key), b"x");
     assert_eq!(
-        open_with_metadata(&mut packet, &r3.metadata),
+        open_with_metadata(&mut packet, &r3.metadata, r3.from_sender.receive()),
         Err(ReceiveError::Crypto(CryptoError::BadTag))
     );
 }
@@ -173,7 +183,7 @@ fn wrong_security_id_is_rejected() {
     let key = payload_key();
     let mut packet = seal_first_packet(&r2, &key.session_keys(), &forward_tlvs(&key), b"x");
     assert_eq!(
-        open_with_metadata(&mut packet, &old.metadata),
+        open_with_metadata(&mut packet, &old.metadata, r2.from_sender.receive()),
         Err(ReceiveError::WrongMetadataKey { security_id: 5, index: 4 })
     );
 }
@@ -209,6 +219,7 @@ fn caller_security_id_is_refused() {
         encrypt: true,
         metadata: Some(OutgoingMetadata {
             keys: &r2.metadata,
+            tag_key: r2.sender_to_it.send(),
             header_tlvs: &[HeaderTlv::SecurityId(9)],
             payload_tlvs: &[],
         }),
@@ -269,7 +280,7 @@ fn hub_reseals_metadata_and_keeps_payload_ciphertext() {
     // The hub authenticates and decrypts the metadata under its own key, then re-seals it
     // for spoke2 with the carried bytes as they came, under the same packet number.
     let mut at_hub = from_spoke1.clone();
-    let opened = open_with_metadata(&mut at_hub, &hub.metadata).unwrap();
+    let opened = open_with_metadata(&mut at_hub, &hub.metadata, hub.from_sender.receive()).unwrap();
     let carried = at_hub[opened.carried.clone()].to_vec();
     let metadata = opened.metadata.unwrap();
     let mut to_spoke2 = vec![0u8; 2048];
@@ -282,6 +293,7 @@ fn hub_reseals_metadata_and_keeps_payload_ciphertext() {
             encrypt: false,
             metadata: Some(OutgoingMetadata {
                 keys: &spoke2.metadata,
+                tag_key: spoke2.sender_to_it.send(),
                 header_tlvs: &[],
                 payload_tlvs: &metadata.payload_tlvs,
             }),
@@ -325,12 +337,13 @@ fn number_zero_is_refused() {
     };
     assert_eq!(
         seal(&mut [0u8; 256], &packet, b"x"),
-        Err(SealError::Crypto(CryptoError::SequenceExhausted))
+        Err(SealError::Crypto(CryptoError::SequenceZero))
     );
 }
 
 /// The seeds of the `open` fuzz target are real packets under that target's keys (metadata
-/// secret 0x11 with index 1, payload secret 0x22). `SVR_WRITE_CORPUS=1` writes them anew;
+/// secret 0x11 with index 1, payload secret 0x22, pair secret 0x33 used for both
+/// directions). `SVR_WRITE_CORPUS=1` writes them anew;
 /// otherwise this checks that each mode-0 seed still opens.
 #[test]
 fn open_fuzz_seeds_are_valid_packets() {
@@ -342,6 +355,8 @@ fn open_fuzz_seeds_are_valid_packets() {
     );
     let session =
         SessionKeys::derive(Suite::AesCbc256HmacSha384, 0, &PayloadSecret::from_bytes([0x22; 32]));
+    let pair_secret = PairSecret::from_bytes([0x33; 32]);
+    let pair = PairKeys::derive(Suite::AesCbc256HmacSha384, &pair_secret, "a", "b");
 
     if std::env::var_os("SVR_WRITE_CORPUS").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
@@ -351,7 +366,11 @@ fn open_fuzz_seeds_are_valid_packets() {
             secret: PayloadSecret::from_bytes([0x22; 32]),
         };
         let first = seal_first_packet(
-            &Router { metadata: metadata.clone() },
+            &Router {
+                metadata: metadata.clone(),
+                from_sender: pair.clone(),
+                sender_to_it: pair.clone(),
+            },
             &session,
             &forward_tlvs(&key),
             b"seed payload",
@@ -386,7 +405,9 @@ fn open_fuzz_seeds_are_valid_packets() {
         }
         let mut packet = seed[1..].to_vec();
         let opened = match classify(&packet).unwrap() {
-            Received::Metadata { .. } => open_with_metadata(&mut packet, &metadata).unwrap(),
+            Received::Metadata { .. } => {
+                open_with_metadata(&mut packet, &metadata, pair.send()).unwrap()
+            }
             Received::Session => {
                 open_without_metadata(&packet, &session, Direction::Forward).unwrap()
             }
@@ -395,4 +416,123 @@ fn open_fuzz_seeds_are_valid_packets() {
         checked += 1;
     }
     assert_eq!(checked, 2);
+}
+
+#[test]
+fn another_peer_of_the_receiver_cannot_forge_metadata() {
+    // r3 also peers with r2 and so holds r2's metadata key, but not the r1-r2 pair key.
+    let r2 = router(5, 0x22);
+    let r3_to_r2 = PairKeys::derive(
+        Suite::AesCbc256HmacSha384,
+        &PairSecret::from_bytes([0x99; 32]),
+        "r3",
+        "router-34",
+    );
+    let key = payload_key();
+    let mut out = vec![0u8; 2048];
+    let forged = Outgoing {
+        session: &key.session_keys(),
+        direction: Direction::Forward,
+        number: Sequence::MAX_NUMBER,
+        encrypt: true,
+        metadata: Some(OutgoingMetadata {
+            keys: &r2.metadata,
+            tag_key: r3_to_r2.send(),
+            header_tlvs: &[],
+            payload_tlvs: &forward_tlvs(&key),
+        }),
+    };
+    let len = seal(&mut out, &forged, b"claims to come from r1").unwrap();
+    out.truncate(len);
+    // r2 checks packets arriving on r1's path with the r1-r2 pair key.
+    assert_eq!(
+        open_with_metadata(&mut out, &r2.metadata, r2.from_sender.receive()),
+        Err(ReceiveError::Crypto(CryptoError::BadTag))
+    );
+}
+
+#[test]
+fn decrypted_payload_key_is_wiped_from_the_buffer() {
+    let r2 = router(5, 0x22);
+    let key = payload_key();
+    let mut packet = seal_first_packet(&r2, &key.session_keys(), &forward_tlvs(&key), b"x");
+    open_with_metadata(&mut packet, &r2.metadata, r2.from_sender.receive()).unwrap();
+    let secret = key.secret.expose();
+    assert!(
+        !packet.windows(secret.len()).any(|w| w == secret),
+        "payload secret left in the buffer"
+    );
+}
+
+#[test]
+fn two_payload_keys_are_rejected() {
+    let r2 = router(5, 0x22);
+    let key = payload_key();
+    let mut tlvs = forward_tlvs(&key);
+    tlvs.push(PayloadTlv::PayloadKey(PayloadKeyBlob::new(vec![1]).unwrap()));
+    let mut packet = seal_first_packet(&r2, &key.session_keys(), &tlvs, b"x");
+    assert_eq!(
+        open_with_metadata(&mut packet, &r2.metadata, r2.from_sender.receive()),
+        Err(ReceiveError::DuplicatePayloadKey)
+    );
+}
+
+#[test]
+fn short_payload_and_sequence_spelling_the_cookie_get_a_marker() {
+    // Seven cookie bytes of payload followed by a sequence field whose key id is the
+    // cookie's last byte: without a marker the receiver would read metadata.
+    let session = SessionKeys::derive(
+        Suite::AesCbc256HmacSha384,
+        COOKIE[7],
+        &PayloadSecret::from_bytes([1; 32]),
+    );
+    let packet = Outgoing {
+        session: &session,
+        direction: Direction::Forward,
+        number: 1,
+        encrypt: false,
+        metadata: None,
+    };
+    let mut out = vec![0u8; 256];
+    let len = seal(&mut out, &packet, &COOKIE[..7]).unwrap();
+    out.truncate(len);
+    assert_eq!(classify(&out).unwrap(), Received::Session);
+    let opened = open_without_metadata(&out, &session, Direction::Forward).unwrap();
+    assert_eq!(&out[opened.carried.clone()], &COOKIE[..7]);
+}
+
+#[test]
+fn stale_buffer_bytes_do_not_add_a_marker() {
+    let session = payload_key().session_keys();
+    let packet = Outgoing {
+        session: &session,
+        direction: Direction::Forward,
+        number: 1,
+        encrypt: false,
+        metadata: None,
+    };
+    let mut out = COOKIE.repeat(16);
+    let len = seal(&mut out, &packet, &COOKIE[..3]).unwrap();
+    assert_eq!(len, 3 + 8 + 48);
+}
+
+#[test]
+fn oversized_payload_is_refused() {
+    // The bound leaves room for a 12-byte marker, a full padding block and the trailer.
+    let session = payload_key().session_keys();
+    let packet = Outgoing {
+        session: &session,
+        direction: Direction::Forward,
+        number: 1,
+        encrypt: true,
+        metadata: None,
+    };
+    let mut out = vec![0u8; 70_100];
+    assert_eq!(
+        seal(&mut out, &packet, &vec![0u8; 70_000]),
+        Err(SealError::Crypto(CryptoError::PayloadTooLarge {
+            len: 70_000,
+            max: 65_507 - 12 - 16 - 56
+        }))
+    );
 }

@@ -10,8 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use svr_dataplane::crypto::{
-    Direction, MetadataKeys, MetadataSecret, PayloadSecret, Sequence, SessionKeys, Suite,
-    seal_trailer,
+    Direction, MetadataKeys, MetadataSecret, PairKeys, PairSecret, PayloadSecret, Sequence,
+    SessionKeys, Suite, seal_trailer,
 };
 use svr_dataplane::sealed::{
     Received, classify, decrypt_carried, open_with_metadata, open_without_metadata,
@@ -19,20 +19,29 @@ use svr_dataplane::sealed::{
 
 const METADATA_INDEX: u32 = 1;
 
-fn keys() -> (MetadataKeys, SessionKeys) {
+struct Keys {
+    metadata: MetadataKeys,
+    pair: PairKeys,
+    session: SessionKeys,
+}
+
+fn keys() -> Keys {
     let metadata = MetadataKeys::derive(
         METADATA_INDEX,
         Suite::AesCbc256HmacSha384,
         &MetadataSecret::from_bytes([0x11; 32]),
     );
+    // Both directions under one key ("a" to "b"), so seeds sealed with `send` open with it.
+    let pair = PairKeys::derive(Suite::AesCbc256HmacSha384, &PairSecret::from_bytes([0x33; 32]), "a", "b");
     let session =
         SessionKeys::derive(Suite::AesCbc256HmacSha384, 0, &PayloadSecret::from_bytes([0x22; 32]));
-    (metadata, session)
+    Keys { metadata, pair, session }
 }
 
-fn open(packet: &mut [u8], metadata: &MetadataKeys, session: &SessionKeys) {
+fn open(packet: &mut [u8], keys: &Keys) {
+    let (metadata, session) = (&keys.metadata, &keys.session);
     let opened = match classify(packet) {
-        Ok(Received::Metadata { .. }) => open_with_metadata(packet, metadata),
+        Ok(Received::Metadata { .. }) => open_with_metadata(packet, metadata, keys.pair.send()),
         Ok(Received::Session) => open_without_metadata(packet, session, Direction::Forward),
         Err(_) => return,
     };
@@ -49,9 +58,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let (metadata, session) = keys();
+    let keys = keys();
     match mode % 2 {
-        0 => open(&mut rest.to_vec(), &metadata, &session),
+        0 => open(&mut rest.to_vec(), &keys),
         _ => {
             let Ok(sequence) = Sequence::new(0, 1) else {
                 return;
@@ -59,11 +68,11 @@ fuzz_target!(|data: &[u8]| {
             let mut packet = rest.to_vec();
             packet.resize(rest.len() + 8 + 48, 0);
             let mac = match classify(rest) {
-                Ok(Received::Metadata { .. }) => metadata.mac(),
-                _ => session.mac(Direction::Forward),
+                Ok(Received::Metadata { .. }) => keys.pair.send(),
+                _ => keys.session.mac(Direction::Forward),
             };
             if seal_trailer(mac, &mut packet, rest.len(), sequence).is_ok() {
-                open(&mut packet, &metadata, &session);
+                open(&mut packet, &keys);
             }
         }
     }

@@ -115,7 +115,7 @@ pub(crate) fn decrypt_padded_with<C: BlockCipherDecrypt<BlockSize = U16>>(
 
 /// Length of the PKCS#7-padded ciphertext for `len` plaintext bytes.
 pub const fn padded_len(len: usize) -> usize {
-    (len / BLOCK_LEN + 1) * BLOCK_LEN
+    (len / BLOCK_LEN + 1).saturating_mul(BLOCK_LEN)
 }
 
 #[cfg(test)]

@@ -28,8 +28,12 @@ pub enum CryptoError {
     // Local misuse.
     /// The output buffer cannot hold the padded ciphertext and trailer.
     BufferTooSmall { needed: usize, available: usize },
-    /// The sequence counter reached its 56-bit limit; the session needs a new payload key.
+    /// Packet number 0, which is never sent.
+    SequenceZero,
+    /// The packet counter passed its 56-bit limit; the flow needs a new session.
     SequenceExhausted,
+    /// The payload does not fit in one UDP datagram once sealed.
+    PayloadTooLarge { len: usize, max: usize },
     /// The system random number generator failed.
     Random,
 }
@@ -60,8 +64,15 @@ impl fmt::Display for CryptoError {
             CryptoError::BufferTooSmall { needed, available } => {
                 write!(f, "buffer of {available} bytes, {needed} needed")
             }
+            CryptoError::SequenceZero => f.write_str("packet number 0 is never valid"),
             CryptoError::SequenceExhausted => {
-                f.write_str("sequence number space exhausted; the session needs a new key")
+                f.write_str("packet numbers of this session are used up; start a new session")
+            }
+            CryptoError::PayloadTooLarge { len, max } => {
+                write!(
+                    f,
+                    "payload of {len} bytes exceeds the {max} bytes a sealed datagram can carry"
+                )
             }
             CryptoError::Random => f.write_str("system random number generator failed"),
         }

@@ -68,6 +68,10 @@ pub struct PayloadSecret([u8; SECRET_LEN]);
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct MetadataSecret([u8; SECRET_LEN]);
 
+/// The secret two routers share for their pair keys, derived from their peer key.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PairSecret([u8; SECRET_LEN]);
+
 macro_rules! secret_impls {
     ($name:ident) => {
         impl $name {
@@ -99,6 +103,7 @@ macro_rules! secret_impls {
 
 secret_impls!(PayloadSecret);
 secret_impls!(MetadataSecret);
+secret_impls!(PairSecret);
 
 /// The expanded keys of one payload key of a session: one AES key for both directions
 /// (IVs are separated by direction) and one MAC key per direction.
@@ -145,14 +150,15 @@ impl SessionKeys {
     }
 }
 
-/// The expanded keys of one metadata key of a router, with its index (the Security ID
-/// that the header TLV carries).
+/// The expanded key of one metadata key of a router, with its index (the Security ID that
+/// the header TLV carries). It only encrypts: every peer of the router holds it, so it
+/// cannot tell them apart, and packets with metadata are authenticated under the
+/// [`PairKeys`] of the two routers instead.
 #[derive(Clone, Debug)]
 pub struct MetadataKeys {
     index: u32,
     suite: Suite,
     cbc: CbcKey,
-    mac: MacKey,
 }
 
 impl MetadataKeys {
@@ -160,8 +166,7 @@ impl MetadataKeys {
     pub fn derive(index: u32, suite: Suite, secret: &MetadataSecret) -> MetadataKeys {
         let hkdf = Hkdf::<Sha384>::new(Some(b"svrd metadata key v1"), secret.expose());
         let cbc = CbcKey::new(&expand_array(&hkdf, b"aes-cbc-256"));
-        let mac = expand_mac(&hkdf, b"mac", suite.mac());
-        MetadataKeys { index, suite, cbc, mac }
+        MetadataKeys { index, suite, cbc }
     }
 
     /// The key's index, sent as the Security ID.
@@ -169,7 +174,7 @@ impl MetadataKeys {
         self.index
     }
 
-    /// The suite these keys use.
+    /// The suite recorded with this key in its metadata-key message.
     pub fn suite(&self) -> Suite {
         self.suite
     }
@@ -178,10 +183,37 @@ impl MetadataKeys {
     pub fn cbc(&self) -> &CbcKey {
         &self.cbc
     }
+}
 
-    /// The MAC key for packets that carry metadata.
-    pub fn mac(&self) -> &MacKey {
-        &self.mac
+/// The MAC keys of one pair of routers, for the packets with metadata they send each
+/// other: one key per direction, derived from a secret only the two of them hold (the
+/// control plane derives it from their peer key).
+#[derive(Clone, Debug)]
+pub struct PairKeys {
+    send: MacKey,
+    receive: MacKey,
+}
+
+impl PairKeys {
+    /// Derives this router's pair keys towards `peer`. Both routers derive the same two
+    /// keys, each naming itself `local`, so one's send key is the other's receive key.
+    pub fn derive(suite: Suite, secret: &PairSecret, local: &str, peer: &str) -> PairKeys {
+        let hkdf = Hkdf::<Sha384>::new(Some(b"svrd pair key v1"), secret.expose());
+        let label = |from: &str, to: &str| format!("metadata mac {from} -> {to}");
+        PairKeys {
+            send: expand_mac(&hkdf, label(local, peer).as_bytes(), suite.mac()),
+            receive: expand_mac(&hkdf, label(peer, local).as_bytes(), suite.mac()),
+        }
+    }
+
+    /// Keys the tag of packets with metadata sent to the peer.
+    pub fn send(&self) -> &MacKey {
+        &self.send
+    }
+
+    /// Checks the tag of packets with metadata received from the peer.
+    pub fn receive(&self) -> &MacKey {
+        &self.receive
     }
 }
 
@@ -230,9 +262,9 @@ impl PayloadKeyTlv {
             return Err(CryptoError::PayloadKeyLength { len: value.len() });
         };
         let suite = Suite::from_code(bytes[0])?;
-        let mut secret = [0u8; SECRET_LEN];
+        let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
         secret.copy_from_slice(&bytes[2..]);
-        Ok(PayloadKeyTlv { suite, key_id: bytes[1], secret: PayloadSecret::from_bytes(secret) })
+        Ok(PayloadKeyTlv { suite, key_id: bytes[1], secret: PayloadSecret::from_bytes(*secret) })
     }
 
     /// Writes the TLV value. The caller wipes the buffer once it is encrypted.
@@ -265,17 +297,24 @@ mod tests {
     }
 
     #[test]
-    fn payload_and_metadata_derivations_differ() {
+    fn pair_keys_mirror_each_other() {
+        let secret = PairSecret::from_bytes([4; 32]);
+        let r1 = PairKeys::derive(Suite::AesCbc256HmacSha384, &secret, "r1", "r2");
+        let r2 = PairKeys::derive(Suite::AesCbc256HmacSha384, &secret, "r2", "r1");
+        assert_eq!(r1.send().tag(b"x").as_bytes(), r2.receive().tag(b"x").as_bytes());
+        assert_eq!(r2.send().tag(b"x").as_bytes(), r1.receive().tag(b"x").as_bytes());
+        assert_ne!(r1.send().tag(b"x").as_bytes(), r1.receive().tag(b"x").as_bytes());
+    }
+
+    #[test]
+    fn payload_and_pair_derivations_differ() {
         let payload =
             SessionKeys::derive(Suite::AesCbc256HmacSha384, 0, &PayloadSecret::from_bytes([3; 32]));
-        let metadata = MetadataKeys::derive(
-            1,
-            Suite::AesCbc256HmacSha384,
-            &MetadataSecret::from_bytes([3; 32]),
-        );
+        let secret = PairSecret::from_bytes([3; 32]);
+        let pair = PairKeys::derive(Suite::AesCbc256HmacSha384, &secret, "a", "b");
         assert_ne!(
             payload.mac(Direction::Forward).tag(b"x").as_bytes(),
-            metadata.mac().tag(b"x").as_bytes()
+            pair.send().tag(b"x").as_bytes()
         );
     }
 

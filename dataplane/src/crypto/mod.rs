@@ -18,10 +18,10 @@
 //! - The encrypted payload-TLV section of the metadata is `IV || AES-CBC-256(TLVs)` under the
 //!   receiving router's metadata key, with a fresh random IV, because many routers encrypt
 //!   under one router's metadata key and a counter could not be kept unique among them.
-//! - The tag is keyed by the receiving router's metadata MAC key when the packet carries
+//! - The tag is keyed by the sending and receiving routers' pair key when the packet carries
 //!   metadata, and by the session's MAC key for that direction otherwise.
 //!
-//! Keys are expanded once ([`SessionKeys`], [`MetadataKeys`]) and every check of a tag runs
+//! Keys are expanded once ([`SessionKeys`], [`MetadataKeys`], [`PairKeys`]) and every check of a tag runs
 //! in constant time before anything is decrypted or any state is changed.
 
 mod aes_cbc;
@@ -34,8 +34,8 @@ pub use aes_cbc::{BLOCK_LEN, CbcKey, Iv, padded_len};
 pub use error::CryptoError;
 pub use hmac::{MAX_TAG_LEN, MacAlgorithm, MacKey, Tag};
 pub use keys::{
-    KeyId, MetadataKeys, MetadataSecret, PAYLOAD_KEY_TLV_LEN, PayloadKeyTlv, PayloadSecret,
-    SECRET_LEN, SessionKeys, Suite,
+    KeyId, MetadataKeys, MetadataSecret, PAYLOAD_KEY_TLV_LEN, PairKeys, PairSecret, PayloadKeyTlv,
+    PayloadSecret, SECRET_LEN, SessionKeys, Suite,
 };
 pub use seal::{
     Direction, OpenError, SEQUENCE_LEN, Sequence, decrypt_metadata_section, decrypt_payload,

@@ -49,12 +49,16 @@ pub struct Sequence {
 }
 
 impl Sequence {
-    /// The largest packet number; a session must be rekeyed before it is reached.
+    /// The largest packet number. Numbers never repeat within a session direction, across
+    /// key rotations too, so a flow that reaches it continues in a new session.
     pub const MAX_NUMBER: u64 = (1 << 56) - 1;
 
     /// Builds a sequence field, or fails when `number` is 0 or does not fit in 56 bits.
     pub fn new(key_id: KeyId, number: u64) -> Result<Sequence, CryptoError> {
-        if number == 0 || number > Self::MAX_NUMBER {
+        if number == 0 {
+            return Err(CryptoError::SequenceZero);
+        }
+        if number > Self::MAX_NUMBER {
             return Err(CryptoError::SequenceExhausted);
         }
         Ok(Sequence { key_id, number })
@@ -70,7 +74,8 @@ impl Sequence {
         self.number
     }
 
-    fn to_bytes(self) -> [u8; SEQUENCE_LEN] {
+    /// The field as sent.
+    pub fn to_bytes(self) -> [u8; SEQUENCE_LEN] {
         let mut bytes = self.number.to_be_bytes();
         bytes[0] = self.key_id;
         bytes
@@ -192,7 +197,7 @@ pub fn seal_trailer(
 /// can choose the key and pre-check the replay window. Returns the field and the length of
 /// the body before it. Nothing read here may be trusted until [`verify_trailer`] passes.
 pub fn open_trailer(packet: &[u8], tag_len: usize) -> Result<(Sequence, usize), CryptoError> {
-    let trailer = SEQUENCE_LEN + tag_len;
+    let trailer = SEQUENCE_LEN.saturating_add(tag_len);
     if packet.len() < trailer {
         return Err(CryptoError::TooShort { len: packet.len(), trailer });
     }
@@ -424,7 +429,7 @@ mod tests {
 
     #[test]
     fn sequence_limits() {
-        assert_eq!(Sequence::new(0, 0), Err(CryptoError::SequenceExhausted));
+        assert_eq!(Sequence::new(0, 0), Err(CryptoError::SequenceZero));
         assert_eq!(Sequence::new(0, Sequence::MAX_NUMBER + 1), Err(CryptoError::SequenceExhausted));
         let max = Sequence::new(0xab, Sequence::MAX_NUMBER).unwrap();
         assert_eq!(Sequence::from_bytes(max.to_bytes()), max);

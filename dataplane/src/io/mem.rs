@@ -237,19 +237,26 @@ impl Waker {
     }
 }
 
+/// Most frames one memory pool holds (16 GiB of the largest buffers is past any test or
+/// benchmark); a larger request is a mistake, not something to attempt to allocate.
+const MAX_FRAMES: usize = 1 << 18;
+
+/// Largest ring a memory port accepts.
+const MAX_RING_SIZE: usize = 1 << 16;
+
 fn check_config(config: &MemConfig) -> Result<(), IoError> {
-    if config.frames == 0 {
+    if config.frames == 0 || config.frames > MAX_FRAMES {
         return Err(IoError::InvalidConfig {
             field: "memory pool frames",
-            value: 0,
-            expected: "at least 1",
+            value: config.frames as u64,
+            expected: "1 to 262144",
         });
     }
-    if config.ring_size == 0 {
+    if config.ring_size == 0 || config.ring_size > MAX_RING_SIZE {
         return Err(IoError::InvalidConfig {
             field: "memory ring size",
-            value: 0,
-            expected: "at least 1",
+            value: config.ring_size as u64,
+            expected: "1 to 65536",
         });
     }
     if config.frame_size < MIN_FRAME_SIZE || config.frame_size > MAX_FRAME_SIZE {
@@ -416,6 +423,16 @@ mod tests {
     fn mem_config_rejects_zero_frames() {
         let err = mem_pair(&MemConfig { frames: 0, ..MemConfig::default() }).unwrap_err();
         assert!(matches!(err, IoError::InvalidConfig { field: "memory pool frames", .. }));
+    }
+
+    #[test]
+    fn mem_config_rejects_huge_pool_and_ring() {
+        let huge_pool = MemConfig { frames: usize::MAX, ..MemConfig::default() };
+        let err = mem_pair(&huge_pool).unwrap_err();
+        assert!(matches!(err, IoError::InvalidConfig { field: "memory pool frames", .. }));
+        let huge_ring = MemConfig { ring_size: usize::MAX, ..MemConfig::default() };
+        let err = mem_pair(&huge_ring).unwrap_err();
+        assert!(matches!(err, IoError::InvalidConfig { field: "memory ring size", .. }));
     }
 
     #[test]

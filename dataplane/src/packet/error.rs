@@ -71,6 +71,9 @@ pub enum MetadataError {
     /// An unknown-TLV value carries a type the codec parses as a typed TLV, so the
     /// bytes it emits would not parse back to the same value.
     UnknownTlvHasKnownType { tlv_type: u16 },
+    /// An `Other` value carries a number that has a named variant, so it would parse back
+    /// as that variant.
+    NamedValueAsOther { field: &'static str, value: u8 },
 }
 
 impl fmt::Display for MetadataError {
@@ -147,6 +150,9 @@ impl fmt::Display for MetadataError {
                 f,
                 "tlv type {tlv_type} is a known type and cannot be emitted as an unknown tlv"
             ),
+            NamedValueAsOther { field, value } => {
+                write!(f, "{field} {value} has a named variant; use it instead of Other")
+            }
         }
     }
 }

@@ -91,6 +91,19 @@ impl HeaderTlv {
             HeaderTlv::PathMetrics(metrics) => metrics.check(),
             HeaderTlv::ModifyRequest(request) => request.check(),
             HeaderTlv::Unknown(unknown) => unknown.check(),
+            HeaderTlv::ControlMessage(ControlReason::Other(value))
+                if !matches!(ControlReason::from(*value), ControlReason::Other(_)) =>
+            {
+                Err(MetadataError::NamedValueAsOther {
+                    field: "control message reason",
+                    value: *value,
+                })
+            }
+            HeaderTlv::HealthCheck(HealthCheck::Other(value))
+                if !matches!(HealthCheck::from(*value), HealthCheck::Other(_)) =>
+            {
+                Err(MetadataError::NamedValueAsOther { field: "health check", value: *value })
+            }
             HeaderTlv::GlobalInterfaceId(_)
             | HeaderTlv::SecurityId(_)
             | HeaderTlv::IcmpErrorLocation(_)

@@ -38,8 +38,8 @@ impl PortRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum XdpFilter {
     /// A WAN port: IPv4 or IPv6 UDP to one of `udp_ports`, which carries SVR and BFD.
-    /// Non-first IPv4 fragments and IPv6 packets with extension headers before UDP go
-    /// to the kernel, because their UDP port is not in the packet.
+    /// IPv4 fragments go to the kernel so that it can reassemble them, and so do IPv6
+    /// packets with extension headers before UDP, whose port is not at a fixed offset.
     Wan { udp_ports: Vec<PortRange> },
     /// A LAN port: all IPv4 and IPv6 traffic except packets to `local_addrs`,
     /// multicast and broadcast (destination 224.0.0.0 and up, or ff00::/8), and ICMPv6
@@ -172,7 +172,7 @@ pub fn assemble(filter: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, IoError> {
     asm.finish()
 }
 
-/// IPv4 on a WAN port: UDP, first fragment or unfragmented, then the destination port
+/// IPv4 on a WAN port: unfragmented UDP, then the destination port
 /// in r5 (network order) and a jump to `ports`.
 fn emit_wan_ipv4(asm: &mut Asm, ports: Label, pass: Label) {
     // The fixed 20-byte header must be present; protocol is at IPv4 offset 9.
@@ -180,10 +180,12 @@ fn emit_wan_ipv4(asm: &mut Asm, ports: Label, pass: Label) {
     asm.ldx(B, R5, R2, ETH_HLEN + 9);
     asm.jmp_imm(JNE, R5, i32::from(IPPROTO_UDP), pass);
 
-    // A non-zero fragment offset (low 13 bits of IPv4 bytes 6-7) means no UDP header.
+    // Fragments of any kind go to the kernel, which reassembles them: the more-fragments
+    // flag or a fragment offset (bits 13 and 0-12 of IPv4 bytes 6-7) is set. Redirecting
+    // only the first fragment would split a datagram between the socket and the kernel.
     asm.ldx(H, R5, R2, ETH_HLEN + 6);
     asm.be16_to_host(R5);
-    asm.alu64_imm(AND, R5, 0x1fff);
+    asm.alu64_imm(AND, R5, 0x3fff);
     asm.jmp_imm(JNE, R5, 0, pass);
 
     // Header length: IHL (low nibble of byte 0) times 4, at least 20. The verifier
@@ -678,12 +680,15 @@ mod tests {
     }
 
     #[test]
-    fn wan_passes_later_fragment() {
-        let packet = ipv4(17, HOST, 185, &udp(20000));
-        assert_eq!(run(&wan(), &packet), Verdict::Pass);
+    fn wan_passes_every_fragment() {
+        let later = ipv4(17, HOST, 185, &udp(20000));
+        assert_eq!(run(&wan(), &later), Verdict::Pass);
 
         let first_with_more = ipv4(17, HOST, 0x2000, &udp(20000));
-        assert_eq!(run(&wan(), &first_with_more), REDIRECT);
+        assert_eq!(run(&wan(), &first_with_more), Verdict::Pass);
+
+        let dont_fragment = ipv4(17, HOST, 0x4000, &udp(20000));
+        assert_eq!(run(&wan(), &dont_fragment), REDIRECT);
     }
 
     #[test]
