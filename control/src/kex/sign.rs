@@ -38,6 +38,11 @@ impl P256Signer {
             .map_err(|_| SignatureError::Malformed { len: bytes.len() })
     }
 
+    /// The 32-byte big-endian scalar, for sealing the key at rest.
+    pub fn to_scalar(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(self.0.to_bytes().to_vec())
+    }
+
     /// The matching verifier.
     pub fn verifier(&self) -> P256Verifier {
         P256Verifier(*self.0.verifying_key())
