@@ -136,9 +136,15 @@ impl DhKeyPair {
         rng: &mut R,
     ) -> Result<DhSecret, DhError> {
         let y = check_public(self.group, peer_public)?;
+        Ok(self.agree_checked(&y, rng))
+    }
+
+    /// Computes the shared secret with a public value that already passed
+    /// [`check_public`].
+    pub fn agree_checked<R: CryptoRng + ?Sized>(&self, y: &BigUint, rng: &mut R) -> DhSecret {
         let x = BigUint::from_bytes_be(&self.private);
-        let z = blinded_pow(self.group, &y, &x, rng);
-        Ok(DhSecret(Zeroizing::new(encode_fixed(self.group, &z))))
+        let z = blinded_pow(self.group, y, &x, rng);
+        DhSecret(Zeroizing::new(encode_fixed(self.group, &z)))
     }
 }
 

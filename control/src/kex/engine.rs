@@ -732,7 +732,11 @@ impl Ctx {
 
         let mut layers = Vec::new();
         let dh_secret = match (&ex.dh, &ex.peer_dh) {
-            (Some(dh), Some(peer_dh)) => Some(dh.agree(peer_dh, &mut *self.rng).map_err(ReceiveError::Dh)?),
+            (Some(dh), Some(peer_dh)) => {
+                // The value passed check_public when it was received.
+                let y = num_bigint::BigUint::from_bytes_be(peer_dh);
+                Some(dh.agree_checked(&y, &mut *self.rng))
+            }
             (Some(_), None) => return Ok(()),
             _ => None,
         };
@@ -1184,15 +1188,19 @@ impl Ctx {
             if h.exchange < current {
                 return Err(ReceiveError::StaleExchange { exchange: h.exchange, current });
             }
-            self.request_rekey(id, peer, h.exchange, now);
+            // A sealed message of the current exchange can overtake the key exchange
+            // message it depends on; the peer retransmits it. One of a later exchange
+            // means the peer holds a key this router never made or lost.
+            if h.exchange > current {
+                self.request_rekey(id, peer, h.exchange, now);
+            }
             return Err(ReceiveError::NoPeerKey { exchange: h.exchange });
         };
         keys.open(&msg::seal_aad(h), sealed).map_err(ReceiveError::Seal)
     }
 
-    /// Asks the peer for a new exchange after a sealed message named an exchange whose key
-    /// this router does not hold (the peer kept a key this side lost). Rate-limited to one
-    /// request per retransmit interval.
+    /// Asks the peer for a new exchange after a sealed message named a later exchange than
+    /// this router's current one. Rate-limited to one request per retransmit interval.
     fn request_rekey(&mut self, id: PeerId, peer: &mut Peer, exchange: u32, now: Duration) {
         let interval = self.config.timers.retransmit_interval;
         let due = peer.last_rekey_request.is_none_or(|t| now >= t + interval);

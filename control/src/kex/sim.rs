@@ -690,6 +690,28 @@ impl Sim {
         receipt.result
     }
 
+    /// Changes the loss probability of every link from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.config.loss = loss;
+    }
+
+    /// Reports an interface state change on router `i`'s paths to `j`.
+    pub fn interface_changed(&mut self, i: usize, j: usize) {
+        let now = self.now;
+        let actions = self.routers[i].engine.interface_changed(PeerId(j as u32), now);
+        self.apply(i, actions);
+    }
+
+    /// Number of messages of `kind` that router `from` sent to `to` so far.
+    pub fn sent_count(&self, from: usize, to: usize, kind: MessageKind) -> usize {
+        self.log
+            .iter()
+            .filter(|(f, t, b)| {
+                *f == from && *t == to && msg::decode(b).is_ok_and(|m| m.header.kind == kind)
+            })
+            .count()
+    }
+
     /// Every message router `from` sent to `to` so far, in order.
     pub fn sent_messages(&self, from: usize, to: usize) -> Vec<Vec<u8>> {
         self.log.iter().filter(|(f, t, _)| *f == from && *t == to).map(|(_, _, b)| b.clone()).collect()
