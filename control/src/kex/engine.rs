@@ -16,7 +16,7 @@ use super::keys::{
     PeerKeyKind, PeerKeySet, TranscriptSide,
 };
 use super::mlkem::{self, MlKemKeyPair, MlKemLevel};
-use super::msg::{self, Body, Header, MessageKind};
+use super::msg::{self, signing_input, Body, Header, MessageKind};
 use super::peer::{Exchange, HeldKey, Peer, PeerSecuritySnapshot, SecurityStatus};
 use super::sign::{MessageSigner, PeerVerifier};
 use super::{KexAlgorithm, KexTimers};
@@ -562,11 +562,13 @@ impl Ctx {
         let algorithm = ex.algorithm;
         let dh_public = ex.dh.as_ref().map(|d| d.public().to_vec()).unwrap_or_default();
         let encapsulation_key = match (ex.generator, algorithm.ml_kem()) {
-            (true, Some(level)) => self
-                .ml_kem
-                .get(&level)
-                .map(|k| k.encapsulation_key().to_vec())
-                .unwrap_or_default(),
+            (true, Some(level)) => match self.ml_kem.get(&level) {
+                Some(pair) => pair.encapsulation_key().to_vec(),
+                None => {
+                    tracing::error!(%id, %level, "no ML-KEM key pair supplied for this level");
+                    Vec::new()
+                }
+            },
             _ => Vec::new(),
         };
         let ciphertext = if ex.generator { None } else { ex.ciphertext.clone() };
@@ -1461,19 +1463,6 @@ impl Ctx {
             self.out.push(Action::PathService { peer: id, in_service });
         }
     }
-}
-
-/// The bytes a signature covers: a context label, both peering common names (so a message
-/// cannot be replayed towards another router), then header and body.
-pub(crate) fn signing_input(sender: &str, receiver: &str, signed: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + sender.len() + receiver.len() + signed.len());
-    out.extend_from_slice(b"svrd eskm v1 signature");
-    out.push(sender.len().min(255) as u8);
-    out.extend_from_slice(sender.as_bytes());
-    out.push(receiver.len().min(255) as u8);
-    out.extend_from_slice(receiver.as_bytes());
-    out.extend_from_slice(signed);
-    out
 }
 
 /// Whether the local router generates the ML-KEM key pair: the higher

@@ -398,3 +398,16 @@ impl KexAlgorithm {
         }
     }
 }
+
+/// The bytes a signature covers: a context label, both peering common names (so a message
+/// cannot be replayed towards another router), then header and body.
+pub fn signing_input(sender: &str, receiver: &str, signed: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + sender.len() + receiver.len() + signed.len());
+    out.extend_from_slice(b"svrd eskm v1 signature");
+    out.push(sender.len().min(255) as u8);
+    out.extend_from_slice(sender.as_bytes());
+    out.push(receiver.len().min(255) as u8);
+    out.extend_from_slice(receiver.as_bytes());
+    out.extend_from_slice(signed);
+    out
+}

@@ -12,11 +12,11 @@ use rand::SeedableRng;
 use rand_core::Rng;
 use sha2::{Digest, Sha256};
 
-use super::engine::{signing_input, Action, AlarmKind, Engine, EngineConfig, PeerConfig, PeerId};
+use super::engine::{Action, AlarmKind, Engine, EngineConfig, PeerConfig, PeerId};
 use super::error::{ConfigError, ReceiveError};
 use super::keys::{HmacAlgorithm, MetadataKeyBundle};
 use super::mlkem::{MlKemKeyPair, MlKemLevel};
-use super::msg::{self, Body, Header, MessageKind};
+use super::msg::{self, signing_input, Body, Header, MessageKind};
 use super::peer::SecurityStatus;
 use super::sign::{MessageSigner, P256Signer, P256Verifier};
 use super::{KexAlgorithm, KexTimers};
