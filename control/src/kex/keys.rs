@@ -344,3 +344,27 @@ fn expand(hk: &Hkdf<Sha384>, info: &[u8], out: &mut [u8]) {
         out.fill(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_bad_padding_after_valid_tag() {
+        let key = PeerKey::derive(PeerKeyKind::Dh, &[1; 32], &[0; 8], &[0; 48]);
+        // A block that does not decrypt to valid PKCS#7 padding, with a correct tag: the
+        // tag check passes and the padding check fails.
+        let mut body = vec![0u8; IV_LEN + BLOCK];
+        body[IV_LEN..].copy_from_slice(&[0x55; BLOCK]);
+        let tag = key.tag(b"aad", &body);
+        body.extend_from_slice(&tag);
+        let mut padding_ok = 0;
+        match key.open(b"aad", &body) {
+            Err(SealError::BadPadding) => {}
+            Ok(_) => padding_ok += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        // A random block pads correctly with probability about 1/256; this one does not.
+        assert_eq!(padding_ok, 0);
+    }
+}
