@@ -1,10 +1,13 @@
 //! Diffie-Hellman tests: the MODP primes, public-value checks, fixed-length encoding and
 //! agreement between two sides.
 
+// Test helpers outside #[test] functions unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use num_bigint::BigUint;
-use rand::rngs::StdRng;
 use rand::SeedableRng;
-use svr_control::kex::dh::{check_public, encode_fixed, DhGroup, DhKeyPair};
+use rand::rngs::StdRng;
+use svr_control::kex::dh::{DhGroup, DhKeyPair, check_public, encode_fixed};
 use svr_control::kex::error::DhError;
 
 fn rng(seed: u64) -> StdRng {
@@ -68,11 +71,11 @@ fn dh_agreement_both_sides() {
         let mut r = rng(u64::from(group.bits()));
         let a = DhKeyPair::generate(group, &mut r);
         let b = DhKeyPair::generate(group, &mut r);
-        assert_eq!(a.public().len(), group.len());
+        assert_eq!(a.public().len(), group.encoded_len());
         let ab = a.agree(b.public(), &mut r).unwrap();
         let ba = b.agree(a.public(), &mut r).unwrap();
         assert_eq!(ab.as_bytes(), ba.as_bytes(), "{group}");
-        assert_eq!(ab.as_bytes().len(), group.len());
+        assert_eq!(ab.as_bytes().len(), group.encoded_len());
         assert_ne!(a.public(), b.public());
     }
 }
@@ -131,13 +134,17 @@ fn dh_public_out_of_range() {
             (BigUint::from(1u32) << usize::from(group.bits())) - 1u32,
         ];
         for v in values {
-            let mut bytes = vec![0u8; group.len()];
+            let mut bytes = vec![0u8; group.encoded_len()];
             let raw = v.to_bytes_be();
-            if raw.len() > group.len() {
+            if raw.len() > group.encoded_len() {
                 continue;
             }
-            bytes[group.len() - raw.len()..].copy_from_slice(&raw);
-            assert_eq!(check_public(group, &bytes).err(), Some(DhError::OutOfRange { group }), "{group}");
+            bytes[group.encoded_len() - raw.len()..].copy_from_slice(&raw);
+            assert_eq!(
+                check_public(group, &bytes).err(),
+                Some(DhError::OutOfRange { group }),
+                "{group}"
+            );
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Engine tests driven by hand: one test per receive error, alarms, configuration checks
 //! and the `show peers security` snapshot.
 
+// Test helpers outside #[test] functions unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
-use svr_control::kex::engine::{is_generator, Mode};
+use rand::rngs::StdRng;
+use svr_control::kex::engine::{Mode, is_generator};
 use svr_control::kex::error::{DhError, MlKemError, SealError, SignatureError};
 use svr_control::kex::msg::{self, Body, Header, MessageKind};
 use svr_control::kex::sign::{MessageSigner, P256Signer, P256Verifier, PeerVerifier};
@@ -166,7 +169,10 @@ impl Pair {
     }
 
     /// Delivers everything in flight, repeatedly, except messages `hold` keeps back.
-    fn pump_holding(&mut self, hold: impl Fn(PeerId, MessageKind) -> bool) -> Vec<(PeerId, Vec<u8>)> {
+    fn pump_holding(
+        &mut self,
+        hold: impl Fn(PeerId, MessageKind) -> bool,
+    ) -> Vec<(PeerId, Vec<u8>)> {
         let mut held = Vec::new();
         for _ in 0..100 {
             if self.wire.is_empty() {
@@ -202,14 +208,18 @@ impl Pair {
     }
 
     /// A message from b to a signed with b's real key.
-    fn from_b(&self, kind_body: Body, exchange: u32, sequence: u64) -> Vec<u8> {
-        self.signed_from_b(Header {
-            kind: kind_body.kind(),
-            sender_boot: BOOT_B,
-            receiver_boot: BOOT_A,
-            sequence,
-            exchange,
-        }, &kind_body, &self.b_key)
+    fn msg_from_b(&self, kind_body: Body, exchange: u32, sequence: u64) -> Vec<u8> {
+        self.signed_from_b(
+            Header {
+                kind: kind_body.kind(),
+                sender_boot: BOOT_B,
+                receiver_boot: BOOT_A,
+                sequence,
+                exchange,
+            },
+            &kind_body,
+            &self.b_key,
+        )
     }
 
     fn signed_from_b(&self, header: Header, body: &Body, key: &dyn MessageSigner) -> Vec<u8> {
@@ -302,12 +312,12 @@ fn rejects_bad_signature_with_alarm() {
 #[test]
 fn rejects_replayed() {
     let mut p = Pair::complete(Options::default());
-    let m = p.from_b(Body::RekeyRequest, 0, 900);
+    let m = p.msg_from_b(Body::RekeyRequest, 0, 900);
     assert!(p.deliver(A, &m).is_ok());
     let r = p.deliver(A, &m);
     assert!(matches!(r, Err(ReceiveError::Replayed { sequence: 900 })), "{r:?}");
     // Older than the 64-entry window.
-    let old = p.from_b(Body::RekeyRequest, 0, 900 - 64);
+    let old = p.msg_from_b(Body::RekeyRequest, 0, 900 - 64);
     assert!(matches!(p.deliver(A, &old), Err(ReceiveError::Replayed { .. })));
 }
 
@@ -348,7 +358,7 @@ fn rejects_stale_exchange() {
     p.take(A, actions);
     p.pump();
     assert_eq!(exchange_a(&p), 2);
-    let m = p.from_b(Body::SaltAck { salt: 1, algorithm: DH1024 }, 1, 1000);
+    let m = p.msg_from_b(Body::SaltAck { salt: 1, algorithm: DH1024 }, 1, 1000);
     let r = p.deliver(A, &m);
     assert!(matches!(r, Err(ReceiveError::StaleExchange { exchange: 1, current: 2 })), "{r:?}");
 }
@@ -371,7 +381,7 @@ fn rejects_dh_out_of_range_with_alarm() {
         dh_public: vec![0u8; 128],
         encapsulation_key: Vec::new(),
     };
-    let m = p.from_b(body, 1, 1000);
+    let m = p.msg_from_b(body, 1, 1000);
     let r = p.deliver(A, &m);
     assert!(
         matches!(r, Err(ReceiveError::Dh(DhError::OutOfRange { group: DhGroup::Modp1024 }))),
@@ -389,7 +399,7 @@ fn rejects_dh_wrong_length() {
         dh_public: vec![2u8; 127],
         encapsulation_key: Vec::new(),
     };
-    let r = p.deliver(A, &p.from_b(body, 1, 1000));
+    let r = p.deliver(A, &p.msg_from_b(body, 1, 1000));
     assert!(matches!(r, Err(ReceiveError::Dh(DhError::WrongLength { actual: 127, .. }))), "{r:?}");
 }
 
@@ -404,7 +414,7 @@ fn rejects_mlkem_invalid_encapsulation_key() {
         dh_public: Vec::new(),
         encapsulation_key: vec![0xffu8; 800],
     };
-    let r = p.deliver(A, &p.from_b(body, 1, 1000));
+    let r = p.deliver(A, &p.msg_from_b(body, 1, 1000));
     assert!(
         matches!(r, Err(ReceiveError::MlKem(MlKemError::EncapsulationKeyModulus { .. }))),
         "{r:?}"
@@ -415,7 +425,7 @@ fn rejects_mlkem_invalid_encapsulation_key() {
         dh_public: Vec::new(),
         encapsulation_key: vec![0u8; 799],
     };
-    let r = p.deliver(A, &p.from_b(short, 1, 1001));
+    let r = p.deliver(A, &p.msg_from_b(short, 1, 1001));
     assert!(matches!(r, Err(ReceiveError::MlKem(MlKemError::EncapsulationKeyLength { .. }))));
 }
 
@@ -431,7 +441,7 @@ fn rejects_mlkem_ciphertext_length() {
     };
     let mut p = Pair::new(o);
     let _held = p.pump_holding(|to, k| to == A && k == MessageKind::Encapsulation);
-    let r = p.deliver(A, &p.from_b(Body::Encapsulation { ciphertext: vec![0; 767] }, 1, 1000));
+    let r = p.deliver(A, &p.msg_from_b(Body::Encapsulation { ciphertext: vec![0; 767] }, 1, 1000));
     assert!(matches!(r, Err(ReceiveError::MlKem(MlKemError::CiphertextLength { .. }))), "{r:?}");
 }
 
@@ -439,20 +449,23 @@ fn rejects_mlkem_ciphertext_length() {
 fn rejects_seal_bad_tag_with_alarm() {
     let mut p = Pair::complete(Options::default());
     let before = p.a.snapshot(B);
-    let m = p.from_b(Body::MetadataKey { sealed: vec![0u8; 16 + 48 + 48] }, 1, 1000);
+    let m = p.msg_from_b(Body::MetadataKey { sealed: vec![0u8; 16 + 48 + 48] }, 1, 1000);
     let r = p.deliver(A, &m);
     assert!(matches!(r, Err(ReceiveError::Seal(SealError::BadTag))), "{r:?}");
     assert!(p.alarms.contains(&(B, AlarmKind::UnableToAuthenticatePeer, true)));
     assert_eq!(p.a.snapshot(B), before);
-    let m = p.from_b(Body::MetadataKey { sealed: vec![0u8; 20] }, 1, 1001);
-    assert!(matches!(p.deliver(A, &m), Err(ReceiveError::Seal(SealError::BadLength { actual: 20 }))));
+    let m = p.msg_from_b(Body::MetadataKey { sealed: vec![0u8; 20] }, 1, 1001);
+    assert!(matches!(
+        p.deliver(A, &m),
+        Err(ReceiveError::Seal(SealError::BadLength { actual: 20 }))
+    ));
 }
 
 #[test]
 fn rejects_conflicting_salt() {
     let mut p = Pair::complete(Options::default());
     let peer_salt = p.a.snapshot(B).unwrap().peer_salt;
-    let m = p.from_b(Body::Salt { salt: peer_salt ^ 1, algorithm: DH1024 }, 1, 1000);
+    let m = p.msg_from_b(Body::Salt { salt: peer_salt ^ 1, algorithm: DH1024 }, 1, 1000);
     let r = p.deliver(A, &m);
     assert!(matches!(r, Err(ReceiveError::Conflict { field: "salt", exchange: 1 })), "{r:?}");
 }
@@ -460,16 +473,23 @@ fn rejects_conflicting_salt() {
 #[test]
 fn rejects_unexpected_key_exchange() {
     let mut p = Pair::complete(Options::default());
-    let body = Body::KeyExchange { algorithm: DH1024, dh_public: vec![2; 128], encapsulation_key: vec![] };
-    let r = p.deliver(A, &p.from_b(body, 7, 1000));
-    assert!(matches!(r, Err(ReceiveError::Unexpected { kind: MessageKind::KeyExchange, .. })), "{r:?}");
+    let body =
+        Body::KeyExchange { algorithm: DH1024, dh_public: vec![2; 128], encapsulation_key: vec![] };
+    let r = p.deliver(A, &p.msg_from_b(body, 7, 1000));
+    assert!(
+        matches!(r, Err(ReceiveError::Unexpected { kind: MessageKind::KeyExchange, .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn rejects_unknown_certificate_ack() {
     let mut p = Pair::complete(Options::default());
-    let r = p.deliver(A, &p.from_b(Body::CertificateAck { fingerprint: [7; 48] }, 0, 1000));
-    assert!(matches!(r, Err(ReceiveError::UnknownAck { kind: MessageKind::CertificateAck })), "{r:?}");
+    let r = p.deliver(A, &p.msg_from_b(Body::CertificateAck { fingerprint: [7; 48] }, 0, 1000));
+    assert!(
+        matches!(r, Err(ReceiveError::UnknownAck { kind: MessageKind::CertificateAck })),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -495,7 +515,7 @@ fn rejects_algorithm_mismatch() {
     p.pump();
     assert_eq!(p.status_a(), SecurityStatus::SaltExch);
     assert!(p.a.counters(B).unwrap()["algorithm-mismatch"] >= 1);
-    let r = p.deliver(A, &p.from_b(Body::Salt { salt: 5, algorithm: MLKEM512 }, 9, 1000));
+    let r = p.deliver(A, &p.msg_from_b(Body::Salt { salt: 5, algorithm: MLKEM512 }, 9, 1000));
     assert!(matches!(r, Err(ReceiveError::AlgorithmMismatch { .. })), "{r:?}");
 }
 
@@ -521,7 +541,7 @@ fn rejects_role_conflict() {
 fn rejects_before_certificate() {
     let mut p = Pair::new(Options::default());
     p.wire.clear();
-    let m = p.from_b(Body::Salt { salt: 5, algorithm: DH1024 }, 1, 1000);
+    let m = p.msg_from_b(Body::Salt { salt: 5, algorithm: DH1024 }, 1, 1000);
     assert!(matches!(p.deliver(A, &m), Err(ReceiveError::NoVerifier)));
 }
 
@@ -543,7 +563,10 @@ fn certificate_pending_then_validated() {
 
 impl Pair {
     /// Delivers to a without answering validation requests.
-    fn b_side_receive_raw(&mut self, bytes: &[u8]) -> (Result<MessageKind, ReceiveError>, Vec<Action>) {
+    fn b_side_receive_raw(
+        &mut self,
+        bytes: &[u8],
+    ) -> (Result<MessageKind, ReceiveError>, Vec<Action>) {
         let r = self.a.receive(B, bytes, self.now);
         (r.result, r.actions)
     }
@@ -562,7 +585,7 @@ fn certificate_rejected_is_remembered() {
         Action::Alarm { kind: AlarmKind::CertificateRejected, raised: true, .. }
     )));
     // The retransmitted certificate is rejected without asking again.
-    let again = p.from_b(Body::Certificate { certificate: cert_b }, 0, 1000);
+    let again = p.msg_from_b(Body::Certificate { certificate: cert_b }, 0, 1000);
     let (r, actions) = p.b_side_receive_raw(&again);
     assert!(matches!(r, Err(ReceiveError::CertificateRejected)), "{r:?}");
     assert!(!actions.iter().any(|a| matches!(a, Action::ValidateCertificate { .. })));
@@ -595,7 +618,7 @@ fn certificate_signed_by_other_key_rejected() {
 #[test]
 fn rejects_no_peer_key_and_requests_rekey() {
     let mut p = Pair::complete(Options::default());
-    let m = p.from_b(Body::MetadataKey { sealed: vec![0u8; 112] }, 5, 1000);
+    let m = p.msg_from_b(Body::MetadataKey { sealed: vec![0u8; 112] }, 5, 1000);
     let r = p.deliver(A, &m);
     assert!(matches!(r, Err(ReceiveError::NoPeerKey { exchange: 5 })), "{r:?}");
     let request = p.wire.iter().any(|(to, b)| {
@@ -609,7 +632,7 @@ fn rekey_request_starts_exchange() {
     let mut p = Pair::complete(Options::default());
     // A sequence number just ahead of b's own keeps b's later messages inside a's
     // replay window.
-    assert!(p.deliver(A, &p.from_b(Body::RekeyRequest, 1, 30)).is_ok());
+    assert!(p.deliver(A, &p.msg_from_b(Body::RekeyRequest, 1, 30)).is_ok());
     assert_eq!(exchange_a(&p), 2);
     p.pump();
     assert_eq!(p.status_a(), SecurityStatus::MkeyExchComp);
@@ -628,9 +651,11 @@ fn rejects_unknown_peer() {
 fn rejects_when_standby() {
     let mut p = Pair::complete(Options::default());
     let actions = p.a.set_mode(Mode::Standby, p.now);
-    assert!(actions.iter().any(|a| matches!(a, Action::PathService { peer: B, in_service: false })));
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::PathService { peer: B, in_service: false }))
+    );
     assert_eq!(p.status_a(), SecurityStatus::EskmStandby);
-    let m = p.from_b(Body::RekeyRequest, 1, 1000);
+    let m = p.msg_from_b(Body::RekeyRequest, 1, 1000);
     assert!(matches!(p.deliver(A, &m), Err(ReceiveError::Inactive)));
     let _ = p.a.set_mode(Mode::Disabled, p.now);
     assert_eq!(p.status_a(), SecurityStatus::EskmDisabled);
@@ -649,7 +674,7 @@ fn rejects_missing_ml_kem_key_pair() {
     };
     let mut p = Pair::new(o);
     p.pump();
-    let r = p.deliver(A, &p.from_b(Body::Encapsulation { ciphertext: vec![0; 768] }, 1, 1000));
+    let r = p.deliver(A, &p.msg_from_b(Body::Encapsulation { ciphertext: vec![0; 768] }, 1, 1000));
     assert!(
         matches!(r, Err(ReceiveError::MissingMlKemKeyPair { level: MlKemLevel::MlKem512 })),
         "{r:?}"
@@ -664,7 +689,11 @@ fn restart_of_peer_takes_paths_out() {
     let _ = &mut rng;
     let key = P256Signer::from_scalar(&p.b_key.to_scalar()).unwrap();
     let mut b = engine("b", BOOT_B + 1, key, p.cert_b.clone(), 2, true, 3);
-    let pb = PeerConfig { peering_common_name: "a".into(), ml_kem_keygen_priority: 1, algorithm: DH1024 };
+    let pb = PeerConfig {
+        peering_common_name: "a".into(),
+        ml_kem_keygen_priority: 1,
+        algorithm: DH1024,
+    };
     let actions = b.add_peer(A, pb, p.now).unwrap();
     p.b = b;
     p.wire.clear();
@@ -673,7 +702,9 @@ fn restart_of_peer_takes_paths_out() {
     p.wire.clear();
     let r = p.a.receive(B, &cert, p.now);
     assert!(r.result.is_ok());
-    assert!(r.actions.iter().any(|a| matches!(a, Action::PathService { peer: B, in_service: false })));
+    assert!(
+        r.actions.iter().any(|a| matches!(a, Action::PathService { peer: B, in_service: false }))
+    );
     assert!(r.actions.iter().any(|a| matches!(a, Action::SealTowardsPeer { peer: B, key: None })));
     p.take(A, r.actions);
     p.pump();
@@ -687,7 +718,12 @@ fn timers_checked_against_ranges() {
     assert!(KexTimers::from_config(30, 3600, None).unwrap().rekey_interval.is_none());
     assert_eq!(
         KexTimers::from_config(4, 3600, Some(24)),
-        Err(ConfigError::TimerOutOfRange { name: "peer-key-retransmit-interval", seconds: 4, min: 5, max: 3600 })
+        Err(ConfigError::TimerOutOfRange {
+            name: "peer-key-retransmit-interval",
+            seconds: 4,
+            min: 5,
+            max: 3600
+        })
     );
     assert!(matches!(
         KexTimers::from_config(30, 3600, Some(721)),
@@ -708,15 +744,33 @@ fn timers_checked_against_ranges() {
 #[test]
 fn config_names_checked() {
     let mut p = Pair::new(Options::default());
-    let dup = PeerConfig { peering_common_name: "b".into(), ml_kem_keygen_priority: 0, algorithm: DH1024 };
+    let dup = PeerConfig {
+        peering_common_name: "b".into(),
+        ml_kem_keygen_priority: 0,
+        algorithm: DH1024,
+    };
     assert_eq!(
         p.a.add_peer(PeerId(5), dup, p.now).err(),
         Some(ConfigError::DuplicateCommonName { name: "b".into() })
     );
-    let own = PeerConfig { peering_common_name: "a".into(), ml_kem_keygen_priority: 0, algorithm: DH1024 };
-    assert!(matches!(p.a.add_peer(PeerId(6), own, p.now), Err(ConfigError::DuplicateCommonName { .. })));
-    let empty = PeerConfig { peering_common_name: String::new(), ml_kem_keygen_priority: 0, algorithm: DH1024 };
-    assert_eq!(p.a.add_peer(PeerId(7), empty, p.now).err(), Some(ConfigError::CommonNameLength { len: 0 }));
+    let own = PeerConfig {
+        peering_common_name: "a".into(),
+        ml_kem_keygen_priority: 0,
+        algorithm: DH1024,
+    };
+    assert!(matches!(
+        p.a.add_peer(PeerId(6), own, p.now),
+        Err(ConfigError::DuplicateCommonName { .. })
+    ));
+    let empty = PeerConfig {
+        peering_common_name: String::new(),
+        ml_kem_keygen_priority: 0,
+        algorithm: DH1024,
+    };
+    assert_eq!(
+        p.a.add_peer(PeerId(7), empty, p.now).err(),
+        Some(ConfigError::CommonNameLength { len: 0 })
+    );
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! ML-KEM wrapper tests: Wycheproof decapsulation vectors (Apache-2.0, see
 //! `vectors/LICENSE`), encapsulation-key checks and round trips.
 
+// Test helpers outside #[test] functions unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::Value;
 use svr_control::kex::error::MlKemError;
 use svr_control::kex::mlkem::{self, MlKemKeyPair, MlKemLevel};
@@ -91,9 +94,11 @@ fn wycheproof_keys_encapsulate_round_trip() {
         let test = &file["testGroups"][1]["tests"][0];
         let pair = MlKemKeyPair::from_seed(level, &hex_field(test, "seed")).unwrap();
         let m = [0x5au8; 32];
-        let (ct, sent) = mlkem::encapsulate_deterministic(level, pair.encapsulation_key(), &m).unwrap();
+        let (ct, sent) =
+            mlkem::encapsulate_deterministic(level, pair.encapsulation_key(), &m).unwrap();
         assert_eq!(ct.len(), level.ciphertext_len());
-        let (ct2, sent2) = mlkem::encapsulate_deterministic(level, pair.encapsulation_key(), &m).unwrap();
+        let (ct2, sent2) =
+            mlkem::encapsulate_deterministic(level, pair.encapsulation_key(), &m).unwrap();
         assert_eq!(ct, ct2, "{level}: deterministic encapsulation");
         assert_eq!(sent.as_bytes(), sent2.as_bytes());
         assert_eq!(pair.decapsulate(&ct).unwrap().as_bytes(), sent.as_bytes());
@@ -127,7 +132,7 @@ fn ek_length_rejected() {
 /// packing, two coefficients per three bytes).
 fn set_coefficient(ek: &mut [u8], index: usize, value: u16) {
     let base = (index / 2) * 3;
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         ek[base] = (value & 0xff) as u8;
         ek[base + 1] = (ek[base + 1] & 0xf0) | ((value >> 8) as u8 & 0x0f);
     } else {

@@ -1,15 +1,18 @@
 //! Message codec and sealing tests: round trips of every message type, one test per
 //! decode error, and the layered encrypt-then-MAC of sealed bodies.
 
+// Test helpers outside #[test] functions unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use svr_control::kex::error::{DecodeError, SealError};
 use svr_control::kex::keys::{
-    canonical_salts, transcript_hash, MetadataKeyBundle, PeerKey, PeerKeyKind, PeerKeySet,
-    TranscriptSide, BUNDLE_LEN,
+    BUNDLE_LEN, MetadataKeyBundle, PeerKey, PeerKeyKind, PeerKeySet, TranscriptSide,
+    canonical_salts, transcript_hash,
 };
-use svr_control::kex::msg::{self, Body, Header, MessageKind, HEADER_LEN};
+use svr_control::kex::msg::{self, Body, HEADER_LEN, Header, MessageKind};
 use svr_control::kex::{DhGroup, HmacAlgorithm, KexAlgorithm, MlKemLevel};
 
 fn header(kind: MessageKind) -> Header {
@@ -27,7 +30,11 @@ fn bodies() -> Vec<Body> {
         Body::CertificateAck { fingerprint: [5; 48] },
         Body::Salt { salt: 0xdeadbeef, algorithm: hybrid },
         Body::SaltAck { salt: 1, algorithm: KexAlgorithm::MlKem(MlKemLevel::MlKem512) },
-        Body::KeyExchange { algorithm: hybrid, dh_public: vec![9; 256], encapsulation_key: vec![8; 1184] },
+        Body::KeyExchange {
+            algorithm: hybrid,
+            dh_public: vec![9; 256],
+            encapsulation_key: vec![8; 1184],
+        },
         Body::Encapsulation { ciphertext: vec![7; 1088] },
         Body::MetadataKey { sealed: vec![6; 112] },
         Body::MetadataKeyAck { sealed: vec![5; 80] },
@@ -95,7 +102,9 @@ fn decode_unknown_algorithm() {
         msg::decode(&bytes).err(),
         Some(DecodeError::UnknownAlgorithm { kind: 1, dh_bits: 3072, ml_kem: 0 })
     );
-    for code in [[0, 0, 0, 0, 0], [1, 8, 0, 3, 0], [2, 8, 0, 3, 0], [3, 0, 0, 3, 0], [4, 8, 0, 3, 0]] {
+    for code in
+        [[0, 0, 0, 0, 0], [1, 8, 0, 3, 0], [2, 8, 0, 3, 0], [3, 0, 0, 3, 0], [4, 8, 0, 3, 0]]
+    {
         assert!(KexAlgorithm::from_code(code).is_err(), "{code:?}");
     }
 }
@@ -109,7 +118,10 @@ fn decode_field_too_long() {
     ));
     let unsigned = msg::encode_unsigned(&header(MessageKind::RekeyRequest), &Body::RekeyRequest);
     let bytes = msg::append_signature(unsigned, &vec![0; msg::MAX_SIGNATURE + 1]);
-    assert!(matches!(msg::decode(&bytes), Err(DecodeError::FieldTooLong { field: "signature", .. })));
+    assert!(matches!(
+        msg::decode(&bytes),
+        Err(DecodeError::FieldTooLong { field: "signature", .. })
+    ));
 }
 
 #[test]
@@ -137,7 +149,10 @@ fn bundle_round_trip_and_errors() {
     assert!(matches!(MetadataKeyBundle::decode(&enc[..10]), Err(DecodeError::Truncated { .. })));
     let mut long = enc.to_vec();
     long.push(0);
-    assert_eq!(MetadataKeyBundle::decode(&long).err(), Some(DecodeError::TrailingBytes { count: 1 }));
+    assert_eq!(
+        MetadataKeyBundle::decode(&long).err(),
+        Some(DecodeError::TrailingBytes { count: 1 })
+    );
     assert!(!format!("{b:?}").contains(&format!("{:?}", b.secret())));
 }
 
@@ -214,7 +229,11 @@ fn salts_and_transcript_agree_on_both_sides() {
 
 fn algorithm() -> impl Strategy<Value = KexAlgorithm> {
     let g = prop_oneof![Just(DhGroup::Modp1024), Just(DhGroup::Modp2048), Just(DhGroup::Modp4096)];
-    let l = prop_oneof![Just(MlKemLevel::MlKem512), Just(MlKemLevel::MlKem768), Just(MlKemLevel::MlKem1024)];
+    let l = prop_oneof![
+        Just(MlKemLevel::MlKem512),
+        Just(MlKemLevel::MlKem768),
+        Just(MlKemLevel::MlKem1024)
+    ];
     prop_oneof![
         g.clone().prop_map(KexAlgorithm::DiffieHellman),
         l.clone().prop_map(KexAlgorithm::MlKem),
@@ -233,9 +252,11 @@ fn body() -> impl Strategy<Value = Body> {
         }),
         (any::<u32>(), algorithm()).prop_map(|(salt, algorithm)| Body::Salt { salt, algorithm }),
         (any::<u32>(), algorithm()).prop_map(|(salt, algorithm)| Body::SaltAck { salt, algorithm }),
-        (algorithm(), bytes(512), bytes(1568)).prop_map(|(algorithm, dh_public, encapsulation_key)| {
-            Body::KeyExchange { algorithm, dh_public, encapsulation_key }
-        }),
+        (algorithm(), bytes(512), bytes(1568)).prop_map(
+            |(algorithm, dh_public, encapsulation_key)| {
+                Body::KeyExchange { algorithm, dh_public, encapsulation_key }
+            }
+        ),
         bytes(1568).prop_map(|ciphertext| Body::Encapsulation { ciphertext }),
         bytes(1024).prop_map(|sealed| Body::MetadataKey { sealed }),
         bytes(1024).prop_map(|sealed| Body::MetadataKeyAck { sealed }),

@@ -5,6 +5,9 @@
 //! sized for about two minutes of the whole file on two cores); the other loss tests
 //! scale with it. A larger value runs a longer search.
 
+// Test helpers outside #[test] functions unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, Instant};
 
 use svr_control::kex::msg::MessageKind;
@@ -28,7 +31,7 @@ fn lossy(seed: u64, algorithm: KexAlgorithm) -> SimConfig {
     let mut config = SimConfig::new(seed, algorithm);
     // Seeded spread of conditions: loss 0-30 %, duplicates, delay 1-300 ms (reorders),
     // and an adversary replaying and forging.
-    config.routers = if seed % 3 == 0 { 2 } else { 3 };
+    config.routers = if seed.is_multiple_of(3) { 2 } else { 3 };
     config.loss = (seed % 7) as f64 * 0.05;
     config.duplicate = 0.05;
     config.delay_min = Duration::from_millis(1);
@@ -270,7 +273,8 @@ fn sim_algorithm_change_keeps_certificates() {
     let snap = sim.engine(0).snapshot(PeerId(1)).unwrap();
     assert_eq!(snap.algorithm, HYBRID);
     assert!(snap.exchange >= 2);
-    let left_service = sim.events.iter().any(|e| matches!(e, SimEvent::Service { in_service: false, .. }));
+    let left_service =
+        sim.events.iter().any(|e| matches!(e, SimEvent::Service { in_service: false, .. }));
     assert!(!left_service, "paths left service during the algorithm change");
 }
 
@@ -283,7 +287,10 @@ fn sim_timeout_then_recovery() {
     sim.run_for(Duration::from_secs(61));
 
     let raised = sim.events.iter().any(|e| {
-        matches!(e, SimEvent::Alarm { router: 0, kind: AlarmKind::PeerKeyTimeout, raised: true, .. })
+        matches!(
+            e,
+            SimEvent::Alarm { router: 0, kind: AlarmKind::PeerKeyTimeout, raised: true, .. }
+        )
     });
     assert!(raised, "no timeout alarm");
     let snap = sim.engine(0).snapshot(PeerId(1)).unwrap();
@@ -304,7 +311,10 @@ fn sim_timeout_then_recovery() {
     let done = sim.run_until_complete(Duration::from_secs(10));
     assert!(done.is_some(), "no recovery after interface change");
     let cleared = sim.events.iter().any(|e| {
-        matches!(e, SimEvent::Alarm { router: 0, kind: AlarmKind::PeerKeyTimeout, raised: false, .. })
+        matches!(
+            e,
+            SimEvent::Alarm { router: 0, kind: AlarmKind::PeerKeyTimeout, raised: false, .. }
+        )
     });
     assert!(cleared, "timeout alarm not cleared");
 }

@@ -48,7 +48,7 @@ impl DhGroup {
     }
 
     /// Length in bytes of every encoded public value and shared secret of this group.
-    pub fn len(self) -> usize {
+    pub fn encoded_len(self) -> usize {
         usize::from(self.bits() / 8)
     }
 
@@ -172,13 +172,17 @@ impl fmt::Debug for DhSecret {
 
 /// Checks a received public value and returns it as an integer.
 ///
-/// The value must be exactly `group.len()` bytes, satisfy 1 < y < p - 1 (SP 800-56A rev. 3,
+/// The value must be exactly `group.encoded_len()` bytes, satisfy 1 < y < p - 1 (SP 800-56A rev. 3,
 /// section 5.6.2.3.1, partial check) and lie in the subgroup of order q, y^q = 1 mod p (the
 /// full check of the same section). The full check rules out the small subgroup {1, p - 1}
 /// that a safe prime leaves open.
 pub fn check_public(group: DhGroup, bytes: &[u8]) -> Result<BigUint, DhError> {
-    if bytes.len() != group.len() {
-        return Err(DhError::WrongLength { group, expected: group.len(), actual: bytes.len() });
+    if bytes.len() != group.encoded_len() {
+        return Err(DhError::WrongLength {
+            group,
+            expected: group.encoded_len(),
+            actual: bytes.len(),
+        });
     }
 
     let p = group.prime();
@@ -196,7 +200,7 @@ pub fn check_public(group: DhGroup, bytes: &[u8]) -> Result<BigUint, DhError> {
 
 /// Encodes an integer below p big-endian at the full group length, with leading zeros.
 pub fn encode_fixed(group: DhGroup, value: &BigUint) -> Vec<u8> {
-    let len = group.len();
+    let len = group.encoded_len();
     let bytes = value.to_bytes_be();
     let mut out = vec![0u8; len];
     // A value below p never has more bytes than the group; a longer one would be a bug in

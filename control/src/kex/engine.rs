@@ -12,11 +12,11 @@ use tracing::{debug, warn};
 use super::dh::DhKeyPair;
 use super::error::{ConfigError, ReceiveError};
 use super::keys::{
-    canonical_salts, fingerprint, transcript_hash, HmacAlgorithm, MetadataKeyBundle, PeerKey,
-    PeerKeyKind, PeerKeySet, TranscriptSide,
+    HmacAlgorithm, MetadataKeyBundle, PeerKey, PeerKeyKind, PeerKeySet, TranscriptSide,
+    canonical_salts, fingerprint, transcript_hash,
 };
 use super::mlkem::{self, MlKemKeyPair, MlKemLevel};
-use super::msg::{self, signing_input, Body, Header, MessageKind};
+use super::msg::{self, Body, Header, MessageKind, signing_input};
 use super::peer::{Exchange, HeldKey, Peer, PeerSecuritySnapshot, SecurityStatus};
 use super::sign::{MessageSigner, PeerVerifier};
 use super::{KexAlgorithm, KexTimers};
@@ -230,15 +230,20 @@ impl Engine {
     /// Changes the algorithm of a peering. The peering returns to the salt stage; the
     /// certificate exchange is not repeated, and the old keys stay in use until the new
     /// exchange completes.
-    pub fn set_algorithm(&mut self, id: PeerId, algorithm: KexAlgorithm, now: Duration) -> Vec<Action> {
-        if let Some(peer) = self.peers.get_mut(&id) {
-            if peer.config.algorithm != algorithm {
-                peer.config.algorithm = algorithm;
-                if self.ctx.mode == Mode::Active && peer.cert_rec && peer.cert_ack {
-                    self.ctx.start_exchange(id, peer, now);
-                }
-                self.ctx.update_status(id, peer, now);
+    pub fn set_algorithm(
+        &mut self,
+        id: PeerId,
+        algorithm: KexAlgorithm,
+        now: Duration,
+    ) -> Vec<Action> {
+        if let Some(peer) = self.peers.get_mut(&id)
+            && peer.config.algorithm != algorithm
+        {
+            peer.config.algorithm = algorithm;
+            if self.ctx.mode == Mode::Active && peer.cert_rec && peer.cert_ack {
+                self.ctx.start_exchange(id, peer, now);
             }
+            self.ctx.update_status(id, peer, now);
         }
         self.finish()
     }
@@ -318,21 +323,21 @@ impl Engine {
         reason: &str,
         now: Duration,
     ) -> Vec<Action> {
-        if let Some(peer) = self.peers.get_mut(&id) {
-            if peer.pending_certificate.as_deref() == Some(certificate) {
-                peer.pending_certificate = None;
-                peer.pending_message = None;
-                peer.rejected_fingerprint = Some(fingerprint(certificate));
-                peer.count("certificate-rejected");
-                warn!(%id, reason, "peer certificate rejected");
-                self.ctx.out.push(Action::Alarm {
-                    peer: id,
-                    kind: AlarmKind::CertificateRejected,
-                    raised: true,
-                    detail: reason.to_owned(),
-                });
-                let _ = now;
-            }
+        if let Some(peer) = self.peers.get_mut(&id)
+            && peer.pending_certificate.as_deref() == Some(certificate)
+        {
+            peer.pending_certificate = None;
+            peer.pending_message = None;
+            peer.rejected_fingerprint = Some(fingerprint(certificate));
+            peer.count("certificate-rejected");
+            warn!(%id, reason, "peer certificate rejected");
+            self.ctx.out.push(Action::Alarm {
+                peer: id,
+                kind: AlarmKind::CertificateRejected,
+                raised: true,
+                detail: reason.to_owned(),
+            });
+            let _ = now;
         }
         self.finish()
     }
@@ -361,13 +366,12 @@ impl Engine {
     /// Input for an interface state change on one of the peer's paths: a peer declared
     /// invalid after `peer-key-timeout` retries at once.
     pub fn interface_changed(&mut self, id: PeerId, now: Duration) -> Vec<Action> {
-        if self.ctx.mode == Mode::Active {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                if peer.timed_out {
-                    self.ctx.retry(id, peer, now);
-                    self.ctx.update_status(id, peer, now);
-                }
-            }
+        if self.ctx.mode == Mode::Active
+            && let Some(peer) = self.peers.get_mut(&id)
+            && peer.timed_out
+        {
+            self.ctx.retry(id, peer, now);
+            self.ctx.update_status(id, peer, now);
         }
         self.finish()
     }
@@ -383,13 +387,13 @@ impl Engine {
 
     /// Starts a new peer-key exchange with the peer now (on-demand rekey).
     pub fn rekey_peer(&mut self, id: PeerId, now: Duration) -> Vec<Action> {
-        if self.ctx.mode == Mode::Active {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                if peer.cert_rec && peer.cert_ack {
-                    self.ctx.start_exchange(id, peer, now);
-                    self.ctx.update_status(id, peer, now);
-                }
-            }
+        if self.ctx.mode == Mode::Active
+            && let Some(peer) = self.peers.get_mut(&id)
+            && peer.cert_rec
+            && peer.cert_ack
+        {
+            self.ctx.start_exchange(id, peer, now);
+            self.ctx.update_status(id, peer, now);
         }
         self.finish()
     }
@@ -442,7 +446,8 @@ impl Engine {
 
     fn rotate_metadata_key_inner(&mut self, now: Duration) {
         let index = self.ctx.current_index().wrapping_add(1).max(1);
-        let bundle = MetadataKeyBundle::generate(index, self.ctx.config.metadata_hmac, &mut *self.ctx.rng);
+        let bundle =
+            MetadataKeyBundle::generate(index, self.ctx.config.metadata_hmac, &mut *self.ctx.rng);
         // Peers that acknowledged an earlier key may still seal with it.
         let waiting: BTreeSet<PeerId> =
             self.peers.iter().filter(|(_, p)| p.mkey_acked.is_some()).map(|(id, _)| *id).collect();
@@ -581,7 +586,14 @@ impl Ctx {
         }
     }
 
-    fn send_sealed(&mut self, id: PeerId, peer: &mut Peer, exchange: u32, kind: MessageKind, plain: &[u8]) {
+    fn send_sealed(
+        &mut self,
+        id: PeerId,
+        peer: &mut Peer,
+        exchange: u32,
+        kind: MessageKind,
+        plain: &[u8],
+    ) {
         let header = self.next_header(peer, kind, exchange);
         let aad = msg::seal_aad(&header);
         let Some(keys) = peer.held(exchange) else { return };
@@ -620,11 +632,9 @@ impl Ctx {
     fn retransmit(&mut self, id: PeerId, peer: &mut Peer, now: Duration) {
         let own_index = self.current_index();
         match peer.compute_status(own_index) {
-            SecurityStatus::CertExch => {
-                if !peer.cert_ack {
-                    let certificate = self.config.certificate.clone();
-                    self.send(id, peer, 0, Body::Certificate { certificate });
-                }
+            SecurityStatus::CertExch if !peer.cert_ack => {
+                let certificate = self.config.certificate.clone();
+                self.send(id, peer, 0, Body::Certificate { certificate });
             }
             SecurityStatus::SaltExch => {
                 if peer.exchange.is_none() {
@@ -792,7 +802,12 @@ impl Ctx {
             layers.push(PeerKey::derive(PeerKeyKind::Dh, secret.as_bytes(), &salts, &transcript));
         }
         if let Some(secret) = &ex.kem_secret {
-            layers.push(PeerKey::derive(PeerKeyKind::MlKem, secret.as_bytes(), &salts, &transcript));
+            layers.push(PeerKey::derive(
+                PeerKeyKind::MlKem,
+                secret.as_bytes(),
+                &salts,
+                &transcript,
+            ));
         }
         ex.established = true;
         // The ephemeral DH private value is no longer needed once the key is derived.
@@ -846,14 +861,18 @@ impl Ctx {
                 expected: self.config.boot_id,
             });
         }
-        if let Some(current) = peer.peer_boot {
-            if h.sender_boot < current {
-                return Err(ReceiveError::StaleBoot { boot: h.sender_boot, current });
-            }
+        if let Some(current) = peer.peer_boot
+            && h.sender_boot < current
+        {
+            return Err(ReceiveError::StaleBoot { boot: h.sender_boot, current });
         }
 
         // Pick the key that must verify the signature.
-        let input = signing_input(&peer.config.peering_common_name, &self.config.peering_common_name, m.signed);
+        let input = signing_input(
+            &peer.config.peering_common_name,
+            &self.config.peering_common_name,
+            m.signed,
+        );
         let mut new_certificate = None;
         match (&m.body, candidate) {
             (Body::Certificate { certificate }, Some(verifier)) => {
@@ -958,7 +977,9 @@ impl Ctx {
                 peer.cert_ack = true;
                 self.progress(id, peer, now)
             }
-            Body::Salt { salt, algorithm } => self.on_salt(id, peer, h.exchange, salt, algorithm, now),
+            Body::Salt { salt, algorithm } => {
+                self.on_salt(id, peer, h.exchange, salt, algorithm, now)
+            }
             Body::SaltAck { salt, algorithm } => {
                 self.check_algorithm(peer, algorithm)?;
                 let ex = self.current_exchange(peer, h.exchange, MessageKind::SaltAck)?;
@@ -968,10 +989,18 @@ impl Ctx {
                 ex.salt_ack = true;
                 self.progress(id, peer, now)
             }
-            Body::KeyExchange { algorithm, dh_public, encapsulation_key } => {
-                self.on_key_exchange(id, peer, h.exchange, algorithm, dh_public, encapsulation_key, now)
+            Body::KeyExchange { algorithm, dh_public, encapsulation_key } => self.on_key_exchange(
+                id,
+                peer,
+                h.exchange,
+                algorithm,
+                dh_public,
+                encapsulation_key,
+                now,
+            ),
+            Body::Encapsulation { ciphertext } => {
+                self.on_encapsulation(id, peer, h.exchange, ciphertext, now)
             }
-            Body::Encapsulation { ciphertext } => self.on_encapsulation(id, peer, h.exchange, ciphertext, now),
             Body::MetadataKey { sealed } => self.on_metadata_key(id, peer, h, &sealed, now),
             Body::MetadataKeyAck { sealed } => self.on_metadata_key_ack(id, peer, h, &sealed, now),
             Body::RekeyRequest => {
@@ -993,7 +1022,10 @@ impl Ctx {
 
     fn check_algorithm(&self, peer: &Peer, algorithm: KexAlgorithm) -> Result<(), ReceiveError> {
         if algorithm != peer.config.algorithm {
-            return Err(ReceiveError::AlgorithmMismatch { local: peer.config.algorithm, peer: algorithm });
+            return Err(ReceiveError::AlgorithmMismatch {
+                local: peer.config.algorithm,
+                peer: algorithm,
+            });
         }
         Ok(())
     }
@@ -1074,7 +1106,10 @@ impl Ctx {
         self.check_algorithm(peer, algorithm)?;
         let ex = self.current_exchange(peer, exchange, MessageKind::KeyExchange)?;
         if ex.peer_salt.is_none() {
-            return Err(ReceiveError::Unexpected { kind: MessageKind::KeyExchange, status: peer.status });
+            return Err(ReceiveError::Unexpected {
+                kind: MessageKind::KeyExchange,
+                status: peer.status,
+            });
         }
 
         // Check everything before changing anything.
@@ -1103,7 +1138,10 @@ impl Ctx {
                 }
                 match &ex.peer_ek {
                     Some(known) if *known != encapsulation_key => {
-                        return Err(ReceiveError::Conflict { field: "encapsulation key", exchange });
+                        return Err(ReceiveError::Conflict {
+                            field: "encapsulation key",
+                            exchange,
+                        });
                     }
                     Some(_) => {}
                     None => {
@@ -1224,7 +1262,10 @@ impl Ctx {
         let bundle = MetadataKeyBundle::decode(&plain).map_err(ReceiveError::Decode)?;
         if let Some(known) = &peer.peer_mkey {
             if bundle.index < known.index {
-                return Err(ReceiveError::StaleMetadataKey { index: bundle.index, current: known.index });
+                return Err(ReceiveError::StaleMetadataKey {
+                    index: bundle.index,
+                    current: known.index,
+                });
             }
             if bundle.index == known.index && bundle != *known {
                 return Err(ReceiveError::Conflict { field: "metadata key", exchange: h.exchange });
@@ -1232,10 +1273,10 @@ impl Ctx {
         }
 
         self.confirm(peer, h.exchange, now);
-        if let Some(ex) = &mut peer.exchange {
-            if ex.id == h.exchange {
-                ex.peer_mkey_received = true;
-            }
+        if let Some(ex) = &mut peer.exchange
+            && ex.id == h.exchange
+        {
+            ex.peer_mkey_received = true;
         }
         let index = bundle.index;
         let is_new = peer.peer_mkey.as_ref().is_none_or(|k| k.index != index);
@@ -1278,9 +1319,10 @@ impl Ctx {
 
         self.confirm(peer, h.exchange, now);
         let current = peer.exchange.as_ref().map_or(0, |e| e.id);
-        if index == self.current_index() && h.exchange == current {
-            peer.mkey_acked = Some((h.exchange, index));
-        } else if peer.mkey_acked.is_none() {
+        // Record the acknowledgement of the current key under the current exchange, or
+        // the first acknowledgement of any key (the peer can seal towards us from then on).
+        let is_current = index == self.current_index() && h.exchange == current;
+        if is_current || peer.mkey_acked.is_none() {
             peer.mkey_acked = Some((h.exchange, index));
         }
         // The peer now seals with `index` within the switch delay; older keys wait only
@@ -1395,7 +1437,13 @@ impl Ctx {
         self.update_status(id, peer, now);
     }
 
-    fn after_receive(&mut self, id: PeerId, peer: &mut Peer, result: &Result<MessageKind, ReceiveError>, now: Duration) {
+    fn after_receive(
+        &mut self,
+        id: PeerId,
+        peer: &mut Peer,
+        result: &Result<MessageKind, ReceiveError>,
+        now: Duration,
+    ) {
         match result {
             Ok(kind) => {
                 peer.count("accepted");
@@ -1468,7 +1516,12 @@ impl Ctx {
 /// Whether the local router generates the ML-KEM key pair: the higher
 /// `ml-kem-keygen-priority` generates; on a tie the bytewise greater peering common name
 /// generates.
-pub fn is_generator(local_priority: u32, local_name: &str, peer_priority: u32, peer_name: &str) -> bool {
+pub fn is_generator(
+    local_priority: u32,
+    local_name: &str,
+    peer_priority: u32,
+    peer_name: &str,
+) -> bool {
     match local_priority.cmp(&peer_priority) {
         std::cmp::Ordering::Greater => true,
         std::cmp::Ordering::Less => false,

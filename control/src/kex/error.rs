@@ -4,11 +4,11 @@
 use std::error::Error;
 use std::fmt;
 
+use super::KexAlgorithm;
 use super::dh::DhGroup;
 use super::mlkem::MlKemLevel;
 use super::msg::MessageKind;
 use super::peer::SecurityStatus;
-use super::KexAlgorithm;
 
 /// A received Diffie-Hellman public value failed its checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,10 +25,9 @@ pub enum DhError {
 impl fmt::Display for DhError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DhError::WrongLength { group, expected, actual } => write!(
-                f,
-                "{group} public value is {actual} bytes, expected {expected}"
-            ),
+            DhError::WrongLength { group, expected, actual } => {
+                write!(f, "{group} public value is {actual} bytes, expected {expected}")
+            }
             DhError::OutOfRange { group } => {
                 write!(f, "{group} public value is outside 1 < y < p - 1")
             }
@@ -58,14 +57,12 @@ pub enum MlKemError {
 impl fmt::Display for MlKemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MlKemError::EncapsulationKeyLength { level, expected, actual } => write!(
-                f,
-                "{level} encapsulation key is {actual} bytes, expected {expected}"
-            ),
-            MlKemError::EncapsulationKeyModulus { level } => write!(
-                f,
-                "{level} encapsulation key has a coefficient not below q = 3329"
-            ),
+            MlKemError::EncapsulationKeyLength { level, expected, actual } => {
+                write!(f, "{level} encapsulation key is {actual} bytes, expected {expected}")
+            }
+            MlKemError::EncapsulationKeyModulus { level } => {
+                write!(f, "{level} encapsulation key has a coefficient not below q = 3329")
+            }
             MlKemError::CiphertextLength { level, expected, actual } => {
                 write!(f, "{level} ciphertext is {actual} bytes, expected {expected}")
             }
@@ -159,10 +156,9 @@ impl fmt::Display for DecodeError {
                 write!(f, "unknown message version {version}, expected 1")
             }
             DecodeError::UnknownType { kind } => write!(f, "unknown message type {kind}"),
-            DecodeError::UnknownAlgorithm { kind, dh_bits, ml_kem } => write!(
-                f,
-                "unknown key exchange algorithm {kind} (dh {dh_bits}, ml-kem {ml_kem})"
-            ),
+            DecodeError::UnknownAlgorithm { kind, dh_bits, ml_kem } => {
+                write!(f, "unknown key exchange algorithm {kind} (dh {dh_bits}, ml-kem {ml_kem})")
+            }
             DecodeError::FieldTooLong { field, len, max } => {
                 write!(f, "{field} is {len} bytes, at most {max} accepted")
             }
@@ -318,9 +314,7 @@ impl fmt::Display for ReceiveError {
             ReceiveError::RoleConflict => f.write_str(
                 "both routers act as ML-KEM key generator; check ml-kem-keygen-priority on both",
             ),
-            ReceiveError::NoVerifier => {
-                f.write_str("no validated certificate for the peer yet")
-            }
+            ReceiveError::NoVerifier => f.write_str("no validated certificate for the peer yet"),
             ReceiveError::CertificatePending => {
                 f.write_str("peer certificate is waiting for validation")
             }

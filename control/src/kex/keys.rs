@@ -87,7 +87,12 @@ impl PeerKey {
 
     /// Encrypts `plaintext` with AES-256-CBC under a random IV, then appends an
     /// HMAC-SHA-384 tag over aad || IV || ciphertext (encrypt-then-MAC).
-    pub fn seal<R: CryptoRng + ?Sized>(&self, aad: &[u8], plaintext: &[u8], rng: &mut R) -> Vec<u8> {
+    pub fn seal<R: CryptoRng + ?Sized>(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Vec<u8> {
         let mut iv = [0u8; IV_LEN];
         rng.fill_bytes(&mut iv);
         let ct = cbc::Encryptor::<Aes256Enc>::new((&*self.enc).into(), (&iv).into())
@@ -104,7 +109,7 @@ impl PeerKey {
     /// Checks the tag in constant time and only then decrypts.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let len = sealed.len();
-        if len < IV_LEN + BLOCK + TAG_LEN || (len - IV_LEN - TAG_LEN) % BLOCK != 0 {
+        if len < IV_LEN + BLOCK + TAG_LEN || !(len - IV_LEN - TAG_LEN).is_multiple_of(BLOCK) {
             return Err(SealError::BadLength { actual: len });
         }
 
@@ -159,7 +164,12 @@ impl PeerKeySet {
 
     /// Seals with each key in turn: in hybrid mode first under the DH key, then the result
     /// under the ML-KEM key.
-    pub fn seal<R: CryptoRng + ?Sized>(&self, aad: &[u8], plaintext: &[u8], rng: &mut R) -> Vec<u8> {
+    pub fn seal<R: CryptoRng + ?Sized>(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Vec<u8> {
         let mut data = plaintext.to_vec();
         for key in &self.layers {
             let sealed = key.seal(aad, &data, rng);
@@ -187,11 +197,8 @@ impl PeerKeySet {
 /// Returns the two 32-bit salts as HKDF salt: the salt of the router with the bytewise
 /// smaller peering common name first, so that both sides build the same bytes.
 pub fn canonical_salts(local_name: &str, local: u32, peer_name: &str, peer: u32) -> [u8; 8] {
-    let (first, second) = if local_name.as_bytes() < peer_name.as_bytes() {
-        (local, peer)
-    } else {
-        (peer, local)
-    };
+    let (first, second) =
+        if local_name.as_bytes() < peer_name.as_bytes() { (local, peer) } else { (peer, local) };
     let mut out = [0u8; 8];
     out[..4].copy_from_slice(&first.to_be_bytes());
     out[4..].copy_from_slice(&second.to_be_bytes());

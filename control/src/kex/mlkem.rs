@@ -6,8 +6,8 @@ use std::fmt;
 
 use ml_kem::array::Array;
 use ml_kem::{
-    Decapsulate, DecapsulationKey, EncapsulationKey, KeyExport, MlKem1024, MlKem512,
-    MlKem768, Seed, B32,
+    B32, Decapsulate, DecapsulationKey, EncapsulationKey, KeyExport, MlKem512, MlKem768, MlKem1024,
+    Seed,
 };
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
@@ -204,9 +204,7 @@ impl MlKemKeyPair {
         let shared = match &self.inner {
             Inner::L512(dk) => dk.decapsulate(&Array::try_from(ciphertext).map_err(|_| wrong())?),
             Inner::L768(dk) => dk.decapsulate(&Array::try_from(ciphertext).map_err(|_| wrong())?),
-            Inner::L1024(dk) => {
-                dk.decapsulate(&Array::try_from(ciphertext).map_err(|_| wrong())?)
-            }
+            Inner::L1024(dk) => dk.decapsulate(&Array::try_from(ciphertext).map_err(|_| wrong())?),
         };
         Ok(MlKemSecret(Zeroizing::new(shared.into())))
     }

@@ -3,10 +3,10 @@
 
 use std::fmt;
 
+use super::KexAlgorithm;
 use super::dh::DhGroup;
 use super::error::DecodeError;
 use super::mlkem::MlKemLevel;
-use super::KexAlgorithm;
 
 /// Protocol version carried in every message.
 pub const VERSION: u8 = 1;
@@ -251,7 +251,11 @@ pub fn decode(bytes: &[u8]) -> Result<Message<'_>, DecodeError> {
     let signed = &bytes[..r.pos];
     let sig_len = usize::from(r.u16()?);
     if sig_len > MAX_SIGNATURE {
-        return Err(DecodeError::FieldTooLong { field: "signature", len: sig_len, max: MAX_SIGNATURE });
+        return Err(DecodeError::FieldTooLong {
+            field: "signature",
+            len: sig_len,
+            max: MAX_SIGNATURE,
+        });
     }
     let signature = r.take(sig_len)?;
     r.finish()?;

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::KexAlgorithm;
 use super::dh::DhKeyPair;
 use super::engine::PeerConfig;
 use super::keys::{MetadataKeyBundle, PeerKeySet};
 use super::mlkem::MlKemSecret;
 use super::sign::PeerVerifier;
-use super::KexAlgorithm;
 
 /// The `Security Status` of a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,8 +7,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rand_core::Rng;
 use sha2::{Digest, Sha256};
 
@@ -16,7 +16,7 @@ use super::engine::{Action, AlarmKind, Engine, EngineConfig, PeerConfig, PeerId}
 use super::error::{ConfigError, ReceiveError};
 use super::keys::{HmacAlgorithm, MetadataKeyBundle};
 use super::mlkem::{MlKemKeyPair, MlKemLevel};
-use super::msg::{self, signing_input, Body, Header, MessageKind};
+use super::msg::{self, Body, Header, MessageKind, signing_input};
 use super::peer::SecurityStatus;
 use super::sign::{MessageSigner, P256Signer, P256Verifier};
 use super::{KexAlgorithm, KexTimers};
@@ -64,7 +64,10 @@ impl SimConfig {
             delay_max: Duration::from_millis(10),
             replay: 0.0,
             forge: 0.0,
-            timers: KexTimers { retransmit_interval: Duration::from_secs(5), ..KexTimers::default() },
+            timers: KexTimers {
+                retransmit_interval: Duration::from_secs(5),
+                ..KexTimers::default()
+            },
             drop_first: Vec::new(),
         }
     }
@@ -206,7 +209,12 @@ impl Sim {
         Ok(sim)
     }
 
-    fn build_router(&mut self, i: usize, boot: u64, scalar: Vec<u8>) -> Result<Router, ConfigError> {
+    fn build_router(
+        &mut self,
+        i: usize,
+        boot: u64,
+        scalar: Vec<u8>,
+    ) -> Result<Router, ConfigError> {
         let engine_seed = self.rng.next_u64();
         let mut engine_rng = StdRng::seed_from_u64(engine_seed);
         let ml_kem = generate_ml_kem_keys(&mut engine_rng);
@@ -308,9 +316,10 @@ impl Sim {
         let n = self.routers.len();
         (0..n).all(|i| {
             (0..n).filter(|j| *j != i).all(|j| {
-                self.routers[i].engine.snapshot(PeerId(j as u32)).is_some_and(|s| {
-                    s.status == SecurityStatus::MkeyExchComp && s.in_service
-                })
+                self.routers[i]
+                    .engine
+                    .snapshot(PeerId(j as u32))
+                    .is_some_and(|s| s.status == SecurityStatus::MkeyExchComp && s.in_service)
             })
         })
     }
@@ -383,12 +392,8 @@ impl Sim {
     /// Runs the next event at or before `end`. Returns false when there is none.
     fn step(&mut self, end: Duration) -> bool {
         let next_packet = self.queue.peek().map(|Reverse((t, _))| *t);
-        let next_timer = self
-            .routers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.timer_at.map(|t| (t, i)))
-            .min();
+        let next_timer =
+            self.routers.iter().enumerate().filter_map(|(i, r)| r.timer_at.map(|t| (t, i))).min();
         let packet_first = match (next_packet, next_timer) {
             (Some(p), Some((t, _))) => p <= t,
             (Some(_), None) => true,
@@ -427,7 +432,8 @@ impl Sim {
         let receipt = self.routers[to].engine.receive(PeerId(from as u32), &bytes, now);
         match &receipt.result {
             Ok(_) => {
-                if injected && !self.log.iter().any(|(f, t, b)| *f == from && *t == to && *b == bytes)
+                if injected
+                    && !self.log.iter().any(|(f, t, b)| *f == from && *t == to && *b == bytes)
                 {
                     self.report.forgeries_accepted += 1;
                 }
@@ -514,7 +520,7 @@ impl Sim {
         }
         if self.chance(self.config.forge) {
             self.report.injected += 1;
-            let forged = if self.rng.next_u64() % 2 == 0 {
+            let forged = if self.rng.next_u64().is_multiple_of(2) {
                 let mut copy = bytes.to_vec();
                 let bit = (self.rng.next_u64() % (copy.len() as u64 * 8)) as usize;
                 copy[bit / 8] ^= 1 << (bit % 8);
@@ -539,9 +545,9 @@ impl Sim {
             exchange,
         };
         let body = match kind {
-            MessageKind::Certificate => {
-                Body::Certificate { certificate: test_certificate(&format!("r{from}"), &self.adversary.verifier()) }
-            }
+            MessageKind::Certificate => Body::Certificate {
+                certificate: test_certificate(&format!("r{from}"), &self.adversary.verifier()),
+            },
             MessageKind::MetadataKey => Body::MetadataKey { sealed: vec![0u8; 112] },
             _ => Body::Salt { salt: self.rng.next_u32(), algorithm: self.config.algorithm },
         };
@@ -609,10 +615,10 @@ impl Sim {
 
     fn record_seal(&mut self, i: usize, j: usize, key: Option<MetadataKeyBundle>) {
         let old = self.routers[i].seal.get(&j).and_then(|(k, _)| k.clone());
-        if let Some(old) = &old {
-            if key.as_ref().is_none_or(|k| k.index != old.index) {
-                self.switches.push((i, j, old.index, self.now));
-            }
+        if let Some(old) = &old
+            && key.as_ref().is_none_or(|k| k.index != old.index)
+        {
+            self.switches.push((i, j, old.index, self.now));
         }
         self.events.push(SimEvent::Seal {
             at: self.now,
@@ -640,7 +646,11 @@ impl Sim {
                 }
             }
         }
-        self.events.push(SimEvent::OpenKeys { at: self.now, router: i, indices: after.into_iter().collect() });
+        self.events.push(SimEvent::OpenKeys {
+            at: self.now,
+            router: i,
+            indices: after.into_iter().collect(),
+        });
         self.routers[i].open = keys;
     }
 
@@ -683,7 +693,12 @@ impl Sim {
     }
 
     /// Receive errors are returned by the engine; this exposes one for direct injection.
-    pub fn inject(&mut self, from: usize, to: usize, bytes: &[u8]) -> Result<MessageKind, ReceiveError> {
+    pub fn inject(
+        &mut self,
+        from: usize,
+        to: usize,
+        bytes: &[u8],
+    ) -> Result<MessageKind, ReceiveError> {
         let now = self.now;
         let receipt = self.routers[to].engine.receive(PeerId(from as u32), bytes, now);
         self.apply(to, receipt.actions);
@@ -714,6 +729,10 @@ impl Sim {
 
     /// Every message router `from` sent to `to` so far, in order.
     pub fn sent_messages(&self, from: usize, to: usize) -> Vec<Vec<u8>> {
-        self.log.iter().filter(|(f, t, _)| *f == from && *t == to).map(|(_, _, b)| b.clone()).collect()
+        self.log
+            .iter()
+            .filter(|(f, t, _)| *f == from && *t == to)
+            .map(|(_, _, b)| b.clone())
+            .collect()
     }
 }
