@@ -1413,6 +1413,16 @@ impl Ctx {
                     detail: format!("no key exchange completed, stuck in {}", peer.status),
                 });
                 peer.retransmit_at = Some(now + self.config.timers.timeout);
+                if !peer.in_service {
+                    // A peer without keys seals with none of ours, so old metadata keys
+                    // need not wait for its acknowledgement.
+                    for key in &mut self.own_keys {
+                        if key.waiting.remove(&id) {
+                            key.latest_ack = key.latest_ack.max(now);
+                        }
+                    }
+                    self.retire_own_keys(now);
+                }
             }
         }
 
