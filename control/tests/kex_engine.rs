@@ -662,6 +662,18 @@ fn rejects_when_standby() {
 }
 
 #[test]
+fn active_again_after_standby() {
+    let mut p = Pair::complete(Options::default());
+    let _ = p.a.set_mode(Mode::Standby, p.now);
+    let actions = p.a.set_mode(Mode::Active, p.now);
+    p.take(A, actions);
+    p.pump();
+    assert_eq!(p.status_a(), SecurityStatus::MkeyExchComp);
+    assert!(p.a.snapshot(B).unwrap().in_service);
+    assert_eq!(p.a.snapshot(B).unwrap().exchange, 2);
+}
+
+#[test]
 fn rejects_missing_ml_kem_key_pair() {
     // a generates but was given no key pairs.
     let o = Options {

@@ -249,7 +249,9 @@ impl Engine {
     }
 
     /// Switches between active, standby and disabled. Leaving standby or disabled starts
-    /// every peering again from the certificate exchange.
+    /// every peering again with the certificate exchange. The peer's validated certificate,
+    /// boot id and replay window are kept, so only this router's certificate needs an
+    /// acknowledgement.
     pub fn set_mode(&mut self, mode: Mode, now: Duration) -> Vec<Action> {
         if self.ctx.mode == mode {
             return self.finish();
@@ -259,12 +261,17 @@ impl Engine {
         for id in ids {
             let Some(peer) = self.peers.get_mut(&id) else { continue };
             self.ctx.forget_peer_keys(id, peer, now);
-            let config = peer.config.clone();
-            let counters = std::mem::take(&mut peer.counters);
-            let tx_seq = peer.tx_seq;
-            *peer = Peer::new(config);
-            peer.counters = counters;
-            peer.tx_seq = tx_seq;
+            let mut fresh = Peer::new(peer.config.clone());
+            fresh.counters = std::mem::take(&mut peer.counters);
+            fresh.tx_seq = peer.tx_seq;
+            fresh.max_exchange = peer.max_exchange;
+            fresh.peer_boot = peer.peer_boot;
+            fresh.window = peer.window;
+            fresh.certificate = peer.certificate.take();
+            fresh.fingerprint = peer.fingerprint;
+            fresh.verifier = peer.verifier.take();
+            fresh.cert_rec = fresh.verifier.is_some();
+            *peer = fresh;
             if mode == Mode::Active {
                 self.ctx.send_certificate(id, peer, now);
             }
