@@ -207,7 +207,7 @@ impl Pair {
         self.a.snapshot(B).unwrap().status
     }
 
-    /// A message from b to a signed with b's real key.
+    /// Builds a message from b to a, signed with b's real key.
     fn msg_from_b(&self, kind_body: Body, exchange: u32, sequence: u64) -> Vec<u8> {
         self.signed_from_b(
             Header {
@@ -244,7 +244,12 @@ fn pair_completes_with_snapshot_fields() {
     assert_ne!(a.salt, 0);
     assert_eq!(a.key_index, 1);
     assert_eq!(a.peer_key_index, 1);
-    assert!(a.cert_rec && a.cert_ack && a.salt_rec && a.salt_ack && a.key_rec && a.key_ack);
+    assert!(a.cert_rec);
+    assert!(a.cert_ack);
+    assert!(a.salt_rec);
+    assert!(a.salt_ack);
+    assert!(a.key_rec);
+    assert!(a.key_ack);
     assert!(a.in_service);
     assert_eq!(a.exchange, 1);
     let _ = (&p.cert_a, &p.cert_b);
@@ -553,7 +558,7 @@ fn certificate_pending_then_validated() {
     let r = p.b_side_receive_raw(&cert_msg);
     assert!(matches!(r.0, Err(ReceiveError::CertificatePending)), "{:?}", r.0);
     assert!(r.1.iter().any(|a| matches!(a, Action::ValidateCertificate { peer: B, .. })));
-    // The answer processes the held message.
+    // The validation result makes a process the held message.
     let v = Box::new(p.verifier_b.clone());
     let cert_b = p.cert_b.clone();
     let done = p.a.certificate_validated(B, &cert_b, v, p.now);
@@ -562,7 +567,7 @@ fn certificate_pending_then_validated() {
 }
 
 impl Pair {
-    /// Delivers to a without answering validation requests.
+    /// Delivers to a and returns its actions without handling validation requests.
     fn b_side_receive_raw(
         &mut self,
         bytes: &[u8],

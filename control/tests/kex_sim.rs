@@ -1,9 +1,9 @@
 //! Simulation tests of the ESKM key exchange: convergence under loss, rejection of
 //! forgeries and replays, key timing across rotations, restarts and algorithm changes.
 //!
-//! `SVR_SIM_SEEDS` sets the number of seeds of the MODP-2048 loss test (default 200,
-//! sized for about two minutes of the whole file on two cores); the other loss tests
-//! scale with it. A larger value runs a longer search.
+//! `SVR_SIM_SEEDS` sets the number of seeds of the MODP-2048 loss test, and the other loss
+//! tests scale with it. The default of 200 runs the whole file in about two minutes on two
+//! cores. A larger value runs a longer search.
 
 // Test helpers outside #[test] functions unwrap too; a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -339,7 +339,7 @@ fn sim_bit_flips_rejected() {
     let mut sim = Sim::new(SimConfig::new(81, DH2048)).unwrap();
     sim.run_until_complete(Duration::from_secs(10)).unwrap();
     sim.rekey(0, 1);
-    // Capture the salt of the new exchange before r1 sees it.
+    // Capture the salt of the new exchange before it reaches r1.
     let salt = sim.sent_messages(0, 1).into_iter().last().unwrap();
     let before = sim.engine(1).snapshot(PeerId(0)).unwrap();
     for bit in 0..salt.len() * 8 {

@@ -174,7 +174,12 @@ impl fmt::Display for DecodeError {
 
 impl Error for DecodeError {}
 
-/// Why a received message was rejected. Rejection never changes the peer's state.
+/// Reason a received message was rejected.
+///
+/// A rejected message leaves the exchange as it was. Counters and alarms still change, a
+/// certificate not seen before is held for validation ([`ReceiveError::CertificatePending`]),
+/// and a verified message from a newer boot of the peer resets the peering before the
+/// rest of its checks run.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ReceiveError {

@@ -28,7 +28,8 @@ pub const BUNDLE_LEN: usize = 4 + 1 + KEY_LEN;
 const BLOCK: usize = 16;
 const MAC_KEY_LEN: usize = 48;
 
-/// Which shared secret a peer key comes from. In hybrid mode a peering has one of each.
+/// Source of a peer key: the DH or the ML-KEM shared secret. In hybrid mode a peering has
+/// one of each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerKeyKind {
     /// Derived from the Diffie-Hellman shared secret.
@@ -80,7 +81,7 @@ impl PeerKey {
         PeerKey { kind, enc, mac }
     }
 
-    /// Which secret the key comes from.
+    /// Returns the secret the key was derived from.
     pub fn kind(&self) -> PeerKeyKind {
         self.kind
     }
@@ -188,7 +189,7 @@ impl PeerKeySet {
         Ok(data)
     }
 
-    /// The keys in sealing order.
+    /// Returns the keys in sealing order.
     pub fn layers(&self) -> &[PeerKey] {
         &self.layers
     }
@@ -304,7 +305,7 @@ impl MetadataKeyBundle {
         MetadataKeyBundle { index, hmac, secret }
     }
 
-    /// The 32-byte secret.
+    /// Returns the 32-byte secret.
     pub fn secret(&self) -> &[u8; KEY_LEN] {
         &self.secret
     }

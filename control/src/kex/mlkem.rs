@@ -16,8 +16,8 @@ use super::error::MlKemError;
 
 /// Parses an encapsulation key of parameter set `$p`, returning early with the error.
 ///
-/// EncapsulationKey::new performs the modulus check. Re-encoding and comparing states the
-/// FIPS 203 check here as well, so it holds whatever the crate version does.
+/// EncapsulationKey::new performs the modulus check. Re-encoding and comparing repeats the
+/// FIPS 203 check here, so the check does not depend on the crate version.
 macro_rules! parse_ek {
     ($p:ty, $level:expr, $ek:expr) => {{
         let (level, ek): (MlKemLevel, &[u8]) = ($level, $ek);
@@ -69,7 +69,7 @@ impl MlKemLevel {
         }
     }
 
-    /// The `ml-kem-key-size` value.
+    /// Returns the `ml-kem-key-size` value.
     pub fn size(self) -> u16 {
         match self {
             MlKemLevel::MlKem512 => 512,
@@ -107,7 +107,7 @@ impl fmt::Display for MlKemLevel {
 pub struct MlKemSecret(Zeroizing<[u8; SHARED_SECRET_LEN]>);
 
 impl MlKemSecret {
-    /// The secret bytes.
+    /// Returns the secret bytes.
     pub fn as_bytes(&self) -> &[u8; SHARED_SECRET_LEN] {
         &self.0
     }
@@ -173,17 +173,17 @@ impl MlKemKeyPair {
         MlKemKeyPair { level, seed, inner, encapsulation_key }
     }
 
-    /// The parameter set.
+    /// Returns the parameter set.
     pub fn level(&self) -> MlKemLevel {
         self.level
     }
 
-    /// The seed to seal for a later restore.
+    /// Returns the seed, for sealing and a later restore.
     pub fn seed(&self) -> &[u8; SEED_LEN] {
         &self.seed
     }
 
-    /// The encoded encapsulation key sent to the peer.
+    /// Returns the encoded encapsulation key that is sent to the peer.
     pub fn encapsulation_key(&self) -> &[u8] {
         &self.encapsulation_key
     }

@@ -144,7 +144,7 @@ pub enum Body {
 }
 
 impl Body {
-    /// The message type of this body.
+    /// Returns the message type of this body.
     pub fn kind(&self) -> MessageKind {
         match self {
             Body::Certificate { .. } => MessageKind::Certificate,
@@ -216,8 +216,8 @@ pub fn append_signature(mut unsigned: Vec<u8>, signature: &[u8]) -> Vec<u8> {
     unsigned
 }
 
-/// The header bytes that sealed bodies authenticate as associated data: the header with
-/// the body length set to zero (the length is covered by the signature).
+/// Builds the associated data that sealed bodies authenticate: the header with the body
+/// length set to zero, because the signature already covers the length.
 pub fn seal_aad(header: &Header) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
     out[0] = VERSION;
@@ -373,7 +373,7 @@ impl<'a> Reader<'a> {
 }
 
 impl KexAlgorithm {
-    /// The 5-byte wire code: kind (1 DH, 2 ML-KEM, 3 hybrid), DH bits (u16, 0 without DH),
+    /// Encodes the algorithm as its 5-byte wire code: kind (1 DH, 2 ML-KEM, 3 hybrid), DH bits (u16, 0 without DH),
     /// ML-KEM size (u16, 0 without ML-KEM).
     pub fn code(&self) -> [u8; 5] {
         let (kind, dh, kem) = match self {
@@ -403,8 +403,8 @@ impl KexAlgorithm {
     }
 }
 
-/// The bytes a signature covers: a context label, both peering common names (so a message
-/// cannot be replayed towards another router), then header and body.
+/// Builds the bytes a signature covers: a context label, both peering common names (so a
+/// message cannot be replayed towards another router), then header and body.
 pub fn signing_input(sender: &str, receiver: &str, signed: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + sender.len() + receiver.len() + signed.len());
     out.extend_from_slice(b"svrd eskm v1 signature");

@@ -35,7 +35,7 @@ pub enum SecurityStatus {
 }
 
 impl SecurityStatus {
-    /// The label shown by `show peers security`.
+    /// Returns the label that `show peers security` shows.
     pub fn label(self) -> &'static str {
         match self {
             SecurityStatus::EskmDisabled => "ESKM_DISABLED",
@@ -236,7 +236,7 @@ impl Peer {
         self.keys.iter().find(|k| k.exchange == exchange).map(|k| &k.keys)
     }
 
-    /// The stage from the flags; standby and disabled are applied by the engine.
+    /// Computes the stage from the flags. The engine applies standby and disabled itself.
     pub(crate) fn compute_status(&self, own_index: u32) -> SecurityStatus {
         if !(self.cert_rec && self.cert_ack) {
             return SecurityStatus::CertExch;

@@ -168,7 +168,7 @@ fn certificate_key(cert: &[u8]) -> Option<P256Verifier> {
     P256Verifier::from_sec1(rest.get(1 + len..)?).ok()
 }
 
-/// The ML-KEM key pairs a router makes at start-up for every parameter set.
+/// Generates the ML-KEM key pairs a router makes at start-up, one per parameter set.
 pub fn generate_ml_kem_keys(rng: &mut StdRng) -> Vec<MlKemKeyPair> {
     MlKemLevel::ALL.iter().map(|l| MlKemKeyPair::generate(*l, rng)).collect()
 }
@@ -227,8 +227,8 @@ impl Sim {
             metadata_hmac: HmacAlgorithm::Sha384,
             timers: self.config.timers,
         };
-        // The scalar came from a generated key, so it always parses; a fresh key would do
-        // as well, since peers learn it from the certificate only.
+        // The scalar came from a generated key, so it always parses. The fresh key only keeps
+        // this function free of panics: peers would reject its signatures.
         let signer = match P256Signer::from_scalar(&scalar) {
             Ok(signer) => signer,
             Err(_) => P256Signer::generate(&mut self.rng),
@@ -290,7 +290,7 @@ impl Sim {
         self.now
     }
 
-    /// The engine of router `i`.
+    /// Returns the engine of router `i`.
     pub fn engine(&self, i: usize) -> &Engine {
         &self.routers[i].engine
     }
@@ -310,8 +310,8 @@ impl Sim {
         self.routers[i].engine.snapshot(PeerId(j as u32)).map(|s| s.status)
     }
 
-    /// Whether every router reports `MKEY_EXCH_COMP` with paths in service towards every
-    /// peer.
+    /// Checks that every router reports `MKEY_EXCH_COMP` with paths in service towards
+    /// every peer.
     pub fn all_complete(&self) -> bool {
         let n = self.routers.len();
         (0..n).all(|i| {
@@ -498,8 +498,8 @@ impl Sim {
         self.schedule(from, to, bytes, false);
     }
 
-    /// The adversary: replays an earlier message between the same routers, flips a bit of
-    /// this one, or signs a plausible message with its own key.
+    /// Plays the adversary: replays an earlier message between the same routers, flips a
+    /// bit of this one, or signs a plausible message with its own key.
     fn maybe_inject(&mut self, from: usize, to: usize, bytes: &[u8]) {
         if self.chance(self.config.replay) {
             let candidates: Vec<usize> = self
@@ -727,7 +727,7 @@ impl Sim {
             .count()
     }
 
-    /// Every message router `from` sent to `to` so far, in order.
+    /// Returns every message router `from` sent to `to` so far, in order.
     pub fn sent_messages(&self, from: usize, to: usize) -> Vec<Vec<u8>> {
         self.log
             .iter()
