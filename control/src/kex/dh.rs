@@ -52,13 +52,13 @@ impl DhGroup {
         usize::from(self.bits() / 8)
     }
 
-    /// Length in bits of the ephemeral private exponent.
+    /// Returns the length in bits of the ephemeral private exponent.
     ///
-    /// NIST SP 800-56A rev. 3 (section 5.6.1.1.4) asks for a private key of at least twice
-    /// the security strength s of the group. The strengths used here are those of SP 800-57
-    /// part 1 for moduli of this size: 80 bits for 1024 (not an approved group, kept for
-    /// compatibility), 112 for 2048 and 152 for 4096. The lengths chosen are 224, 256 and
-    /// 320 bits: at least 2s for each, and never shorter than the 2048-bit group's.
+    /// Each length is at least twice the group's estimated security strength, the rule NIST
+    /// SP 800-56A sets for private keys in safe-prime groups. The strengths are 80 bits for
+    /// 1024 (not an approved group, kept for compatibility), 112 for 2048 and 152 for 4096,
+    /// so the minimums are 160, 224 and 304. The lengths chosen are 224, 256 and 320 bits, so
+    /// no group gets a shorter exponent than the 2048-bit group's minimum.
     pub fn exponent_bits(self) -> u32 {
         match self {
             DhGroup::Modp1024 => 224,
@@ -67,12 +67,12 @@ impl DhGroup {
         }
     }
 
-    /// The prime p.
+    /// Returns the prime p.
     pub fn prime(self) -> &'static BigUint {
         &self.params().p
     }
 
-    /// The subgroup order q = (p - 1) / 2.
+    /// Returns the subgroup order q = (p - 1) / 2.
     pub fn order(self) -> &'static BigUint {
         &self.params().q
     }

@@ -267,7 +267,7 @@ impl ReceiveError {
         }
     }
 
-    /// Whether the error means the peer could not be authenticated: the message carried a
+    /// Tells whether the error means the peer could not be authenticated: the message carried a
     /// bad signature, or a signed message carried values that fail cryptographic checks.
     pub fn is_authentication_failure(&self) -> bool {
         matches!(

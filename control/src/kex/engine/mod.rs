@@ -295,7 +295,7 @@ impl Engine {
         Receipt { actions: self.finish(), result }
     }
 
-    /// Answers a [`Action::ValidateCertificate`]: the certificate is valid and `verifier`
+    /// Reports the result of a [`Action::ValidateCertificate`]: the certificate is valid and `verifier`
     /// checks signatures with its key. The message that carried it is processed now.
     pub fn certificate_validated(
         &mut self,
@@ -308,7 +308,7 @@ impl Engine {
             return Receipt { actions: self.finish(), result: Err(ReceiveError::UnknownPeer) };
         };
         if peer.pending_certificate.as_deref() != Some(certificate) {
-            // An answer for a certificate that is no longer pending changes nothing.
+            // A result for a certificate that is no longer pending changes nothing.
             return Receipt { actions: self.finish(), result: Err(ReceiveError::NoVerifier) };
         }
         let Some(bytes) = peer.pending_message.take() else {
@@ -320,7 +320,7 @@ impl Engine {
         Receipt { actions: self.finish(), result }
     }
 
-    /// Answers a [`Action::ValidateCertificate`]: the certificate is not acceptable. The
+    /// Reports the result of a [`Action::ValidateCertificate`]: the certificate is invalid. The
     /// peering stays in certificate exchange and an alarm is raised.
     pub fn certificate_rejected(
         &mut self,
@@ -404,7 +404,7 @@ impl Engine {
         self.finish()
     }
 
-    /// The `show peers security` fields of a peer.
+    /// Returns the `show peers security` fields of a peer.
     pub fn snapshot(&self, id: PeerId) -> Option<PeerSecuritySnapshot> {
         let index = self.ctx.current_index();
         self.peers.get(&id).map(|p| p.snapshot(index))
@@ -425,7 +425,7 @@ impl Engine {
         self.ctx.current_index()
     }
 
-    /// The earliest time at which [`Engine::on_timer`] has work.
+    /// Returns the earliest time at which [`Engine::on_timer`] has work.
     pub fn next_deadline(&self) -> Option<Duration> {
         let mut next = self.ctx.next_metadata_rotation;
         let mut fold = |t: Option<Duration>| {
@@ -526,9 +526,9 @@ impl Ctx {
     }
 }
 
-/// Whether the local router generates the ML-KEM key pair: the higher
-/// `ml-kem-keygen-priority` generates; on a tie the bytewise greater peering common name
-/// generates.
+/// Decides whether the local router generates the ML-KEM key pair. The higher
+/// `ml-kem-keygen-priority` generates, and on a tie the bytewise greater peering common name
+/// does.
 pub fn is_generator(
     local_priority: u32,
     local_name: &str,

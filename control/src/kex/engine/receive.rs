@@ -143,7 +143,7 @@ impl Ctx {
                     self.send(id, peer, 0, Body::CertificateAck { fingerprint: fp });
                 }
                 if first && !peer.cert_ack {
-                    // Answer a first certificate with ours at once (after a restart of
+                    // Reply to a first certificate with ours at once (after a restart of
                     // either side this saves a retransmit interval).
                     let certificate = self.config.certificate.clone();
                     self.send(id, peer, 0, Body::Certificate { certificate });
@@ -352,8 +352,8 @@ impl Ctx {
         }
         // The peer sends key exchange values only after it holds our salt.
         ex.salt_ack = true;
-        // Duplicates are not answered: the retransmit timer resends what the peer lacks,
-        // and answering would let two sides echo each other at the round-trip rate.
+        // Duplicates get no reply: the retransmit timer resends what the peer lacks,
+        // and replying would let two sides echo each other at the round-trip rate.
         let _ = duplicate;
         let send_ct = encapsulate_to.is_some() && ex.key_sent;
         if send_ct {
