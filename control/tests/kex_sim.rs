@@ -350,3 +350,30 @@ fn sim_bit_flips_rejected() {
     assert_eq!(sim.engine(1).snapshot(PeerId(0)).unwrap(), before);
     assert!(sim.inject(0, 1, &salt).is_ok(), "original rejected after the flips");
 }
+
+#[test]
+fn sim_rekey_interval_rotates_keys() {
+    let mut config = SimConfig::new(91, HYBRID);
+    config.routers = 3;
+    config.loss = 0.1;
+    config.delay_max = Duration::from_millis(100);
+    config.timers.rekey_interval = Some(Duration::from_secs(3600));
+    let mut sim = Sim::new(config).unwrap();
+    sim.run_until_complete(Duration::from_secs(300)).unwrap();
+    sim.run_for(Duration::from_secs(3 * 3600 + 600));
+
+    for i in 0..3 {
+        // Three intervals passed: three new metadata keys, and at least three new peer-key
+        // exchanges (either side of a peering may start one).
+        assert!(sim.engine(i).metadata_key_index() >= 4, "r{i} index");
+        for j in (0..3).filter(|j| *j != i) {
+            let snap = sim.engine(i).snapshot(PeerId(j as u32)).unwrap();
+            assert!(snap.exchange >= 4, "r{i}->r{j} exchange {}", snap.exchange);
+            assert_eq!(snap.status, SecurityStatus::MkeyExchComp, "r{i}->r{j}");
+            assert!(snap.in_service);
+        }
+    }
+    assert_clean(&sim, "rekey interval");
+    let left = sim.events.iter().any(|e| matches!(e, SimEvent::Service { in_service: false, .. }));
+    assert!(!left, "paths left service during scheduled rotation");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::kex::KexAlgorithm;
-use crate::kex::error::ReceiveError;
+use crate::kex::error::{DecodeError, ReceiveError};
 use crate::kex::keys::{MetadataKeyBundle, fingerprint};
 use crate::kex::mlkem;
 use crate::kex::msg::{self, Body, Header, MessageKind, signing_input};
@@ -499,9 +499,12 @@ impl Ctx {
     ) -> Result<(), ReceiveError> {
         let plain = self.open_sealed(id, peer, h, sealed, now)?;
         let Ok(bytes) = <[u8; 4]>::try_from(plain.as_slice()) else {
-            return Err(ReceiveError::Decode(crate::kex::error::DecodeError::TrailingBytes {
-                count: plain.len().saturating_sub(4),
-            }));
+            let error = if plain.len() < 4 {
+                DecodeError::Truncated { offset: plain.len(), needed: 4 }
+            } else {
+                DecodeError::TrailingBytes { count: plain.len() - 4 }
+            };
+            return Err(ReceiveError::Decode(error));
         };
         let index = u32::from_be_bytes(bytes);
         if !self.own_keys.iter().any(|k| k.bundle.index == index) {
