@@ -213,9 +213,19 @@ fn sim_lost_acks() {
     assert!(sim.sent_count(0, 1, MessageKind::MetadataKey) >= 2);
     assert!(sim.sent_count(1, 0, MessageKind::MetadataKey) >= 2);
 
-    // A rotation whose acknowledgements are lost keeps the old key until one arrives.
+    // A rotation whose first two acknowledgements are lost keeps the old key until the
+    // third arrives, two retransmit intervals later, plus switch delay and grace.
+    sim.drop_next(MessageKind::MetadataKeyAck, 2);
+    sim.events.clear();
+    let t0 = sim.now();
     sim.rotate_metadata_key(1);
     sim.run_for(Duration::from_secs(200));
+    let retired = sim.events.iter().find_map(|e| match e {
+        SimEvent::OpenKeys { at, router: 1, indices } if indices == &vec![2] => Some(*at),
+        _ => None,
+    });
+    let earliest = t0 + Duration::from_secs(10 + 60);
+    assert!(retired.is_some_and(|t| t >= earliest), "old key retired at {retired:?}");
     assert!(sim.all_complete());
     assert!(sim.report.key_gaps.is_empty(), "{:?}", sim.report.key_gaps);
 }

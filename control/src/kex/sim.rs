@@ -705,6 +705,13 @@ impl Sim {
         receipt.result
     }
 
+    /// Drops the next `count` messages of `kind` between every pair of routers.
+    pub fn drop_next(&mut self, kind: MessageKind, count: u32) {
+        self.config.drop_first.retain(|(k, _)| *k != kind);
+        self.config.drop_first.push((kind, count));
+        self.dropped_kinds.retain(|(_, _, k), _| *k != kind);
+    }
+
     /// Changes the loss probability of every link from now on.
     pub fn set_loss(&mut self, loss: f64) {
         self.config.loss = loss;

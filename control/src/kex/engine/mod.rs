@@ -41,6 +41,8 @@ pub struct EngineConfig {
     /// time in microseconds at start-up), so that peers reject messages of an earlier boot.
     pub boot_id: u64,
     /// This router's certificate, as sent to peers (DER).
+    // NOTE: there is no call to replace this router's certificate while running; a new
+    // certificate takes a new engine (and so a restart as the peers see it).
     pub certificate: Vec<u8>,
     /// HMAC algorithm of this router's metadata keys.
     pub metadata_hmac: HmacAlgorithm,

@@ -67,6 +67,9 @@ impl Ctx {
                 if peer.rejected_fingerprint == Some(fp) {
                     return Err(ReceiveError::CertificateRejected);
                 }
+                // NOTE: a newer unvalidated certificate replaces the pending one, so a flood
+                // of bogus certificates can delay validation of the real one until the flood
+                // stops. The signature cannot be checked before validation supplies the key.
                 if peer.pending_certificate.as_deref() != Some(certificate.as_slice()) {
                     peer.pending_certificate = Some(certificate.clone());
                     self.out.push(Action::ValidateCertificate {
