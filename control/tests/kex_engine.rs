@@ -820,3 +820,23 @@ fn verifier_rejects_malformed_signature() {
     assert_eq!(v.verify(b"msh", &sig), Err(SignatureError::Mismatch));
     assert_eq!(v.verify(b"msg", &sig[..10]), Err(SignatureError::Malformed { len: 10 }));
 }
+
+#[test]
+fn timer_before_deadline_sends_nothing() {
+    let mut p = Pair::new(Options::default());
+    p.wire.clear();
+    let deadline = p.a.next_deadline().unwrap();
+    assert_eq!(deadline, Duration::from_secs(5), "first retransmission after 5 s");
+    let early = p.a.on_timer(deadline - Duration::from_millis(1));
+    assert!(!early.iter().any(|a| matches!(a, Action::Send { .. })));
+    assert!(early.iter().any(|a| matches!(a, Action::ArmTimer { at } if *at == deadline)));
+    let due = p.a.on_timer(deadline);
+    let sent: Vec<_> = due
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { bytes, .. } => Some(msg::decode(bytes).unwrap().header.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![MessageKind::Certificate], "retransmits the unacknowledged certificate");
+}

@@ -277,3 +277,31 @@ impl Peer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ReplayWindow;
+
+    #[test]
+    fn window_accepts_reordered_once() {
+        let mut w = ReplayWindow::default();
+        assert!(!w.is_fresh(0), "sequence 0 is never valid");
+        for seq in [5, 3, 4, 1, 2] {
+            assert!(w.is_fresh(seq), "first sight of {seq}");
+            w.mark(seq);
+            assert!(!w.is_fresh(seq), "second sight of {seq}");
+        }
+        assert!(w.is_fresh(6));
+    }
+
+    #[test]
+    fn window_rejects_older_than_64() {
+        let mut w = ReplayWindow::default();
+        w.mark(100);
+        assert!(w.is_fresh(37), "63 below the top is inside the window");
+        assert!(!w.is_fresh(36), "64 below the top is outside the window");
+        w.mark(300);
+        assert!(!w.is_fresh(100));
+        assert!(w.is_fresh(299));
+    }
+}
