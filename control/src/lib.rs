@@ -4,5 +4,6 @@
 pub mod alarm;
 pub mod bfd;
 pub mod config;
+pub mod kex;
 pub mod mgmt;
 pub mod pki;

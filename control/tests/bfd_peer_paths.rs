@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bfd_netns::{Endpoint, Lab, run, wait_until};
-use rand::RngCore;
+use rand::Rng;
 use svr_control::bfd::driver::DriverHandle;
 use svr_control::bfd::session::SessionConfig;
 use svr_control::bfd::{Diagnostic, Flavour, PathId, PathSpec, State};

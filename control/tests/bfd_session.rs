@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use svr_control::bfd::packet::{ControlPacket, Diagnostic, Flags, State};
 use svr_control::bfd::session::{Action, SLOW_TX_INTERVAL, Session, SessionConfig};
 use svr_control::bfd::timers::{Instant, jittered};

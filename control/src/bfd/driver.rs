@@ -16,7 +16,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
-use rand::Rng;
+use rand::RngExt;
 use tracing::{debug, error, warn};
 
 use super::engine::{DropCounters, Engine, EngineError, Output, PathId, PathSpec};

@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tracing::{debug, trace, warn};
 
 use super::metadata::{self, MetadataError, Reassembled, Reassembler, ReassemblyLimits};

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 
 /// A point on a monotonic clock, in nanoseconds since an origin the caller chooses.
 ///
@@ -78,7 +78,7 @@ impl LogLimit {
 /// by up to 25%, that is, the interval MUST be reduced by a random value of 0 to 25%", and
 /// when bfd.DetectMult is 1 "the interval between transmitted BFD Control packets MUST be
 /// no more than 90% of the negotiated transmission interval, and MUST be no less than 75%".
-pub fn jittered<R: Rng + ?Sized>(
+pub fn jittered<R: RngExt + ?Sized>(
     interval: Duration,
     local_detect_mult: u8,
     rng: &mut R,
