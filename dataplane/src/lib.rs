@@ -4,6 +4,7 @@
 //! payloads and metadata ([`crypto`]), and replay protection ([`replay`]).
 
 pub mod crypto;
+pub mod io;
 pub mod packet;
 pub mod replay;
 pub mod sealed;
