@@ -8,3 +8,8 @@ pub mod io;
 pub mod packet;
 pub mod replay;
 pub mod sealed;
+pub mod counters;
+pub mod epoch;
+pub mod forward;
+pub mod session;
+pub mod worker;

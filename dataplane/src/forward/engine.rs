@@ -1,0 +1,758 @@
+//! The per-worker packet engine: takes one received frame and the current epoch, and
+//! returns the frame to send and its port, or the reason for dropping it.
+//!
+//! - LAN to WAN (ingress, and the reverse direction on an egress): parse, find or create
+//!   the session, seal the carried payload with metadata while the handshake needs it,
+//!   and write the outer Ethernet, IP and UDP headers between the waypoints.
+//! - WAN to LAN: authenticate and decrypt in the receive order of `docs/protocol.md`
+//!   section 4.6 (replay pre-check, tag, metadata, payload, window update), create the
+//!   egress session from the metadata, and restore the original headers.
+//!
+//! A dropped packet changes no session state, so a bad packet cannot hurt other packets of
+//! its session or other sessions.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, trace};
+
+use super::FiveTuple;
+use super::checksum::protocol;
+use super::headers::{
+    IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
+};
+use super::parse::{IpFields, ParsedFrame, parse_frame};
+use crate::counters::{Counters, DropReason};
+use crate::crypto::{CryptoError, PayloadKeyTlv, PayloadSecret, SessionKeys};
+use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
+use crate::io::Frame;
+use crate::packet::{PayloadKeyBlob, PayloadTlv};
+use crate::replay::ReplayWindow;
+use crate::sealed::{
+    Opened, Outgoing, OutgoingMetadata, ReceiveError, Received, ReceivedMetadata, SealError,
+    classify, decrypt_carried, open_with_metadata, open_without_metadata, peek_sequence, seal,
+    sealed_len_bound,
+};
+use crate::session::{
+    PayloadKeys, Role, RotationError, Session, SessionId, SessionTable, TableError,
+};
+
+/// UDP ports of BFD control packets that WAN ports hand to the control thread: 3784 is
+/// single-hop BFD (RFC 5881 section 4), 1280 the port SVR peers run BFD on.
+pub const BFD_PORTS: [u16; 2] = [1280, 3784];
+
+/// The pools output frames come from, by port.
+pub trait FrameSource {
+    /// Takes an empty frame from `port`'s pool.
+    fn alloc(&mut self, port: InterfaceId) -> Option<Frame>;
+    /// Returns an unsent frame to `port`'s pool.
+    fn free(&mut self, port: InterfaceId, frame: Frame);
+}
+
+/// Settings of one engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// This worker's index, which selects its share of the waypoint ports.
+    pub worker: usize,
+    /// Number of workers sharing the port pool.
+    pub workers: usize,
+    /// Sessions the shard holds at most.
+    pub sessions: usize,
+    /// Idle time after which a session is deleted.
+    pub idle_timeout: Duration,
+    /// Grace time of payload-key rotations (30 s in service, shorter in tests).
+    pub rotation_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            worker: 0,
+            workers: 1,
+            sessions: 16_384,
+            idle_timeout: Duration::from_secs(180),
+            rotation_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The packet engine of one worker: its session shard and counters.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    sessions: SessionTable,
+    counters: Counters,
+}
+
+/// Whether a frame received on a WAN port is a BFD control packet for the control thread.
+pub fn is_control_packet(frame: &[u8]) -> bool {
+    match parse_frame(frame) {
+        Ok(parsed) => {
+            parsed.tuple.protocol == protocol::UDP
+                && BFD_PORTS.contains(&parsed.tuple.destination_port)
+        }
+        Err(_) => false,
+    }
+}
+
+impl Engine {
+    /// An engine with an empty shard for `ports` ports.
+    pub fn new(config: EngineConfig, ports: usize) -> Engine {
+        Engine {
+            sessions: SessionTable::new(config.sessions, config.worker, config.workers),
+            counters: Counters::new(ports),
+            config,
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The counters, writable (the worker counts port traffic here).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    /// The session shard.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Processes `frame`, received on `port`, and returns the frame to send with its port.
+    /// Output frames come from `frames`. The received frame is left for the
+    /// caller to free. A drop is counted before it is returned.
+    pub fn process(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let result = match epoch.interfaces.get(usize::from(port)).map(|i| i.role) {
+            Some(InterfaceRole::Lan { tenant }) => {
+                self.from_lan(epoch, now, port, tenant, frame, frames)
+            }
+            Some(InterfaceRole::Wan) => self.from_wan(epoch, now, port, frame, frames),
+            None => Err(DropReason::NoRoute),
+        };
+        match &result {
+            Ok(_) => {}
+            Err(reason) => {
+                trace!(port, reason = reason.name(), "packet dropped");
+                self.counters.drop(*reason);
+            }
+        }
+        result
+    }
+
+    /// Deletes sessions idle past their timeout, visiting at most `budget` slots.
+    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
+        let deleted = self.sessions.expire(now, budget);
+        self.counters.sessions_expired += deleted as u64;
+        deleted
+    }
+
+    /// Starts a payload-key rotation on an ingress session: the next key is sent in forward
+    /// metadata from the next packet on and sealing switches to it after the grace time.
+    pub fn start_rotation(&mut self, id: SessionId, now: Instant) -> Result<(), RotationError> {
+        let grace = self.config.rotation_grace;
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Ok(());
+        };
+        if session.role != Role::Ingress {
+            return Ok(());
+        }
+        let tlv = session.keys.start_rotation(now, grace)?;
+        let blob = payload_key_blob(&tlv).map_err(RotationError::Random)?;
+        for entry in &mut session.metadata_tlvs {
+            if let PayloadTlv::PayloadKey(old) = entry {
+                *old = blob.clone();
+            }
+        }
+        session.send_metadata = true;
+        debug!(session = %session.uuid, key_id = tlv.key_id, "payload key rotation started");
+        Ok(())
+    }
+
+    /// Starts a rotation on every ingress session that is not already rotating; returns
+    /// how many started.
+    pub fn rotate_all(&mut self, now: Instant) -> usize {
+        let ids: Vec<SessionId> = self.sessions.ids().collect();
+        ids.into_iter().filter(|id| self.start_rotation(*id, now).is_ok()).count()
+    }
+
+    /// A LAN frame: seal it towards the peer of its session.
+    fn from_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        frame: &Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let parsed = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
+        if parsed.ip.ttl() <= 1 {
+            // NOTE: no ICMP time-exceeded message is sent back yet.
+            return Err(DropReason::TtlExpired);
+        }
+
+        let id = match self.sessions.find_lan(&parsed.tuple) {
+            Some(id) => id,
+            None => self.create_ingress(epoch, now, port, tenant, &parsed)?,
+        };
+        self.refresh_path(epoch, id)?;
+
+        let grace = self.config.rotation_grace;
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err(DropReason::NoSession);
+        };
+        session.keys.advance(now, grace);
+        let out = seal_towards_peer(epoch, session, &parsed, &frame.data()[parsed.carried()], frames)?;
+        session.last_seen = now;
+        self.counters.ingress_forwarded += 1;
+        Ok(out)
+    }
+
+    /// Creates the ingress session for the first packet of a flow.
+    fn create_ingress(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        parsed: &ParsedFrame,
+    ) -> Result<SessionId, DropReason> {
+        let tuple = parsed.tuple;
+        let service = epoch
+            .match_service(tenant, tuple.destination, tuple.protocol, tuple.destination_port)
+            .ok_or(DropReason::NoService)?;
+        let Some(NextHop::Peer(peer)) = epoch.route(service) else {
+            // NOTE: LAN-to-LAN routing through a local next hop is not implemented.
+            return Err(DropReason::NoRoute);
+        };
+        let peer_entry = epoch.peers.get(usize::from(peer)).ok_or(DropReason::NoRoute)?;
+        let (path_id, path) = epoch.path_in_service(peer).ok_or(DropReason::PathDown)?;
+        if peer_entry.metadata_keys.is_none() {
+            return Err(DropReason::NoKey);
+        }
+        if path.local.is_ipv4() != path.peer.is_ipv4() {
+            return Err(DropReason::NoRoute);
+        }
+        let context = tuple.to_context().ok_or(DropReason::Malformed)?;
+        let service_entry = &epoch.services[usize::from(service)];
+
+        let tlv = PayloadKeyTlv {
+            suite: crate::session::SESSION_SUITE,
+            key_id: 0,
+            secret: PayloadSecret::generate().map_err(|_| DropReason::NoKey)?,
+        };
+        let blob = payload_key_blob(&tlv).map_err(|_| DropReason::NoKey)?;
+        let uuid = uuid::Uuid::new_v4();
+        let mut metadata_tlvs = Vec::with_capacity(7);
+        metadata_tlvs.push(PayloadTlv::ForwardContext(context));
+        metadata_tlvs.push(PayloadTlv::SessionUuid(uuid));
+        metadata_tlvs.push(PayloadTlv::Tenant(epoch.tenants[usize::from(tenant)].clone()));
+        metadata_tlvs.push(PayloadTlv::Service(service_entry.name.clone()));
+        metadata_tlvs.push(PayloadTlv::SourceRouter(epoch.router.clone()));
+        if service_entry.encrypt {
+            metadata_tlvs.push(PayloadTlv::SessionEncrypted);
+        }
+        metadata_tlvs.push(PayloadTlv::PayloadKey(blob));
+
+        let (local_port, peer_port) =
+            self.sessions.ports().allocate().ok_or(DropReason::TableFull)?;
+        let session = Session {
+            role: Role::Ingress,
+            uuid,
+            original: tuple,
+            waypoints: FiveTuple {
+                source: path.local,
+                destination: path.peer,
+                source_port: local_port,
+                destination_port: peer_port,
+                protocol: protocol::UDP,
+            },
+            peer,
+            path: Some(path_id),
+            wan_interface: path.interface,
+            lan_interface: port,
+            service,
+            tenant,
+            encrypt: service_entry.encrypt,
+            keys: PayloadKeys::new(tlv.session_keys()),
+            sent: 0,
+            window: ReplayWindow::new(),
+            send_metadata: true,
+            metadata_tlvs,
+            last_seen: now,
+            idle_timeout: self.config.idle_timeout,
+        };
+        let id = match self.sessions.insert(session) {
+            Ok(id) => id,
+            Err(error) => {
+                self.sessions.ports().release(local_port);
+                debug!(%error, "session not created");
+                return Err(DropReason::TableFull);
+            }
+        };
+        self.counters.sessions_created += 1;
+        debug!(%tuple, %uuid, "ingress session created");
+        Ok(id)
+    }
+
+    /// Moves an ingress session off a path that went out of service, onto the first path
+    /// of its peer in service; the session sends metadata again after a move.
+    fn refresh_path(&mut self, epoch: &KeyEpoch, id: SessionId) -> Result<(), DropReason> {
+        let Some(session) = self.sessions.get(id) else {
+            return Err(DropReason::NoSession);
+        };
+        let Some(path_id) = session.path else {
+            return Ok(());
+        };
+        if session.role == Role::Egress
+            || epoch.path(session.peer, path_id).is_some_and(|path| path.in_service)
+        {
+            return Ok(());
+        }
+
+        let (new_id, path) = epoch.path_in_service(session.peer).ok_or(DropReason::PathDown)?;
+        if path.local.is_ipv4() != path.peer.is_ipv4() {
+            return Err(DropReason::NoRoute);
+        }
+        let waypoints = FiveTuple { source: path.local, destination: path.peer, ..session.waypoints };
+        let interface = path.interface;
+        self.sessions.move_waypoints(id, waypoints).map_err(|_| DropReason::TableFull)?;
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.path = Some(new_id);
+            session.wan_interface = interface;
+            session.send_metadata = true;
+            debug!(session = %session.uuid, path = new_id, "session moved to another path");
+        }
+        Ok(())
+    }
+
+    /// A WAN frame: authenticate, decrypt and restore it onto the LAN.
+    fn from_wan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let outer = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
+        if outer.tuple.protocol != protocol::UDP {
+            return Err(DropReason::Malformed);
+        }
+        let grace = self.config.rotation_grace;
+        let payload_range = outer.carried();
+        let packet = &mut frame.data_mut()[payload_range.clone()];
+
+        let (id, plain) = match classify(packet).map_err(receive_drop)? {
+            Received::Metadata { security_id } => {
+                self.open_metadata_packet(epoch, now, port, &outer, security_id, packet)?
+            }
+            Received::Session => {
+                let id = self.sessions.find_wan(&outer.tuple).ok_or(DropReason::NoSession)?;
+                let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
+                session.keys.advance(now, grace);
+                let plain = open_session_packet(session, packet)?;
+                // A forward packet without metadata tells the egress that the ingress has
+                // its reverse metadata: the handshake is complete.
+                if session.role == Role::Egress && session.send_metadata {
+                    session.send_metadata = false;
+                    debug!(session = %session.uuid, "metadata handshake complete");
+                }
+                (id, plain)
+            }
+        };
+
+        let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
+        session.last_seen = now;
+        let plain = payload_range.start + plain.start..payload_range.start + plain.end;
+        let out = restore_onto_lan(epoch, session, &outer, &frame.data()[plain], frames)?;
+        self.counters.egress_forwarded += 1;
+        Ok(out)
+    }
+
+    /// Opens a packet with metadata, creating the egress session from it when it is the
+    /// first of its session. Returns the session and the range of the original payload
+    /// within `packet`.
+    fn open_metadata_packet(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        outer: &ParsedFrame,
+        security_id: u32,
+        packet: &mut [u8],
+    ) -> Result<(SessionId, Range<usize>), DropReason> {
+        let grace = self.config.rotation_grace;
+        let own = epoch.own_metadata_key(security_id).ok_or(DropReason::NoKey)?;
+        let existing = self.sessions.find_wan(&outer.tuple);
+
+        // Step 2: replay pre-check, before any cryptography.
+        if let Some(session) = existing.and_then(|id| self.sessions.get(id)) {
+            let sequence = peek_sequence(packet, own.suite().tag_len()).map_err(receive_drop)?;
+            session.window.check(sequence.number()).map_err(|_| DropReason::Replay)?;
+        }
+
+        // Steps 3 and 4: tag, then the payload TLVs.
+        let opened = open_with_metadata(packet, own).map_err(receive_drop)?;
+        let metadata = opened.metadata.as_ref().ok_or(DropReason::Malformed)?;
+
+        let id = match existing {
+            Some(id) => id,
+            None => self.create_egress(epoch, now, port, outer, metadata)?,
+        };
+        let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
+        let key = payload_key(metadata)?;
+
+        // Step 5 needs the key the packet names, which a rotation may have just delivered;
+        // it is installed for good only once the payload decrypts.
+        let fresh_key;
+        let keys = match session.keys.receiving(opened.sequence.key_id()) {
+            Some(keys) => keys,
+            None => match &key {
+                Some(tlv) if tlv.key_id == opened.sequence.key_id() => {
+                    fresh_key = tlv.session_keys();
+                    &fresh_key
+                }
+                _ => return Err(DropReason::NoKey),
+            },
+        };
+        let plain = decrypt(packet, &opened, keys, session)?;
+
+        // Step 6, and the state the metadata changes.
+        session.window.record(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
+        match session.role {
+            Role::Ingress => {
+                if session.send_metadata {
+                    session.send_metadata = false;
+                    debug!(session = %session.uuid, "reverse metadata received");
+                }
+            }
+            Role::Egress => {
+                if let Some(tlv) = &key {
+                    if session.keys.install_from_peer(tlv, now, grace) {
+                        debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
+                    }
+                }
+                // Every forward packet with metadata is answered with reverse metadata.
+                session.send_metadata = true;
+            }
+        }
+        Ok((id, plain))
+    }
+
+    /// Creates the egress session named by the metadata of a session's first packet.
+    fn create_egress(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        outer: &ParsedFrame,
+        metadata: &ReceivedMetadata,
+    ) -> Result<SessionId, DropReason> {
+        let mut context = None;
+        let mut uuid = uuid::Uuid::nil();
+        let (mut tenant, mut service, mut source_router) = (None, None, None);
+        let mut encrypt = false;
+        for tlv in &metadata.payload_tlvs {
+            match tlv {
+                PayloadTlv::ForwardContext(value) => context = Some(FiveTuple::from_context(value)),
+                PayloadTlv::SessionUuid(value) => uuid = *value,
+                PayloadTlv::Tenant(name) => tenant = Some(name.as_str()),
+                PayloadTlv::Service(name) => service = Some(name.as_str()),
+                PayloadTlv::SourceRouter(name) => source_router = Some(name.as_str()),
+                PayloadTlv::SessionEncrypted => encrypt = true,
+                _ => {}
+            }
+        }
+        // Reverse metadata for a session this router does not hold.
+        let original = context.ok_or(DropReason::NoSession)?;
+        let key = payload_key(metadata)?.ok_or(DropReason::NoKey)?;
+
+        // The same flow arriving on new waypoints is a path change of an existing session.
+        if let Some(id) = self.sessions.find_lan(&original.reversed()) {
+            let same = self.sessions.get(id).is_some_and(|s| s.uuid == uuid);
+            if same {
+                let waypoints = outer.tuple.reversed();
+                self.sessions.move_waypoints(id, waypoints).map_err(|_| DropReason::TableFull)?;
+                if let Some(session) = self.sessions.get_mut(id) {
+                    session.wan_interface = port;
+                    session.path = epoch
+                        .path_by_waypoints(port, waypoints.destination, waypoints.source)
+                        .map(|(_, path)| path);
+                }
+                return Ok(id);
+            }
+        }
+
+        let service = service.and_then(|name| epoch.service_by_name(name));
+        let tenant = tenant.and_then(|name| epoch.tenant_by_name(name));
+        let (Some(service), Some(tenant)) = (service, tenant) else {
+            return Err(DropReason::NoService);
+        };
+        if !epoch.services[usize::from(service)].tenants.contains(&tenant) {
+            return Err(DropReason::NoService);
+        }
+        let Some(NextHop::Local { interface, .. }) = epoch.route(service) else {
+            // NOTE: a hub that forwards a session on to another peer is not implemented.
+            return Err(DropReason::NoRoute);
+        };
+        let found = epoch.path_by_waypoints(port, outer.tuple.source, outer.tuple.destination);
+        let (peer, path) = match found {
+            Some((peer, path)) => (peer, Some(path)),
+            None => {
+                let by_name = source_router
+                    .and_then(|name| epoch.peers.iter().position(|peer| peer.name == name))
+                    .and_then(|index| u16::try_from(index).ok());
+                (by_name.ok_or(DropReason::NoRoute)?, None)
+            }
+        };
+        let reverse = original.reversed().to_context().ok_or(DropReason::Malformed)?;
+
+        let session = Session {
+            role: Role::Egress,
+            uuid,
+            original,
+            waypoints: outer.tuple.reversed(),
+            peer,
+            path,
+            wan_interface: port,
+            lan_interface: interface,
+            service,
+            tenant,
+            encrypt,
+            keys: PayloadKeys::new(key.session_keys()),
+            sent: 0,
+            window: ReplayWindow::new(),
+            send_metadata: true,
+            metadata_tlvs: vec![
+                PayloadTlv::ReverseContext(reverse),
+                PayloadTlv::SessionUuid(uuid),
+                PayloadTlv::DisableForwardMetadata,
+            ],
+            last_seen: now,
+            idle_timeout: self.config.idle_timeout,
+        };
+        let id = self.sessions.insert(session).map_err(|error| match error {
+            TableError::Full { .. } => DropReason::TableFull,
+            _ => DropReason::Malformed,
+        })?;
+        self.counters.sessions_created += 1;
+        debug!(tuple = %original, %uuid, "egress session created");
+        Ok(id)
+    }
+}
+
+/// Seals the carried bytes of a LAN packet for `session` into a new frame on its WAN port.
+fn seal_towards_peer(
+    epoch: &KeyEpoch,
+    session: &mut Session,
+    parsed: &ParsedFrame,
+    carried: &[u8],
+    frames: &mut dyn FrameSource,
+) -> Result<(InterfaceId, Frame), DropReason> {
+    let port = session.wan_interface;
+    let interface = epoch.interfaces.get(usize::from(port)).ok_or(DropReason::NoRoute)?;
+    let next_hop = session
+        .path
+        .and_then(|path| epoch.path(session.peer, path))
+        .and_then(|path| path.gateway)
+        .unwrap_or(session.waypoints.destination);
+    let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoRoute)?;
+    let metadata_keys = if session.send_metadata {
+        let peer = epoch.peers.get(usize::from(session.peer)).ok_or(DropReason::NoRoute)?;
+        Some(peer.metadata_keys.as_ref().ok_or(DropReason::NoKey)?)
+    } else {
+        None
+    };
+
+    // Take the number only once the packet will certainly be sent, so that a drop leaves
+    // no gap the receiver would have to skip.
+    let number = session.sent.checked_add(1).ok_or(DropReason::NoKey)?;
+    let outgoing = Outgoing {
+        session: session.keys.sending(),
+        direction: session.send_direction(),
+        number,
+        encrypt: session.encrypt,
+        metadata: metadata_keys.map(|keys| OutgoingMetadata {
+            keys,
+            header_tlvs: &[],
+            payload_tlvs: &session.metadata_tlvs,
+        }),
+    };
+
+    let header_len = outer_header_len(session.waypoints.source);
+    let bound = header_len + sealed_len_bound(&outgoing, carried.len());
+    let mut out = frames.alloc(port).ok_or(DropReason::NoBuffer)?;
+    let sealed = out
+        .append(bound)
+        .map_err(|_| DropReason::TooLong)
+        .and_then(|buffer| seal(&mut buffer[header_len..], &outgoing, carried).map_err(seal_drop));
+    let sealed = match sealed {
+        Ok(len) => len,
+        Err(reason) => return Err(discard(frames, port, out, reason)),
+    };
+    out.truncate(header_len + sealed);
+
+    let fields = outer_fields(&parsed.ip);
+    let macs = Macs { source: interface.mac, destination: destination_mac };
+    if emit_outer(out.data_mut(), macs, &session.waypoints, &fields).is_err() {
+        return Err(discard(frames, port, out, DropReason::TooLong));
+    }
+    session.sent = number;
+    Ok((port, out))
+}
+
+/// The outer IP fields for an original packet: its DSCP and ECN, its TTL less the hop this
+/// router makes, and for IPv4 its identification and don't-fragment flag.
+fn outer_fields(original: &IpFields) -> IpHeaderFields {
+    match *original {
+        IpFields::V4 { tos, identification, dont_fragment, ttl } => IpHeaderFields {
+            tos,
+            ttl: ttl - 1,
+            identification,
+            dont_fragment,
+            flow_label: 0,
+        },
+        IpFields::V6 { traffic_class, hop_limit, .. } => IpHeaderFields {
+            tos: traffic_class,
+            ttl: hop_limit - 1,
+            identification: 0,
+            dont_fragment: false,
+            flow_label: 0,
+        },
+    }
+}
+
+/// Opens a packet without metadata under the session's keys (receive order steps 2, 3, 5
+/// and 6); returns the range of the original payload within `packet`.
+fn open_session_packet(session: &mut Session, packet: &mut [u8]) -> Result<Range<usize>, DropReason> {
+    let tag_len = session.keys.sending().suite().tag_len();
+    let sequence = peek_sequence(packet, tag_len).map_err(receive_drop)?;
+    let keys = session.keys.receiving(sequence.key_id()).ok_or(DropReason::NoKey)?;
+    session.window.check(sequence.number()).map_err(|_| DropReason::Replay)?;
+    let opened =
+        open_without_metadata(packet, keys, session.receive_direction()).map_err(receive_drop)?;
+    let plain = decrypt(packet, &opened, keys, session)?;
+    session.window.record(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
+    Ok(plain)
+}
+
+fn decrypt(
+    packet: &mut [u8],
+    opened: &Opened,
+    keys: &SessionKeys,
+    session: &Session,
+) -> Result<Range<usize>, DropReason> {
+    decrypt_carried(packet, opened, keys, session.receive_direction(), session.encrypt)
+        .map_err(receive_drop)
+}
+
+/// Writes the original packet for `plain`, the carried payload of `session`, into a new
+/// frame on its LAN port.
+fn restore_onto_lan(
+    epoch: &KeyEpoch,
+    session: &Session,
+    outer: &ParsedFrame,
+    plain: &[u8],
+    frames: &mut dyn FrameSource,
+) -> Result<(InterfaceId, Frame), DropReason> {
+    let tuple = session.restored_tuple();
+    let outer_ttl = outer.ip.ttl();
+    if outer_ttl <= 1 {
+        return Err(DropReason::TtlExpired);
+    }
+    let port = session.lan_interface;
+    let interface = epoch.interfaces.get(usize::from(port)).ok_or(DropReason::NoRoute)?;
+    let gateway = match (session.role, epoch.route(session.service)) {
+        (Role::Egress, Some(NextHop::Local { gateway, .. })) => gateway,
+        _ => None,
+    };
+    let next_hop: IpAddr = gateway.unwrap_or(tuple.destination);
+    let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoRoute)?;
+
+    let fields = IpHeaderFields {
+        tos: outer.ip.tos(),
+        ttl: outer_ttl - 1,
+        identification: match outer.ip {
+            IpFields::V4 { identification, .. } => identification,
+            IpFields::V6 { .. } => 0,
+        },
+        dont_fragment: matches!(outer.ip, IpFields::V4 { dont_fragment: true, .. }),
+        // NOTE: the IPv6 flow label is not carried across SVR and is restored as zero.
+        flow_label: 0,
+    };
+    let header_len = restored_header_len(&tuple);
+    let mut out = frames.alloc(port).ok_or(DropReason::NoBuffer)?;
+    match out.append(header_len + plain.len()) {
+        Ok(buffer) => buffer[header_len..].copy_from_slice(plain),
+        Err(_) => return Err(discard(frames, port, out, DropReason::TooLong)),
+    }
+    let macs = Macs { source: interface.mac, destination: destination_mac };
+    if emit_restored(out.data_mut(), macs, &tuple, &fields).is_err() {
+        return Err(discard(frames, port, out, DropReason::Malformed));
+    }
+    Ok((port, out))
+}
+
+/// Gives an output frame that will not be sent back to its port's pool.
+fn discard(
+    frames: &mut dyn FrameSource,
+    port: InterfaceId,
+    frame: Frame,
+    reason: DropReason,
+) -> DropReason {
+    frames.free(port, frame);
+    reason
+}
+
+/// The payload key a metadata packet carries, if any.
+fn payload_key(metadata: &ReceivedMetadata) -> Result<Option<PayloadKeyTlv>, DropReason> {
+    metadata
+        .payload_tlvs
+        .iter()
+        .find_map(|tlv| match tlv {
+            PayloadTlv::PayloadKey(blob) => Some(blob),
+            _ => None,
+        })
+        .map(|blob| PayloadKeyTlv::parse(blob.as_bytes()).map_err(|_| DropReason::Malformed))
+        .transpose()
+}
+
+fn payload_key_blob(tlv: &PayloadKeyTlv) -> Result<PayloadKeyBlob, CryptoError> {
+    PayloadKeyBlob::new(tlv.emit().to_vec()).map_err(|_| CryptoError::Random)
+}
+
+/// The drop counter for a receive error.
+fn receive_drop(error: ReceiveError) -> DropReason {
+    match error {
+        ReceiveError::Crypto(CryptoError::BadTag) => DropReason::BadTag,
+        ReceiveError::Crypto(CryptoError::BadPadding) => DropReason::BadTag,
+        ReceiveError::WrongMetadataKey { .. } | ReceiveError::WrongPayloadKey { .. } => {
+            DropReason::NoKey
+        }
+        _ => DropReason::Malformed,
+    }
+}
+
+/// The drop counter for a seal error: the packet plus overhead did not fit.
+fn seal_drop(error: SealError) -> DropReason {
+    match error {
+        SealError::Crypto(CryptoError::BufferTooSmall { .. }) => DropReason::TooLong,
+        _ => DropReason::Malformed,
+    }
+}

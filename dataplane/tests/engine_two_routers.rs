@@ -1,0 +1,456 @@
+//! Two routers with real crypto on memory ports: packets from host1 cross r1, the WAN and
+//! r2 to host5 and back, and damaged, replayed or unroutable packets are dropped with the
+//! right counter.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test by panicking")]
+#![expect(clippy::panic, reason = "test helpers fail the test by panicking")]
+
+mod engine_support;
+
+use engine_support::*;
+use svr_dataplane::counters::DropReason;
+use svr_dataplane::packet::COOKIE;
+
+fn has_metadata(frame: &[u8]) -> bool {
+    wan_payload(frame).starts_with(&COOKIE)
+}
+
+fn forward_frames(net: &Net) -> Vec<Vec<u8>> {
+    net.captured.iter().filter(|(forward, _)| *forward).map(|(_, f)| f.clone()).collect()
+}
+
+fn reverse_frames(net: &Net) -> Vec<Vec<u8>> {
+    net.captured.iter().filter(|(forward, _)| !*forward).map(|(_, f)| f.clone()).collect()
+}
+
+#[test]
+fn udp_round_trip() {
+    let mut net = Net::new();
+    let request = udp_v4(HOST1, HOST5, (40000, 5201), b"hello host5, this is host1");
+    net.send_from_host1(&request);
+    net.run();
+
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert_restored(&request, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+
+    let reply = from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"hello host1, host5 here"));
+    net.send_from_host5(&reply);
+    net.run();
+    let back = net.at_host1();
+    assert_eq!(back.len(), 1);
+    assert_restored(&reply, &back[0], R1_LAN_MAC, HOST1_MAC);
+
+    assert_eq!(net.r1.engine().counters().total_drops(), 0);
+    assert_eq!(net.r2.engine().counters().total_drops(), 0);
+    assert_eq!(net.r1.engine().sessions().len(), 1);
+    assert_eq!(net.r2.engine().sessions().len(), 1);
+}
+
+#[test]
+fn wan_frames_hide_plaintext() {
+    let mut net = Net::new();
+    let secret = b"plaintext that must not cross the wan";
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), secret));
+    net.run();
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), secret)));
+    net.run();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), secret));
+    net.run();
+
+    assert_eq!(net.captured.len(), 3);
+    for (_, frame) in &net.captured {
+        let payload = wan_payload(frame);
+        for needle in [&secret[..], b"corp", b"web", &HOST1.octets(), &HOST5.octets()] {
+            assert!(
+                !payload.windows(needle.len()).any(|w| w == needle),
+                "{needle:?} visible on the wan"
+            );
+        }
+    }
+}
+
+#[test]
+fn wan_frames_use_waypoints() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"x"));
+    net.run();
+    let frame = &forward_frames(&net)[0];
+    assert_eq!(frame[0..6], R2_WAN_MAC);
+    assert_eq!(frame[6..12], R1_WAN_MAC);
+    assert_eq!(frame[26..30], R1_WAYPOINT.octets());
+    assert_eq!(frame[30..34], R2_WAYPOINT.octets());
+    let source_port = u16::from_be_bytes([frame[34], frame[35]]);
+    let destination_port = u16::from_be_bytes([frame[36], frame[37]]);
+    assert_eq!(source_port % 2, 0, "ingress port is even");
+    assert_eq!(destination_port, source_port + 1, "peer port is the next odd port");
+    assert!((16384..=65534).contains(&source_port));
+    assert_eq!(internet_checksum(&[&frame[14..34]]), 0, "outer ipv4 checksum");
+    let udp_len = (frame.len() - 34) as u16;
+    let sum = internet_checksum(&[
+        &frame[26..34],
+        &[0, 17],
+        &udp_len.to_be_bytes(),
+        &frame[34..],
+    ]);
+    assert_eq!(sum, 0, "outer udp checksum");
+}
+
+#[test]
+fn handshake_stops_after_reverse_metadata() {
+    let mut net = Net::new();
+    for _ in 0..3 {
+        net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"before reply"));
+        net.run();
+    }
+    assert!(forward_frames(&net).iter().all(|f| has_metadata(f)), "forward metadata until a reply");
+
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    assert!(has_metadata(&reverse_frames(&net)[0]), "first reverse packet carries metadata");
+
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"after reply"));
+    net.run();
+    assert!(!has_metadata(&forward_frames(&net)[3]), "forward metadata stops after the reply");
+
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"second reply")));
+    net.run();
+    assert!(!has_metadata(&reverse_frames(&net)[1]), "reverse metadata stops");
+    assert_eq!(net.at_host5().len(), 4);
+    assert_eq!(net.at_host1().len(), 2);
+}
+
+#[test]
+fn reverse_metadata_disables_forward_metadata() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"one"));
+    net.run();
+    // Replies keep carrying metadata while the ingress has not yet sent a packet without.
+    for _ in 0..2 {
+        net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+        net.run();
+    }
+    assert!(reverse_frames(&net).iter().all(|f| has_metadata(f)));
+}
+
+#[test]
+fn tcp_segment_carried() {
+    let mut net = Net::new();
+    let mut segment = Vec::new();
+    segment.extend_from_slice(&40001u16.to_be_bytes());
+    segment.extend_from_slice(&80u16.to_be_bytes());
+    segment.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+    segment.extend_from_slice(&0u32.to_be_bytes());
+    segment.extend_from_slice(&[0x60, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
+    segment.extend_from_slice(&[0x02, 0x04, 0x05, 0xb4]);
+    segment.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    let syn = ipv4_frame(HOST1, HOST5, 6, 64, 77, segment, Some(16));
+    net.send_from_host1(&syn);
+    net.run();
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert_restored(&syn, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+    // The WAN carries it as UDP.
+    assert_eq!(forward_frames(&net)[0][23], 17);
+}
+
+#[test]
+fn icmp_echo_carried_both_ways() {
+    let mut net = Net::new();
+    let mut echo = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    echo.extend_from_slice(b"ping payload");
+    let request = ipv4_frame(HOST1, HOST5, 1, 64, 5, echo.clone(), Some(2));
+    net.send_from_host1(&request);
+    net.run();
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert_restored(&request, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+
+    let mut reply = echo;
+    reply[0] = 0;
+    let reply = from_host5(ipv4_frame(HOST5, HOST1, 1, 64, 6, reply, Some(2)));
+    net.send_from_host5(&reply);
+    net.run();
+    let back = net.at_host1();
+    assert_eq!(back.len(), 1, "echo reply finds the session");
+    assert_restored(&reply, &back[0], R1_LAN_MAC, HOST1_MAC);
+    assert_eq!(net.r2.engine().counters().sessions_created, 1);
+}
+
+#[test]
+fn ipv6_inner_over_ipv4_waypoints() {
+    let mut net = Net::new();
+    let request = ipv6_frame(HOST1_V6, HOST5_V6, 17, 64, udp(40002, 53, b"ipv6 query"), 6);
+    net.send_from_host1(&request);
+    net.run();
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert_restored(&request, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+    assert_eq!(forward_frames(&net)[0][12..14], [0x08, 0x00], "outer header is ipv4");
+
+    let reply = from_host5(ipv6_frame(HOST5_V6, HOST1_V6, 17, 64, udp(53, 40002, b"answer"), 6));
+    net.send_from_host5(&reply);
+    net.run();
+    let back = net.at_host1();
+    assert_eq!(back.len(), 1);
+    assert_restored(&reply, &back[0], R1_LAN_MAC, HOST1_MAC);
+}
+
+#[test]
+fn no_service_dropped() {
+    let mut net = Net::new();
+    let other = std::net::Ipv4Addr::new(10, 201, 9, 9);
+    net.send_from_host1(&udp_v4(HOST1, other, (40000, 5201), b"nowhere"));
+    net.run();
+    assert_eq!(net.r1.engine().counters().drops(DropReason::NoService), 1);
+    assert!(net.captured.is_empty());
+    assert_eq!(net.r1.engine().sessions().len(), 0);
+}
+
+#[test]
+fn malformed_lan_frame_dropped() {
+    let mut net = Net::new();
+    let mut frame = udp_v4(HOST1, HOST5, (40000, 5201), b"bad checksum");
+    frame[24] ^= 0xff;
+    net.send_from_host1(&frame);
+    net.send_from_host1(&frame[..20]);
+    net.run();
+    assert_eq!(net.r1.engine().counters().drops(DropReason::Malformed), 2);
+    assert!(net.captured.is_empty());
+}
+
+/// Sends one packet on each of two sessions and delivers them; returns how many arrived.
+fn two_sessions(net: &mut Net) -> usize {
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"session a"));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40010, 5201), b"session b"));
+    net.run();
+    net.at_host5().len()
+}
+
+#[test]
+fn tampered_frame_dropped() {
+    let mut net = Net::new();
+    assert_eq!(two_sessions(&mut net), 2);
+
+    // Flip one byte of session a's next packet; session b is untouched.
+    let mut first = true;
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"tampered"));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40010, 5201), b"intact"));
+    net.run_with(|forward, frame| {
+        if forward && first {
+            let at = frame.len() - 60;
+            frame[at] ^= 0x01;
+            first = false;
+        }
+        Fate::Deliver
+    });
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].ends_with(b"intact"));
+    assert_eq!(net.r2.engine().counters().drops(DropReason::BadTag), 1);
+
+    // Session a still works.
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"still fine"));
+    net.run();
+    assert_eq!(net.at_host5().len(), 1);
+}
+
+#[test]
+fn replayed_frame_dropped() {
+    let mut net = Net::new();
+    assert_eq!(two_sessions(&mut net), 2);
+    let replay = forward_frames(&net)[0].clone();
+    Net::send(&mut net.wire1, &replay);
+    net.run();
+    assert_eq!(net.at_host5().len(), 0);
+    assert_eq!(net.r2.engine().counters().drops(DropReason::Replay), 1);
+    assert_eq!(two_sessions(&mut net), 2);
+}
+
+#[test]
+fn replay_after_handshake_dropped() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"one"));
+    net.run();
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"no metadata"));
+    net.run();
+    let plain = forward_frames(&net)[1].clone();
+    assert!(!has_metadata(&plain));
+    Net::send(&mut net.wire1, &plain);
+    net.run();
+    assert_eq!(net.r2.engine().counters().drops(DropReason::Replay), 1);
+    assert_eq!(net.at_host5().len(), 2);
+}
+
+#[test]
+fn truncated_frame_dropped() {
+    let mut net = Net::new();
+    assert_eq!(two_sessions(&mut net), 2);
+
+    // Cut inside the tag, with the outer lengths fixed up: the tag check fails.
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"cut in the tag"));
+    net.run_with(|forward, frame| {
+        if forward {
+            frame.truncate(frame.len() - 5);
+            fix_outer_lengths(frame);
+        }
+        Fate::Deliver
+    });
+    assert_eq!(net.r2.engine().counters().drops(DropReason::BadTag), 1);
+
+    // Cut without fixing the lengths: the frame does not parse.
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"cut short"));
+    net.run_with(|forward, frame| {
+        if forward {
+            frame.truncate(40);
+        }
+        Fate::Deliver
+    });
+    assert_eq!(net.r2.engine().counters().drops(DropReason::Malformed), 1);
+    assert_eq!(net.at_host5().len(), 0);
+    assert_eq!(two_sessions(&mut net), 2);
+}
+
+/// Rewrites the outer IPv4 and UDP lengths and checksums of a WAN frame after a change.
+fn fix_outer_lengths(frame: &mut [u8]) {
+    let ip_len = (frame.len() - 14) as u16;
+    frame[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    frame[24..26].fill(0);
+    let sum = internet_checksum(&[&frame[14..34]]);
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    let udp_len = (frame.len() - 34) as u16;
+    frame[38..40].copy_from_slice(&udp_len.to_be_bytes());
+    frame[40..42].fill(0);
+    let mut sum = internet_checksum(&[&frame[26..34], &[0, 17], &udp_len.to_be_bytes(), &frame[34..]]);
+    if sum == 0 {
+        sum = 0xffff;
+    }
+    frame[40..42].copy_from_slice(&sum.to_be_bytes());
+}
+
+#[test]
+fn unknown_security_id_dropped() {
+    let mut net = Net::new();
+    let mut epoch = router_epoch("r2", false);
+    epoch.own_metadata_keys = vec![metadata_key(8, 0x33)];
+    epoch.generation = 2;
+    net.r2_epoch.publish(epoch);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"old key"));
+    net.run();
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoKey), 1);
+}
+
+#[test]
+fn wan_packet_without_session_dropped() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"one"));
+    net.run();
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"two"));
+    net.run();
+    // A session packet sent to a port pair no session uses.
+    let mut stray = forward_frames(&net)[1].clone();
+    stray[36..38].copy_from_slice(&50001u16.to_be_bytes());
+    fix_outer_lengths(&mut stray);
+    Net::send(&mut net.wire1, &stray);
+    net.run();
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoSession), 1);
+}
+
+#[test]
+fn path_down_dropped() {
+    let mut net = Net::new();
+    let mut epoch = router_epoch("r1", true);
+    epoch.peers[0].paths[0].in_service = false;
+    net.r1_epoch.publish(epoch);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"down"));
+    net.run();
+    assert_eq!(net.r1.engine().counters().drops(DropReason::PathDown), 1);
+}
+
+#[test]
+fn missing_neighbour_is_no_route() {
+    let mut net = Net::new();
+    let mut epoch = router_epoch("r1", true);
+    epoch.neighbours.clear();
+    net.r1_epoch.publish(epoch);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"no arp"));
+    net.run();
+    assert_eq!(net.r1.engine().counters().drops(DropReason::NoRoute), 1);
+}
+
+#[test]
+fn ports_count_rx_and_tx() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"count"));
+    net.run();
+    let r1 = net.r1.engine().counters().ports.clone();
+    assert_eq!((r1[LAN as usize].rx, r1[WAN as usize].tx), (1, 1));
+    let r2 = net.r2.engine().counters().ports.clone();
+    assert_eq!((r2[WAN as usize].rx, r2[LAN as usize].tx), (1, 1));
+}
+
+#[test]
+fn bfd_packets_punted_and_sent() {
+    let mut net = Net::new();
+    let bfd = udp_v4(R2_WAYPOINT, R1_WAYPOINT, (49152, 3784), &[0x20, 0x40, 3, 24]);
+    Net::send(&mut net.wire1, &bfd);
+    net.run();
+    let punted = net.r1_control.punted.pop().unwrap();
+    assert_eq!(punted.port, WAN);
+    assert_eq!(punted.frame, bfd);
+    assert_eq!(net.r1.engine().counters().punted, 1);
+
+    net.r1_control
+        .to_send
+        .push(svr_dataplane::worker::ControlPacket { port: WAN, frame: bfd.clone() })
+        .unwrap();
+    net.run();
+    let sent = forward_frames(&net);
+    assert_eq!(sent.last().unwrap(), &bfd);
+}
+
+#[test]
+fn rotation_under_load_loses_nothing() {
+    let mut net = Net::new();
+    let total = 10_000;
+    let mut delivered = 0;
+    let mut replies = 0;
+    let start = net.now;
+    for i in 0..total {
+        let payload = format!("packet {i:05}");
+        net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), payload.as_bytes()));
+        if i % 10 == 0 {
+            net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"ack")));
+        }
+        if i % 32 == 31 || i == total - 1 {
+            net.run();
+            delivered += net.at_host5().len();
+            replies += net.at_host1().len();
+        }
+        if i == total / 2 {
+            assert_eq!(net.r1.engine().rotate_all(net.now), 1);
+        }
+        // 10,000 packets over 1 s of virtual time, five grace times.
+        net.now = start + std::time::Duration::from_micros(100 * i as u64);
+    }
+    net.run();
+    delivered += net.at_host5().len();
+    replies += net.at_host1().len();
+
+    assert_eq!(delivered, total);
+    assert_eq!(replies, total / 10);
+    assert_eq!(net.r1.engine().counters().key_drops(), 0);
+    assert_eq!(net.r2.engine().counters().key_drops(), 0);
+    assert_eq!(net.r1.engine().counters().total_drops(), 0);
+    assert_eq!(net.r2.engine().counters().total_drops(), 0);
+
+    // Both directions ended on key id 1.
+    let last_forward = forward_frames(&net).pop().unwrap();
+    let last_reverse = reverse_frames(&net).pop().unwrap();
+    assert_eq!(last_forward[last_forward.len() - 56], 1, "forward key id");
+    assert_eq!(last_reverse[last_reverse.len() - 56], 1, "reverse key id");
+}
