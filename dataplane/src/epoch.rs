@@ -382,11 +382,8 @@ mod tests {
 
     #[test]
     fn pinned_epoch_outlives_publish() {
-        let (publisher, reader) = epoch_channel(KeyEpoch {
-            generation: 1,
-            router: "r1".into(),
-            ..KeyEpoch::default()
-        });
+        let (publisher, reader) =
+            epoch_channel(KeyEpoch { generation: 1, router: "r1".into(), ..KeyEpoch::default() });
         let pinned = reader.pin();
         publisher.publish(KeyEpoch { generation: 2, ..KeyEpoch::default() });
         assert_eq!(pinned.generation, 1);
@@ -442,8 +439,7 @@ mod tests {
             ports: None,
         };
         assert!(any.matches("fd00::1".parse().unwrap(), 58, 0));
-        let host =
-            ServicePrefix { address: "fd00::1".parse().unwrap(), len: 128, ..any };
+        let host = ServicePrefix { address: "fd00::1".parse().unwrap(), len: 128, ..any };
         assert!(host.matches("fd00::1".parse().unwrap(), 6, 80));
         assert!(!host.matches("fd00::2".parse().unwrap(), 6, 80));
     }

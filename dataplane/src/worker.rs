@@ -174,10 +174,8 @@ impl Worker {
             }
             received += count;
             engine.counters_mut().port_rx(index, count);
-            let is_wan = matches!(
-                epoch.interfaces.get(index).map(|i| i.role),
-                Some(InterfaceRole::Wan)
-            );
+            let is_wan =
+                matches!(epoch.interfaces.get(index).map(|i| i.role), Some(InterfaceRole::Wan));
 
             for mut frame in rx.drain() {
                 if is_wan && is_control_packet(frame.data()) {
@@ -224,10 +222,10 @@ impl Worker {
     pub fn spawn(mut self) -> std::io::Result<JoinHandle<Worker>> {
         let name = format!("svr-worker-{}", self.config.engine.worker);
         std::thread::Builder::new().name(name).spawn(move || {
-            if let Some(core) = self.config.core {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                    warn!(core, "failed to pin worker to core");
-                }
+            if let Some(core) = self.config.core
+                && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+            {
+                warn!(core, "failed to pin worker to core");
             }
             self.run();
             self
@@ -293,7 +291,12 @@ fn punt(engine: &mut Engine, control: &ControlQueues, port: InterfaceId, frame: 
 }
 
 /// Sends the control packets the control thread queued, up to one burst per call.
-fn send_control(engine: &mut Engine, ports: &mut [Port], tx: &mut [Burst], control: &ControlQueues) {
+fn send_control(
+    engine: &mut Engine,
+    ports: &mut [Port],
+    tx: &mut [Burst],
+    control: &ControlQueues,
+) {
     for _ in 0..crate::io::MAX_BURST {
         let Some(packet) = control.to_send.pop() else {
             break;
@@ -314,7 +317,13 @@ fn send_control(engine: &mut Engine, ports: &mut [Port], tx: &mut [Burst], contr
     }
 }
 
-fn queue_tx(engine: &mut Engine, ports: &mut [Port], tx: &mut [Burst], port: InterfaceId, frame: Frame) {
+fn queue_tx(
+    engine: &mut Engine,
+    ports: &mut [Port],
+    tx: &mut [Burst],
+    port: InterfaceId,
+    frame: Frame,
+) {
     let index = usize::from(port);
     if tx.get(index).is_some_and(Burst::is_full) {
         flush(engine, ports, tx, index);

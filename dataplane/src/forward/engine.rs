@@ -139,9 +139,9 @@ impl Engine {
     ) -> Result<(InterfaceId, Frame), DropReason> {
         let result = match epoch.interfaces.get(usize::from(port)).map(|i| i.role) {
             Some(InterfaceRole::Lan { tenant }) => {
-                self.from_lan(epoch, now, port, tenant, frame, frames)
+                self.handle_lan(epoch, now, port, tenant, frame, frames)
             }
-            Some(InterfaceRole::Wan) => self.from_wan(epoch, now, port, frame, frames),
+            Some(InterfaceRole::Wan) => self.handle_wan(epoch, now, port, frame, frames),
             None => Err(DropReason::NoRoute),
         };
         match &result {
@@ -191,7 +191,7 @@ impl Engine {
     }
 
     /// A LAN frame: seal it towards the peer of its session.
-    fn from_lan(
+    fn handle_lan(
         &mut self,
         epoch: &KeyEpoch,
         now: Instant,
@@ -217,7 +217,8 @@ impl Engine {
             return Err(DropReason::NoSession);
         };
         session.keys.advance(now, grace);
-        let out = seal_towards_peer(epoch, session, &parsed, &frame.data()[parsed.carried()], frames)?;
+        let out =
+            seal_towards_peer(epoch, session, &parsed, &frame.data()[parsed.carried()], frames)?;
         session.last_seen = now;
         self.counters.ingress_forwarded += 1;
         Ok(out)
@@ -329,7 +330,8 @@ impl Engine {
         if path.local.is_ipv4() != path.peer.is_ipv4() {
             return Err(DropReason::NoRoute);
         }
-        let waypoints = FiveTuple { source: path.local, destination: path.peer, ..session.waypoints };
+        let waypoints =
+            FiveTuple { source: path.local, destination: path.peer, ..session.waypoints };
         let interface = path.interface;
         self.sessions.move_waypoints(id, waypoints).map_err(|_| DropReason::TableFull)?;
         if let Some(session) = self.sessions.get_mut(id) {
@@ -342,7 +344,7 @@ impl Engine {
     }
 
     /// A WAN frame: authenticate, decrypt and restore it onto the LAN.
-    fn from_wan(
+    fn handle_wan(
         &mut self,
         epoch: &KeyEpoch,
         now: Instant,
@@ -443,10 +445,10 @@ impl Engine {
                 }
             }
             Role::Egress => {
-                if let Some(tlv) = &key {
-                    if session.keys.install_from_peer(tlv, now, grace) {
-                        debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
-                    }
+                if let Some(tlv) = &key
+                    && session.keys.install_from_peer(tlv, now, grace)
+                {
+                    debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
                 }
                 // Every forward packet with metadata is answered with reverse metadata.
                 session.send_metadata = true;
@@ -621,13 +623,9 @@ fn seal_towards_peer(
 /// router makes, and for IPv4 its identification and don't-fragment flag.
 fn outer_fields(original: &IpFields) -> IpHeaderFields {
     match *original {
-        IpFields::V4 { tos, identification, dont_fragment, ttl } => IpHeaderFields {
-            tos,
-            ttl: ttl - 1,
-            identification,
-            dont_fragment,
-            flow_label: 0,
-        },
+        IpFields::V4 { tos, identification, dont_fragment, ttl } => {
+            IpHeaderFields { tos, ttl: ttl - 1, identification, dont_fragment, flow_label: 0 }
+        }
         IpFields::V6 { traffic_class, hop_limit, .. } => IpHeaderFields {
             tos: traffic_class,
             ttl: hop_limit - 1,
@@ -640,7 +638,10 @@ fn outer_fields(original: &IpFields) -> IpHeaderFields {
 
 /// Opens a packet without metadata under the session's keys (receive order steps 2, 3, 5
 /// and 6); returns the range of the original payload within `packet`.
-fn open_session_packet(session: &mut Session, packet: &mut [u8]) -> Result<Range<usize>, DropReason> {
+fn open_session_packet(
+    session: &mut Session,
+    packet: &mut [u8],
+) -> Result<Range<usize>, DropReason> {
     let tag_len = session.keys.sending().suite().tag_len();
     let sequence = peek_sequence(packet, tag_len).map_err(receive_drop)?;
     let keys = session.keys.receiving(sequence.key_id()).ok_or(DropReason::NoKey)?;

@@ -184,7 +184,10 @@ impl fmt::Display for BuildError {
                 f.write_str("source and destination addresses are of different families")
             }
             BuildError::ShortMessage { protocol, len } => {
-                write!(f, "carried protocol {protocol} message of {len} bytes is shorter than its header")
+                write!(
+                    f,
+                    "carried protocol {protocol} message of {len} bytes is shorter than its header"
+                )
             }
         }
     }

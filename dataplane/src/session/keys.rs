@@ -86,7 +86,12 @@ impl PayloadKeys {
     /// Installs a key learned from the peer's metadata on the egress. A key with the next
     /// key id is accepted at once and used for sending `grace` after `now`; returns whether
     /// it was new. Keys already held, and key ids other than the next, are ignored.
-    pub fn install_from_peer(&mut self, tlv: &PayloadKeyTlv, now: Instant, grace: Duration) -> bool {
+    pub fn install_from_peer(
+        &mut self,
+        tlv: &PayloadKeyTlv,
+        now: Instant,
+        grace: Duration,
+    ) -> bool {
         if self.receiving(tlv.key_id).is_some() {
             return false;
         }
@@ -104,12 +109,12 @@ impl PayloadKeys {
             return false;
         };
         let mut switched = false;
-        if rotation.next.as_ref().is_some_and(|(_, at)| *at <= now) {
-            if let Some((next, _)) = rotation.next.take() {
-                let old = std::mem::replace(&mut self.current, next);
-                rotation.previous = Some((old, now + grace));
-                switched = true;
-            }
+        if rotation.next.as_ref().is_some_and(|(_, at)| *at <= now)
+            && let Some((next, _)) = rotation.next.take()
+        {
+            let old = std::mem::replace(&mut self.current, next);
+            rotation.previous = Some((old, now + grace));
+            switched = true;
         }
         if rotation.previous.as_ref().is_some_and(|(_, until)| *until <= now) {
             rotation.previous = None;

@@ -107,7 +107,11 @@ impl SessionTable {
     }
 
     /// Moves session `id` to new waypoints (a path change), re-indexing it.
-    pub fn move_waypoints(&mut self, id: SessionId, waypoints: FiveTuple) -> Result<(), TableError> {
+    pub fn move_waypoints(
+        &mut self,
+        id: SessionId,
+        waypoints: FiveTuple,
+    ) -> Result<(), TableError> {
         if self.by_wan.contains_key(&waypoints.reversed()) {
             return Err(TableError::Exists { tuple: waypoints.reversed() });
         }
@@ -192,7 +196,7 @@ impl PortPool {
 
     /// Returns an even port to the pool.
     pub fn release(&mut self, port: u16) {
-        if port % 2 == 0 && (PORT_FIRST..PORT_LAST).contains(&port) {
+        if port.is_multiple_of(2) && (PORT_FIRST..PORT_LAST).contains(&port) {
             self.free.push(port);
         }
     }

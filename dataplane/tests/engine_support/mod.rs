@@ -77,11 +77,8 @@ pub fn router_epoch(name: &str, ingress: bool) -> KeyEpoch {
                 HOST5_MAC,
             )
         };
-    let next_hop = if ingress {
-        NextHop::Peer(0)
-    } else {
-        NextHop::Local { interface: LAN, gateway: None }
-    };
+    let next_hop =
+        if ingress { NextHop::Peer(0) } else { NextHop::Local { interface: LAN, gateway: None } };
     let mut neighbours = std::collections::HashMap::new();
     neighbours.insert((WAN, IpAddr::V4(peer)), peer_mac);
     neighbours.insert((LAN, IpAddr::V4(host)), host_mac);
@@ -154,7 +151,11 @@ pub struct Net {
     pub now: Instant,
 }
 
-fn worker(epoch: KeyEpoch, lan: MemPort, wan: MemPort) -> (Worker, EpochPublisher, Arc<ControlQueues>) {
+fn worker(
+    epoch: KeyEpoch,
+    lan: MemPort,
+    wan: MemPort,
+) -> (Worker, EpochPublisher, Arc<ControlQueues>) {
     let (publisher, reader) = epoch_channel(epoch);
     let control = Arc::new(ControlQueues::new(16, 2048));
     let config = WorkerConfig {
@@ -168,7 +169,8 @@ fn worker(epoch: KeyEpoch, lan: MemPort, wan: MemPort) -> (Worker, EpochPublishe
         core: None,
         sweep_budget: 16,
     };
-    let worker = Worker::new(config, vec![Box::new(lan), Box::new(wan)], reader, Arc::clone(&control));
+    let worker =
+        Worker::new(config, vec![Box::new(lan), Box::new(wan)], reader, Arc::clone(&control));
     (worker, publisher, control)
 }
 
@@ -222,9 +224,21 @@ impl Net {
     pub fn run_with(&mut self, mut relay: impl FnMut(bool, &mut Vec<u8>) -> Fate) {
         for _ in 0..100 {
             let mut moved = self.r1.poll_once(self.now);
-            moved += relay_frames(&mut self.wire1, &mut self.wire2, true, &mut self.captured, &mut relay);
+            moved += relay_frames(
+                &mut self.wire1,
+                &mut self.wire2,
+                true,
+                &mut self.captured,
+                &mut relay,
+            );
             moved += self.r2.poll_once(self.now);
-            moved += relay_frames(&mut self.wire2, &mut self.wire1, false, &mut self.captured, &mut relay);
+            moved += relay_frames(
+                &mut self.wire2,
+                &mut self.wire1,
+                false,
+                &mut self.captured,
+                &mut relay,
+            );
             if moved == 0 && self.wire1.rx_pending() == 0 && self.wire2.rx_pending() == 0 {
                 return;
             }
@@ -288,7 +302,11 @@ pub fn internet_checksum(parts: &[&[u8]]) -> u16 {
         }
     }
     for chunk in bytes.chunks(2) {
-        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from(chunk[0]) << 8 };
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from(chunk[0]) << 8
+        };
         sum += u64::from(word);
     }
     while sum > 0xffff {
@@ -347,7 +365,13 @@ pub fn ipv6_frame(
 ) -> Vec<u8> {
     l4[checksum_at..checksum_at + 2].fill(0);
     let len = (l4.len() as u32).to_be_bytes();
-    let sum = internet_checksum(&[&source.octets(), &destination.octets(), &len, &[0, 0, 0, protocol], &l4]);
+    let sum = internet_checksum(&[
+        &source.octets(),
+        &destination.octets(),
+        &len,
+        &[0, 0, 0, protocol],
+        &l4,
+    ]);
     l4[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
     let mut frame = Vec::new();
     frame.extend_from_slice(&R1_LAN_MAC);
@@ -374,7 +398,12 @@ pub fn udp(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 /// An IPv4 UDP frame from `source` to `destination`.
-pub fn udp_v4(source: Ipv4Addr, destination: Ipv4Addr, ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
+pub fn udp_v4(
+    source: Ipv4Addr,
+    destination: Ipv4Addr,
+    ports: (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     ipv4_frame(source, destination, 17, 64, 0x1234, udp(ports.0, ports.1, payload), Some(6))
 }
 
@@ -387,11 +416,17 @@ pub fn from_host5(mut frame: Vec<u8>) -> Vec<u8> {
 
 /// Checks that `restored` is `original` after two router hops: MACs of the last hop, TTL
 /// two lower, header checksum valid, every other byte equal.
-pub fn assert_restored(original: &[u8], restored: &[u8], source_mac: [u8; 6], destination_mac: [u8; 6]) {
+pub fn assert_restored(
+    original: &[u8],
+    restored: &[u8],
+    source_mac: [u8; 6],
+    destination_mac: [u8; 6],
+) {
     assert_eq!(restored.len(), original.len(), "length differs");
     assert_eq!(restored[0..6], destination_mac, "destination mac");
     assert_eq!(restored[6..12], source_mac, "source mac");
-    let (ttl_at, checksum_at) = if original[12..14] == [0x08, 0x00] { (22, Some(24)) } else { (21, None) };
+    let (ttl_at, checksum_at) =
+        if original[12..14] == [0x08, 0x00] { (22, Some(24)) } else { (21, None) };
     assert_eq!(restored[ttl_at], original[ttl_at] - 2, "ttl not decremented by two");
     let mut expected = original.to_vec();
     let mut actual = restored.to_vec();
