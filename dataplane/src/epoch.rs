@@ -4,8 +4,8 @@
 //! The control thread builds a whole new [`KeyEpoch`] for every change and hands it to
 //! [`EpochPublisher::publish`]. A worker pins once per burst ([`EpochReader::pin`]) and
 //! reads the epoch that was current at that moment for the whole burst. An old epoch is
-//! freed by crossbeam-epoch only after every thread that could still see it has unpinned,
-//! so a worker never sees a key change in the middle of a burst and never takes a lock.
+//! freed by crossbeam-epoch only after every thread that could still read it has unpinned,
+//! so a worker never observes a key change in the middle of a burst and never takes a lock.
 #![allow(
     unsafe_code,
     reason = "crossbeam-epoch's Atomic hands out raw Shared pointers; dereferencing one \
@@ -51,7 +51,7 @@ pub struct KeyEpoch {
     pub tenants: Vec<String>,
     /// Services, matched in order at session start.
     pub services: Vec<Service>,
-    /// Where each service goes, by service.
+    /// Next hops of the services.
     pub service_routes: Vec<ServiceRoute>,
     /// The ports of this router, by [`InterfaceId`].
     pub interfaces: Vec<Interface>,
@@ -83,7 +83,7 @@ pub struct Path {
     pub peer: IpAddr,
     /// The next hop towards the peer waypoint, when it is not on the same link.
     pub gateway: Option<IpAddr>,
-    /// Whether BFD holds the path up.
+    /// Whether BFD reports the path up.
     pub in_service: bool,
 }
 
@@ -114,7 +114,7 @@ pub struct ServicePrefix {
 }
 
 impl ServicePrefix {
-    /// Whether a packet to `address`, `protocol` and `port` falls in this prefix.
+    /// Returns whether a packet to `address`, `protocol` and `port` falls in this prefix.
     pub fn matches(&self, address: IpAddr, protocol: u8, port: u16) -> bool {
         if self.protocol.is_some_and(|expected| expected != protocol) {
             return false;
@@ -126,7 +126,7 @@ impl ServicePrefix {
     }
 }
 
-/// Where a service's sessions go.
+/// The next hop of one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceRoute {
     /// The routed service.
@@ -149,11 +149,11 @@ pub enum NextHop {
 pub struct Interface {
     /// The interface's MAC address, the source of the frames it sends.
     pub mac: [u8; 6],
-    /// What the interface faces.
+    /// The kind of network the interface faces.
     pub role: InterfaceRole,
 }
 
-/// What an interface faces.
+/// The kind of network an interface faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterfaceRole {
     /// A LAN whose hosts belong to a tenant.
@@ -168,7 +168,7 @@ impl KeyEpoch {
         self.own_metadata_keys.iter().find(|keys| keys.index() == index)
     }
 
-    /// The first service that `tenant` may reach and that contains the destination.
+    /// Finds the first service that `tenant` may reach and that contains the destination.
     pub fn match_service(
         &self,
         tenant: TenantId,
@@ -183,19 +183,19 @@ impl KeyEpoch {
         ServiceId::try_from(position).ok()
     }
 
-    /// A service by name.
+    /// Finds a service by name.
     pub fn service_by_name(&self, name: &str) -> Option<ServiceId> {
         let position = self.services.iter().position(|service| service.name == name)?;
         ServiceId::try_from(position).ok()
     }
 
-    /// A tenant by name.
+    /// Finds a tenant by name.
     pub fn tenant_by_name(&self, name: &str) -> Option<TenantId> {
         let position = self.tenants.iter().position(|tenant| tenant == name)?;
         TenantId::try_from(position).ok()
     }
 
-    /// The next hop of `service`.
+    /// Returns the next hop of `service`.
     pub fn route(&self, service: ServiceId) -> Option<NextHop> {
         self.service_routes
             .iter()
@@ -203,19 +203,19 @@ impl KeyEpoch {
             .map(|route| route.next_hop)
     }
 
-    /// The first in-service path of `peer`.
+    /// Finds the first in-service path of `peer`.
     pub fn path_in_service(&self, peer: PeerId) -> Option<(PathId, &Path)> {
         let peer = self.peers.get(usize::from(peer))?;
         let (index, path) = peer.paths.iter().enumerate().find(|(_, path)| path.in_service)?;
         Some((PathId::try_from(index).ok()?, path))
     }
 
-    /// A path by peer and index.
+    /// Returns a path by peer and index.
     pub fn path(&self, peer: PeerId, path: PathId) -> Option<&Path> {
         self.peers.get(usize::from(peer))?.paths.get(usize::from(path))
     }
 
-    /// The peer and path whose waypoints are `peer` and `local` on `interface`.
+    /// Finds the peer and path whose waypoints are `peer` and `local` on `interface`.
     pub fn path_by_waypoints(
         &self,
         interface: InterfaceId,
@@ -230,13 +230,14 @@ impl KeyEpoch {
         })
     }
 
-    /// The MAC address of `address` on `interface`.
+    /// Looks up the MAC address of `address` on `interface`.
     pub fn neighbour(&self, interface: InterfaceId, address: IpAddr) -> Option<[u8; 6]> {
         self.neighbours.get(&(interface, address)).copied()
     }
 }
 
-/// Whether `address` is inside `network`/`len`; addresses of different families never are.
+/// Returns whether `address` is inside `network`/`len`. Addresses of different families
+/// never are.
 fn prefix_contains(network: IpAddr, len: u8, address: IpAddr) -> bool {
     match (network, address) {
         (IpAddr::V4(network), IpAddr::V4(address)) => {
@@ -261,7 +262,7 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         // SAFETY: the slot is dropped with its last `Arc`, so no publisher or reader is
-        // left that could load the pointer; epochs replaced earlier were handed to
+        // left that could load the pointer. Epochs replaced earlier went to
         // `defer_destroy` and are not reachable from here.
         let current = unsafe { self.current.load(Ordering::Acquire, epoch::unprotected()) };
         if !current.is_null() {

@@ -22,7 +22,7 @@ use super::checksum::protocol;
 use super::headers::{
     IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
 };
-use super::parse::{IpFields, ParsedFrame, parse_frame};
+use super::parse::{IpFields, ParsedFrame, parse_frame, parse_wan_frame};
 use crate::counters::{Counters, DropReason};
 use crate::crypto::{CryptoError, PayloadKeyTlv, PayloadSecret, SessionKeys};
 use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
@@ -57,7 +57,7 @@ pub struct EngineConfig {
     pub worker: usize,
     /// Number of workers sharing the port pool.
     pub workers: usize,
-    /// Sessions the shard holds at most.
+    /// Maximum number of sessions in the shard.
     pub sessions: usize,
     /// Idle time after which a session is deleted.
     pub idle_timeout: Duration,
@@ -190,7 +190,7 @@ impl Engine {
         ids.into_iter().filter(|id| self.start_rotation(*id, now).is_ok()).count()
     }
 
-    /// A LAN frame: seal it towards the peer of its session.
+    /// Seals a LAN frame towards the peer of its session.
     fn handle_lan(
         &mut self,
         epoch: &KeyEpoch,
@@ -343,7 +343,7 @@ impl Engine {
         Ok(())
     }
 
-    /// A WAN frame: authenticate, decrypt and restore it onto the LAN.
+    /// Authenticates and decrypts a WAN frame and restores it onto the LAN.
     fn handle_wan(
         &mut self,
         epoch: &KeyEpoch,
@@ -352,10 +352,7 @@ impl Engine {
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
     ) -> Result<(InterfaceId, Frame), DropReason> {
-        let outer = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
-        if outer.tuple.protocol != protocol::UDP {
-            return Err(DropReason::Malformed);
-        }
+        let outer = parse_wan_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
         let grace = self.config.rotation_grace;
         let payload_range = outer.carried();
         let packet = &mut frame.data_mut()[payload_range.clone()];
@@ -369,8 +366,8 @@ impl Engine {
                 let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
                 session.keys.advance(now, grace);
                 let plain = open_session_packet(session, packet)?;
-                // A forward packet without metadata tells the egress that the ingress has
-                // its reverse metadata: the handshake is complete.
+                // A forward packet without metadata shows that the ingress received the
+                // reverse metadata, so the handshake is complete.
                 if session.role == Role::Egress && session.send_metadata {
                     session.send_metadata = false;
                     debug!(session = %session.uuid, "metadata handshake complete");
@@ -450,7 +447,8 @@ impl Engine {
                 {
                     debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
                 }
-                // Every forward packet with metadata is answered with reverse metadata.
+                // The egress replies to every forward packet with metadata with reverse
+                // metadata.
                 session.send_metadata = true;
             }
         }

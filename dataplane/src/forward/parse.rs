@@ -113,6 +113,15 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame, ParseError> {
     })
 }
 
+/// Parses a frame received on a WAN port, which must be UDP to carry SVR.
+pub fn parse_wan_frame(frame: &[u8]) -> Result<ParsedFrame, ParseError> {
+    let parsed = parse_frame(frame)?;
+    if parsed.tuple.protocol != protocol::UDP {
+        return Err(ParseError::NotUdp { protocol: parsed.tuple.protocol });
+    }
+    Ok(parsed)
+}
+
 type IpParts = (IpAddr, IpAddr, u8, IpFields, usize, usize);
 
 /// IPv4 header (RFC 791 section 3.1):
@@ -330,3 +339,152 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet + IPv4 + UDP frame from 10.0.0.1:1000 to 10.0.0.2:2000.
+    fn udp_frame(payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = (20 + 8 + payload.len()) as u16;
+        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let sum = checksum::ipv4_header(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&1000u16.to_be_bytes());
+        frame.extend_from_slice(&2000u16.to_be_bytes());
+        frame.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// Rewrites the IPv4 header checksum after a test changed the header.
+    fn fix_ip_checksum(frame: &mut [u8]) {
+        frame[24..26].fill(0);
+        let sum = checksum::ipv4_header(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn udp_frame_parses() {
+        let frame = udp_frame(b"data");
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!(parsed.tuple.source_port, 1000);
+        assert_eq!(parsed.tuple.destination_port, 2000);
+        assert_eq!(parsed.tuple.protocol, 17);
+        assert_eq!(&frame[parsed.carried()], b"data");
+        assert_eq!(parsed.ip.ttl(), 64);
+    }
+
+    #[test]
+    fn ethernet_padding_ignored() {
+        let mut frame = udp_frame(b"x");
+        frame.extend_from_slice(&[0; 20]);
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!(&frame[parsed.carried()], b"x");
+    }
+
+    #[test]
+    fn error_truncated() {
+        assert_eq!(
+            parse_frame(&[0; 10]),
+            Err(ParseError::Truncated { layer: Layer::Ethernet, len: 10 })
+        );
+    }
+
+    #[test]
+    fn error_unsupported_ethertype() {
+        let mut frame = udp_frame(b"");
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(
+            parse_frame(&frame),
+            Err(ParseError::UnsupportedEtherType { ethertype: 0x0806 })
+        );
+    }
+
+    #[test]
+    fn error_ip_version_mismatch() {
+        let mut frame = udp_frame(b"");
+        frame[14] = 0x65;
+        assert_eq!(
+            parse_frame(&frame),
+            Err(ParseError::IpVersionMismatch { version: 6, ethertype: ETHERTYPE_IPV4 })
+        );
+    }
+
+    #[test]
+    fn error_ipv4_header_length() {
+        let mut frame = udp_frame(b"");
+        frame[14] = 0x44;
+        assert_eq!(parse_frame(&frame), Err(ParseError::Ipv4HeaderLength { header_len: 16 }));
+    }
+
+    #[test]
+    fn error_ip_length() {
+        let mut frame = udp_frame(b"abc");
+        frame[16..18].copy_from_slice(&200u16.to_be_bytes());
+        fix_ip_checksum(&mut frame);
+        assert_eq!(parse_frame(&frame), Err(ParseError::IpLength { declared: 200, available: 31 }));
+    }
+
+    #[test]
+    fn error_ipv4_checksum() {
+        let mut frame = udp_frame(b"");
+        frame[22] = 1;
+        assert_eq!(parse_frame(&frame), Err(ParseError::Ipv4Checksum));
+    }
+
+    #[test]
+    fn error_fragment() {
+        let mut frame = udp_frame(b"");
+        frame[20] = 0x20;
+        fix_ip_checksum(&mut frame);
+        assert_eq!(parse_frame(&frame), Err(ParseError::Fragment));
+    }
+
+    #[test]
+    fn error_udp_length() {
+        let mut frame = udp_frame(b"abc");
+        frame[38..40].copy_from_slice(&9u16.to_be_bytes());
+        assert_eq!(parse_frame(&frame), Err(ParseError::UdpLength { declared: 9, available: 11 }));
+    }
+
+    #[test]
+    fn error_tcp_header_length() {
+        let mut frame = udp_frame(&[0; 12]);
+        frame[23] = 6;
+        frame[34 + 12] = 0x30;
+        fix_ip_checksum(&mut frame);
+        assert_eq!(
+            parse_frame(&frame),
+            Err(ParseError::TcpHeaderLength { header_len: 12, available: 20 })
+        );
+    }
+
+    #[test]
+    fn error_not_udp() {
+        let mut frame = udp_frame(&[0; 12]);
+        frame[23] = 6;
+        frame[34 + 12] = 0x50;
+        fix_ip_checksum(&mut frame);
+        let error = parse_wan_frame(&frame).unwrap_err();
+        assert_eq!(error, ParseError::NotUdp { protocol: 6 });
+        assert_eq!(error.to_string(), "ip protocol 6 on a wan port, expected udp (17)");
+    }
+
+    #[test]
+    fn icmp_echo_uses_identifier() {
+        let mut frame = udp_frame(&[]);
+        frame[23] = 1;
+        frame.truncate(34);
+        frame.extend_from_slice(&[8, 0, 0, 0, 0xab, 0xcd, 0, 1]);
+        frame[16..18].copy_from_slice(&28u16.to_be_bytes());
+        fix_ip_checksum(&mut frame);
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!((parsed.tuple.source_port, parsed.tuple.destination_port), (0xabcd, 0xabcd));
+        assert_eq!(parsed.carried(), 34..42);
+    }
+}

@@ -103,7 +103,7 @@ impl PayloadKeys {
     }
 
     /// Applies the rotation timers at `now`: switches sending to the next keys when due, and
-    /// forgets previous keys whose grace time has passed. Returns whether sending switched.
+    /// drops previous keys whose grace time has passed. Returns whether sending switched.
     pub fn advance(&mut self, now: Instant, grace: Duration) -> bool {
         let Some(rotation) = self.rotation.as_deref_mut() else {
             return false;

@@ -57,7 +57,7 @@ impl SessionTable {
         self.len
     }
 
-    /// Whether the shard holds no session.
+    /// Whether the shard contains no session.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
