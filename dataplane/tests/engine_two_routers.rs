@@ -453,3 +453,132 @@ fn rotation_under_load_loses_nothing() {
     assert_eq!(last_forward[last_forward.len() - 56], 1, "forward key id");
     assert_eq!(last_reverse[last_reverse.len() - 56], 1, "reverse key id");
 }
+
+/// The outer UDP ports of a WAN frame.
+fn outer_ports(frame: &[u8]) -> [u8; 4] {
+    [frame[34], frame[35], frame[36], frame[37]]
+}
+
+#[test]
+fn metadata_on_other_session_dropped() {
+    let mut net = Net::new();
+    for _ in 0..3 {
+        net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"session a"));
+        net.run();
+    }
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40010, 5201), b"session b"));
+    net.run();
+    assert_eq!(net.at_host5().len(), 4);
+
+    // Session a's third packet, moved onto session b's waypoint ports.
+    let frames = forward_frames(&net);
+    let mut moved = frames[2].clone();
+    moved[34..38].copy_from_slice(&outer_ports(&frames[3]));
+    fix_outer_lengths(&mut moved);
+    Net::send(&mut net.wire2, &moved);
+    net.run();
+    assert_eq!(net.at_host5().len(), 0);
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoSession), 1);
+
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40010, 5201), b"b still works"));
+    net.run();
+    assert_eq!(net.at_host5().len(), 1);
+}
+
+#[test]
+fn first_packet_replayed_on_new_ports_dropped() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"first"));
+    net.run();
+    assert_eq!(net.at_host5().len(), 1);
+
+    let mut replay = forward_frames(&net)[0].clone();
+    replay[34..36].copy_from_slice(&60000u16.to_be_bytes());
+    fix_outer_lengths(&mut replay);
+    Net::send(&mut net.wire2, &replay);
+    net.run();
+    assert_eq!(net.at_host5().len(), 0);
+    assert_eq!(net.r2.engine().counters().drops(DropReason::Replay), 1);
+    assert_eq!(net.r2.engine().sessions().len(), 1);
+
+    // The session still answers on its own waypoints.
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    assert_eq!(net.at_host1().len(), 1);
+}
+
+#[test]
+fn egress_without_neighbour_is_no_route() {
+    let mut net = Net::new();
+    let mut epoch = router_epoch("r2", false);
+    epoch.neighbours.clear();
+    net.r2_epoch.publish(epoch);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"no neighbour"));
+    net.run();
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoRoute), 1);
+    // The packet opened and only its delivery failed, so the session stays.
+    assert_eq!(net.r2.engine().sessions().len(), 1);
+}
+
+#[test]
+fn failed_first_packet_leaves_no_session() {
+    use svr_dataplane::crypto::{Direction, PayloadKeyTlv, PayloadSecret, Suite};
+    use svr_dataplane::forward::FiveTuple;
+    use svr_dataplane::forward::headers::{IpHeaderFields, Macs, emit_outer};
+    use svr_dataplane::packet::{Ipv4Context, PayloadKeyBlob, PayloadTlv, SessionContext};
+    use svr_dataplane::sealed::{Outgoing, OutgoingMetadata, seal};
+
+    let mut net = Net::new();
+    // A first packet whose metadata is valid but carries key id 5 while the payload is
+    // sealed under key id 0: the tag verifies, the payload key is missing.
+    let announced = PayloadKeyTlv {
+        suite: Suite::AesCbc256HmacSha384,
+        key_id: 5,
+        secret: PayloadSecret::from_bytes([9; 32]),
+    };
+    let used = PayloadKeyTlv { key_id: 0, ..announced.clone() }.session_keys();
+    let tlvs = vec![
+        PayloadTlv::ForwardContext(SessionContext::V4(Ipv4Context {
+            source: HOST1,
+            destination: HOST5,
+            source_port: 40000,
+            destination_port: 5201,
+            protocol: 17,
+        })),
+        PayloadTlv::SessionUuid(uuid::Uuid::from_u128(7)),
+        PayloadTlv::Tenant("corp".into()),
+        PayloadTlv::Service("web".into()),
+        PayloadTlv::SourceRouter("r1".into()),
+        PayloadTlv::SessionEncrypted,
+        PayloadTlv::PayloadKey(PayloadKeyBlob::new(announced.emit().to_vec()).unwrap()),
+    ];
+    let r2_key = metadata_key(7, 0x22);
+    let outgoing = Outgoing {
+        session: &used,
+        direction: Direction::Forward,
+        number: 1,
+        encrypt: true,
+        metadata: Some(OutgoingMetadata { keys: &r2_key, header_tlvs: &[], payload_tlvs: &tlvs }),
+    };
+    let mut frame = vec![0u8; 1500];
+    let len = seal(&mut frame[42..], &outgoing, b"never delivered").unwrap();
+    frame.truncate(42 + len);
+    let waypoints = FiveTuple {
+        source: R1_WAYPOINT.into(),
+        destination: R2_WAYPOINT.into(),
+        source_port: 20000,
+        destination_port: 20001,
+        protocol: 17,
+    };
+    let fields =
+        IpHeaderFields { tos: 0, ttl: 64, identification: 1, dont_fragment: true, flow_label: 0 };
+    let macs = Macs { source: R1_WAN_MAC, destination: R2_WAN_MAC };
+    emit_outer(&mut frame, macs, &waypoints, &fields).unwrap();
+
+    Net::send(&mut net.wire2, &frame);
+    net.run();
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoKey), 1);
+    assert_eq!(net.r2.engine().sessions().len(), 0);
+    assert_eq!(net.r2.engine().counters().sessions_created, 0);
+    assert_eq!(net.at_host5().len(), 0);
+}

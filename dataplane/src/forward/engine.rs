@@ -396,7 +396,6 @@ impl Engine {
         security_id: u32,
         packet: &mut [u8],
     ) -> Result<(SessionId, Range<usize>), DropReason> {
-        let grace = self.config.rotation_grace;
         let own = epoch.own_metadata_key(security_id).ok_or(DropReason::NoKey)?;
         let existing = self.sessions.find_wan(&outer.tuple);
 
@@ -410,10 +409,39 @@ impl Engine {
         let opened = open_with_metadata(packet, own).map_err(receive_drop)?;
         let metadata = opened.metadata.as_ref().ok_or(DropReason::Malformed)?;
 
-        let id = match existing {
-            Some(id) => id,
-            None => self.create_egress(epoch, now, port, outer, metadata)?,
+        let (id, created) = match existing {
+            Some(id) => {
+                // The metadata key is shared by all of this router's peers and the tag
+                // does not cover the outer ports, so the metadata must name this session.
+                let session = self.sessions.get(id).ok_or(DropReason::NoSession)?;
+                if metadata_uuid(metadata).unwrap_or_default() != session.uuid {
+                    return Err(DropReason::NoSession);
+                }
+                (id, false)
+            }
+            None => self.create_egress(epoch, now, port, outer, metadata, &opened)?,
         };
+
+        let result = self.finish_metadata_packet(id, now, packet, &opened, metadata);
+        if result.is_err() && created {
+            // A session made from a packet that then failed must not stay behind.
+            self.sessions.remove(id);
+            self.counters.sessions_created -= 1;
+        }
+        result.map(|plain| (id, plain))
+    }
+
+    /// Receive order steps 5 and 6 for a packet with metadata, and the session state the
+    /// metadata changes.
+    fn finish_metadata_packet(
+        &mut self,
+        id: SessionId,
+        now: Instant,
+        packet: &mut [u8],
+        opened: &Opened,
+        metadata: &ReceivedMetadata,
+    ) -> Result<Range<usize>, DropReason> {
+        let grace = self.config.rotation_grace;
         let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
         let key = payload_key(metadata)?;
 
@@ -430,7 +458,7 @@ impl Engine {
                 _ => return Err(DropReason::NoKey),
             },
         };
-        let plain = decrypt(packet, &opened, keys, session)?;
+        let plain = decrypt(packet, opened, keys, session)?;
 
         // Step 6, and the state the metadata changes.
         session.window.record(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
@@ -452,7 +480,7 @@ impl Engine {
                 session.send_metadata = true;
             }
         }
-        Ok((id, plain))
+        Ok(plain)
     }
 
     /// Creates the egress session named by the metadata of a session's first packet.
@@ -463,7 +491,8 @@ impl Engine {
         port: InterfaceId,
         outer: &ParsedFrame,
         metadata: &ReceivedMetadata,
-    ) -> Result<SessionId, DropReason> {
+        opened: &Opened,
+    ) -> Result<(SessionId, bool), DropReason> {
         let mut context = None;
         let mut uuid = uuid::Uuid::nil();
         let (mut tenant, mut service, mut source_router) = (None, None, None);
@@ -484,9 +513,14 @@ impl Engine {
         let key = payload_key(metadata)?.ok_or(DropReason::NoKey)?;
 
         // The same flow arriving on new waypoints is a path change of an existing session.
+        // The same flow under a new UUID is a new session from a restarted ingress, which
+        // replaces the old one.
         if let Some(id) = self.sessions.find_lan(&original.reversed()) {
-            let same = self.sessions.get(id).is_some_and(|s| s.uuid == uuid);
-            if same {
+            let Some(session) = self.sessions.get(id) else {
+                return Err(DropReason::NoSession);
+            };
+            if session.uuid == uuid {
+                session.window.check(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
                 let waypoints = outer.tuple.reversed();
                 self.sessions.move_waypoints(id, waypoints).map_err(|_| DropReason::TableFull)?;
                 if let Some(session) = self.sessions.get_mut(id) {
@@ -495,8 +529,11 @@ impl Engine {
                         .path_by_waypoints(port, waypoints.destination, waypoints.source)
                         .map(|(_, path)| path);
                 }
-                return Ok(id);
+                debug!(%uuid, "egress session moved to new waypoints");
+                return Ok((id, false));
             }
+            debug!(old = %session.uuid, new = %uuid, "egress session replaced");
+            self.sessions.remove(id);
         }
 
         let service = service.and_then(|name| epoch.service_by_name(name));
@@ -553,7 +590,7 @@ impl Engine {
         })?;
         self.counters.sessions_created += 1;
         debug!(tuple = %original, %uuid, "egress session created");
-        Ok(id)
+        Ok((id, true))
     }
 }
 
@@ -719,7 +756,15 @@ fn discard(
     reason
 }
 
-/// The payload key a metadata packet carries, if any.
+/// Returns the session UUID a metadata packet names, if any.
+fn metadata_uuid(metadata: &ReceivedMetadata) -> Option<uuid::Uuid> {
+    metadata.payload_tlvs.iter().find_map(|tlv| match tlv {
+        PayloadTlv::SessionUuid(uuid) => Some(*uuid),
+        _ => None,
+    })
+}
+
+/// Returns the payload key a metadata packet carries, if any.
 fn payload_key(metadata: &ReceivedMetadata) -> Result<Option<PayloadKeyTlv>, DropReason> {
     metadata
         .payload_tlvs
