@@ -110,6 +110,10 @@ pub struct Counters {
     pub sessions_created: u64,
     /// Sessions deleted after their idle timeout.
     pub sessions_expired: u64,
+    /// Payload-key rotations started on ingress sessions.
+    pub rotations_started: u64,
+    /// Sessions whose sending switched to the next payload key.
+    pub key_switches: u64,
     /// Per port, by interface id.
     pub ports: Vec<PortCounters>,
 }
@@ -125,6 +129,8 @@ impl Counters {
             control_sent: 0,
             sessions_created: 0,
             sessions_expired: 0,
+            rotations_started: 0,
+            key_switches: 0,
             ports: vec![PortCounters::default(); ports],
         }
     }
@@ -170,6 +176,8 @@ pub struct SharedCounters {
     egress_forwarded: AtomicU64,
     punted: AtomicU64,
     sessions_created: AtomicU64,
+    rotations_started: AtomicU64,
+    key_switches: AtomicU64,
     ports: Vec<[AtomicU64; 2]>,
 }
 
@@ -182,6 +190,8 @@ impl SharedCounters {
             egress_forwarded: AtomicU64::new(0),
             punted: AtomicU64::new(0),
             sessions_created: AtomicU64::new(0),
+            rotations_started: AtomicU64::new(0),
+            key_switches: AtomicU64::new(0),
             ports: (0..ports).map(|_| [AtomicU64::new(0), AtomicU64::new(0)]).collect(),
         }
     }
@@ -195,6 +205,8 @@ impl SharedCounters {
         self.egress_forwarded.store(counters.egress_forwarded, Ordering::Relaxed);
         self.punted.store(counters.punted, Ordering::Relaxed);
         self.sessions_created.store(counters.sessions_created, Ordering::Relaxed);
+        self.rotations_started.store(counters.rotations_started, Ordering::Relaxed);
+        self.key_switches.store(counters.key_switches, Ordering::Relaxed);
         for (shared, port) in self.ports.iter().zip(counters.ports.iter()) {
             shared[0].store(port.rx, Ordering::Relaxed);
             shared[1].store(port.tx, Ordering::Relaxed);
@@ -224,6 +236,16 @@ impl SharedCounters {
     /// Sessions created, at the last refresh.
     pub fn sessions_created(&self) -> u64 {
         self.sessions_created.load(Ordering::Relaxed)
+    }
+
+    /// Payload-key rotations started, at the last refresh.
+    pub fn rotations_started(&self) -> u64 {
+        self.rotations_started.load(Ordering::Relaxed)
+    }
+
+    /// Switches to a next payload key, at the last refresh.
+    pub fn key_switches(&self) -> u64 {
+        self.key_switches.load(Ordering::Relaxed)
     }
 
     /// Received and sent frames of `port`, at the last refresh.

@@ -1,7 +1,11 @@
 //! svrd's packet path.
 //!
 //! The SVR wire codec ([`packet`]), the per-packet crypto that seals and opens session
-//! payloads and metadata ([`crypto`]), and replay protection ([`replay`]).
+//! payloads and metadata ([`crypto`]), whole sealed packets ([`sealed`]), replay protection
+//! ([`replay`]), packet I/O ([`io`]), the key epochs the control thread publishes
+//! ([`epoch`]), per-worker session tables ([`session`]), the forwarding engine between LAN
+//! and WAN ([`forward`]), its counters ([`counters`]) and the poll-mode workers
+//! ([`worker`]).
 
 pub mod counters;
 pub mod crypto;

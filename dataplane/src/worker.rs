@@ -104,6 +104,7 @@ pub struct Worker {
     reader: EpochReader,
     control: Arc<ControlQueues>,
     stop: Arc<AtomicBool>,
+    rotate: Arc<AtomicBool>,
     shared: Arc<SharedCounters>,
     empty_polls: u32,
     next_wait: usize,
@@ -126,6 +127,7 @@ impl Worker {
             reader,
             control,
             stop: Arc::new(AtomicBool::new(false)),
+            rotate: Arc::new(AtomicBool::new(false)),
             shared: Arc::new(SharedCounters::new(count)),
             empty_polls: 0,
             next_wait: 0,
@@ -136,6 +138,12 @@ impl Worker {
     /// The flag that ends [`run`](Self::run) when set.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
+    }
+
+    /// The flag that makes the worker start a payload-key rotation on every ingress
+    /// session at its next poll; the worker clears it.
+    pub fn rotation_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.rotate)
     }
 
     /// Counters other threads may read while the worker runs.
@@ -156,6 +164,10 @@ impl Worker {
     /// Polls every port once: receives a burst from each, processes it, sends what it
     /// produced and the queued control packets. Returns how many frames were received.
     pub fn poll_once(&mut self, now: Instant) -> usize {
+        if self.rotate.swap(false, Ordering::Relaxed) {
+            let started = self.engine.rotate_all(now);
+            debug!(worker = self.config.engine.worker, started, "payload key rotations requested");
+        }
         let epoch = self.reader.pin();
         let Worker { engine, ports, tx, rx, control, .. } = self;
         let mut received = 0;

@@ -447,6 +447,10 @@ fn rotation_under_load_loses_nothing() {
     assert_eq!(net.r1.engine().counters().total_drops(), 0);
     assert_eq!(net.r2.engine().counters().total_drops(), 0);
 
+    assert_eq!(net.r1.engine().counters().rotations_started, 1);
+    assert_eq!(net.r1.engine().counters().key_switches, 1);
+    assert_eq!(net.r2.engine().counters().key_switches, 1);
+
     // Both directions ended on key id 1.
     let last_forward = forward_frames(&net).pop().unwrap();
     let last_reverse = reverse_frames(&net).pop().unwrap();

@@ -180,6 +180,7 @@ impl Engine {
         }
         session.send_metadata = true;
         debug!(session = %session.uuid, key_id = tlv.key_id, "payload key rotation started");
+        self.counters.rotations_started += 1;
         Ok(())
     }
 
@@ -216,7 +217,9 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(id) else {
             return Err(DropReason::NoSession);
         };
-        session.keys.advance(now, grace);
+        if session.keys.advance(now, grace) {
+            self.counters.key_switches += 1;
+        }
         let out =
             seal_towards_peer(epoch, session, &parsed, &frame.data()[parsed.carried()], frames)?;
         session.last_seen = now;
@@ -364,7 +367,9 @@ impl Engine {
             Received::Session => {
                 let id = self.sessions.find_wan(&outer.tuple).ok_or(DropReason::NoSession)?;
                 let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
-                session.keys.advance(now, grace);
+                if session.keys.advance(now, grace) {
+                    self.counters.key_switches += 1;
+                }
                 let plain = open_session_packet(session, packet)?;
                 // A forward packet without metadata shows that the ingress received the
                 // reverse metadata, so the handshake is complete.
