@@ -35,6 +35,10 @@ pub type ServiceId = u16;
 pub type TenantId = u16;
 
 /// One published snapshot of everything the packet path needs from the control plane.
+///
+/// Sessions refer to peers, paths, services, tenants and interfaces by their index, so a
+/// new epoch must keep existing entries at their indexes and only append; an entry that
+/// goes away is marked (a path out of service) rather than removed.
 #[derive(Debug, Default)]
 pub struct KeyEpoch {
     /// Increases with every publication; sessions and logs refer to it.

@@ -6,6 +6,10 @@
 //! control packets travel in recycled buffers over lock-free queues. The backends' own
 //! transmit kicks are the only system calls. In `adaptive` mode an idle worker sleeps on
 //! a port's wakeup after a number of empty polls.
+//!
+//! NOTE: each worker owns the sessions of the packets it receives. Handing a packet to
+//! the worker that owns its session, for ports shared by several workers, is not
+//! implemented, so one worker per set of ports is the supported layout.
 
 use std::fmt;
 use std::sync::Arc;

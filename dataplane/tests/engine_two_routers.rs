@@ -458,7 +458,7 @@ fn rotation_under_load_loses_nothing() {
     assert_eq!(last_reverse[last_reverse.len() - 56], 1, "reverse key id");
 }
 
-/// The outer UDP ports of a WAN frame.
+/// Returns the outer UDP ports of a WAN frame.
 fn outer_ports(frame: &[u8]) -> [u8; 4] {
     [frame[34], frame[35], frame[36], frame[37]]
 }
@@ -505,7 +505,7 @@ fn first_packet_replayed_on_new_ports_dropped() {
     assert_eq!(net.r2.engine().counters().drops(DropReason::Replay), 1);
     assert_eq!(net.r2.engine().sessions().len(), 1);
 
-    // The session still answers on its own waypoints.
+    // Replies of the session still use its own waypoints.
     net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
     net.run();
     assert_eq!(net.at_host1().len(), 1);
@@ -585,4 +585,48 @@ fn failed_first_packet_leaves_no_session() {
     assert_eq!(net.r2.engine().sessions().len(), 0);
     assert_eq!(net.r2.engine().counters().sessions_created, 0);
     assert_eq!(net.at_host5().len(), 0);
+}
+
+#[test]
+fn metadata_key_rotation_keeps_sessions() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"under key 7"));
+    net.run();
+
+    // r2 installs its next metadata key and keeps the previous one for the grace time.
+    let mut r2 = router_epoch("r2", false);
+    r2.own_metadata_keys = vec![metadata_key(7, 0x22), metadata_key(8, 0x33)];
+    r2.generation = 2;
+    net.r2_epoch.publish(r2);
+    // A packet r1 sealed under key 7 before it learns key 8 still opens.
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"still key 7"));
+    net.run();
+
+    let mut r1 = router_epoch("r1", true);
+    r1.peers[0].metadata_keys = Some(metadata_key(8, 0x33));
+    r1.generation = 2;
+    net.r1_epoch.publish(r1);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"now key 8"));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40020, 5201), b"new session, key 8"));
+    net.run();
+
+    // After the grace time r2 drops key 7; sessions carry on under key 8.
+    let mut r2 = router_epoch("r2", false);
+    r2.own_metadata_keys = vec![metadata_key(8, 0x33)];
+    r2.generation = 3;
+    net.r2_epoch.publish(r2);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"key 8 only"));
+    net.run();
+
+    assert_eq!(net.at_host5().len(), 5);
+    assert_eq!(net.r2.engine().counters().total_drops(), 0);
+    let security_ids: Vec<u8> = forward_frames(&net).iter().map(|f| security_id(f)).collect();
+    assert_eq!(security_ids, vec![7, 7, 8, 8, 8]);
+}
+
+/// Returns the low byte of the Security ID of a WAN frame whose metadata starts with it.
+fn security_id(frame: &[u8]) -> u8 {
+    let metadata = wan_payload(frame);
+    assert_eq!(u16::from_be_bytes([metadata[12], metadata[13]]), 16, "first tlv is type 16");
+    metadata[19]
 }

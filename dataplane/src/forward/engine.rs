@@ -411,6 +411,9 @@ impl Engine {
         }
 
         // Steps 3 and 4: tag, then the payload TLVs.
+        // NOTE: `open_with_metadata` returns the TLVs in freshly allocated vectors, so each
+        // received packet with metadata allocates. Only a session's first packets carry
+        // metadata, unless the session has no reverse traffic to end the handshake.
         let opened = open_with_metadata(packet, own).map_err(receive_drop)?;
         let metadata = opened.metadata.as_ref().ok_or(DropReason::Malformed)?;
 

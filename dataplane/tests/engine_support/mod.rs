@@ -42,12 +42,12 @@ pub const LAN: u16 = 0;
 pub const WAN: u16 = 1;
 pub const GRACE: Duration = Duration::from_millis(200);
 
-/// A metadata key of a router.
+/// Derives a router's metadata key from a one-byte pattern.
 pub fn metadata_key(index: u32, byte: u8) -> MetadataKeys {
     MetadataKeys::derive(index, Suite::AesCbc256HmacSha384, &MetadataSecret::from_bytes([byte; 32]))
 }
 
-/// The epoch of one of the two routers.
+/// Builds the epoch of r1 (`ingress`) or r2.
 pub fn router_epoch(name: &str, ingress: bool) -> KeyEpoch {
     let (own, peer_key, local, peer, lan_mac, wan_mac, peer_mac, host, host_v6, host_mac) =
         if ingress {
@@ -220,7 +220,7 @@ impl Net {
         self.run_with(|_, _| Fate::Deliver);
     }
 
-    /// Runs both routers until nothing moves; `relay` sees and may change each WAN frame.
+    /// Runs both routers until nothing moves. `relay` may change or drop each WAN frame.
     pub fn run_with(&mut self, mut relay: impl FnMut(bool, &mut Vec<u8>) -> Fate) {
         for _ in 0..100 {
             let mut moved = self.r1.poll_once(self.now);
@@ -294,13 +294,9 @@ fn relay_frames(
 /// RFC 1071 checksum, written apart from the crate's.
 pub fn internet_checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u64 = 0;
-    let mut bytes = Vec::new();
-    for part in parts {
-        bytes.extend_from_slice(part);
-        if bytes.len() % 2 == 1 && part.len() % 2 == 1 {
-            // Parts are word-aligned in every caller; keep the concatenation as is.
-        }
-    }
+    // Every caller passes parts of even length but the last, so concatenating them keeps
+    // the 16-bit words aligned.
+    let bytes: Vec<u8> = parts.concat();
     for chunk in bytes.chunks(2) {
         let word = if chunk.len() == 2 {
             u16::from_be_bytes([chunk[0], chunk[1]])
@@ -315,8 +311,8 @@ pub fn internet_checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-/// An Ethernet frame with an IPv4 header and `l4` as its payload; the L4 checksum at
-/// `checksum_at` (if any) is filled in.
+/// Builds an Ethernet frame with an IPv4 header and `l4` as its payload, and fills in the
+/// L4 checksum at `checksum_at` if given.
 pub fn ipv4_frame(
     source: Ipv4Addr,
     destination: Ipv4Addr,
@@ -354,7 +350,8 @@ pub fn ipv4_frame(
     frame
 }
 
-/// An IPv6 frame with `l4` as its payload and the L4 checksum at `checksum_at` filled in.
+/// Builds an IPv6 frame with `l4` as its payload and fills in the L4 checksum at
+/// `checksum_at`.
 pub fn ipv6_frame(
     source: Ipv6Addr,
     destination: Ipv6Addr,
@@ -386,7 +383,7 @@ pub fn ipv6_frame(
     frame
 }
 
-/// A UDP message.
+/// Builds a UDP message with a zero checksum.
 pub fn udp(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
     let mut l4 = Vec::new();
     l4.extend_from_slice(&source_port.to_be_bytes());
@@ -397,7 +394,7 @@ pub fn udp(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
     l4
 }
 
-/// An IPv4 UDP frame from `source` to `destination`.
+/// Builds an IPv4 UDP frame from `source` to `destination`.
 pub fn udp_v4(
     source: Ipv4Addr,
     destination: Ipv4Addr,
@@ -407,7 +404,7 @@ pub fn udp_v4(
     ipv4_frame(source, destination, 17, 64, 0x1234, udp(ports.0, ports.1, payload), Some(6))
 }
 
-/// The same frame as a host on the other side would send it: MACs set for that LAN.
+/// Rewrites the MACs of `frame` to those of r2's LAN, as host5 would send it.
 pub fn from_host5(mut frame: Vec<u8>) -> Vec<u8> {
     frame[0..6].copy_from_slice(&R2_LAN_MAC);
     frame[6..12].copy_from_slice(&HOST5_MAC);
@@ -443,7 +440,7 @@ pub fn assert_restored(
     }
 }
 
-/// The UDP payload of a WAN frame (outer IPv4).
+/// Returns the UDP payload of a WAN frame with an outer IPv4 header.
 pub fn wan_payload(frame: &[u8]) -> &[u8] {
     &frame[14 + 20 + 8..]
 }
