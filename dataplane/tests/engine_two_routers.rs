@@ -630,3 +630,77 @@ fn security_id(frame: &[u8]) -> u8 {
     assert_eq!(u16::from_be_bytes([metadata[12], metadata[13]]), 16, "first tlv is type 16");
     metadata[19]
 }
+
+#[test]
+fn bad_lan_checksum_dropped() {
+    let mut net = Net::new();
+    let mut frame = udp_v4(HOST1, HOST5, (40000, 5201), b"corrupted on the lan");
+    let last = frame.len() - 1;
+    frame[last] ^= 0x55;
+    net.send_from_host1(&frame);
+    net.run();
+    assert_eq!(net.r1.engine().counters().drops(DropReason::Malformed), 1);
+    assert!(net.captured.is_empty());
+
+    // An IPv4 UDP datagram without checksum (zero) is valid and crosses.
+    let mut frame = udp_v4(HOST1, HOST5, (40000, 5201), b"no checksum");
+    frame[40..42].fill(0);
+    net.send_from_host1(&frame);
+    net.run();
+    assert_eq!(net.at_host5().len(), 1);
+}
+
+/// Adds a second path over the WAN port, with waypoints 10.202.1.x, to both routers.
+fn with_second_path(
+    mut epoch: svr_dataplane::epoch::KeyEpoch,
+    ingress: bool,
+    first_up: bool,
+) -> svr_dataplane::epoch::KeyEpoch {
+    let (local, peer, peer_mac) = if ingress {
+        ([10, 202, 1, 1], [10, 202, 1, 2], R2_WAN_MAC)
+    } else {
+        ([10, 202, 1, 2], [10, 202, 1, 1], R1_WAN_MAC)
+    };
+    let mut path = epoch.peers[0].paths[0].clone();
+    path.local = std::net::Ipv4Addr::from(local).into();
+    path.peer = std::net::Ipv4Addr::from(peer).into();
+    epoch.peers[0].paths[0].in_service = first_up;
+    epoch.peers[0].paths.push(path);
+    epoch.neighbours.insert((WAN, std::net::Ipv4Addr::from(peer).into()), peer_mac);
+    epoch.generation += 1;
+    epoch
+}
+
+#[test]
+fn path_failover_moves_session() {
+    let mut net = Net::new();
+    net.r1_epoch.publish(with_second_path(router_epoch("r1", true), true, true));
+    net.r2_epoch.publish(with_second_path(router_epoch("r2", false), false, true));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"on path 0"));
+    net.run();
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply 0")));
+    net.run();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"handshake done"));
+    net.run();
+    assert!(!has_metadata(&forward_frames(&net)[1]));
+
+    // Path 0 goes down at r1: the session moves to path 1 and sends metadata again.
+    net.r1_epoch.publish(with_second_path(router_epoch("r1", true), true, false));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"on path 1"));
+    net.run();
+    let moved = forward_frames(&net)[2].clone();
+    assert_eq!(moved[26..34], [10, 202, 1, 1, 10, 202, 1, 2], "outer addresses of path 1");
+    assert!(has_metadata(&moved), "metadata after a path change");
+
+    // r2 answers on the new waypoints.
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply 1")));
+    net.run();
+    let reply = reverse_frames(&net)[1].clone();
+    assert_eq!(reply[26..34], [10, 202, 1, 2, 10, 202, 1, 1], "reply on path 1");
+
+    assert_eq!(net.at_host5().len(), 3);
+    assert_eq!(net.at_host1().len(), 2);
+    assert_eq!(net.r2.engine().sessions().len(), 1);
+    assert_eq!(net.r1.engine().counters().total_drops(), 0);
+    assert_eq!(net.r2.engine().counters().total_drops(), 0);
+}

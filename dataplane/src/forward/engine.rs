@@ -15,10 +15,10 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use super::FiveTuple;
-use super::checksum::protocol;
+use super::checksum::{protocol, verify_l4};
 use super::headers::{
     IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
 };
@@ -63,6 +63,11 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// Grace time of payload-key rotations (30 s in service, shorter in tests).
     pub rotation_grace: Duration,
+    /// Whether LAN packets with a wrong TCP, UDP or ICMP checksum are dropped. The egress
+    /// recomputes these checksums, so without this check it would hide corruption that
+    /// happened before the ingress. Hosts on veth must then send full checksums (transmit
+    /// checksum offload off).
+    pub verify_lan_checksums: bool,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +78,7 @@ impl Default for EngineConfig {
             sessions: 16_384,
             idle_timeout: Duration::from_secs(180),
             rotation_grace: Duration::from_secs(30),
+            verify_lan_checksums: true,
         }
     }
 }
@@ -83,7 +89,19 @@ pub struct Engine {
     config: EngineConfig,
     sessions: SessionTable,
     counters: Counters,
+    warnings: WarnLimiter,
 }
+
+/// At most one warning per interval for dropped packets that point at a faulty or hostile
+/// sender, with the number suppressed since the last one.
+#[derive(Debug)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// Minimum time between two drop warnings of one engine.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Whether a frame received on a WAN port is a BFD control packet for the control thread.
 pub fn is_control_packet(frame: &[u8]) -> bool {
@@ -102,6 +120,7 @@ impl Engine {
         Engine {
             sessions: SessionTable::new(config.sessions, config.worker, config.workers),
             counters: Counters::new(ports),
+            warnings: WarnLimiter { last: None, suppressed: 0 },
             config,
         }
     }
@@ -144,14 +163,28 @@ impl Engine {
             Some(InterfaceRole::Wan) => self.handle_wan(epoch, now, port, frame, frames),
             None => Err(DropReason::NoRoute),
         };
-        match &result {
-            Ok(_) => {}
-            Err(reason) => {
-                trace!(port, reason = reason.name(), "packet dropped");
-                self.counters.drop(*reason);
-            }
+        if let Err(reason) = &result {
+            trace!(port, reason = reason.name(), "packet dropped");
+            self.counters.drop(*reason);
+            self.warn_limited(now, port, *reason);
         }
         result
+    }
+
+    /// Logs a drop that points at a faulty or hostile sender, at most once per
+    /// [`WARN_INTERVAL`].
+    fn warn_limited(&mut self, now: Instant, port: InterfaceId, reason: DropReason) {
+        if !matches!(reason, DropReason::Malformed | DropReason::BadTag | DropReason::Replay) {
+            return;
+        }
+        let limiter = &mut self.warnings;
+        if limiter.last.is_some_and(|last| now.saturating_duration_since(last) < WARN_INTERVAL) {
+            limiter.suppressed += 1;
+            return;
+        }
+        warn!(port, reason = reason.name(), suppressed = limiter.suppressed, "packet dropped");
+        limiter.last = Some(now);
+        limiter.suppressed = 0;
     }
 
     /// Deletes sessions idle past their timeout, visiting at most `budget` slots.
@@ -202,6 +235,13 @@ impl Engine {
         frames: &mut dyn FrameSource,
     ) -> Result<(InterfaceId, Frame), DropReason> {
         let parsed = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
+        let tuple = &parsed.tuple;
+        let l4 = &frame.data()[parsed.l4_start..parsed.end];
+        if self.config.verify_lan_checksums
+            && !verify_l4(tuple.source, tuple.destination, tuple.protocol, l4)
+        {
+            return Err(DropReason::Malformed);
+        }
         if parsed.ip.ttl() <= 1 {
             // NOTE: no ICMP time-exceeded message is sent back yet.
             return Err(DropReason::TtlExpired);
