@@ -246,6 +246,16 @@ impl Net {
         panic!("network did not settle");
     }
 
+    /// Relays the WAN frames waiting in both directions once, without running the routers.
+    pub fn relay(&mut self) -> usize {
+        let mut deliver = |_: bool, _: &mut Vec<u8>| Fate::Deliver;
+        let forward =
+            relay_frames(&mut self.wire1, &mut self.wire2, true, &mut self.captured, &mut deliver);
+        let reverse =
+            relay_frames(&mut self.wire2, &mut self.wire1, false, &mut self.captured, &mut deliver);
+        forward + reverse
+    }
+
     /// Frames waiting at a host.
     pub fn receive(port: &mut MemPort) -> Vec<Vec<u8>> {
         let mut frames = Vec::new();
