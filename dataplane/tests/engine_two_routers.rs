@@ -137,7 +137,8 @@ fn tcp_segment_carried() {
     segment.extend_from_slice(&0x0102_0304u32.to_be_bytes());
     segment.extend_from_slice(&0u32.to_be_bytes());
     segment.extend_from_slice(&[0x60, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
-    segment.extend_from_slice(&[0x02, 0x04, 0x05, 0xb4]);
+    // MSS 1200, below the clamp, so the segment crosses unchanged.
+    segment.extend_from_slice(&[0x02, 0x04, 0x04, 0xb0]);
     segment.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
     let syn = ipv4_frame(HOST1, HOST5, 6, 64, 77, segment, Some(16));
     net.send_from_host1(&syn);
@@ -703,4 +704,42 @@ fn path_failover_moves_session() {
     assert_eq!(net.r2.engine().sessions().len(), 1);
     assert_eq!(net.r1.engine().counters().total_drops(), 0);
     assert_eq!(net.r2.engine().counters().total_drops(), 0);
+}
+
+#[test]
+fn tcp_syn_mss_clamped() {
+    let mut net = Net::new();
+    let mut segment = Vec::new();
+    segment.extend_from_slice(&40001u16.to_be_bytes());
+    segment.extend_from_slice(&80u16.to_be_bytes());
+    segment.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
+    segment.extend_from_slice(&[0x02, 0x04, 0x05, 0xb4]);
+    let syn = ipv4_frame(HOST1, HOST5, 6, 64, 9, segment, Some(16));
+    net.send_from_host1(&syn);
+    net.run();
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    let tcp = &delivered[0][34..];
+    let mss = u16::from_be_bytes([tcp[22], tcp[23]]);
+    // 1500 less outer IPv6 (40), UDP (8), padding (16), sequence (8), tag (64), TCP (20)
+    // and options (40).
+    assert_eq!(mss, 1304);
+    let len = (tcp.len() as u16).to_be_bytes();
+    let sum = internet_checksum(&[&HOST1.octets(), &HOST5.octets(), &[0, 6], &len, tcp]);
+    assert_eq!(sum, 0, "tcp checksum after clamping");
+}
+
+#[test]
+fn packet_above_wan_mtu_dropped() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), &[7; 1472]));
+    net.run();
+    assert_eq!(net.r1.engine().counters().drops(DropReason::TooLong), 1);
+    assert!(net.captured.is_empty());
+    assert_eq!(net.r1.port(WAN).unwrap().stats().tx_frames, 0);
+
+    // A datagram that fits with the overhead crosses.
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), &[7; 1100]));
+    net.run();
+    assert_eq!(net.at_host5().len(), 1);
 }

@@ -22,9 +22,14 @@ use super::checksum::{protocol, verify_l4};
 use super::headers::{
     IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
 };
-use super::parse::{IpFields, ParsedFrame, parse_frame, parse_wan_frame};
+use super::mss::clamp_mss;
+use super::parse::{
+    ETHERNET_LEN, IPV6_LEN, IpFields, ParsedFrame, UDP_LEN, parse_frame, parse_wan_frame,
+};
 use crate::counters::{Counters, DropReason};
-use crate::crypto::{CryptoError, PayloadKeyTlv, PayloadSecret, SessionKeys};
+use crate::crypto::{
+    BLOCK_LEN, CryptoError, MAX_TAG_LEN, PayloadKeyTlv, PayloadSecret, SEQUENCE_LEN, SessionKeys,
+};
 use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
 use crate::io::Frame;
 use crate::packet::{PayloadKeyBlob, PayloadTlv};
@@ -68,6 +73,9 @@ pub struct EngineConfig {
     /// happened before the ingress. Hosts on veth must then send full checksums (transmit
     /// checksum offload off).
     pub verify_lan_checksums: bool,
+    /// MTU of the WAN links in bytes (IP packet size). Outer packets above it are dropped
+    /// as too long, and TCP SYNs have their MSS clamped to fit it.
+    pub wan_mtu: u16,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +87,7 @@ impl Default for EngineConfig {
             idle_timeout: Duration::from_secs(180),
             rotation_grace: Duration::from_secs(30),
             verify_lan_checksums: true,
+            wan_mtu: 1500,
         }
     }
 }
@@ -231,7 +240,7 @@ impl Engine {
         now: Instant,
         port: InterfaceId,
         tenant: crate::epoch::TenantId,
-        frame: &Frame,
+        frame: &mut Frame,
         frames: &mut dyn FrameSource,
     ) -> Result<(InterfaceId, Frame), DropReason> {
         let parsed = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
@@ -247,6 +256,11 @@ impl Engine {
             return Err(DropReason::TtlExpired);
         }
 
+        if parsed.tuple.protocol == protocol::TCP {
+            let max = max_mss(self.config.wan_mtu);
+            clamp_mss(&mut frame.data_mut()[parsed.l4_start..parsed.end], max);
+        }
+
         let id = match self.sessions.find_lan(&parsed.tuple) {
             Some(id) => id,
             None => self.create_ingress(epoch, now, port, tenant, &parsed)?,
@@ -260,8 +274,9 @@ impl Engine {
         if session.keys.advance(now, grace) {
             self.counters.key_switches += 1;
         }
-        let out =
-            seal_towards_peer(epoch, session, &parsed, &frame.data()[parsed.carried()], frames)?;
+        let carried = &frame.data()[parsed.carried()];
+        let mtu = self.config.wan_mtu;
+        let out = seal_towards_peer(epoch, session, &parsed, carried, mtu, frames)?;
         session.last_seen = now;
         self.counters.ingress_forwarded += 1;
         Ok(out)
@@ -648,6 +663,7 @@ fn seal_towards_peer(
     session: &mut Session,
     parsed: &ParsedFrame,
     carried: &[u8],
+    wan_mtu: u16,
     frames: &mut dyn FrameSource,
 ) -> Result<(InterfaceId, Frame), DropReason> {
     let port = session.wan_interface;
@@ -692,6 +708,11 @@ fn seal_towards_peer(
         Err(reason) => return Err(discard(frames, port, out, reason)),
     };
     out.truncate(header_len + sealed);
+    // NOTE: packets too long for the WAN are dropped. SVR fragmentation and ICMP
+    // "fragmentation needed" replies are not implemented.
+    if header_len - ETHERNET_LEN + sealed > usize::from(wan_mtu) {
+        return Err(discard(frames, port, out, DropReason::TooLong));
+    }
 
     let fields = outer_fields(&parsed.ip);
     let macs = Macs { source: interface.mac, destination: destination_mac };
@@ -700,6 +721,16 @@ fn seal_towards_peer(
     }
     session.sent = number;
     Ok((port, out))
+}
+
+/// Returns the largest TCP MSS whose full-sized segments, carried whole with up to 40 bytes
+/// of options, fit a WAN packet of `wan_mtu` bytes. The outer header is counted as IPv6,
+/// the longer family, because the session and its path may not be known yet.
+///
+/// NOTE: segments that still carry metadata (the first of a session) can exceed the MTU.
+fn max_mss(wan_mtu: u16) -> u16 {
+    let overhead = IPV6_LEN + UDP_LEN + BLOCK_LEN + SEQUENCE_LEN + MAX_TAG_LEN + 20 + 40;
+    u16::try_from(usize::from(wan_mtu).saturating_sub(overhead)).unwrap_or(0).max(536)
 }
 
 /// The outer IP fields for an original packet: its DSCP and ECN, its TTL less the hop this

@@ -1,10 +1,11 @@
 //! The forwarding path between a LAN and SVR peers: parsing of LAN and WAN frames
 //! ([`parse`]), the Internet checksum ([`checksum`]), outer and restored headers
-//! ([`headers`]), and the [`Engine`] that turns a received frame into a frame to send.
+//! ([`headers`]), TCP MSS clamping ([`mss`]), and the [`Engine`] that turns a received frame into a frame to send.
 
 pub mod checksum;
 mod engine;
 pub mod headers;
+pub mod mss;
 pub mod parse;
 
 use std::fmt;
