@@ -15,7 +15,8 @@
 mod engine_support;
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,7 +112,9 @@ impl Topology {
         for (ns, ifname, addr) in [(a.0, &a_if, a.3), (b.0, &b_if, b.3)] {
             self.exec(ns, &["ip", "addr", "add", &format!("{addr}/24"), "dev", ifname]);
             self.exec(ns, &["ip", "link", "set", ifname, "up"]);
-            self.exec(ns, &["ethtool", "-K", ifname, "tx", "off"]);
+            // Segmentation and receive offloads off too, so that every packet is one frame.
+            self.exec(ns, &["ethtool", "-K", ifname, "tx", "off", "tso", "off", "gso", "off"]);
+            self.exec(ns, &["ethtool", "-K", ifname, "gro", "off"]);
         }
     }
 
@@ -353,5 +356,46 @@ fn afxdp_rotation_loses_nothing() {
     }
     assert_eq!(r2.counters.egress_forwarded(), sent as u64);
     assert_eq!(r1.counters.egress_forwarded(), sent as u64);
+    drop((r1, r2));
+}
+
+#[test]
+fn afxdp_kernel_tcp_through_two_routers() {
+    let topology = Topology::new();
+    let r1 = Router::start(&topology, "r1", true, R1_LAN_IP);
+    let r2 = Router::start(&topology, "r2", false, R2_LAN_IP);
+
+    // host5 reads everything host1 sends, then answers with the byte count and a checksum.
+    let listener = topology.in_ns("h5", || TcpListener::bind((HOST5, 8080)).unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        let sum: u64 = received.iter().map(|b| u64::from(*b)).sum();
+        stream.write_all(format!("{} {sum}", received.len()).as_bytes()).unwrap();
+    });
+
+    let data: Vec<u8> =
+        (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut stream = topology.in_ns("h1", || {
+        TcpStream::connect_timeout(&(HOST5, 8080).into(), Duration::from_secs(5)).unwrap()
+    });
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(&data).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    server.join().unwrap();
+
+    let sum: u64 = data.iter().map(|b| u64::from(*b)).sum();
+    assert_eq!(answer, format!("{} {sum}", data.len()));
+    std::thread::sleep(Duration::from_millis(20));
+    for (name, router) in [("r1", &r1), ("r2", &r2)] {
+        for reason in [DropReason::BadTag, DropReason::NoKey, DropReason::TooLong] {
+            assert_eq!(router.counters.drops(reason), 0, "{name} {}", reason.name());
+        }
+    }
+    assert_eq!(r2.counters.sessions_created(), 1);
     drop((r1, r2));
 }
