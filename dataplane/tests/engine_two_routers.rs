@@ -176,7 +176,9 @@ fn icmp_echo_carried_both_ways() {
 #[test]
 fn ipv6_inner_over_ipv4_waypoints() {
     let mut net = Net::new();
-    let request = ipv6_frame(HOST1_V6, HOST5_V6, 17, 64, udp(40002, 53, b"ipv6 query"), 6);
+    let mut request = ipv6_frame(HOST1_V6, HOST5_V6, 17, 64, udp(40002, 53, b"ipv6 query"), 6);
+    // A flow label below 2^16 crosses IPv4 waypoints in the identification field.
+    request[14..18].copy_from_slice(&0x6000_1234u32.to_be_bytes());
     net.send_from_host1(&request);
     net.run();
     let delivered = net.at_host5();
@@ -742,4 +744,52 @@ fn packet_above_wan_mtu_dropped() {
     net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), &[7; 1100]));
     net.run();
     assert_eq!(net.at_host5().len(), 1);
+}
+
+/// Moves both routers' path onto IPv6 waypoints fd02::1 and fd02::2.
+fn with_ipv6_waypoints(
+    mut epoch: svr_dataplane::epoch::KeyEpoch,
+    ingress: bool,
+) -> svr_dataplane::epoch::KeyEpoch {
+    let r1: std::net::IpAddr = "fd02::1".parse().unwrap();
+    let r2: std::net::IpAddr = "fd02::2".parse().unwrap();
+    let (local, peer, peer_mac) = if ingress { (r1, r2, R2_WAN_MAC) } else { (r2, r1, R1_WAN_MAC) };
+    epoch.peers[0].paths[0].local = local;
+    epoch.peers[0].paths[0].peer = peer;
+    epoch.neighbours.insert((WAN, peer), peer_mac);
+    epoch.generation += 1;
+    epoch
+}
+
+#[test]
+fn ipv6_waypoints_carry_ipv4_and_ipv6() {
+    let mut net = Net::new();
+    net.r1_epoch.publish(with_ipv6_waypoints(router_epoch("r1", true), true));
+    net.r2_epoch.publish(with_ipv6_waypoints(router_epoch("r2", false), false));
+
+    let v4 = udp_v4(HOST1, HOST5, (40000, 5201), b"ipv4 inside ipv6");
+    let mut v6 = ipv6_frame(HOST1_V6, HOST5_V6, 17, 64, udp(40002, 53, b"ipv6 inside ipv6"), 6);
+    // A 20-bit flow label crosses IPv6 waypoints whole.
+    v6[14..18].copy_from_slice(&0x6005_4321u32.to_be_bytes());
+    net.send_from_host1(&v4);
+    net.send_from_host1(&v6);
+    net.run();
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 2);
+    assert_restored(&v4, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+    assert_restored(&v6, &delivered[1], R2_LAN_MAC, HOST5_MAC);
+
+    let frame = &forward_frames(&net)[0];
+    assert_eq!(frame[12..14], [0x86, 0xdd], "outer header is ipv6");
+    assert_eq!(frame[20], 17, "outer next header is udp");
+    let udp_len = ((frame.len() - 54) as u32).to_be_bytes();
+    let sum = internet_checksum(&[&frame[22..54], &udp_len, &[0, 0, 0, 17], &frame[54..]]);
+    assert_eq!(sum, 0, "outer udp checksum over the ipv6 pseudo-header");
+
+    let reply = from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"back over ipv6"));
+    net.send_from_host5(&reply);
+    net.run();
+    let back = net.at_host1();
+    assert_eq!(back.len(), 1);
+    assert_restored(&reply, &back[0], R1_LAN_MAC, HOST1_MAC);
 }

@@ -714,7 +714,7 @@ fn seal_towards_peer(
         return Err(discard(frames, port, out, DropReason::TooLong));
     }
 
-    let fields = outer_fields(&parsed.ip);
+    let fields = outer_fields(&parsed.ip, session.waypoints.source.is_ipv4());
     let macs = Macs { source: interface.mac, destination: destination_mac };
     if emit_outer(out.data_mut(), macs, &session.waypoints, &fields).is_err() {
         return Err(discard(frames, port, out, DropReason::TooLong));
@@ -733,21 +733,63 @@ fn max_mss(wan_mtu: u16) -> u16 {
     u16::try_from(usize::from(wan_mtu).saturating_sub(overhead)).unwrap_or(0).max(536)
 }
 
-/// The outer IP fields for an original packet: its DSCP and ECN, its TTL less the hop this
-/// router makes, and for IPv4 its identification and don't-fragment flag.
-fn outer_fields(original: &IpFields) -> IpHeaderFields {
-    match *original {
-        IpFields::V4 { tos, identification, dont_fragment, ttl } => {
-            IpHeaderFields { tos, ttl: ttl - 1, identification, dont_fragment, flow_label: 0 }
+/// Returns the outer IP fields for an original packet: its DSCP and ECN, its TTL less the
+/// hop this router makes, and its identification, don't-fragment flag or flow label in the
+/// outer field that can hold them, so that the egress restores them ([`restored_fields`]):
+///
+/// | original | outer IPv4 | outer IPv6 |
+/// | --- | --- | --- |
+/// | IPv4 | identification and DF copied | flow label = DF << 16 \| identification |
+/// | IPv6 | identification = low 16 bits of the flow label | flow label copied |
+fn outer_fields(original: &IpFields, outer_v4: bool) -> IpHeaderFields {
+    let mut fields = IpHeaderFields {
+        tos: original.tos(),
+        ttl: original.ttl() - 1,
+        identification: 0,
+        dont_fragment: false,
+        flow_label: 0,
+    };
+    match (*original, outer_v4) {
+        (IpFields::V4 { identification, dont_fragment, .. }, true) => {
+            fields.identification = identification;
+            fields.dont_fragment = dont_fragment;
         }
-        IpFields::V6 { traffic_class, hop_limit, .. } => IpHeaderFields {
-            tos: traffic_class,
-            ttl: hop_limit - 1,
-            identification: 0,
-            dont_fragment: false,
-            flow_label: 0,
-        },
+        (IpFields::V4 { identification, dont_fragment, .. }, false) => {
+            fields.flow_label = (u32::from(dont_fragment) << 16) | u32::from(identification);
+        }
+        // NOTE: IPv4 has no room for the top 4 bits of a 20-bit flow label, so an IPv6
+        // packet crossing IPv4 waypoints is restored with those bits cleared.
+        (IpFields::V6 { flow_label, .. }, true) => fields.identification = flow_label as u16,
+        (IpFields::V6 { flow_label, .. }, false) => fields.flow_label = flow_label,
     }
+    fields
+}
+
+/// Returns the IP fields of a restored packet of family `inner_v4` from the outer packet
+/// that carried it, the inverse of [`outer_fields`], with one more hop off the TTL.
+fn restored_fields(outer: &IpFields, inner_v4: bool) -> IpHeaderFields {
+    let mut fields = IpHeaderFields {
+        tos: outer.tos(),
+        ttl: outer.ttl().saturating_sub(1),
+        identification: 0,
+        dont_fragment: false,
+        flow_label: 0,
+    };
+    match (*outer, inner_v4) {
+        (IpFields::V4 { identification, dont_fragment, .. }, true) => {
+            fields.identification = identification;
+            fields.dont_fragment = dont_fragment;
+        }
+        (IpFields::V6 { flow_label, .. }, true) => {
+            fields.identification = flow_label as u16;
+            fields.dont_fragment = flow_label & 0x1_0000 != 0;
+        }
+        (IpFields::V4 { identification, .. }, false) => {
+            fields.flow_label = u32::from(identification);
+        }
+        (IpFields::V6 { flow_label, .. }, false) => fields.flow_label = flow_label,
+    }
+    fields
 }
 
 /// Opens a packet without metadata under the session's keys (receive order steps 2, 3, 5
@@ -800,17 +842,7 @@ fn restore_onto_lan(
     let next_hop: IpAddr = gateway.unwrap_or(tuple.destination);
     let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoRoute)?;
 
-    let fields = IpHeaderFields {
-        tos: outer.ip.tos(),
-        ttl: outer_ttl - 1,
-        identification: match outer.ip {
-            IpFields::V4 { identification, .. } => identification,
-            IpFields::V6 { .. } => 0,
-        },
-        dont_fragment: matches!(outer.ip, IpFields::V4 { dont_fragment: true, .. }),
-        // NOTE: the IPv6 flow label is not carried across SVR and is restored as zero.
-        flow_label: 0,
-    };
+    let fields = restored_fields(&outer.ip, tuple.source.is_ipv4());
     let header_len = restored_header_len(&tuple);
     let mut out = frames.alloc(port).ok_or(DropReason::NoBuffer)?;
     match out.append(header_len + plain.len()) {
