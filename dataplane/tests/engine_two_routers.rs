@@ -435,6 +435,7 @@ fn rotation_under_load_loses_nothing() {
         }
         if i == total / 2 {
             assert_eq!(net.r1.engine().rotate_all(net.now), 1);
+            assert_eq!(net.r2.engine().rotate_all(net.now), 0, "egress sessions do not rotate");
         }
         // 10,000 packets over 1 s of virtual time, five grace times.
         net.now = start + std::time::Duration::from_micros(100 * i as u64);

@@ -205,13 +205,14 @@ impl Engine {
 
     /// Starts a payload-key rotation on an ingress session: the next key is sent in forward
     /// metadata from the next packet on and sealing switches to it after the grace time.
-    pub fn start_rotation(&mut self, id: SessionId, now: Instant) -> Result<(), RotationError> {
+    /// Returns whether a rotation started: only the ingress of a session rotates its key.
+    pub fn start_rotation(&mut self, id: SessionId, now: Instant) -> Result<bool, RotationError> {
         let grace = self.config.rotation_grace;
         let Some(session) = self.sessions.get_mut(id) else {
-            return Ok(());
+            return Ok(false);
         };
         if session.role != Role::Ingress {
-            return Ok(());
+            return Ok(false);
         }
         let tlv = session.keys.start_rotation(now, grace)?;
         let blob = payload_key_blob(&tlv).map_err(RotationError::Random)?;
@@ -223,14 +224,14 @@ impl Engine {
         session.send_metadata = true;
         debug!(session = %session.uuid, key_id = tlv.key_id, "payload key rotation started");
         self.counters.rotations_started += 1;
-        Ok(())
+        Ok(true)
     }
 
     /// Starts a rotation on every ingress session that is not already rotating; returns
-    /// how many started.
+    /// how many started. The list of session ids is allocated once per call.
     pub fn rotate_all(&mut self, now: Instant) -> usize {
         let ids: Vec<SessionId> = self.sessions.ids().collect();
-        ids.into_iter().filter(|id| self.start_rotation(*id, now).is_ok()).count()
+        ids.into_iter().filter(|id| matches!(self.start_rotation(*id, now), Ok(true))).count()
     }
 
     /// Seals a LAN frame towards the peer of its session.
