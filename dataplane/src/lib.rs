@@ -1,11 +1,19 @@
 //! svrd's packet path.
 //!
 //! The SVR wire codec ([`packet`]), the per-packet crypto that seals and opens session
-//! payloads and metadata ([`crypto`]), replay protection ([`replay`]), whole sealed SVR
-//! packets composed from those ([`sealed`]), and packet I/O backends ([`io`]).
+//! payloads and metadata ([`crypto`]), whole sealed packets ([`sealed`]), replay protection
+//! ([`replay`]), packet I/O ([`io`]), the key epochs the control thread publishes
+//! ([`epoch`]), per-worker session tables ([`session`]), the forwarding engine between LAN
+//! and WAN ([`forward`]), its counters ([`counters`]) and the poll-mode workers
+//! ([`worker`]).
 
+pub mod counters;
 pub mod crypto;
+pub mod epoch;
+pub mod forward;
 pub mod io;
 pub mod packet;
 pub mod replay;
 pub mod sealed;
+pub mod session;
+pub mod worker;

@@ -1,0 +1,944 @@
+//! The per-worker packet engine: takes one received frame and the current epoch, and
+//! returns the frame to send and its port, or the reason for dropping it.
+//!
+//! - LAN to WAN (ingress, and the reverse direction on an egress): parse, find or create
+//!   the session, seal the carried payload with metadata while the handshake needs it,
+//!   and write the outer Ethernet, IP and UDP headers between the waypoints.
+//! - WAN to LAN: authenticate and decrypt in the receive order of `docs/protocol.md`
+//!   section 4.6 (replay pre-check, tag, metadata, payload, window update), create the
+//!   egress session from the metadata, and restore the original headers.
+//!
+//! A dropped packet changes no session state, so a bad packet cannot hurt other packets of
+//! its session or other sessions.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, trace, warn};
+
+use super::FiveTuple;
+use super::checksum::{protocol, verify_l4};
+use super::headers::{
+    IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
+};
+use super::mss::clamp_mss;
+use super::parse::{
+    ETHERNET_LEN, IPV6_LEN, IpFields, ParsedFrame, UDP_LEN, parse_frame, parse_wan_frame,
+};
+use crate::counters::{Counters, DropReason};
+use crate::crypto::{
+    BLOCK_LEN, CryptoError, MAX_TAG_LEN, MetadataKeys, PairKeys, PayloadKeyTlv, PayloadSecret,
+    SEQUENCE_LEN, SessionKeys,
+};
+use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
+use crate::io::Frame;
+use crate::packet::{PayloadKeyBlob, PayloadTlv};
+use crate::replay::ReplayWindow;
+use crate::sealed::{
+    Opened, Outgoing, OutgoingMetadata, ReceiveError, Received, ReceivedMetadata, SealError,
+    classify, decrypt_carried, open_with_metadata, open_without_metadata, peek_sequence, seal,
+    sealed_len_bound,
+};
+use crate::session::{
+    PayloadKeys, Role, RotationError, Session, SessionId, SessionTable, TableError,
+};
+
+/// UDP ports of BFD control packets that WAN ports hand to the control thread: 3784 is
+/// single-hop BFD (RFC 5881 section 4), 1280 the port SVR peers run BFD on.
+pub const BFD_PORTS: [u16; 2] = [1280, 3784];
+
+/// The pools output frames come from, by port.
+pub trait FrameSource {
+    /// Takes an empty frame from `port`'s pool.
+    fn alloc(&mut self, port: InterfaceId) -> Option<Frame>;
+    /// Returns an unsent frame to `port`'s pool.
+    fn free(&mut self, port: InterfaceId, frame: Frame);
+}
+
+/// Settings of one engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// This worker's index, which selects its share of the waypoint ports.
+    pub worker: usize,
+    /// Number of workers sharing the port pool.
+    pub workers: usize,
+    /// Maximum number of sessions in the shard.
+    pub sessions: usize,
+    /// Idle time after which a session is deleted.
+    pub idle_timeout: Duration,
+    /// Grace time of payload-key rotations (30 s in service, shorter in tests).
+    pub rotation_grace: Duration,
+    /// Whether LAN packets with a wrong TCP, UDP or ICMP checksum are dropped. The egress
+    /// recomputes these checksums, so without this check it would hide corruption that
+    /// happened before the ingress. Hosts on veth must then send full checksums (transmit
+    /// checksum offload off).
+    pub verify_lan_checksums: bool,
+    /// MTU of the WAN links in bytes (IP packet size). Outer packets above it are dropped
+    /// as too long, and TCP SYNs have their MSS clamped to fit it.
+    pub wan_mtu: u16,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            worker: 0,
+            workers: 1,
+            sessions: 16_384,
+            idle_timeout: Duration::from_secs(180),
+            rotation_grace: Duration::from_secs(30),
+            verify_lan_checksums: true,
+            wan_mtu: 1500,
+        }
+    }
+}
+
+/// The packet engine of one worker: its session shard and counters.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    sessions: SessionTable,
+    counters: Counters,
+    warnings: WarnLimiter,
+}
+
+/// At most one warning per interval for dropped packets that point at a faulty or hostile
+/// sender, with the number suppressed since the last one.
+#[derive(Debug)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// Minimum time between two drop warnings of one engine.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a frame received on a WAN port is a BFD control packet for the control thread.
+pub fn is_control_packet(frame: &[u8]) -> bool {
+    match parse_frame(frame) {
+        Ok(parsed) => {
+            parsed.tuple.protocol == protocol::UDP
+                && BFD_PORTS.contains(&parsed.tuple.destination_port)
+        }
+        Err(_) => false,
+    }
+}
+
+impl Engine {
+    /// An engine with an empty shard for `ports` ports.
+    pub fn new(config: EngineConfig, ports: usize) -> Engine {
+        Engine {
+            sessions: SessionTable::new(config.sessions, config.worker, config.workers),
+            counters: Counters::new(ports),
+            warnings: WarnLimiter { last: None, suppressed: 0 },
+            config,
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The counters, writable (the worker counts port traffic here).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    /// The session shard.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Processes `frame`, received on `port`, and returns the frame to send with its port.
+    /// Output frames come from `frames`. The received frame is left for the
+    /// caller to free. A drop is counted before it is returned.
+    pub fn process(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let result = match epoch.interfaces.get(usize::from(port)).map(|i| i.role) {
+            Some(InterfaceRole::Lan { tenant }) => {
+                self.handle_lan(epoch, now, port, tenant, frame, frames)
+            }
+            Some(InterfaceRole::Wan) => self.handle_wan(epoch, now, port, frame, frames),
+            None => Err(DropReason::NoRoute),
+        };
+        if let Err(reason) = &result {
+            trace!(port, reason = reason.name(), "packet dropped");
+            self.counters.drop(*reason);
+            self.warn_limited(now, port, *reason);
+        }
+        result
+    }
+
+    /// Logs a drop that points at a faulty or hostile sender, at most once per
+    /// [`WARN_INTERVAL`].
+    fn warn_limited(&mut self, now: Instant, port: InterfaceId, reason: DropReason) {
+        if !matches!(reason, DropReason::Malformed | DropReason::BadTag | DropReason::Replay) {
+            return;
+        }
+        let limiter = &mut self.warnings;
+        if limiter.last.is_some_and(|last| now.saturating_duration_since(last) < WARN_INTERVAL) {
+            limiter.suppressed += 1;
+            return;
+        }
+        warn!(port, reason = reason.name(), suppressed = limiter.suppressed, "packet dropped");
+        limiter.last = Some(now);
+        limiter.suppressed = 0;
+    }
+
+    /// Deletes sessions idle past their timeout, visiting at most `budget` slots.
+    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
+        let deleted = self.sessions.expire(now, budget);
+        self.counters.sessions_expired += deleted as u64;
+        deleted
+    }
+
+    /// Starts a payload-key rotation on an ingress session: the next key is sent in forward
+    /// metadata from the next packet on and sealing switches to it after the grace time.
+    /// Returns whether a rotation started: only the ingress of a session rotates its key.
+    pub fn start_rotation(&mut self, id: SessionId, now: Instant) -> Result<bool, RotationError> {
+        let grace = self.config.rotation_grace;
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Ok(false);
+        };
+        if session.role != Role::Ingress {
+            return Ok(false);
+        }
+        let tlv = session.keys.start_rotation(now, grace)?;
+        let blob = payload_key_blob(&tlv).map_err(RotationError::Random)?;
+        for entry in &mut session.metadata_tlvs {
+            if let PayloadTlv::PayloadKey(old) = entry {
+                *old = blob.clone();
+            }
+        }
+        session.send_metadata = true;
+        debug!(session = %session.uuid, key_id = tlv.key_id, "payload key rotation started");
+        self.counters.rotations_started += 1;
+        Ok(true)
+    }
+
+    /// Starts a rotation on every ingress session that is not already rotating; returns
+    /// how many started. The list of session ids is allocated once per call.
+    pub fn rotate_all(&mut self, now: Instant) -> usize {
+        let ids: Vec<SessionId> = self.sessions.ids().collect();
+        ids.into_iter().filter(|id| matches!(self.start_rotation(*id, now), Ok(true))).count()
+    }
+
+    /// Seals a LAN frame towards the peer of its session.
+    fn handle_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let parsed = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
+        let tuple = &parsed.tuple;
+        let l4 = &frame.data()[parsed.l4_start..parsed.end];
+        if self.config.verify_lan_checksums
+            && !verify_l4(tuple.source, tuple.destination, tuple.protocol, l4)
+        {
+            return Err(DropReason::Malformed);
+        }
+        if parsed.ip.ttl() <= 1 {
+            // NOTE: no ICMP time-exceeded message is sent back yet.
+            return Err(DropReason::TtlExpired);
+        }
+
+        if parsed.tuple.protocol == protocol::TCP {
+            let max = max_mss(self.config.wan_mtu);
+            clamp_mss(&mut frame.data_mut()[parsed.l4_start..parsed.end], max);
+        }
+
+        let id = match self.sessions.find_lan(&parsed.tuple) {
+            Some(id) => id,
+            None => self.create_ingress(epoch, now, port, tenant, &parsed)?,
+        };
+        self.refresh_path(epoch, id)?;
+
+        let grace = self.config.rotation_grace;
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err(DropReason::NoSession);
+        };
+        if session.keys.advance(now, grace) {
+            self.counters.key_switches += 1;
+        }
+        let carried = &frame.data()[parsed.carried()];
+        let mtu = self.config.wan_mtu;
+        let out = seal_towards_peer(epoch, session, &parsed, carried, mtu, frames)?;
+        session.last_seen = now;
+        self.counters.ingress_forwarded += 1;
+        Ok(out)
+    }
+
+    /// Creates the ingress session for the first packet of a flow.
+    fn create_ingress(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        parsed: &ParsedFrame,
+    ) -> Result<SessionId, DropReason> {
+        let tuple = parsed.tuple;
+        let service = epoch
+            .match_service(tenant, tuple.destination, tuple.protocol, tuple.destination_port)
+            .ok_or(DropReason::NoService)?;
+        let Some(NextHop::Peer(peer)) = epoch.route(service) else {
+            // NOTE: LAN-to-LAN routing through a local next hop is not implemented.
+            return Err(DropReason::NoRoute);
+        };
+        let peer_entry = epoch.peers.get(usize::from(peer)).ok_or(DropReason::NoRoute)?;
+        let (path_id, path) = epoch.path_in_service(peer).ok_or(DropReason::PathDown)?;
+        if peer_entry.metadata_keys.is_none() {
+            return Err(DropReason::NoKey);
+        }
+        if path.local.is_ipv4() != path.peer.is_ipv4() {
+            return Err(DropReason::NoRoute);
+        }
+        let context = tuple.to_context().ok_or(DropReason::Malformed)?;
+        let service_entry = &epoch.services[usize::from(service)];
+
+        let tlv = PayloadKeyTlv {
+            suite: crate::session::SESSION_SUITE,
+            key_id: 0,
+            secret: PayloadSecret::generate().map_err(|_| DropReason::NoKey)?,
+        };
+        let blob = payload_key_blob(&tlv).map_err(|_| DropReason::NoKey)?;
+        let uuid = uuid::Uuid::new_v4();
+        let mut metadata_tlvs = Vec::with_capacity(7);
+        metadata_tlvs.push(PayloadTlv::ForwardContext(context));
+        metadata_tlvs.push(PayloadTlv::SessionUuid(uuid));
+        metadata_tlvs.push(PayloadTlv::Tenant(epoch.tenants[usize::from(tenant)].clone()));
+        metadata_tlvs.push(PayloadTlv::Service(service_entry.name.clone()));
+        metadata_tlvs.push(PayloadTlv::SourceRouter(epoch.router.clone()));
+        if service_entry.encrypt {
+            metadata_tlvs.push(PayloadTlv::SessionEncrypted);
+        }
+        metadata_tlvs.push(PayloadTlv::PayloadKey(blob));
+
+        let (local_port, peer_port) =
+            self.sessions.ports().allocate().ok_or(DropReason::TableFull)?;
+        let session = Session {
+            role: Role::Ingress,
+            uuid,
+            original: tuple,
+            waypoints: FiveTuple {
+                source: path.local,
+                destination: path.peer,
+                source_port: local_port,
+                destination_port: peer_port,
+                protocol: protocol::UDP,
+            },
+            peer,
+            path: Some(path_id),
+            wan_interface: path.interface,
+            lan_interface: port,
+            service,
+            tenant,
+            encrypt: service_entry.encrypt,
+            keys: PayloadKeys::new(tlv.session_keys()),
+            sent: 0,
+            window: ReplayWindow::new(),
+            send_metadata: true,
+            metadata_tlvs,
+            last_seen: now,
+            idle_timeout: self.config.idle_timeout,
+        };
+        let id = match self.sessions.insert(session) {
+            Ok(id) => id,
+            Err(error) => {
+                self.sessions.ports().release(local_port);
+                debug!(%error, "session not created");
+                return Err(DropReason::TableFull);
+            }
+        };
+        self.counters.sessions_created += 1;
+        debug!(%tuple, %uuid, "ingress session created");
+        Ok(id)
+    }
+
+    /// Moves an ingress session off a path that went out of service, onto the first path
+    /// of its peer in service; the session sends metadata again after a move.
+    fn refresh_path(&mut self, epoch: &KeyEpoch, id: SessionId) -> Result<(), DropReason> {
+        let Some(session) = self.sessions.get(id) else {
+            return Err(DropReason::NoSession);
+        };
+        let Some(path_id) = session.path else {
+            return Ok(());
+        };
+        if session.role == Role::Egress
+            || epoch.path(session.peer, path_id).is_some_and(|path| path.in_service)
+        {
+            return Ok(());
+        }
+
+        let (new_id, path) = epoch.path_in_service(session.peer).ok_or(DropReason::PathDown)?;
+        if path.local.is_ipv4() != path.peer.is_ipv4() {
+            return Err(DropReason::NoRoute);
+        }
+        let waypoints =
+            FiveTuple { source: path.local, destination: path.peer, ..session.waypoints };
+        let interface = path.interface;
+        self.sessions.move_waypoints(id, waypoints).map_err(|_| DropReason::TableFull)?;
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.path = Some(new_id);
+            session.wan_interface = interface;
+            session.send_metadata = true;
+            debug!(session = %session.uuid, path = new_id, "session moved to another path");
+        }
+        Ok(())
+    }
+
+    /// Authenticates and decrypts a WAN frame and restores it onto the LAN.
+    fn handle_wan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let outer = parse_wan_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
+        let grace = self.config.rotation_grace;
+        let payload_range = outer.carried();
+        let packet = &mut frame.data_mut()[payload_range.clone()];
+
+        let (id, plain) = match classify(packet).map_err(receive_drop)? {
+            Received::Metadata { security_id } => {
+                self.open_metadata_packet(epoch, now, port, &outer, security_id, packet)?
+            }
+            Received::Session => {
+                let id = self.sessions.find_wan(&outer.tuple).ok_or(DropReason::NoSession)?;
+                let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
+                if session.keys.advance(now, grace) {
+                    self.counters.key_switches += 1;
+                }
+                let plain = open_session_packet(session, packet)?;
+                // A forward packet without metadata shows that the ingress received the
+                // reverse metadata, so the handshake is complete.
+                if session.role == Role::Egress && session.send_metadata {
+                    session.send_metadata = false;
+                    debug!(session = %session.uuid, "metadata handshake complete");
+                }
+                (id, plain)
+            }
+        };
+
+        let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
+        session.last_seen = now;
+        let plain = payload_range.start + plain.start..payload_range.start + plain.end;
+        let out = restore_onto_lan(epoch, session, &outer, &frame.data()[plain], frames)?;
+        self.counters.egress_forwarded += 1;
+        Ok(out)
+    }
+
+    /// Opens a packet with metadata, creating the egress session from it when it is the
+    /// first of its session. Returns the session and the range of the original payload
+    /// within `packet`.
+    fn open_metadata_packet(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        outer: &ParsedFrame,
+        security_id: u32,
+        packet: &mut [u8],
+    ) -> Result<(SessionId, Range<usize>), DropReason> {
+        let own = epoch.own_metadata_key(security_id).ok_or(DropReason::NoKey)?;
+        // The tag is under the pair key of the peer whose path the packet arrived on, so
+        // the sender is known before anything else is trusted.
+        let (sender, _) = epoch
+            .path_by_waypoints(port, outer.tuple.source, outer.tuple.destination)
+            .ok_or(DropReason::NoRoute)?;
+        let pair_keys = &epoch.peers.get(usize::from(sender)).ok_or(DropReason::NoRoute)?.pair_keys;
+        let tag_len = pair_keys.first().ok_or(DropReason::NoKey)?.receive().algorithm().tag_len();
+        let existing = self.sessions.find_wan(&outer.tuple);
+
+        // Step 2: replay pre-check, before any cryptography.
+        if let Some(session) = existing.and_then(|id| self.sessions.get(id)) {
+            let sequence = peek_sequence(packet, tag_len).map_err(receive_drop)?;
+            session.window.check(sequence.number()).map_err(|_| DropReason::Replay)?;
+        }
+
+        // Steps 3 and 4: tag, then the payload TLVs.
+        // NOTE: `open_with_metadata` returns the TLVs in freshly allocated vectors, so each
+        // received packet with metadata allocates. Only a session's first packets carry
+        // metadata, unless the session has no reverse traffic to end the handshake.
+        let opened = open_from_peer(packet, own, pair_keys).map_err(receive_drop)?;
+        let metadata = opened.metadata.as_ref().ok_or(DropReason::Malformed)?;
+
+        let (id, created) = match existing {
+            Some(id) => {
+                // The tag does not cover the outer ports, so the metadata must name this
+                // session, and come from the peer the session belongs to.
+                let session = self.sessions.get(id).ok_or(DropReason::NoSession)?;
+                if metadata_uuid(metadata).unwrap_or_default() != session.uuid
+                    || session.peer != sender
+                {
+                    return Err(DropReason::NoSession);
+                }
+                (id, false)
+            }
+            None => self.create_egress(epoch, now, port, outer, metadata, &opened)?,
+        };
+
+        let result = self.finish_metadata_packet(id, now, packet, &opened, metadata);
+        if result.is_err() && created {
+            // A session made from a packet that then failed must not stay behind.
+            self.sessions.remove(id);
+            self.counters.sessions_created -= 1;
+        }
+        result.map(|plain| (id, plain))
+    }
+
+    /// Receive order steps 5 and 6 for a packet with metadata, and the session state the
+    /// metadata changes.
+    fn finish_metadata_packet(
+        &mut self,
+        id: SessionId,
+        now: Instant,
+        packet: &mut [u8],
+        opened: &Opened,
+        metadata: &ReceivedMetadata,
+    ) -> Result<Range<usize>, DropReason> {
+        let grace = self.config.rotation_grace;
+        let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
+        let key = payload_key(metadata)?;
+
+        // Step 5 needs the key the packet names, which a rotation may have just delivered;
+        // it is installed for good only once the payload decrypts.
+        let fresh_key;
+        let keys = match session.keys.receiving(opened.sequence.key_id()) {
+            Some(keys) => keys,
+            None => match &key {
+                Some(tlv) if tlv.key_id == opened.sequence.key_id() => {
+                    fresh_key = tlv.session_keys();
+                    &fresh_key
+                }
+                _ => return Err(DropReason::NoKey),
+            },
+        };
+        let plain = decrypt(packet, opened, keys, session)?;
+
+        // Step 6, and the state the metadata changes.
+        session.window.record(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
+        match session.role {
+            Role::Ingress => {
+                if session.send_metadata {
+                    session.send_metadata = false;
+                    debug!(session = %session.uuid, "reverse metadata received");
+                }
+            }
+            Role::Egress => {
+                if let Some(tlv) = &key
+                    && session.keys.install_from_peer(tlv, now, grace)
+                {
+                    debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
+                }
+                // The egress replies to every forward packet with metadata with reverse
+                // metadata.
+                session.send_metadata = true;
+            }
+        }
+        Ok(plain)
+    }
+
+    /// Creates the egress session named by the metadata of a session's first packet.
+    fn create_egress(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        outer: &ParsedFrame,
+        metadata: &ReceivedMetadata,
+        opened: &Opened,
+    ) -> Result<(SessionId, bool), DropReason> {
+        let mut context = None;
+        let mut uuid = uuid::Uuid::nil();
+        let (mut tenant, mut service, mut source_router) = (None, None, None);
+        let mut encrypt = false;
+        for tlv in &metadata.payload_tlvs {
+            match tlv {
+                PayloadTlv::ForwardContext(value) => context = Some(FiveTuple::from_context(value)),
+                PayloadTlv::SessionUuid(value) => uuid = *value,
+                PayloadTlv::Tenant(name) => tenant = Some(name.as_str()),
+                PayloadTlv::Service(name) => service = Some(name.as_str()),
+                PayloadTlv::SourceRouter(name) => source_router = Some(name.as_str()),
+                PayloadTlv::SessionEncrypted => encrypt = true,
+                _ => {}
+            }
+        }
+        // Reverse metadata for a session this router does not hold.
+        let original = context.ok_or(DropReason::NoSession)?;
+        let key = payload_key(metadata)?.ok_or(DropReason::NoKey)?;
+
+        // The same flow arriving on new waypoints is a path change of an existing session.
+        // The same flow under a new UUID is a new session from a restarted ingress, which
+        // replaces the old one.
+        if let Some(id) = self.sessions.find_lan(&original.reversed()) {
+            let Some(session) = self.sessions.get(id) else {
+                return Err(DropReason::NoSession);
+            };
+            if session.uuid == uuid {
+                session.window.check(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
+                let waypoints = outer.tuple.reversed();
+                self.sessions.move_waypoints(id, waypoints).map_err(|_| DropReason::TableFull)?;
+                if let Some(session) = self.sessions.get_mut(id) {
+                    session.wan_interface = port;
+                    session.path = epoch
+                        .path_by_waypoints(port, waypoints.destination, waypoints.source)
+                        .map(|(_, path)| path);
+                }
+                debug!(%uuid, "egress session moved to new waypoints");
+                return Ok((id, false));
+            }
+            debug!(old = %session.uuid, new = %uuid, "egress session replaced");
+            self.sessions.remove(id);
+        }
+
+        let service = service.and_then(|name| epoch.service_by_name(name));
+        let tenant = tenant.and_then(|name| epoch.tenant_by_name(name));
+        let (Some(service), Some(tenant)) = (service, tenant) else {
+            return Err(DropReason::NoService);
+        };
+        if !epoch.services[usize::from(service)].tenants.contains(&tenant) {
+            return Err(DropReason::NoService);
+        }
+        let Some(NextHop::Local { interface, .. }) = epoch.route(service) else {
+            // NOTE: a hub that forwards a session on to another peer is not implemented.
+            return Err(DropReason::NoRoute);
+        };
+        let found = epoch.path_by_waypoints(port, outer.tuple.source, outer.tuple.destination);
+        let (peer, path) = match found {
+            Some((peer, path)) => (peer, Some(path)),
+            None => {
+                let by_name = source_router
+                    .and_then(|name| epoch.peers.iter().position(|peer| peer.name == name))
+                    .and_then(|index| u16::try_from(index).ok());
+                (by_name.ok_or(DropReason::NoRoute)?, None)
+            }
+        };
+        let reverse = original.reversed().to_context().ok_or(DropReason::Malformed)?;
+
+        let session = Session {
+            role: Role::Egress,
+            uuid,
+            original,
+            waypoints: outer.tuple.reversed(),
+            peer,
+            path,
+            wan_interface: port,
+            lan_interface: interface,
+            service,
+            tenant,
+            encrypt,
+            keys: PayloadKeys::new(key.session_keys()),
+            sent: 0,
+            window: ReplayWindow::new(),
+            send_metadata: true,
+            metadata_tlvs: vec![
+                PayloadTlv::ReverseContext(reverse),
+                PayloadTlv::SessionUuid(uuid),
+                PayloadTlv::DisableForwardMetadata,
+            ],
+            last_seen: now,
+            idle_timeout: self.config.idle_timeout,
+        };
+        let id = self.sessions.insert(session).map_err(|error| match error {
+            TableError::Full { .. } => DropReason::TableFull,
+            _ => DropReason::Malformed,
+        })?;
+        self.counters.sessions_created += 1;
+        debug!(tuple = %original, %uuid, "egress session created");
+        Ok((id, true))
+    }
+}
+
+/// Seals the carried bytes of a LAN packet for `session` into a new frame on its WAN port.
+fn seal_towards_peer(
+    epoch: &KeyEpoch,
+    session: &mut Session,
+    parsed: &ParsedFrame,
+    carried: &[u8],
+    wan_mtu: u16,
+    frames: &mut dyn FrameSource,
+) -> Result<(InterfaceId, Frame), DropReason> {
+    let port = session.wan_interface;
+    let interface = epoch.interfaces.get(usize::from(port)).ok_or(DropReason::NoRoute)?;
+    let next_hop = session
+        .path
+        .and_then(|path| epoch.path(session.peer, path))
+        .and_then(|path| path.gateway)
+        .unwrap_or(session.waypoints.destination);
+    let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoRoute)?;
+    let metadata_keys = if session.send_metadata {
+        let peer = epoch.peers.get(usize::from(session.peer)).ok_or(DropReason::NoRoute)?;
+        let keys = peer.metadata_keys.as_ref().ok_or(DropReason::NoKey)?;
+        let pair = peer.pair_keys.first().ok_or(DropReason::NoKey)?;
+        Some((keys, pair.send()))
+    } else {
+        None
+    };
+
+    // Take the number only once the packet will certainly be sent, so that a drop leaves
+    // no gap the receiver would have to skip.
+    let number = session.sent.checked_add(1).ok_or(DropReason::NoKey)?;
+    let outgoing = Outgoing {
+        session: session.keys.sending(),
+        direction: session.send_direction(),
+        number,
+        encrypt: session.encrypt,
+        metadata: metadata_keys.map(|(keys, tag_key)| OutgoingMetadata {
+            keys,
+            tag_key,
+            header_tlvs: &[],
+            payload_tlvs: &session.metadata_tlvs,
+        }),
+    };
+
+    let header_len = outer_header_len(session.waypoints.source);
+    let bound = header_len + sealed_len_bound(&outgoing, carried.len());
+    let mut out = frames.alloc(port).ok_or(DropReason::NoBuffer)?;
+    let sealed = out
+        .append(bound)
+        .map_err(|_| DropReason::TooLong)
+        .and_then(|buffer| seal(&mut buffer[header_len..], &outgoing, carried).map_err(seal_drop));
+    let sealed = match sealed {
+        Ok(len) => len,
+        Err(reason) => return Err(discard(frames, port, out, reason)),
+    };
+    out.truncate(header_len + sealed);
+    // NOTE: packets too long for the WAN are dropped. SVR fragmentation and ICMP
+    // "fragmentation needed" replies are not implemented.
+    if header_len - ETHERNET_LEN + sealed > usize::from(wan_mtu) {
+        return Err(discard(frames, port, out, DropReason::TooLong));
+    }
+
+    let fields = outer_fields(&parsed.ip, session.waypoints.source.is_ipv4());
+    let macs = Macs { source: interface.mac, destination: destination_mac };
+    if emit_outer(out.data_mut(), macs, &session.waypoints, &fields).is_err() {
+        return Err(discard(frames, port, out, DropReason::TooLong));
+    }
+    session.sent = number;
+    Ok((port, out))
+}
+
+/// Returns the largest TCP MSS whose full-sized segments, carried whole with up to 40 bytes
+/// of options, fit a WAN packet of `wan_mtu` bytes. The outer header is counted as IPv6,
+/// the longer family, because the session and its path may not be known yet.
+///
+/// NOTE: segments that still carry metadata (the first of a session) can exceed the MTU.
+fn max_mss(wan_mtu: u16) -> u16 {
+    let overhead = IPV6_LEN + UDP_LEN + BLOCK_LEN + SEQUENCE_LEN + MAX_TAG_LEN + 20 + 40;
+    u16::try_from(usize::from(wan_mtu).saturating_sub(overhead)).unwrap_or(0).max(536)
+}
+
+/// Returns the outer IP fields for an original packet: its DSCP and ECN, its TTL less the
+/// hop this router makes, and its identification, don't-fragment flag or flow label in the
+/// outer field that can hold them, so that the egress restores them ([`restored_fields`]):
+///
+/// | original | outer IPv4 | outer IPv6 |
+/// | --- | --- | --- |
+/// | IPv4 | identification and DF copied | flow label = DF << 16 \| identification |
+/// | IPv6 | identification = low 16 bits of the flow label | flow label copied |
+fn outer_fields(original: &IpFields, outer_v4: bool) -> IpHeaderFields {
+    let mut fields = IpHeaderFields {
+        tos: original.tos(),
+        ttl: original.ttl() - 1,
+        identification: 0,
+        dont_fragment: false,
+        flow_label: 0,
+    };
+    match (*original, outer_v4) {
+        (IpFields::V4 { identification, dont_fragment, .. }, true) => {
+            fields.identification = identification;
+            fields.dont_fragment = dont_fragment;
+        }
+        (IpFields::V4 { identification, dont_fragment, .. }, false) => {
+            fields.flow_label = (u32::from(dont_fragment) << 16) | u32::from(identification);
+        }
+        // NOTE: IPv4 has no room for the top 4 bits of a 20-bit flow label, so an IPv6
+        // packet crossing IPv4 waypoints is restored with those bits cleared.
+        (IpFields::V6 { flow_label, .. }, true) => fields.identification = flow_label as u16,
+        (IpFields::V6 { flow_label, .. }, false) => fields.flow_label = flow_label,
+    }
+    fields
+}
+
+/// Returns the IP fields of a restored packet of family `inner_v4` from the outer packet
+/// that carried it, the inverse of [`outer_fields`], with one more hop off the TTL.
+fn restored_fields(outer: &IpFields, inner_v4: bool) -> IpHeaderFields {
+    let mut fields = IpHeaderFields {
+        tos: outer.tos(),
+        ttl: outer.ttl().saturating_sub(1),
+        identification: 0,
+        dont_fragment: false,
+        flow_label: 0,
+    };
+    match (*outer, inner_v4) {
+        (IpFields::V4 { identification, dont_fragment, .. }, true) => {
+            fields.identification = identification;
+            fields.dont_fragment = dont_fragment;
+        }
+        (IpFields::V6 { flow_label, .. }, true) => {
+            fields.identification = flow_label as u16;
+            fields.dont_fragment = flow_label & 0x1_0000 != 0;
+        }
+        (IpFields::V4 { identification, .. }, false) => {
+            fields.flow_label = u32::from(identification);
+        }
+        (IpFields::V6 { flow_label, .. }, false) => fields.flow_label = flow_label,
+    }
+    fields
+}
+
+/// Opens a packet without metadata under the session's keys (receive order steps 2, 3, 5
+/// and 6); returns the range of the original payload within `packet`.
+fn open_session_packet(
+    session: &mut Session,
+    packet: &mut [u8],
+) -> Result<Range<usize>, DropReason> {
+    let tag_len = session.keys.sending().suite().tag_len();
+    let sequence = peek_sequence(packet, tag_len).map_err(receive_drop)?;
+    let keys = session.keys.receiving(sequence.key_id()).ok_or(DropReason::NoKey)?;
+    session.window.check(sequence.number()).map_err(|_| DropReason::Replay)?;
+    let opened =
+        open_without_metadata(packet, keys, session.receive_direction()).map_err(receive_drop)?;
+    let plain = decrypt(packet, &opened, keys, session)?;
+    session.window.record(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
+    Ok(plain)
+}
+
+fn decrypt(
+    packet: &mut [u8],
+    opened: &Opened,
+    keys: &SessionKeys,
+    session: &Session,
+) -> Result<Range<usize>, DropReason> {
+    decrypt_carried(packet, opened, keys, session.receive_direction(), session.encrypt)
+        .map_err(receive_drop)
+}
+
+/// Writes the original packet for `plain`, the carried payload of `session`, into a new
+/// frame on its LAN port.
+fn restore_onto_lan(
+    epoch: &KeyEpoch,
+    session: &Session,
+    outer: &ParsedFrame,
+    plain: &[u8],
+    frames: &mut dyn FrameSource,
+) -> Result<(InterfaceId, Frame), DropReason> {
+    let tuple = session.restored_tuple();
+    let outer_ttl = outer.ip.ttl();
+    if outer_ttl <= 1 {
+        return Err(DropReason::TtlExpired);
+    }
+    let port = session.lan_interface;
+    let interface = epoch.interfaces.get(usize::from(port)).ok_or(DropReason::NoRoute)?;
+    let gateway = match (session.role, epoch.route(session.service)) {
+        (Role::Egress, Some(NextHop::Local { gateway, .. })) => gateway,
+        _ => None,
+    };
+    let next_hop: IpAddr = gateway.unwrap_or(tuple.destination);
+    let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoRoute)?;
+
+    let fields = restored_fields(&outer.ip, tuple.source.is_ipv4());
+    let header_len = restored_header_len(&tuple);
+    let mut out = frames.alloc(port).ok_or(DropReason::NoBuffer)?;
+    match out.append(header_len + plain.len()) {
+        Ok(buffer) => buffer[header_len..].copy_from_slice(plain),
+        Err(_) => return Err(discard(frames, port, out, DropReason::TooLong)),
+    }
+    let macs = Macs { source: interface.mac, destination: destination_mac };
+    if emit_restored(out.data_mut(), macs, &tuple, &fields).is_err() {
+        return Err(discard(frames, port, out, DropReason::Malformed));
+    }
+    Ok((port, out))
+}
+
+/// Gives an output frame that will not be sent back to its port's pool.
+fn discard(
+    frames: &mut dyn FrameSource,
+    port: InterfaceId,
+    frame: Frame,
+    reason: DropReason,
+) -> DropReason {
+    frames.free(port, frame);
+    reason
+}
+
+/// Returns the session UUID a metadata packet names, if any.
+fn metadata_uuid(metadata: &ReceivedMetadata) -> Option<uuid::Uuid> {
+    metadata.payload_tlvs.iter().find_map(|tlv| match tlv {
+        PayloadTlv::SessionUuid(uuid) => Some(*uuid),
+        _ => None,
+    })
+}
+
+/// Returns the payload key a metadata packet carries, if any.
+fn payload_key(metadata: &ReceivedMetadata) -> Result<Option<PayloadKeyTlv>, DropReason> {
+    metadata
+        .payload_tlvs
+        .iter()
+        .find_map(|tlv| match tlv {
+            PayloadTlv::PayloadKey(blob) => Some(blob),
+            _ => None,
+        })
+        .map(|blob| PayloadKeyTlv::parse(blob.as_bytes()).map_err(|_| DropReason::Malformed))
+        .transpose()
+}
+
+fn payload_key_blob(tlv: &PayloadKeyTlv) -> Result<PayloadKeyBlob, CryptoError> {
+    PayloadKeyBlob::new(tlv.emit().to_vec()).map_err(|_| CryptoError::Random)
+}
+
+/// The drop counter for a receive error.
+fn receive_drop(error: ReceiveError) -> DropReason {
+    match error {
+        ReceiveError::Crypto(CryptoError::BadTag) => DropReason::BadTag,
+        ReceiveError::Crypto(CryptoError::BadPadding) => DropReason::BadTag,
+        ReceiveError::WrongMetadataKey { .. } | ReceiveError::WrongPayloadKey { .. } => {
+            DropReason::NoKey
+        }
+        _ => DropReason::Malformed,
+    }
+}
+
+/// The drop counter for a seal error: the packet plus overhead did not fit.
+fn seal_drop(error: SealError) -> DropReason {
+    match error {
+        SealError::Crypto(CryptoError::BufferTooSmall { .. }) => DropReason::TooLong,
+        _ => DropReason::Malformed,
+    }
+}
+
+/// Opens a packet with metadata under the first of the sender's pair keys whose tag
+/// matches: the current key, then those of a peer-key rotation still in its grace time.
+/// A failed tag check changes nothing in the packet, so trying the next key is safe.
+fn open_from_peer(
+    packet: &mut [u8],
+    own: &MetadataKeys,
+    pair_keys: &[PairKeys],
+) -> Result<Opened, ReceiveError> {
+    for pair in pair_keys {
+        match open_with_metadata(packet, own, pair.receive()) {
+            Err(ReceiveError::Crypto(CryptoError::BadTag)) => continue,
+            other => return other,
+        }
+    }
+    Err(ReceiveError::Crypto(CryptoError::BadTag))
+}

@@ -1,0 +1,146 @@
+//! Sessions: the per-flow state a worker keeps for each SVR session it carries, and the
+//! shard of the session table that owns it ([`SessionTable`]).
+//!
+//! A session is created on the ingress router by the first LAN packet of a flow that
+//! matches a service, and on the egress router by the first SVR packet, whose metadata
+//! names the flow and carries the payload key. Each side then keeps:
+//! - the original 5-tuple and the waypoint 5-tuple it sends with;
+//! - the payload keys ([`PayloadKeys`]), with a next or previous generation during a
+//!   rotation;
+//! - the packet number of its send direction and the replay window of its receive
+//!   direction;
+//! - the metadata handshake: the ingress sends forward metadata until a reverse packet
+//!   with metadata arrives, and the egress sends reverse metadata (with disable-forward-
+//!   metadata, TLV 18) until a forward packet without metadata arrives.
+
+mod keys;
+mod table;
+
+use std::time::{Duration, Instant};
+
+pub use keys::{PayloadKeys, RotationError, SESSION_SUITE};
+pub use table::{PORT_FIRST, PORT_LAST, PortPool, SessionId, SessionTable, TableError};
+
+use crate::crypto::Direction;
+use crate::epoch::{InterfaceId, PathId, PeerId, ServiceId, TenantId};
+use crate::forward::FiveTuple;
+use crate::packet::PayloadTlv;
+use crate::replay::ReplayWindow;
+
+/// Which end of the session this router is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The router the first packet entered from a LAN; it chose the keys and the ports.
+    Ingress,
+    /// The router that restores packets onto the destination LAN.
+    Egress,
+}
+
+/// One session, as one router keeps it.
+#[derive(Debug)]
+pub struct Session {
+    /// Which end this router is.
+    pub role: Role,
+    /// The session UUID sent in metadata.
+    pub uuid: uuid::Uuid,
+    /// The forward 5-tuple of the original packets, as the source host sent them.
+    pub original: FiveTuple,
+    /// The outer 5-tuple of the packets this router sends: its waypoint and port as the
+    /// source, the peer's as the destination.
+    pub waypoints: FiveTuple,
+    /// The peer router.
+    pub peer: PeerId,
+    /// The peer path, when the waypoints match a configured one.
+    pub path: Option<PathId>,
+    /// The WAN port the session's SVR packets use.
+    pub wan_interface: InterfaceId,
+    /// The LAN port the session's original packets use.
+    pub lan_interface: InterfaceId,
+    /// The service and tenant the session was admitted for.
+    pub service: ServiceId,
+    pub tenant: TenantId,
+    /// Whether the carried payload is encrypted.
+    pub encrypt: bool,
+    /// Payload keys.
+    pub keys: PayloadKeys,
+    /// The last packet number sent; the next packet gets one more.
+    pub sent: u64,
+    /// Replay window of the receive direction.
+    pub window: ReplayWindow,
+    /// Whether the next packet sent carries metadata.
+    pub send_metadata: bool,
+    /// The payload TLVs of the metadata this router sends, built when the session starts or
+    /// its payload key changes so that sending allocates nothing.
+    pub metadata_tlvs: Vec<PayloadTlv>,
+    /// When a packet of the session was last sent or received.
+    pub last_seen: Instant,
+    /// Idle time after which the session is deleted.
+    pub idle_timeout: Duration,
+}
+
+impl Session {
+    /// Direction of the packets this router sends.
+    pub fn send_direction(&self) -> Direction {
+        match self.role {
+            Role::Ingress => Direction::Forward,
+            Role::Egress => Direction::Reverse,
+        }
+    }
+
+    /// Direction of the packets this router receives from the peer.
+    pub fn receive_direction(&self) -> Direction {
+        match self.role {
+            Role::Ingress => Direction::Reverse,
+            Role::Egress => Direction::Forward,
+        }
+    }
+
+    /// The 5-tuple of the session's packets as they arrive on this router's LAN.
+    pub fn lan_key(&self) -> FiveTuple {
+        match self.role {
+            Role::Ingress => self.original,
+            Role::Egress => self.original.reversed(),
+        }
+    }
+
+    /// The outer 5-tuple of the session's packets as they arrive from the peer.
+    pub fn wan_key(&self) -> FiveTuple {
+        self.waypoints.reversed()
+    }
+
+    /// The original 5-tuple of packets this router restores onto its LAN.
+    pub fn restored_tuple(&self) -> FiveTuple {
+        match self.role {
+            Role::Ingress => self.original.reversed(),
+            Role::Egress => self.original,
+        }
+    }
+
+    /// Takes the next packet number to send, or `None` when the session has used all of
+    /// them and must be replaced.
+    pub fn next_number(&mut self) -> Option<u64> {
+        let number = self.sent.checked_add(1)?;
+        if number > crate::crypto::Sequence::MAX_NUMBER {
+            return None;
+        }
+        self.sent = number;
+        Some(number)
+    }
+
+    /// Whether the session has been idle past its timeout at `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_seen) >= self.idle_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_size_bound() {
+        let size = std::mem::size_of::<Session>();
+        println!("size_of::<Session>() = {size} bytes");
+        assert!(size <= 1024, "a session takes {size} bytes, more than 1 KiB");
+    }
+}

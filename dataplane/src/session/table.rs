@@ -1,0 +1,266 @@
+//! One worker's shard of the session table: a slab of sessions sized at start and two
+//! indexes into it, by the LAN 5-tuple and by the outer waypoint 5-tuple, plus the pool of
+//! waypoint ports the worker allocates from.
+//!
+//! Every structure is allocated with its full capacity when the shard is made. The hash
+//! maps never grow because the slab caps how many sessions exist, so once warm no
+//! insertion or removal allocates.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Instant;
+
+use super::Session;
+use crate::forward::FiveTuple;
+
+/// First waypoint port: the pool covers 16384 to 65534, even ports for the router that
+/// allocates and the next odd port for its peer.
+pub const PORT_FIRST: u16 = 16384;
+/// Last waypoint port of the pool.
+pub const PORT_LAST: u16 = 65534;
+
+/// Index of a session in its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(u32);
+
+/// A shard of the session table.
+#[derive(Debug)]
+pub struct SessionTable {
+    slots: Vec<Option<Session>>,
+    free: Vec<u32>,
+    by_lan: HashMap<FiveTuple, u32>,
+    by_wan: HashMap<FiveTuple, u32>,
+    ports: PortPool,
+    sweep_at: usize,
+    len: usize,
+}
+
+impl SessionTable {
+    /// A shard for up to `capacity` sessions, taking the waypoint ports that belong to
+    /// worker `worker` of `workers`.
+    pub fn new(capacity: usize, worker: usize, workers: usize) -> SessionTable {
+        let mut slots = Vec::with_capacity(capacity);
+        slots.resize_with(capacity, || None);
+        SessionTable {
+            slots,
+            free: (0..capacity as u32).rev().collect(),
+            by_lan: HashMap::with_capacity(capacity),
+            by_wan: HashMap::with_capacity(capacity),
+            ports: PortPool::new(worker, workers),
+            sweep_at: 0,
+            len: 0,
+        }
+    }
+
+    /// Sessions in the shard.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the shard contains no session.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The waypoint port pool.
+    pub fn ports(&mut self) -> &mut PortPool {
+        &mut self.ports
+    }
+
+    /// The session whose LAN packets have `tuple`.
+    pub fn find_lan(&self, tuple: &FiveTuple) -> Option<SessionId> {
+        self.by_lan.get(tuple).map(|index| SessionId(*index))
+    }
+
+    /// The session whose packets from the peer have the outer `tuple`.
+    pub fn find_wan(&self, tuple: &FiveTuple) -> Option<SessionId> {
+        self.by_wan.get(tuple).map(|index| SessionId(*index))
+    }
+
+    /// The session `id`.
+    pub fn get(&self, id: SessionId) -> Option<&Session> {
+        self.slots.get(id.0 as usize)?.as_ref()
+    }
+
+    /// The session `id`, writable.
+    pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.slots.get_mut(id.0 as usize)?.as_mut()
+    }
+
+    /// Adds a session and indexes it by its LAN and WAN tuples.
+    pub fn insert(&mut self, session: Session) -> Result<SessionId, TableError> {
+        let (lan, wan) = (session.lan_key(), session.wan_key());
+        if self.by_lan.contains_key(&lan) {
+            return Err(TableError::Exists { tuple: lan });
+        }
+        if self.by_wan.contains_key(&wan) {
+            return Err(TableError::Exists { tuple: wan });
+        }
+        let Some(index) = self.free.pop() else {
+            return Err(TableError::Full { capacity: self.slots.len() });
+        };
+        self.slots[index as usize] = Some(session);
+        self.by_lan.insert(lan, index);
+        self.by_wan.insert(wan, index);
+        self.len += 1;
+        Ok(SessionId(index))
+    }
+
+    /// Moves session `id` to new waypoints (a path change), re-indexing it.
+    pub fn move_waypoints(
+        &mut self,
+        id: SessionId,
+        waypoints: FiveTuple,
+    ) -> Result<(), TableError> {
+        if self.by_wan.contains_key(&waypoints.reversed()) {
+            return Err(TableError::Exists { tuple: waypoints.reversed() });
+        }
+        let Some(session) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+            return Err(TableError::Unknown { id });
+        };
+        self.by_wan.remove(&session.wan_key());
+        session.waypoints = waypoints;
+        self.by_wan.insert(session.wan_key(), id.0);
+        Ok(())
+    }
+
+    /// Deletes session `id`, returning its ingress waypoint port to the pool.
+    pub fn remove(&mut self, id: SessionId) -> Option<Session> {
+        let session = self.slots.get_mut(id.0 as usize)?.take()?;
+        self.by_lan.remove(&session.lan_key());
+        self.by_wan.remove(&session.wan_key());
+        if session.role == super::Role::Ingress {
+            self.ports.release(session.waypoints.source_port);
+        }
+        self.free.push(id.0);
+        self.len -= 1;
+        Some(session)
+    }
+
+    /// Visits up to `budget` slots from where the last sweep stopped and deletes the
+    /// sessions idle past their timeout at `now`; returns how many were deleted. Sweeping a
+    /// bounded part per call keeps a worker from stalling on a large table.
+    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
+        let capacity = self.slots.len();
+        if capacity == 0 {
+            return 0;
+        }
+        let mut deleted = 0;
+        for _ in 0..budget.min(capacity) {
+            let index = self.sweep_at;
+            self.sweep_at = (self.sweep_at + 1) % capacity;
+            let expired = self.slots[index].as_ref().is_some_and(|session| session.expired(now));
+            if expired && self.remove(SessionId(index as u32)).is_some() {
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+
+    /// Ids of every session, for control-side walks such as starting rotations.
+    pub fn ids(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.is_some())
+            .map(|(index, _)| SessionId(index as u32))
+    }
+}
+
+/// The waypoint ports one worker allocates: the even ports of its share of the pool.
+#[derive(Debug)]
+pub struct PortPool {
+    free: Vec<u16>,
+}
+
+impl PortPool {
+    /// The ports of worker `worker` of `workers`: every `workers`-th even port.
+    pub fn new(worker: usize, workers: usize) -> PortPool {
+        let workers = workers.max(1);
+        let mut free: Vec<u16> = (PORT_FIRST..PORT_LAST)
+            .step_by(2)
+            .enumerate()
+            .filter(|(index, _)| index % workers == worker % workers)
+            .map(|(_, port)| port)
+            .collect();
+        // Hand out low ports first.
+        free.reverse();
+        PortPool { free }
+    }
+
+    /// Takes a port pair: the even port for this router, and the next odd one for the peer.
+    pub fn allocate(&mut self) -> Option<(u16, u16)> {
+        let port = self.free.pop()?;
+        Some((port, port + 1))
+    }
+
+    /// Returns an even port to the pool.
+    pub fn release(&mut self, port: u16) {
+        if port.is_multiple_of(2) && (PORT_FIRST..PORT_LAST).contains(&port) {
+            self.free.push(port);
+        }
+    }
+
+    /// Port pairs left.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// Why a session could not be added or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TableError {
+    /// The shard is at its capacity.
+    Full { capacity: usize },
+    /// Another session already has this tuple.
+    Exists { tuple: FiveTuple },
+    /// No session has this id.
+    Unknown { id: SessionId },
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableError::Full { capacity } => write!(f, "session table full at {capacity} sessions"),
+            TableError::Exists { tuple } => write!(f, "a session already exists for {tuple}"),
+            TableError::Unknown { id } => write!(f, "no session with id {}", id.0),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_pool_even_and_odd() {
+        let mut pool = PortPool::new(0, 1);
+        assert_eq!(pool.available(), 24575);
+        assert_eq!(pool.allocate(), Some((16384, 16385)));
+        assert_eq!(pool.allocate(), Some((16386, 16387)));
+        pool.release(16384);
+        assert_eq!(pool.allocate(), Some((16384, 16385)));
+    }
+
+    #[test]
+    fn port_pool_split_between_workers() {
+        let mut first = PortPool::new(0, 2);
+        let mut second = PortPool::new(1, 2);
+        assert_eq!(first.allocate(), Some((16384, 16385)));
+        assert_eq!(second.allocate(), Some((16386, 16387)));
+        assert_eq!(first.available() + second.available(), 24575 - 2);
+    }
+
+    #[test]
+    fn port_pool_last_pair() {
+        let mut pool = PortPool::new(0, 1);
+        let mut last = None;
+        while let Some(pair) = pool.allocate() {
+            last = Some(pair);
+        }
+        assert_eq!(last, Some((65532, 65533)));
+    }
+}
