@@ -11,10 +11,10 @@ struct rte_mbuf;
 struct rte_mempool;
 
 /*
- * The fields of one mbuf that a safe wrapper needs, read in one call: where its data
- * room starts and how long it is, where the packet starts in it, and whether the
- * buffer is exclusively this mbuf's (one segment, reference count 1, not attached to
- * another mbuf or to an external buffer).
+ * The fields of one mbuf that a safe wrapper needs, read in one call. They give the
+ * data room's address and length and the packet's offset and length in it. The
+ * segment count, reference count and `direct` (not attached to another mbuf or to an
+ * external buffer) tell whether the buffer belongs to this mbuf alone.
  */
 struct svr_mbuf_view {
 	void *buf_addr;

@@ -95,7 +95,7 @@ impl Frame {
     /// Frames from [`PacketIo::alloc`](super::PacketIo::alloc) start with
     /// [`DEFAULT_HEADROOM`](super::DEFAULT_HEADROOM). A received frame has what its backend
     /// left: 256 bytes on AF_XDP in copy mode, and on DPDK the mbuf's data offset, which is
-    /// 128 bytes (`RTE_PKTMBUF_HEADROOM`) for drivers that receive into fresh mbufs.
+    /// 128 bytes (`RTE_PKTMBUF_HEADROOM`) for drivers that copy into fresh mbufs.
     pub fn headroom(&self) -> usize {
         self.head as usize
     }

@@ -76,7 +76,7 @@ impl EalConfig {
         }
     }
 
-    /// The argument vector for `rte_eal_init`, program name first.
+    /// Builds the argument vector for `rte_eal_init`, program name first.
     pub fn args(&self) -> Result<Vec<String>, IoError> {
         let mut args = vec!["svrd".to_owned()];
 
@@ -185,7 +185,7 @@ impl Eal {
         }
     }
 
-    /// The running EAL, if an [`Eal::init`] succeeded.
+    /// Returns the running EAL, if an [`Eal::init`] succeeded.
     pub fn get() -> Option<Eal> {
         match EAL.get() {
             Some(Ok(config)) => Some(Eal { config }),
@@ -193,7 +193,7 @@ impl Eal {
         }
     }
 
-    /// The configuration EAL runs with.
+    /// Returns the configuration EAL runs with.
     pub fn config(&self) -> &'static EalConfig {
         self.config
     }
@@ -217,7 +217,7 @@ fn run_eal_init(config: &EalConfig, args: Vec<String>) -> Result<EalConfig, EalF
     let argv: &'static mut [*mut c_char] = Vec::leak(argv);
     let argc = c_int::try_from(strings.len()).unwrap_or(c_int::MAX);
 
-    // SAFETY: `argv` holds `argc` pointers to NUL-terminated strings followed by a null
+    // SAFETY: `argv` contains `argc` pointers to NUL-terminated strings followed by a null
     // pointer, all valid for the life of the process. The OnceLock makes this the only
     // call in the process.
     let ret = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };

@@ -1,4 +1,4 @@
-//! [`MbufHandle`], the exclusive handle a [`Frame`](crate::io::Frame) holds to one DPDK
+//! [`MbufHandle`], the exclusive handle a [`Frame`](crate::io::Frame) keeps to one DPDK
 //! mbuf, and [`Mempool`], the mbuf pool of one port.
 //!
 //! An mbuf is in exactly one place at a time: free in its mempool (or a per-lcore cache
@@ -161,7 +161,7 @@ impl Mempool {
     }
 
     /// Frees the pool if every mbuf is back in it. Otherwise some frame, driver queue or
-    /// other port still holds mbufs that point into it, so the pool stays allocated
+    /// other port still has mbufs that point into it, so the pool stays allocated
     /// until the process exits, and this returns how many mbufs are out.
     pub(crate) fn release(self) -> Result<(), usize> {
         let out = self.in_use();

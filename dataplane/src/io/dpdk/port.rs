@@ -42,9 +42,9 @@ pub struct DpdkPortConfig {
 }
 
 impl DpdkPortConfig {
-    /// The settings for the port `name`: 8191 mbufs with a 256-entry cache, each with
-    /// 2048 bytes of data room after the default headroom, and 1024 descriptors per
-    /// queue.
+    /// Returns the settings for the port `name`: 8191 mbufs with a 256-entry cache,
+    /// each with 2048 bytes of data room after the default headroom, and 1024
+    /// descriptors per queue.
     pub fn new(name: impl Into<String>) -> DpdkPortConfig {
         DpdkPortConfig {
             name: name.into(),
@@ -107,9 +107,10 @@ pub struct DpdkPortStats {
 ///
 /// Frames are the mbufs' data rooms. Frames from [`alloc`](PacketIo::alloc) start
 /// [`DEFAULT_HEADROOM`] bytes in. A received frame starts at the mbuf's data offset: 128
-/// bytes (`RTE_PKTMBUF_HEADROOM`) for drivers that receive into fresh mbufs, such as
-/// net_memif and net_af_packet, and whatever the sender set on net_ring, which hands the
-/// transmitted mbufs back. Dropping a frame instead of returning it still puts its mbuf
+/// bytes (`RTE_PKTMBUF_HEADROOM`) for drivers that copy into fresh mbufs, such as
+/// net_memif and net_af_packet, and 384 on net_af_xdp, where the kernel most likely
+/// adds its XDP headroom. On net_ring, which hands the transmitted mbufs back, it is whatever the
+/// sender set. Dropping a frame instead of returning it still puts its mbuf
 /// back in the pool.
 ///
 /// Dropping the port drains its receive queue, stops and closes it (the device cannot
@@ -177,8 +178,8 @@ impl DpdkPort {
             _eal: eal,
         };
 
-        // A configure failure leaves the pool unused, so it is freed; after that the
-        // queues may refer to it, and a failure leaks it (see `abandon`).
+        // A configure failure leaves the pool unused, so it is freed. After a successful
+        // configure the queues may refer to the pool, so later failures leak it.
         let conf = dpdk_sys::rte_eth_conf::default();
         // SAFETY: `conf` is a zeroed configuration (no offloads, no RSS) that lives across
         // the call.
@@ -209,17 +210,17 @@ impl DpdkPort {
         Ok(port)
     }
 
-    /// The ethdev port id.
+    /// Returns the ethdev port id.
     pub fn port_id(&self) -> u16 {
         self.port_id
     }
 
-    /// The device name the port was opened by.
+    /// Returns the device name the port was opened by.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The port's MAC address.
+    /// Reads the port's MAC address.
     pub fn mac_address(&self) -> Result<[u8; 6], IoError> {
         let mut addr = dpdk_sys::rte_ether_addr::default();
         // SAFETY: `addr` is a writable address struct that lives across the call.
@@ -230,7 +231,7 @@ impl DpdkPort {
         Ok(addr.addr_bytes)
     }
 
-    /// The link state, without waiting for the driver to complete it.
+    /// Reads the link state without waiting for the driver to complete it.
     pub fn link(&self) -> Result<LinkStatus, IoError> {
         let mut link = dpdk_sys::rte_eth_link::default();
         // SAFETY: `link` is a writable link struct that lives across the call.
@@ -262,7 +263,7 @@ impl DpdkPort {
         }
     }
 
-    /// The device counters.
+    /// Reads the device counters.
     pub fn device_stats(&self) -> Result<DpdkPortStats, IoError> {
         let mut stats = dpdk_sys::rte_eth_stats::default();
         // SAFETY: `stats` is a writable stats struct that lives across the call.
@@ -311,9 +312,9 @@ impl DpdkPort {
         let pool = self.pool.as_ref().map_or(ptr::null_mut(), Mempool::as_ptr);
         // SOCKET_ID_ANY (-1) is passed as the unsigned value DPDK expects for it.
         let socket = socket as u32;
-        // SAFETY: a configured, stopped port; a null rxconf selects the driver's defaults,
-        // and `pool` is a valid mempool that outlives the queue (it is freed only after
-        // the port is closed, or leaked).
+        // SAFETY: the port is configured and stopped, and a null rxconf selects the
+        // driver's defaults. `pool` is a valid mempool that outlives the queue, because it
+        // is freed only after the port is closed.
         let ret = unsafe {
             dpdk_sys::rte_eth_rx_queue_setup(self.port_id, 0, rx_desc, socket, ptr::null(), pool)
         };
@@ -426,7 +427,7 @@ impl PacketIo for DpdkPort {
                 }
             };
             // Frame offsets fit in u16 because the data room does; `count` stays below
-            // MAX_BURST because a burst holds no more.
+            // MAX_BURST because a burst has no more.
             let (Ok(head), Ok(len), true) =
                 (u16::try_from(head), u16::try_from(len), count < MAX_BURST)
             else {
