@@ -220,6 +220,20 @@ fn ring_pool_exhaustion_returns_none() {
 }
 
 #[test]
+fn ring_alloc_frame_geometry() {
+    let (mut port, _dir) = ring();
+    let mut frame = port.alloc().unwrap();
+
+    assert_eq!(frame.capacity(), 2304, "capacity is the configured data room");
+    assert_eq!(frame.headroom(), DEFAULT_HEADROOM);
+    assert_eq!(frame.tailroom(), 2048);
+    assert!(frame.is_empty());
+    frame.reset(0).unwrap();
+    assert_eq!(frame.append(2304).unwrap().len(), 2304, "whole data room writable");
+    port.free(frame);
+}
+
+#[test]
 fn ring_dropped_frame_returns_to_pool() {
     let (mut port, _dir) = ring();
     let frame = port.alloc().unwrap();
