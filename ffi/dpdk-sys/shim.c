@@ -76,3 +76,23 @@ int svr_errno(void)
 {
 	return rte_errno;
 }
+
+void svr_pktmbuf_view(const struct rte_mbuf *mbuf, struct svr_mbuf_view *view)
+{
+	view->buf_addr = mbuf->buf_addr;
+	view->pkt_len = mbuf->pkt_len;
+	view->buf_len = mbuf->buf_len;
+	view->data_off = mbuf->data_off;
+	view->data_len = mbuf->data_len;
+	view->nb_segs = mbuf->nb_segs;
+	view->refcnt = rte_mbuf_refcnt_read(mbuf);
+	view->direct = RTE_MBUF_DIRECT(mbuf) ? 1 : 0;
+}
+
+void svr_pktmbuf_set_data(struct rte_mbuf *mbuf, uint16_t data_off, uint16_t data_len)
+{
+	mbuf->data_off = data_off;
+	mbuf->data_len = data_len;
+	mbuf->pkt_len = data_len;
+	mbuf->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK;
+}

@@ -35,6 +35,19 @@ pub enum IoError {
     // Anything else the kernel returned.
     /// A system call failed with an errno that has no variant of its own.
     Syscall { operation: &'static str, source: io::Error },
+
+    // DPDK.
+    /// An EAL argument cannot be passed to DPDK as it is.
+    EalArgument { argument: String, expected: &'static str },
+    /// `rte_eal_init` failed; `message` is DPDK's text for `errno`.
+    EalInit { errno: i32, message: String },
+    /// EAL is already running in this process with other arguments, and it can only be
+    /// initialised once per process.
+    EalConflict { running: String, requested: String },
+    /// No DPDK port (ethdev) has that name.
+    PortNotFound { port: String },
+    /// A DPDK call failed with an error code that has no variant of its own.
+    Dpdk { operation: &'static str, port: String, errno: i32, message: String },
 }
 
 impl fmt::Display for IoError {
@@ -76,6 +89,27 @@ impl fmt::Display for IoError {
                 write!(f, "kernel verifier rejected the XDP program: {}", log.trim_end())
             }
             IoError::Syscall { operation, source } => write!(f, "{operation} failed: {source}"),
+            IoError::EalArgument { argument, expected } => {
+                write!(f, "invalid EAL argument {argument:?}: expected {expected}")
+            }
+            IoError::EalInit { errno, message } => write!(
+                f,
+                "DPDK EAL initialisation failed: {message} (rte_errno {errno}); check the EAL \
+                 arguments and that the drivers of the --vdev devices are installed"
+            ),
+            IoError::EalConflict { running, requested } => write!(
+                f,
+                "DPDK EAL already initialised with {running:?}, cannot initialise again with \
+                 {requested:?}: EAL runs once per process"
+            ),
+            IoError::PortNotFound { port } => write!(
+                f,
+                "DPDK port {port:?} not found: expected the name of a probed device, such as \
+                 a --vdev name or a PCI address"
+            ),
+            IoError::Dpdk { operation, port, errno, message } => {
+                write!(f, "{operation} failed on DPDK port {port:?}: {message} (error {errno})")
+            }
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) enum FrameBuf {
     /// A chunk of an AF_XDP UMEM.
     #[cfg(target_os = "linux")]
     Umem(super::afxdp::UmemChunk),
+    /// The data room of a DPDK mbuf, tagged with the port that handed it out.
+    #[cfg(feature = "dpdk")]
+    Mbuf(super::dpdk::MbufHandle),
 }
 
 impl FrameBuf {
@@ -39,6 +42,8 @@ impl FrameBuf {
             FrameBuf::Heap { bytes, .. } => bytes,
             #[cfg(target_os = "linux")]
             FrameBuf::Umem(chunk) => chunk.bytes(),
+            #[cfg(feature = "dpdk")]
+            FrameBuf::Mbuf(mbuf) => mbuf.bytes(),
         }
     }
 
@@ -47,6 +52,8 @@ impl FrameBuf {
             FrameBuf::Heap { bytes, .. } => bytes,
             #[cfg(target_os = "linux")]
             FrameBuf::Umem(chunk) => chunk.bytes_mut(),
+            #[cfg(feature = "dpdk")]
+            FrameBuf::Mbuf(mbuf) => mbuf.bytes_mut(),
         }
     }
 }
@@ -84,6 +91,11 @@ impl Frame {
     }
 
     /// Free bytes in front of the packet.
+    ///
+    /// Frames from [`PacketIo::alloc`](super::PacketIo::alloc) start with
+    /// [`DEFAULT_HEADROOM`](super::DEFAULT_HEADROOM). A received frame has what its backend
+    /// left: 256 bytes on AF_XDP in copy mode, and on DPDK the mbuf's data offset, which is
+    /// 128 bytes (`RTE_PKTMBUF_HEADROOM`) for drivers that copy into fresh mbufs.
     pub fn headroom(&self) -> usize {
         self.head as usize
     }

@@ -7,10 +7,14 @@
 //! - [`mem`]: a linked pair of in-process ports over lock-free rings, for tests and
 //!   benchmarks;
 //! - [`afxdp`]: an AF_XDP socket bound to one queue of a Linux interface, with svrd's own
-//!   XDP program choosing which packets reach it.
+//!   XDP program choosing which packets reach it;
+//! - `dpdk` (with the `dpdk` cargo feature): a DPDK ethdev port, physical or virtual,
+//!   with an mbuf pool of its own.
 
 #[cfg(target_os = "linux")]
 pub mod afxdp;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 mod error;
 mod frame;
 pub mod mem;

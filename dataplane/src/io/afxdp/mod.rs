@@ -399,7 +399,7 @@ impl Xsk {
                 Ok(base) => self.umem.put(base),
                 Err(_foreign) => self.stats.foreign_frames += 1,
             },
-            FrameBuf::Heap { .. } => self.stats.foreign_frames += 1,
+            _ => self.stats.foreign_frames += 1,
         }
     }
 }
@@ -447,7 +447,7 @@ impl PacketIo for Xsk {
             let (buf, head, len) = frame.into_parts();
             let chunk = match buf {
                 FrameBuf::Umem(chunk) => chunk,
-                FrameBuf::Heap { .. } => {
+                _ => {
                     self.stats.foreign_frames += 1;
                     continue;
                 }
