@@ -4,6 +4,7 @@
 pub mod alarm;
 pub mod bfd;
 pub mod config;
+pub mod daemon;
 pub mod kex;
 pub mod mgmt;
 pub mod pki;

@@ -107,14 +107,37 @@ fn every_sample_checks_clean() {
 }
 
 #[test]
-fn config_reports_unavailable() {
+fn missing_interface_stops_start_up() {
+    let dir = std::env::temp_dir().join(format!("svrd-cli-{}", std::process::id()));
     let path = sample("flat.cfg");
-    let out = svrd(&["--config", &path, "--router", "edge"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "svrd: running the router is not available in this build yet; use --check FILE\n"
+    let socket = dir.join("svrd.sock");
+    let out = svrd(&[
+        "--config",
+        &path,
+        "--router",
+        "edge",
+        "--state-dir",
+        dir.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The sample names Linux interfaces that do not exist here, so start-up stops at the
+    // first port and says which.
+    assert!(
+        stderr.contains("svrd: dataplane: eth-lan: interface \"eth-lan\" not found"),
+        "{stderr}"
     );
+}
+
+#[test]
+fn config_file_missing_is_reported() {
+    let out = svrd(&["--config", "/nonexistent/authority.cfg"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/authority.cfg"), "{stderr}");
 }
 
 #[test]

@@ -73,8 +73,9 @@ pub struct Peer {
     /// the key exchange has delivered one.
     pub metadata_keys: Option<MetadataKeys>,
     /// The pair keys of this router and the peer, which authenticate packets with metadata
-    /// in both directions: current first, then the previous ones still accepted during a
-    /// peer-key rotation. Empty until the key exchange has delivered them.
+    /// in both directions. The first seals what this router sends; all are accepted on
+    /// receipt, which covers a peer-key rotation. Empty until the key exchange has
+    /// delivered them.
     pub pair_keys: Vec<PairKeys>,
     /// Paths to the peer, in order of preference.
     pub paths: Vec<Path>,

@@ -1,14 +1,16 @@
-//! svrd: the router daemon. This build checks configuration files; running the router is
-//! not available yet.
+//! svrd: the router daemon. Runs one router of an SSR-style configuration, or checks a
+//! configuration file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use svr_control::config::check;
+use svr_control::daemon::{self, Options, Signals};
 
-/// Exit status when the requested mode is not available in this build.
-const EXIT_UNAVAILABLE: u8 = 2;
+/// Default management socket.
+const DEFAULT_SOCKET: &str = "/run/svrd/svrd.sock";
 
 #[derive(Debug, Parser)]
 #[command(name = "svrd", version, about = "Secure Vector Routing router daemon")]
@@ -19,13 +21,27 @@ struct Args {
     check: Option<PathBuf>,
 
     /// Run the router from FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", required_unless_present = "check")]
     config: Option<PathBuf>,
 
     /// Name of the router to run, when the authority has several; with --check, the
     /// authority must define it.
     #[arg(long, value_name = "NAME")]
     router: Option<String>,
+
+    /// Directory for the generated certificate and key (default /var/lib/svrd/ROUTER).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Management socket that svrctl connects to.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+
+    /// Seconds a sender keeps using an old key after it has the new one, and a receiver
+    /// still accepts it after the switch. The product uses 30; shorter values are for
+    /// tests that cannot wait that long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    key_grace_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -35,6 +51,44 @@ fn main() -> ExitCode {
         print!("{}", report.render());
         return ExitCode::from(report.exit_code());
     }
-    eprintln!("svrd: running the router is not available in this build yet; use --check FILE");
-    ExitCode::from(EXIT_UNAVAILABLE)
+    let Some(config) = args.config.clone() else {
+        eprintln!("svrd: --config FILE or --check FILE is required");
+        return ExitCode::from(2);
+    };
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let signals = Signals::default();
+    for (signal, flag) in [
+        (signal_hook::consts::SIGTERM, &signals.stop),
+        (signal_hook::consts::SIGINT, &signals.stop),
+        (signal_hook::consts::SIGHUP, &signals.reload),
+    ] {
+        if let Err(error) = signal_hook::flag::register(signal, std::sync::Arc::clone(flag)) {
+            eprintln!("svrd: cannot handle signal {signal}: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let options = Options {
+        config,
+        router: args.router,
+        state_dir: args.state_dir,
+        socket: args.socket,
+        key_grace: Duration::from_secs(args.key_grace_seconds),
+    };
+    match daemon::run(&options, &signals) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "svrd failed");
+            eprintln!("svrd: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -52,6 +52,7 @@ pub struct PeerKey {
     kind: PeerKeyKind,
     enc: Zeroizing<[u8; KEY_LEN]>,
     mac: Zeroizing<[u8; MAC_KEY_LEN]>,
+    pair: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl PeerKey {
@@ -76,9 +77,11 @@ impl PeerKey {
         let hk = Hkdf::<Sha384>::new(None, peer_key.as_slice());
         let mut enc = Zeroizing::new([0u8; KEY_LEN]);
         let mut mac = Zeroizing::new([0u8; MAC_KEY_LEN]);
+        let mut pair = Zeroizing::new([0u8; KEY_LEN]);
         expand(&hk, b"svrd eskm v1 aes-256-cbc", enc.as_mut_slice());
         expand(&hk, b"svrd eskm v1 hmac-sha-384", mac.as_mut_slice());
-        PeerKey { kind, enc, mac }
+        expand(&hk, b"svrd eskm v1 pair secret", pair.as_mut_slice());
+        PeerKey { kind, enc, mac, pair }
     }
 
     /// Returns the secret the key was derived from.
@@ -192,6 +195,23 @@ impl PeerKeySet {
     /// Returns the keys in sealing order.
     pub fn layers(&self) -> &[PeerKey] {
         &self.layers
+    }
+
+    /// The secret the dataplane derives the two routers' pair keys from (the keys that
+    /// authenticate SVR packets with metadata between them). In hybrid mode it depends on
+    /// both peer keys, so breaking one of them does not reveal it.
+    pub fn pair_secret(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        let mut ikm = Zeroizing::new(Vec::with_capacity(self.layers.len() * KEY_LEN));
+        for key in &self.layers {
+            ikm.extend_from_slice(key.pair.as_slice());
+        }
+        let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+        expand(
+            &Hkdf::<Sha384>::new(None, &ikm),
+            b"svrd eskm v1 pair secret",
+            secret.as_mut_slice(),
+        );
+        secret
     }
 }
 

@@ -927,7 +927,7 @@ fn seal_drop(error: SealError) -> DropReason {
 }
 
 /// Opens a packet with metadata under the first of the sender's pair keys whose tag
-/// matches: the current key, then those of a peer-key rotation still in its grace time.
+/// matches; during a peer-key rotation the peer may seal under the old or the new one.
 /// A failed tag check changes nothing in the packet, so trying the next key is safe.
 fn open_from_peer(
     packet: &mut [u8],

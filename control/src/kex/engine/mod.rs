@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 use rand_core::CryptoRng;
 use tracing::{debug, warn};
@@ -410,6 +412,16 @@ impl Engine {
     pub fn snapshot(&self, id: PeerId) -> Option<PeerSecuritySnapshot> {
         let index = self.ctx.current_index();
         self.peers.get(&id).map(|p| p.snapshot(index))
+    }
+
+    /// The pair secrets of the peer keys held for a peer, oldest first. The dataplane
+    /// authenticates the packets with metadata it sends under the oldest, which both sides
+    /// hold until the exchange replacing it is confirmed, and accepts all of them.
+    pub fn pair_secrets(&self, id: PeerId) -> Vec<Zeroizing<[u8; 32]>> {
+        let Some(peer) = self.peers.get(&id) else {
+            return Vec::new();
+        };
+        peer.keys.iter().map(|held| held.keys.pair_secret()).collect()
     }
 
     /// Counters of rejected messages and other events for a peer, by name.

@@ -1,0 +1,806 @@
+//! The svrd daemon: one router of the configuration, run as a control thread (this module's
+//! loop), a BFD thread, the management listener and the dataplane workers.
+//!
+//! The control loop owns everything slow. It feeds ESKM messages that arrive in BFD
+//! metadata to the key exchange, validates peer certificates, carries out the exchange's
+//! actions (messages to send, keys to install, paths to take in or out of service,
+//! alarms), answers management requests, and publishes a new key epoch to the workers
+//! whenever anything they use has changed.
+
+mod keyring;
+mod plan;
+mod sys;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{debug, error, info, warn};
+
+use svr_dataplane::counters::{DropReason, SharedCounters};
+use svr_dataplane::epoch::{EpochPublisher, epoch_channel};
+use svr_dataplane::forward::EngineConfig as ForwardConfig;
+use svr_dataplane::io::afxdp::{PortRange, XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
+use svr_dataplane::worker::{ControlQueues, Polling, Port, Worker, WorkerConfig};
+
+pub use plan::{Plan, PlanError};
+
+use crate::alarm::{AlarmCause, AlarmTable};
+use crate::bfd::driver::{Driver, DriverHandle};
+use crate::bfd::{PathId, PathSpec};
+use crate::config::CertificateSource;
+use crate::kex::{self, Action, EngineConfig, HmacAlgorithm, MessageSigner, PeerConfig, PeerId};
+use crate::mgmt::{self, Command, KeyStatus, PeerPathCertificate, PeerPathSecurity, Reply};
+use crate::pki::{
+    IdentityConfig, OwnIdentity, RevocationSet, TrustStore, ValidatedPeer, validate_peer,
+};
+use keyring::{Keyring, metadata_keys};
+
+/// How long the control loop waits for BFD metadata before it looks at its other inputs.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How often the kernel's neighbour table is read for next-hop MAC addresses.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
+
+/// The SVR waypoint port range the WAN ports redirect to the dataplane. BFD on 1280 stays
+/// with the kernel, whose sockets the BFD thread uses.
+const WAYPOINT_PORTS: PortRange = PortRange { first: 16384, last: 65535 };
+
+/// What `svrd` was started with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The authority's configuration file.
+    pub config: PathBuf,
+    /// The router to run, when the configuration has several.
+    pub router: Option<String>,
+    /// Where the generated certificate and key are kept.
+    pub state_dir: Option<PathBuf>,
+    /// The management socket.
+    pub socket: PathBuf,
+    /// How long a sender keeps the old key after the new one, and a receiver the old one
+    /// after the switch (30 s; tests shorten it).
+    pub key_grace: Duration,
+}
+
+/// Flags the signal handlers set.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// SIGTERM or SIGINT: stop.
+    pub stop: Arc<AtomicBool>,
+    /// SIGHUP: reload the trusted CAs.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// Why the daemon could not start or stopped on error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The configuration cannot be read or parsed, or names no router to run.
+    Config(String),
+    /// The configuration cannot be run as this router.
+    Plan(PlanError),
+    /// The router's certificate, key or trusted CAs cannot be loaded.
+    Pki(String),
+    /// The key exchange rejected its setup.
+    Kex(String),
+    /// BFD sockets could not be opened.
+    Bfd(String),
+    /// A dataplane port or worker could not be started.
+    Dataplane(String),
+    /// The management socket could not be opened.
+    Management(String),
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DaemonError::Config(message) => write!(f, "configuration: {message}"),
+            DaemonError::Plan(error) => write!(f, "configuration: {error}"),
+            DaemonError::Pki(message) => write!(f, "certificates: {message}"),
+            DaemonError::Kex(message) => write!(f, "key exchange: {message}"),
+            DaemonError::Bfd(message) => write!(f, "bfd: {message}"),
+            DaemonError::Dataplane(message) => write!(f, "dataplane: {message}"),
+            DaemonError::Management(message) => write!(f, "management socket: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+/// Runs the router until `signals.stop` is set.
+pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
+    let config =
+        crate::config::load(&options.config).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let hostname = sys::hostname();
+    let router = config
+        .select_router(options.router.as_deref(), &hostname)
+        .map_err(|e| DaemonError::Config(e.to_string()))?;
+    let plan = Plan::resolve(&config, router).map_err(DaemonError::Plan)?;
+    info!(router = %plan.router, node = %plan.node, peers = plan.peers.len(), paths = plan.paths.len(), "starting");
+
+    let mut daemon = Daemon::start(options, plan)?;
+    let result = daemon.run(signals);
+    daemon.shutdown();
+    info!(router = %daemon.plan.router, "stopped");
+    result
+}
+
+struct Daemon {
+    plan: Plan,
+    started: Instant,
+    identity: Arc<OwnIdentity>,
+    trust: TrustStore,
+    revocations: RevocationSet,
+    kex: kex::Engine,
+    next_timer: Option<Duration>,
+    bfd: DriverHandle,
+    bfd_paths: Vec<PathId>,
+    bfd_stop: Arc<AtomicBool>,
+    bfd_thread: Option<JoinHandle<()>>,
+    keyring: Keyring,
+    publisher: EpochPublisher,
+    worker_stop: Arc<AtomicBool>,
+    worker_rotate: Arc<AtomicBool>,
+    worker_thread: Option<JoinHandle<Worker>>,
+    counters: Arc<SharedCounters>,
+    _attachments: Vec<Arc<XdpAttachment>>,
+    alarms: AlarmTable,
+    peer_certificates: Vec<Option<Vec<u8>>>,
+    metadata_rekeyed_at: Instant,
+    metadata_index: u32,
+    mgmt: mgmt::Server,
+    requests: std::sync::mpsc::Receiver<mgmt::Pending>,
+    last_neighbour_refresh: Instant,
+}
+
+/// Signs key-exchange messages with the router's certificate key.
+struct IdentitySigner(Arc<OwnIdentity>);
+
+impl MessageSigner for IdentitySigner {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.0.sign(message).unwrap_or_else(|error| {
+            // An empty signature makes the peer reject the message, and the exchange
+            // retransmits it; the cause is local, so it is logged here.
+            error!(%error, "cannot sign a key-exchange message");
+            Vec::new()
+        })
+    }
+}
+
+/// Verifies a peer's key-exchange messages with its validated certificate key.
+struct CertificateVerifier(ValidatedPeer);
+
+impl kex::PeerVerifier for CertificateVerifier {
+    fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), kex::error::SignatureError> {
+        self.0.verify(message, signature).map_err(|_| kex::error::SignatureError::Mismatch)
+    }
+}
+
+impl Daemon {
+    fn start(options: &Options, plan: Plan) -> Result<Daemon, DaemonError> {
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/svrd").join(&plan.router));
+        let mut identity_config = IdentityConfig::generated(&plan.peering_common_name, &state_dir);
+        if let Some((certificate, key)) = &plan.certificate {
+            identity_config.certificate = Some(certificate.clone());
+            identity_config.private_key = Some(key.clone());
+        }
+        let identity = Arc::new(
+            OwnIdentity::load(&identity_config, SystemTime::now())
+                .map_err(|e| DaemonError::Pki(e.to_string()))?,
+        );
+        let trust = load_trust(&plan)?;
+        info!(
+            common_name = %plan.peering_common_name,
+            self_signed = identity.is_self_signed(),
+            trusted_cas = plan.trusted_cas.len(),
+            "certificate loaded"
+        );
+
+        let mut rng = os_seeded_rng()?;
+        let levels: std::collections::BTreeSet<_> =
+            plan.peers.iter().filter_map(|p| p.algorithm.ml_kem()).collect();
+        let ml_kem =
+            levels.into_iter().map(|level| kex::MlKemKeyPair::generate(level, &mut rng)).collect();
+        let boot_id = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        let timers = kex::KexTimers {
+            switch_delay: options.key_grace,
+            grace: options.key_grace,
+            ..plan.timers
+        };
+        let engine_config = EngineConfig {
+            peering_common_name: plan.peering_common_name.clone(),
+            ml_kem_keygen_priority: plan.ml_kem_keygen_priority,
+            boot_id,
+            certificate: identity.certificate_der().to_vec(),
+            metadata_hmac: HmacAlgorithm::Sha384,
+            timers,
+        };
+        let started = Instant::now();
+        let (mut kex, actions) = kex::Engine::new(
+            engine_config,
+            Box::new(IdentitySigner(Arc::clone(&identity))),
+            ml_kem,
+            Box::new(os_seeded_rng()?),
+            Duration::ZERO,
+        )
+        .map_err(|e| DaemonError::Kex(e.to_string()))?;
+        let mut pending = actions;
+        for (index, peer) in plan.peers.iter().enumerate() {
+            let config = PeerConfig {
+                peering_common_name: peer.peering_common_name.clone(),
+                ml_kem_keygen_priority: peer.ml_kem_keygen_priority,
+                algorithm: peer.algorithm,
+            };
+            let actions = kex
+                .add_peer(PeerId(index as u32), config, Duration::ZERO)
+                .map_err(|e| DaemonError::Kex(e.to_string()))?;
+            pending.extend(actions);
+            info!(peer = %peer.name, algorithm = %peer.algorithm, "peer configured");
+        }
+
+        let BfdThread { handle: bfd, paths: bfd_paths, stop: bfd_stop, thread: bfd_thread } =
+            start_bfd(&plan)?;
+        let macs = plan
+            .ports
+            .iter()
+            .map(|p| sys::mac_address(&p.linux_name).unwrap_or_default())
+            .collect();
+        let mut keyring = Keyring::new(&plan, macs);
+        let (publisher, reader) = epoch_channel(keyring.epoch(&plan));
+        let (attachments, ports) = open_ports(&plan)?;
+        let worker_config = WorkerConfig {
+            engine: ForwardConfig { rotation_grace: options.key_grace, ..ForwardConfig::default() },
+            polling: if plan.busy_polling {
+                Polling::Busy
+            } else {
+                Polling::Adaptive { empty_polls: 64, sleep: Duration::from_millis(1) }
+            },
+            core: plan.worker_cores.first().map(|&c| usize::from(c)),
+            ..WorkerConfig::default()
+        };
+        let worker =
+            Worker::new(worker_config, ports, reader, Arc::new(ControlQueues::new(64, 2048)));
+        let worker_stop = worker.stop_flag();
+        let worker_rotate = worker.rotation_flag();
+        let counters = worker.shared_counters();
+        let worker_thread =
+            Some(worker.spawn().map_err(|e| DaemonError::Dataplane(e.to_string()))?);
+
+        let (mgmt, requests) = mgmt::Server::start(&options.socket)
+            .map_err(|e| DaemonError::Management(e.to_string()))?;
+        info!(socket = %options.socket.display(), "management socket open");
+
+        let mut daemon = Daemon {
+            alarms: AlarmTable::new(&plan.node),
+            peer_certificates: vec![None; plan.peers.len()],
+            plan,
+            started,
+            identity,
+            trust,
+            revocations: RevocationSet::new(),
+            kex,
+            next_timer: None,
+            bfd,
+            bfd_paths,
+            bfd_stop,
+            bfd_thread: Some(bfd_thread),
+            keyring,
+            publisher,
+            worker_stop,
+            worker_rotate,
+            worker_thread,
+            counters,
+            _attachments: attachments,
+            metadata_rekeyed_at: Instant::now(),
+            metadata_index: 0,
+            mgmt,
+            requests,
+            last_neighbour_refresh: Instant::now() - NEIGHBOUR_REFRESH,
+        };
+        daemon.handle(pending);
+        daemon.refresh_neighbours();
+        daemon.publish();
+        Ok(daemon)
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn run(&mut self, signals: &Signals) -> Result<(), DaemonError> {
+        while !signals.stop.load(Ordering::Relaxed) {
+            let mut changed = false;
+
+            if let Some((path, bytes)) = self.bfd.recv_metadata(TICK) {
+                changed |= self.receive(path, &bytes);
+                while let Some((path, bytes)) = self.bfd.recv_metadata(Duration::ZERO) {
+                    changed |= self.receive(path, &bytes);
+                }
+            }
+
+            changed |= self.poll_paths();
+
+            let now = self.now();
+            if self.next_timer.is_some_and(|at| at <= now) {
+                self.next_timer = None;
+                let actions = self.kex.on_timer(now);
+                changed |= self.handle(actions);
+            }
+
+            while let Ok((command, reply)) = self.requests.try_recv() {
+                let answer = self.command(command, &mut changed);
+                let _ = reply.send(answer);
+            }
+
+            if self.last_neighbour_refresh.elapsed() >= NEIGHBOUR_REFRESH {
+                changed |= self.refresh_neighbours();
+            }
+
+            if signals.reload.swap(false, Ordering::Relaxed) {
+                self.reload_trust();
+            }
+
+            if changed {
+                self.publish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a message from a peer path to the key exchange; returns whether anything the
+    /// workers use changed.
+    fn receive(&mut self, path: PathId, bytes: &[u8]) -> bool {
+        let Some(index) = self.bfd_paths.iter().position(|p| *p == path) else {
+            return false;
+        };
+        let peer = self.plan.paths[index].peer;
+        let receipt = self.kex.receive(PeerId(peer as u32), bytes, self.now());
+        if let Err(error) = &receipt.result {
+            debug!(peer = %self.plan.peers[peer].name, %error, "key-exchange message rejected");
+        }
+        self.handle(receipt.actions)
+    }
+
+    /// Carries out the key exchange's actions; returns whether anything the workers use
+    /// changed.
+    fn handle(&mut self, actions: Vec<Action>) -> bool {
+        let mut changed = false;
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Send { peer, bytes } => self.send(peer, bytes),
+                Action::ArmTimer { at } => self.next_timer = Some(at),
+                Action::ValidateCertificate { peer, certificate } => {
+                    queue.extend(self.validate(peer, certificate));
+                }
+                Action::SealTowardsPeer { peer, key } => {
+                    if let Some(slot) = self.keyring.peer_metadata.get_mut(peer.0 as usize) {
+                        *slot = key.as_ref().map(metadata_keys);
+                        changed = true;
+                    }
+                }
+                Action::OpenKeys { keys } => {
+                    self.keyring.own = keys.iter().map(metadata_keys).collect();
+                    let index = self.kex.metadata_key_index();
+                    if index != self.metadata_index {
+                        info!(index, "metadata key installed");
+                        self.metadata_index = index;
+                        self.metadata_rekeyed_at = Instant::now();
+                    }
+                    changed = true;
+                }
+                Action::PathService { peer, in_service } => {
+                    if let Some(slot) = self.keyring.peer_in_service.get_mut(peer.0 as usize) {
+                        if *slot != in_service {
+                            info!(peer = %self.plan.peers[peer.0 as usize].name, in_service, "peer paths");
+                        }
+                        *slot = in_service;
+                        changed = true;
+                    }
+                }
+                Action::Alarm { peer, kind, raised, detail } => {
+                    self.alarm(peer, kind, raised, &detail)
+                }
+            }
+        }
+        changed | self.refresh_pair_secrets()
+    }
+
+    /// Sends a key-exchange message on the first path to the peer that BFD has up, or on
+    /// every path when none is.
+    fn send(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        let paths: Vec<usize> = (0..self.plan.paths.len())
+            .filter(|&i| self.plan.paths[i].peer == peer.0 as usize)
+            .collect();
+        let up = paths.iter().copied().find(|&i| self.keyring.path_up[i]);
+        let targets = match up {
+            Some(path) => vec![path],
+            None => paths,
+        };
+        for path in targets {
+            if let Err(error) = self.bfd.send_metadata(self.bfd_paths[path], bytes.clone()) {
+                warn!(%error, "cannot queue a key-exchange message");
+            }
+        }
+    }
+
+    fn validate(&mut self, peer: PeerId, certificate: Vec<u8>) -> Vec<Action> {
+        let index = peer.0 as usize;
+        let Some(plan) = self.plan.peers.get(index) else {
+            return Vec::new();
+        };
+        let name = plan.peering_common_name.clone();
+        let router = plan.name.clone();
+        let chain = vec![certificate.clone()];
+        let now = self.now();
+        match validate_peer(&chain, &name, SystemTime::now(), &self.trust, &self.revocations) {
+            Ok(validated) => {
+                info!(peer = %router, "peer certificate valid");
+                self.alarms.clear(&AlarmCause::PeerCertificateInvalid { peer: router.clone() });
+                self.peer_certificates[index] = Some(certificate.clone());
+                let receipt = self.kex.certificate_validated(
+                    peer,
+                    &certificate,
+                    Box::new(CertificateVerifier(validated)),
+                    now,
+                );
+                receipt.actions
+            }
+            Err(error) => {
+                warn!(peer = %router, %error, "peer certificate rejected");
+                let spec = crate::alarm::peer_certificate_invalid(&router, &error);
+                self.alarms.raise(
+                    AlarmCause::PeerCertificateInvalid { peer: router },
+                    spec,
+                    SystemTime::now(),
+                );
+                self.kex.certificate_rejected(peer, &certificate, &error.to_string(), now)
+            }
+        }
+    }
+
+    fn alarm(&mut self, peer: PeerId, kind: kex::AlarmKind, raised: bool, detail: &str) {
+        let Some(router) = self.plan.peers.get(peer.0 as usize).map(|p| p.name.clone()) else {
+            return;
+        };
+        let cause = AlarmCause::PeerUnauthenticated { peer: router.clone() };
+        if raised {
+            warn!(peer = %router, ?kind, detail, "alarm raised");
+            let spec = crate::alarm::peer_unauthenticated(&router, detail);
+            self.alarms.raise(cause, spec, SystemTime::now());
+        } else {
+            self.alarms.clear(&cause);
+        }
+    }
+
+    /// Re-derives the pair secrets of every peer; returns whether any changed.
+    fn refresh_pair_secrets(&mut self) -> bool {
+        let mut changed = false;
+        for index in 0..self.plan.peers.len() {
+            let secrets = self.kex.pair_secrets(PeerId(index as u32));
+            let old = &self.keyring.pair_secrets[index];
+            let same =
+                old.len() == secrets.len() && old.iter().zip(&secrets).all(|(a, b)| **a == **b);
+            if !same {
+                self.keyring.pair_secrets[index] = secrets;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Follows BFD's view of each path; returns whether any path changed.
+    fn poll_paths(&mut self) -> bool {
+        let mut changed = false;
+        for index in 0..self.bfd_paths.len() {
+            let up = self.bfd.is_up(self.bfd_paths[index]);
+            if up == self.keyring.path_up[index] {
+                continue;
+            }
+            self.keyring.path_up[index] = up;
+            changed = true;
+            let path = &self.plan.paths[index];
+            let peer = &self.plan.peers[path.peer];
+            if up {
+                info!(peer = %peer.name, local = %path.local, remote = %path.remote, "peer path up");
+            } else {
+                warn!(peer = %peer.name, local = %path.local, remote = %path.remote, "peer path down");
+            }
+            let actions = self.kex.interface_changed(PeerId(path.peer as u32), self.now());
+            self.handle(actions);
+        }
+        changed
+    }
+
+    /// Reads next-hop MAC addresses from the kernel; returns whether any changed.
+    fn refresh_neighbours(&mut self) -> bool {
+        self.last_neighbour_refresh = Instant::now();
+        let mut table = std::collections::HashMap::new();
+        for (address, mac, device) in sys::neighbours() {
+            if let Some(port) = self.plan.ports.iter().position(|p| p.linux_name == device) {
+                table.insert((port as u16, address), mac);
+            }
+        }
+        if table == self.keyring.neighbours {
+            return false;
+        }
+        self.keyring.neighbours = table;
+        true
+    }
+
+    fn publish(&mut self) {
+        let epoch = self.keyring.epoch(&self.plan);
+        debug!(generation = epoch.generation, "key epoch published");
+        self.publisher.publish(epoch);
+    }
+
+    fn reload_trust(&mut self) {
+        match load_trust(&self.plan) {
+            Ok(trust) => {
+                self.trust = trust;
+                info!("trusted CAs reloaded");
+            }
+            Err(error) => error!(%error, "cannot reload trusted CAs; keeping the previous set"),
+        }
+    }
+
+    fn command(&mut self, command: Command, changed: &mut bool) -> Reply {
+        let began = Instant::now();
+        match command {
+            Command::ShowPeersSecurity => {
+                let rows = self.peer_rows();
+                let text = mgmt::render_peers_security(&rows, began.elapsed());
+                Reply::ok(text, serde_json::to_value(&rows).unwrap_or_default())
+            }
+            Command::ShowPeersCertificate => {
+                let rows = self.certificate_rows();
+                let text = mgmt::render_peers_certificate(&rows, began.elapsed());
+                Reply::ok(text, serde_json::to_value(&rows).unwrap_or_default())
+            }
+            Command::ShowKeyStatus => {
+                let status = KeyStatus {
+                    node: format!("{}.{}", self.plan.node, self.plan.router),
+                    key_manager_state: "Inactive".into(),
+                    rekey_index: 1,
+                    key_change_count: 0,
+                    config_key_change_count: 0,
+                    metadata_rekey_index: self.kex.metadata_key_index(),
+                    metadata_last_rekey_secs: self.metadata_rekeyed_at.elapsed().as_secs(),
+                    metadata_next_rekey_secs: self.plan.timers.rekey_interval.map(|every| {
+                        every.saturating_sub(self.metadata_rekeyed_at.elapsed()).as_secs()
+                    }),
+                    metadata_key_manager_state: if self.plan.eskm {
+                        "Active Leader"
+                    } else {
+                        "Inactive"
+                    }
+                    .into(),
+                };
+                let text = mgmt::render_key_status(std::slice::from_ref(&status), began.elapsed());
+                Reply::ok(text, serde_json::to_value([&status]).unwrap_or_default())
+            }
+            Command::RotateMetadataKey => {
+                let actions = self.kex.rotate_metadata_key(self.now());
+                *changed |= self.handle(actions);
+                let index = self.kex.metadata_key_index();
+                info!(index, "metadata key rotated on request");
+                Reply::ok(
+                    format!("Metadata key rotated: new index {index}\n"),
+                    serde_json::json!({ "index": index }),
+                )
+            }
+            Command::ShowAlarms => {
+                let rows: Vec<serde_json::Value> = self
+                    .alarms
+                    .list()
+                    .map(|alarm| serde_json::json!({ "id": alarm.id.to_string(), "message": alarm.spec.message }))
+                    .collect();
+                Reply::ok(self.alarms.render_table(), serde_json::Value::Array(rows))
+            }
+            Command::ShowAlarm { id } => {
+                let Ok(parsed) = id.parse() else {
+                    return Reply::error(format!("alarm id {id}: expected <node>:<number>"));
+                };
+                match self.alarms.render_detail(&parsed) {
+                    Some(text) => Reply::ok(text, serde_json::json!({ "id": id })),
+                    None => Reply::error(format!("no alarm with id {id}")),
+                }
+            }
+            Command::ShowStats => self.stats(),
+            Command::ReloadCertificates => {
+                self.reload_trust();
+                Reply::ok(
+                    "Trusted CAs reloaded; the router's own certificate is read at start-up\n"
+                        .into(),
+                    serde_json::json!({ "reloaded": "trusted-ca-certificate" }),
+                )
+            }
+        }
+    }
+
+    fn peer_rows(&self) -> Vec<PeerPathSecurity> {
+        self.plan
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(index, path)| {
+                let peer = &self.plan.peers[path.peer];
+                let snapshot = self.kex.snapshot(PeerId(path.peer as u32));
+                PeerPathSecurity {
+                    peer: peer.name.clone(),
+                    node: self.plan.node.clone(),
+                    network_interface: self.plan.ports[path.port].network_interface.clone(),
+                    destination: path.remote.to_string(),
+                    status: if self.keyring.path_up[index] { "up" } else { "down" }.into(),
+                    hostname: None,
+                    path_mtu: None,
+                    security_status: snapshot
+                        .as_ref()
+                        .map_or("ESKM_DISABLED".into(), |s| s.status.to_string()),
+                    salt: snapshot.as_ref().map_or(0, |s| s.salt),
+                    peer_salt: snapshot.as_ref().map_or(0, |s| s.peer_salt),
+                    key_index: snapshot.as_ref().map_or(0, |s| s.key_index),
+                    peer_key_index: snapshot.as_ref().map_or(0, |s| s.peer_key_index),
+                    cert_received: snapshot.as_ref().is_some_and(|s| s.cert_rec),
+                    cert_acknowledged: snapshot.as_ref().is_some_and(|s| s.cert_ack),
+                    salt_received: snapshot.as_ref().is_some_and(|s| s.salt_rec),
+                    salt_acknowledged: snapshot.as_ref().is_some_and(|s| s.salt_ack),
+                    key_received: snapshot.as_ref().is_some_and(|s| s.key_rec),
+                    key_acknowledged: snapshot.as_ref().is_some_and(|s| s.key_ack),
+                }
+            })
+            .collect()
+    }
+
+    fn certificate_rows(&self) -> Vec<PeerPathCertificate> {
+        let local = sys::pem("CERTIFICATE", self.identity.certificate_der());
+        self.plan
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(index, path)| PeerPathCertificate {
+                local_router: self.plan.router.clone(),
+                peer: self.plan.peers[path.peer].name.clone(),
+                node: self.plan.node.clone(),
+                network_interface: self.plan.ports[path.port].network_interface.clone(),
+                destination: path.remote.to_string(),
+                status: if self.keyring.path_up[index] { "up" } else { "down" }.into(),
+                hostname: None,
+                path_mtu: None,
+                local_certificate: local.clone(),
+                peer_certificate: self.peer_certificates[path.peer]
+                    .as_deref()
+                    .map(|der| sys::pem("CERTIFICATE", der)),
+            })
+            .collect()
+    }
+
+    fn stats(&self) -> Reply {
+        let mut drops = serde_json::Map::new();
+        let mut text = String::from("Dataplane\n");
+        for reason in DropReason::ALL {
+            let count = self.counters.drops(reason);
+            drops.insert(reason.name().into(), count.into());
+            text.push_str(&format!("  drop {:<16} {count}\n", reason.name()));
+        }
+        let forwarded = serde_json::json!({
+            "ingress_forwarded": self.counters.ingress_forwarded(),
+            "egress_forwarded": self.counters.egress_forwarded(),
+            "sessions_created": self.counters.sessions_created(),
+            "rotations_started": self.counters.rotations_started(),
+            "key_switches": self.counters.key_switches(),
+            "punted": self.counters.punted(),
+        });
+        text.push_str(&format!(
+            "  ingress forwarded {}\n  egress forwarded  {}\n  sessions created  {}\n",
+            self.counters.ingress_forwarded(),
+            self.counters.egress_forwarded(),
+            self.counters.sessions_created()
+        ));
+        let bfd = self.bfd.counters();
+        text.push_str(&format!("BFD\n  drops {bfd:?}\n"));
+        Reply::ok(text, serde_json::json!({ "drops": drops, "forwarding": forwarded }))
+    }
+
+    /// Asks the workers to rotate every session's payload key (payload-key-rekey-interval).
+    #[allow(dead_code)]
+    fn rotate_payload_keys(&self) {
+        self.worker_rotate.store(true, Ordering::Relaxed);
+    }
+
+    fn shutdown(&mut self) {
+        self.worker_stop.store(true, Ordering::Relaxed);
+        if let Some(worker) = self.worker_thread.take() {
+            let _ = worker.join();
+        }
+        self.bfd_stop.store(true, Ordering::Relaxed);
+        if let Some(bfd) = self.bfd_thread.take() {
+            let _ = bfd.join();
+        }
+        let _ = self.mgmt.path();
+    }
+}
+
+/// A ChaCha-based CSPRNG seeded from the operating system, for the key exchange.
+fn os_seeded_rng() -> Result<rand::rngs::StdRng, DaemonError> {
+    use rand::SeedableRng;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| DaemonError::Kex(format!("system random number generator: {e}")))?;
+    Ok(rand::rngs::StdRng::from_seed(seed))
+}
+
+fn load_trust(plan: &Plan) -> Result<TrustStore, DaemonError> {
+    let mut trust = TrustStore::new();
+    for source in &plan.trusted_cas {
+        let pem = match source {
+            CertificateSource::File(path) => {
+                std::fs::read(path).map_err(|e| DaemonError::Pki(format!("{path}: {e}")))?
+            }
+            CertificateSource::Content(text) => text.clone().into_bytes(),
+        };
+        trust.add_pem_bundle(&pem).map_err(|e| DaemonError::Pki(e.to_string()))?;
+    }
+    Ok(trust)
+}
+
+/// The BFD thread and what the control loop keeps of it.
+struct BfdThread {
+    handle: DriverHandle,
+    paths: Vec<PathId>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
+    let specs: Vec<PathSpec> = plan
+        .paths
+        .iter()
+        .map(|path| {
+            let mut spec = PathSpec::new(crate::bfd::Flavour::PeerPath, path.local, path.remote);
+            spec.config = path.bfd;
+            spec
+        })
+        .collect();
+    let (mut driver, handle) = Driver::new(specs).map_err(|e| DaemonError::Bfd(e.to_string()))?;
+    let ids = (0..plan.paths.len()).map(PathId).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("svrd-bfd".into())
+        .spawn(move || {
+            if let Err(error) = driver.run(&thread_stop) {
+                error!(%error, "bfd stopped");
+            }
+            driver.shutdown();
+        })
+        .map_err(|e| DaemonError::Bfd(e.to_string()))?;
+    Ok(BfdThread { handle, paths: ids, stop, thread })
+}
+
+fn open_ports(plan: &Plan) -> Result<(Vec<Arc<XdpAttachment>>, Vec<Port>), DaemonError> {
+    let mut attachments = Vec::new();
+    let mut ports: Vec<Port> = Vec::new();
+    for port in &plan.ports {
+        let filter = match port.tenant {
+            Some(_) => XdpFilter::Lan { local_addrs: port.addresses.clone() },
+            None => XdpFilter::Wan { udp_ports: vec![WAYPOINT_PORTS] },
+        };
+        let attachment = XdpAttachment::attach(&port.linux_name, XdpMode::Skb, &filter, 1)
+            .map_err(|e| DaemonError::Dataplane(format!("{}: {e}", port.linux_name)))?;
+        let attachment = Arc::new(attachment);
+        let xsk = Xsk::open(&XskConfig::default(), &attachment)
+            .map_err(|e| DaemonError::Dataplane(format!("{}: {e}", port.linux_name)))?;
+        info!(port = %port.name, interface = %port.linux_name, lan = port.tenant.is_some(), "port open (af-xdp)");
+        attachments.push(attachment);
+        ports.push(Box::new(xsk));
+    }
+    Ok((attachments, ports))
+}

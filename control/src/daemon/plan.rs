@@ -1,0 +1,426 @@
+//! What one router of the configuration runs: its ports, peers, peer paths, services and
+//! routes, resolved from the authority's text into plain values the daemon acts on.
+//!
+//! Resolution is pure, so every rule (which node runs here, which interface a path leaves
+//! from, which key exchange a peering uses) is checked by tests without sockets or threads.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use svr_dataplane::epoch::ServicePrefix;
+
+use crate::bfd::SessionConfig;
+use crate::config::{
+    CertificateSource, Config, DhKeySize, KeyExchangeAlgorithm, MlKemKeySize, Node, Protocol,
+    Router, ServiceRouteTarget,
+};
+use crate::kex::{DhGroup, KexAlgorithm, KexTimers, MlKemLevel};
+
+/// A router's resolved setup.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The router's name.
+    pub router: String,
+    /// The node this daemon runs.
+    pub node: String,
+    /// The router's peering-common-name (its name when none is configured).
+    pub peering_common_name: String,
+    /// The router's `ml-kem-keygen-priority` (0 when unset).
+    pub ml_kem_keygen_priority: u32,
+    /// Whether ESKM is on for the authority.
+    pub eskm: bool,
+    /// Key exchange timers.
+    pub timers: KexTimers,
+    /// Payload-key rekey interval, or `None` for `never`.
+    pub payload_rekey_interval: Option<Duration>,
+    /// The router's certificate and key files, when installed.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+    /// PEM files and PEM texts of the trusted CAs.
+    pub trusted_cas: Vec<CertificateSource>,
+    /// Ports in the order the dataplane indexes them.
+    pub ports: Vec<PortPlan>,
+    /// Peer routers.
+    pub peers: Vec<PeerPlan>,
+    /// Peer paths, one BFD session each.
+    pub paths: Vec<PathPlan>,
+    /// Tenant names.
+    pub tenants: Vec<String>,
+    /// Services, in configuration order.
+    pub services: Vec<ServicePlan>,
+    /// Service routes of this router.
+    pub routes: Vec<RoutePlan>,
+    /// Polling mode is busy (spin) rather than adaptive.
+    pub busy_polling: bool,
+    /// Cores for the workers; none means no pinning.
+    pub worker_cores: Vec<u16>,
+}
+
+/// A device interface the dataplane opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPlan {
+    /// The configured device-interface name.
+    pub name: String,
+    /// The network-interface name shown in `show peers` output.
+    pub network_interface: String,
+    /// The Linux interface to bind to (AF_XDP).
+    pub linux_name: String,
+    /// This router's addresses on the port.
+    pub addresses: Vec<IpAddr>,
+    /// The tenant of a LAN port; `None` for a WAN port.
+    pub tenant: Option<String>,
+}
+
+/// A peer router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPlan {
+    /// The peer's router name.
+    pub name: String,
+    /// The peer's peering-common-name, which its certificate must carry.
+    pub peering_common_name: String,
+    /// The peer's `ml-kem-keygen-priority`.
+    pub ml_kem_keygen_priority: u32,
+    /// The key exchange of this peering.
+    pub algorithm: KexAlgorithm,
+}
+
+/// One peer path.
+#[derive(Debug, Clone)]
+pub struct PathPlan {
+    /// Index in [`Plan::peers`].
+    pub peer: usize,
+    /// Index in [`Plan::ports`] of the port it leaves from.
+    pub port: usize,
+    /// This router's waypoint.
+    pub local: IpAddr,
+    /// The peer's waypoint.
+    pub remote: IpAddr,
+    /// BFD timers merged from router, peer, neighborhood and adjacency.
+    pub bfd: SessionConfig,
+}
+
+/// A service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub name: String,
+    /// Tenants allowed to reach it.
+    pub tenants: Vec<String>,
+    /// Destination prefixes with protocol and port range (`None`: any).
+    pub prefixes: Vec<ServicePrefix>,
+    /// Whether the payload is encrypted (the service's security policy).
+    pub encrypt: bool,
+}
+
+/// Where a service goes from this router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutePlan {
+    /// Over SVR to the peer with this index in [`Plan::peers`].
+    Peer { service: String, peer: usize },
+    /// Out of the port with this index, to a gateway or straight to the destination.
+    Local { service: String, port: usize, gateway: Option<IpAddr> },
+}
+
+/// Why the configuration cannot be run as this router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The router has no node.
+    NoNode { router: String },
+    /// A device interface has no Linux interface name for AF_XDP.
+    NoInterfaceName { device_interface: String },
+    /// A network interface of a peer path has no address to use as waypoint.
+    NoWaypoint { network_interface: String },
+    /// An adjacency names a peer that is not defined.
+    UnknownPeer { peer: String },
+    /// A service route names a service or interface that is not defined.
+    UnknownReference { what: &'static str, name: String },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::NoNode { router } => write!(f, "router {router} has no node to run"),
+            PlanError::NoInterfaceName { device_interface } => write!(
+                f,
+                "device-interface {device_interface} has no interface-name; AF_XDP needs the \
+                 Linux interface to bind to"
+            ),
+            PlanError::NoWaypoint { network_interface } => write!(
+                f,
+                "network-interface {network_interface} has an adjacency but no address to use \
+                 as waypoint"
+            ),
+            PlanError::UnknownPeer { peer } => write!(f, "adjacency names unknown peer {peer}"),
+            PlanError::UnknownReference { what, name } => write!(f, "unknown {what} {name}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl Plan {
+    /// Resolves the setup of `router` in `config`.
+    pub fn resolve(config: &Config, router: &Router) -> Result<Plan, PlanError> {
+        let authority = &config.authority;
+        let node = router.nodes.first().ok_or(PlanError::NoNode { router: router.name.clone() })?;
+        let skm = &authority.security_key_management;
+
+        let ports = ports(node)?;
+        let peers = peers(config, router);
+        let paths = paths(config, router, &ports, &peers)?;
+        let services = authority
+            .services
+            .iter()
+            .map(|service| ServicePlan {
+                name: service.name.clone(),
+                tenants: service.access_policies.iter().map(|p| p.source.name.clone()).collect(),
+                prefixes: prefixes(service),
+                encrypt: service
+                    .security
+                    .as_ref()
+                    .and_then(|policy| {
+                        authority.security_policies.iter().find(|p| p.name == policy.name)
+                    })
+                    .is_none_or(|policy| policy.encrypt),
+            })
+            .collect();
+        let routes = routes(router, &ports, &peers)?;
+
+        Ok(Plan {
+            router: router.name.clone(),
+            node: node.name.clone(),
+            peering_common_name: router.peering_common_name.clone().unwrap_or(router.name.clone()),
+            ml_kem_keygen_priority: router.ml_kem_keygen_priority.map_or(0, u32::from),
+            eskm: authority.enhanced_security_key_management,
+            timers: KexTimers {
+                retransmit_interval: skm.peer_key_retransmit_interval,
+                timeout: skm.peer_key_timeout,
+                rekey_interval: interval(skm.peer_key_rekey_interval),
+                ..KexTimers::default()
+            },
+            payload_rekey_interval: interval(skm.payload_key_rekey_interval),
+            certificate: authority.client_certificates.first().and_then(|certificate| {
+                match &certificate.source {
+                    CertificateSource::File(file) => {
+                        let pem = PathBuf::from(file);
+                        let key = pem.with_extension("key");
+                        Some((pem, key))
+                    }
+                    CertificateSource::Content(_) => None,
+                }
+            }),
+            trusted_cas: authority
+                .trusted_ca_certificates
+                .iter()
+                .map(|c| c.source.clone())
+                .collect(),
+            ports,
+            peers,
+            paths,
+            tenants: authority.tenants.iter().map(|t| t.name.clone()).collect(),
+            services,
+            routes,
+            busy_polling: matches!(node.dataplane.polling_mode, crate::config::PollingMode::Busy),
+            worker_cores: node.dataplane.worker_cores.clone(),
+        })
+    }
+}
+
+fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
+    let mut ports = Vec::new();
+    for device in &node.device_interfaces {
+        let linux_name = device
+            .interface_name
+            .clone()
+            .ok_or_else(|| PlanError::NoInterfaceName { device_interface: device.name.clone() })?;
+        let network = device.network_interfaces.first();
+        ports.push(PortPlan {
+            name: device.name.clone(),
+            network_interface: network.map_or(device.name.clone(), |n| n.name.clone()),
+            linux_name,
+            addresses: device
+                .network_interfaces
+                .iter()
+                .flat_map(|n| n.addresses.iter().map(|a| a.ip_address))
+                .collect(),
+            tenant: device
+                .network_interfaces
+                .iter()
+                .find_map(|n| n.tenant.as_ref().map(|t| t.name.clone())),
+        });
+    }
+    Ok(ports)
+}
+
+fn peers(config: &Config, router: &Router) -> Vec<PeerPlan> {
+    router
+        .peers
+        .iter()
+        .map(|peer| {
+            let remote_name = peer.router_name.clone().unwrap_or(peer.name.clone());
+            let remote = config.router(&remote_name);
+            let peering_common_name = peer
+                .peering_common_name
+                .clone()
+                .or_else(|| remote.and_then(|r| r.peering_common_name.clone()))
+                .unwrap_or(remote_name.clone());
+            let priority = peer
+                .ml_kem_keygen_priority
+                .or_else(|| remote.and_then(|r| r.ml_kem_keygen_priority))
+                .map_or(0, u32::from);
+            PeerPlan {
+                name: peer.name.clone(),
+                peering_common_name,
+                ml_kem_keygen_priority: priority,
+                algorithm: kex_algorithm(&config.key_exchange_algorithm(router, peer)),
+            }
+        })
+        .collect()
+}
+
+fn paths(
+    config: &Config,
+    router: &Router,
+    ports: &[PortPlan],
+    peers: &[PeerPlan],
+) -> Result<Vec<PathPlan>, PlanError> {
+    let mut paths = Vec::new();
+    for path in router.peer_paths() {
+        let peer = peers
+            .iter()
+            .position(|p| p.name == path.adjacency.peer.name)
+            .ok_or_else(|| PlanError::UnknownPeer { peer: path.adjacency.peer.name.clone() })?;
+        let port =
+            ports.iter().position(|p| p.name == path.device_interface.name).ok_or_else(|| {
+                PlanError::NoInterfaceName { device_interface: path.device_interface.name.clone() }
+            })?;
+        let remote = path.adjacency.ip_address;
+        // The waypoint is this interface's address of the same family as the peer's.
+        let local = path
+            .network_interface
+            .addresses
+            .iter()
+            .map(|a| a.ip_address)
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .ok_or_else(|| PlanError::NoWaypoint {
+                network_interface: path.network_interface.name.clone(),
+            })?;
+        let settings = config.bfd_settings(router, path.network_interface, path.adjacency);
+        // The configuration's ranges are within BFD's, so this only falls back to the
+        // defaults if the two ever disagree.
+        let bfd = SessionConfig::new(
+            settings.desired_tx_interval,
+            settings.required_min_rx_interval,
+            settings.multiplier,
+        )
+        .unwrap_or_default();
+        paths.push(PathPlan { peer, port, local, remote, bfd });
+    }
+    Ok(paths)
+}
+
+fn prefixes(service: &crate::config::Service) -> Vec<ServicePrefix> {
+    let mut out = Vec::new();
+    for prefix in &service.addresses {
+        if service.transports.is_empty() {
+            out.push(ServicePrefix {
+                address: prefix.address,
+                len: prefix.length,
+                protocol: None,
+                ports: None,
+            });
+        }
+        for transport in &service.transports {
+            let protocol = match transport.protocol {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+                Protocol::Icmp => 1,
+            };
+            if transport.port_ranges.is_empty() {
+                out.push(ServicePrefix {
+                    address: prefix.address,
+                    len: prefix.length,
+                    protocol: Some(protocol),
+                    ports: None,
+                });
+            }
+            for range in &transport.port_ranges {
+                out.push(ServicePrefix {
+                    address: prefix.address,
+                    len: prefix.length,
+                    protocol: Some(protocol),
+                    ports: Some((range.start, range.end)),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn routes(
+    router: &Router,
+    ports: &[PortPlan],
+    peers: &[PeerPlan],
+) -> Result<Vec<RoutePlan>, PlanError> {
+    let mut routes = Vec::new();
+    for route in &router.service_routes {
+        let service = route.service_name.name.clone();
+        match &route.target {
+            ServiceRouteTarget::Peer(peer) => {
+                let index = peers.iter().position(|p| p.name == peer.name).ok_or_else(|| {
+                    PlanError::UnknownReference { what: "peer", name: peer.name.clone() }
+                })?;
+                routes.push(RoutePlan::Peer { service, peer: index });
+            }
+            ServiceRouteTarget::NextHops(hops) => {
+                for hop in hops {
+                    let port = ports
+                        .iter()
+                        .position(|p| {
+                            p.network_interface == hop.interface.name
+                                || p.name == hop.interface.name
+                        })
+                        .ok_or_else(|| PlanError::UnknownReference {
+                            what: "interface",
+                            name: hop.interface.name.clone(),
+                        })?;
+                    routes.push(RoutePlan::Local {
+                        service: service.clone(),
+                        port,
+                        gateway: hop.gateway_ip,
+                    });
+                }
+            }
+        }
+    }
+    Ok(routes)
+}
+
+fn interval(interval: crate::config::RekeyInterval) -> Option<Duration> {
+    match interval {
+        crate::config::RekeyInterval::Every(every) => Some(every),
+        crate::config::RekeyInterval::Never => None,
+    }
+}
+
+/// Maps the configuration's key-exchange case to the engine's.
+pub fn kex_algorithm(algorithm: &KeyExchangeAlgorithm) -> KexAlgorithm {
+    let dh = |size: DhKeySize| match size {
+        DhKeySize::Bits1024 => DhGroup::Modp1024,
+        DhKeySize::Bits2048 => DhGroup::Modp2048,
+        DhKeySize::Bits4096 => DhGroup::Modp4096,
+    };
+    let ml_kem = |size: MlKemKeySize| match size {
+        MlKemKeySize::MlKem512 => MlKemLevel::MlKem512,
+        MlKemKeySize::MlKem768 => MlKemLevel::MlKem768,
+        MlKemKeySize::MlKem1024 => MlKemLevel::MlKem1024,
+    };
+    match *algorithm {
+        KeyExchangeAlgorithm::DiffieHellman { dh: size } => KexAlgorithm::DiffieHellman(dh(size)),
+        KeyExchangeAlgorithm::MlKem { ml_kem: size } => KexAlgorithm::MlKem(ml_kem(size)),
+        KeyExchangeAlgorithm::DiffieHellmanMlKem { dh: d, ml_kem: m } => {
+            KexAlgorithm::Hybrid(dh(d), ml_kem(m))
+        }
+    }
+}
