@@ -200,16 +200,21 @@ impl Plan {
                 ..KexTimers::default()
             },
             payload_rekey_interval: interval(skm.payload_key_rekey_interval),
-            certificate: authority.client_certificates.first().and_then(|certificate| {
-                match &certificate.source {
+            // One authority file serves every router, so a router takes the
+            // client-certificate named after it, or else the first one.
+            certificate: authority
+                .client_certificates
+                .iter()
+                .find(|c| c.name == router.name)
+                .or(authority.client_certificates.first())
+                .and_then(|certificate| match &certificate.source {
                     CertificateSource::File(file) => {
                         let pem = PathBuf::from(file);
                         let key = pem.with_extension("key");
                         Some((pem, key))
                     }
                     CertificateSource::Content(_) => None,
-                }
-            }),
+                }),
             trusted_cas: authority
                 .trusted_ca_certificates
                 .iter()
