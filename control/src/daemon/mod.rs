@@ -44,6 +44,9 @@ const TICK: Duration = Duration::from_millis(20);
 /// How often the kernel's neighbour table is read for next-hop MAC addresses.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 
+/// How often the router's own certificate is checked for the expiry alarms.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);
+
 /// The SVR waypoint port range the WAN ports redirect to the dataplane. BFD on 1280 stays
 /// with the kernel, whose sockets the BFD thread uses.
 const WAYPOINT_PORTS: PortRange = PortRange { first: 16384, last: 65535 };
@@ -153,6 +156,8 @@ struct Daemon {
     mgmt: mgmt::Server,
     requests: std::sync::mpsc::Receiver<mgmt::Pending>,
     last_neighbour_refresh: Instant,
+    last_certificate_check: Instant,
+    last_payload_rekey: Instant,
 }
 
 /// Signs key-exchange messages with the router's certificate key.
@@ -303,6 +308,8 @@ impl Daemon {
             mgmt,
             requests,
             last_neighbour_refresh: Instant::now() - NEIGHBOUR_REFRESH,
+            last_certificate_check: Instant::now() - CERTIFICATE_CHECK,
+            last_payload_rekey: Instant::now(),
         };
         daemon.handle(pending);
         daemon.refresh_neighbours();
@@ -345,6 +352,21 @@ impl Daemon {
 
             if signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload_trust();
+            }
+
+            if self.last_certificate_check.elapsed() >= CERTIFICATE_CHECK {
+                self.check_own_certificate();
+            }
+
+            // payload-key-rekey-interval: the workers rotate every session's payload key.
+            if self
+                .plan
+                .payload_rekey_interval
+                .is_some_and(|every| self.last_payload_rekey.elapsed() >= every)
+            {
+                self.last_payload_rekey = Instant::now();
+                info!("payload keys of all sessions rotating");
+                self.worker_rotate.store(true, Ordering::Relaxed);
             }
 
             if changed {
@@ -709,10 +731,18 @@ impl Daemon {
         Reply::ok(text, serde_json::json!({ "drops": drops, "forwarding": forwarded }))
     }
 
-    /// Asks the workers to rotate every session's payload key (payload-key-rekey-interval).
-    #[allow(dead_code)]
-    fn rotate_payload_keys(&self) {
-        self.worker_rotate.store(true, Ordering::Relaxed);
+    /// Raises or clears the alarms on this router's own certificate: expiring within a
+    /// month or a week, expired.
+    fn check_own_certificate(&mut self) {
+        self.last_certificate_check = Instant::now();
+        let (_, not_after) = self.identity.validity();
+        crate::alarm::evaluate_own_certificate(
+            &mut self.alarms,
+            &self.plan.router,
+            not_after,
+            None,
+            SystemTime::now(),
+        );
     }
 
     fn shutdown(&mut self) {
