@@ -25,7 +25,7 @@ use svr_dataplane::forward::EngineConfig as ForwardConfig;
 use svr_dataplane::io::afxdp::{PortRange, XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
 use svr_dataplane::worker::{ControlQueues, Polling, Port, Worker, WorkerConfig};
 
-pub use plan::{Plan, PlanError};
+pub use plan::{PathPlan, PeerPlan, Plan, PlanError, PortPlan, RoutePlan, ServicePlan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
 use crate::bfd::driver::{Driver, DriverHandle};

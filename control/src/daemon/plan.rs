@@ -127,6 +127,8 @@ pub enum RoutePlan {
 pub enum PlanError {
     /// The router has no node.
     NoNode { router: String },
+    /// The node asks for a dataplane driver the daemon does not run yet.
+    DriverNotSupported { driver: &'static str },
     /// A device interface has no Linux interface name for AF_XDP.
     NoInterfaceName { device_interface: String },
     /// A network interface of a peer path has no address to use as waypoint.
@@ -141,6 +143,11 @@ impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PlanError::NoNode { router } => write!(f, "router {router} has no node to run"),
+            PlanError::DriverNotSupported { driver } => write!(
+                f,
+                "dataplane driver {driver}: svrd runs AF_XDP ports only in this version; set \
+                 driver af-xdp (or auto) with an interface-name on each device-interface"
+            ),
             PlanError::NoInterfaceName { device_interface } => write!(
                 f,
                 "device-interface {device_interface} has no interface-name; AF_XDP needs the \
@@ -165,6 +172,11 @@ impl Plan {
         let authority = &config.authority;
         let node = router.nodes.first().ok_or(PlanError::NoNode { router: router.name.clone() })?;
         let skm = &authority.security_key_management;
+        // NOTE: the DPDK backend exists in the dataplane but the daemon does not open DPDK
+        // ports yet; `auto` therefore means AF_XDP.
+        if matches!(node.dataplane.driver, crate::config::Driver::Dpdk) {
+            return Err(PlanError::DriverNotSupported { driver: "dpdk" });
+        }
 
         let ports = ports(node)?;
         let peers = peers(config, router);
