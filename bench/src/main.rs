@@ -4,6 +4,7 @@
 
 mod clock;
 mod crypto;
+mod handshake;
 mod openssl_ref;
 mod stats;
 
@@ -23,12 +24,15 @@ struct Cli {
 enum Command {
     /// Seal and open throughput per core against OpenSSL doing the same per-packet work.
     Crypto(crypto::Options),
+    /// Key-exchange handshakes per second per algorithm, and DH against OpenSSL's FFDH.
+    Handshake(handshake::Options),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crypto(options) => crypto::run(&options),
+        Command::Handshake(options) => handshake::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
