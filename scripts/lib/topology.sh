@@ -64,6 +64,24 @@ topo_wire_link() {
     ip -n "$wire" link set "$port_b" master "$bridge"
 }
 
+# Creates router namespace NS with one interface per SPEC, each linked to an interface
+# of a namespace that exists already. SPEC is IF=PEER_NS:PEER_IF, for example
+# `topo_router_with_links svrt1-hub wan-1=svrt1-spoke1:wan wan-2=svrt1-spoke2:wan`.
+topo_router_with_links() {
+    local ns=$1 spec ifname peer
+    shift
+    topo_router_add "$ns"
+    for spec in "$@"; do
+        ifname=${spec%%=*}
+        peer=${spec#*=}
+        if [[ $ifname == "$spec" || $peer != *:* ]]; then
+            printf 'topo_router_with_links: %s: expected IF=PEER_NS:PEER_IF\n' "$spec" >&2
+            return 1
+        fi
+        topo_link "$ns" "$ifname" "${peer%%:*}" "${peer#*:}"
+    done
+}
+
 # Prints the wire-side port name of namespace NS's interface IF.
 topo_port_name() {
     local role=${1##*-}

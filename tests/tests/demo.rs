@@ -1,0 +1,260 @@
+//! End-to-end tests of `scripts/demo` and of the shell libraries it is built from: the
+//! certificates it makes must pass svrd's own peer validation, its configuration must load,
+//! and the demo itself must run to exit 0 (with svrd, and with kernel forwarding in place
+//! of svrd, which checks the demo's own traffic and capture checks).
+#![allow(clippy::expect_used, reason = "test helpers fail the test when a tool cannot run")]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use svr_control::config::{
+    self, CertificateSource, DhKeySize, KeyExchangeAlgorithm, MlKemKeySize, ServiceRouteTarget,
+};
+use svr_control::pki::{IdentityOrigin, OwnIdentity, RevocationSet, TrustStore, validate_peer};
+
+/// The repository root (the parent of this crate).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("svr-tests-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create the temporary directory");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs SCRIPT in bash with the demo's libraries sourced.
+fn bash_with_libs(script: &str) -> Output {
+    let lib = repo_root().join("scripts/lib");
+    let prelude = format!(
+        "set -euo pipefail; for f in topology demo-topology pki config traffic; do \
+         source '{}'/$f.sh; done\n",
+        lib.display()
+    );
+    Command::new("bash").arg("-c").arg(prelude + script).output().expect("run bash")
+}
+
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn is_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("Uid:"))
+        .and_then(|line| line.split_whitespace().nth(2))
+        .is_some_and(|effective| effective == "0")
+}
+
+fn require_root(test: &str) {
+    assert!(
+        is_root(),
+        "{test} creates network namespaces and needs root: run it as root on Debian 12 \
+         with the packages of scripts/install-deps"
+    );
+}
+
+/// Runs scripts/demo with ARGS and a prefix unique to this process and test.
+fn run_demo(tag: &str, args: &[&str]) -> (Output, String) {
+    let prefix = format!("svrt{}{tag}", std::process::id() % 10_000_000);
+    let output = Command::new(repo_root().join("scripts/demo"))
+        .args(["--prefix", &prefix])
+        .args(args)
+        .output()
+        .expect("run scripts/demo");
+    let leftover = Command::new("ip").args(["netns", "list"]).output().expect("run ip netns list");
+    let leftover = String::from_utf8_lossy(&leftover.stdout);
+    assert!(
+        !leftover.lines().any(|line| line.starts_with(&format!("{prefix}-"))),
+        "scripts/demo left namespaces {prefix}-* behind:\n{leftover}"
+    );
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, text)
+}
+
+fn assert_line(text: &str, start: &str) {
+    assert!(
+        text.lines().any(|line| line.starts_with(start)),
+        "no line starting with {start:?} in the demo output:\n{text}"
+    );
+}
+
+#[test]
+fn pki_router_cert_validates() {
+    let dir = TempDir::new("demo-pki");
+    let output = bash_with_libs(&format!(
+        "pki_make_ca '{0}' 'svrdemo CA'; pki_make_router_cert '{0}' '{0}' r1 svrdemo-r1; \
+         pki_verify_router_cert '{0}' '{0}' r1 svrdemo-r1",
+        dir.0.display()
+    ));
+    assert_success(&output, "making the CA and r1's certificate");
+
+    let ca = fs::read(dir.0.join("ca.pem")).expect("read ca.pem");
+    let cert = fs::read(dir.0.join("r1.pem")).expect("read r1.pem");
+    let key = fs::read(dir.0.join("r1.key")).expect("read r1.key");
+    let identity =
+        OwnIdentity::from_bytes(&cert, &key, IdentityOrigin::Installed).expect("load identity");
+    assert_eq!(identity.common_name(), "svrdemo-r1");
+    assert!(!identity.is_self_signed());
+
+    let mut trust = TrustStore::new();
+    assert_eq!(trust.add_pem_bundle(&ca).expect("add the CA"), 1);
+    let peer = validate_peer(
+        identity.chain(),
+        "svrdemo-r1",
+        SystemTime::now(),
+        &trust,
+        &RevocationSet::new(),
+    )
+    .expect("svrd accepts the router certificate");
+    let signature = identity.sign(b"key exchange message").expect("sign");
+    assert!(peer.verify(b"key exchange message", &signature).is_ok());
+}
+
+#[test]
+fn pki_router_cert_wrong_name_rejected() {
+    let dir = TempDir::new("demo-pki-name");
+    let output = bash_with_libs(&format!(
+        "pki_make_ca '{0}' 'svrdemo CA'; pki_make_router_cert '{0}' '{0}' r1 svrdemo-r1",
+        dir.0.display()
+    ));
+    assert_success(&output, "making the CA and r1's certificate");
+    let ca = fs::read(dir.0.join("ca.pem")).expect("read ca.pem");
+    let cert = fs::read(dir.0.join("r1.pem")).expect("read r1.pem");
+    let key = fs::read(dir.0.join("r1.key")).expect("read r1.key");
+    let identity =
+        OwnIdentity::from_bytes(&cert, &key, IdentityOrigin::Installed).expect("load identity");
+    let mut trust = TrustStore::new();
+    trust.add_pem_bundle(&ca).expect("add the CA");
+    let result = validate_peer(
+        identity.chain(),
+        "svrdemo-r2",
+        SystemTime::now(),
+        &trust,
+        &RevocationSet::new(),
+    );
+    assert!(result.is_err(), "a certificate for svrdemo-r1 must not validate as svrdemo-r2");
+}
+
+#[test]
+fn config_demo_loads() {
+    let dir = TempDir::new("demo-config");
+    let file = dir.0.join("authority.cfg");
+    let output =
+        bash_with_libs(&format!("config_write_two_router '{}' /etc/svrdemo-pki", file.display()));
+    assert_success(&output, "writing the configuration");
+
+    let report = config::check::check_file(&file, Some("r1"));
+    assert_eq!(report.exit_code(), 0, "svrd --check rejects the demo file:\n{}", report.render());
+    let config = config::load(&file).expect("load the demo configuration");
+    assert!(config.warnings().is_empty(), "warnings: {:?}", config.warnings());
+
+    let authority = &config.authority;
+    assert!(authority.enhanced_security_key_management);
+    assert_eq!(
+        authority.security_key_management.key_exchange_algorithm,
+        KeyExchangeAlgorithm::DiffieHellmanMlKem {
+            dh: DhKeySize::Bits2048,
+            ml_kem: MlKemKeySize::MlKem768
+        }
+    );
+    let client_files: Vec<_> = authority
+        .client_certificates
+        .iter()
+        .map(|cert| (cert.name.as_str(), cert.source.clone()))
+        .collect();
+    assert_eq!(
+        client_files,
+        [
+            ("r1", CertificateSource::File("/etc/svrdemo-pki/r1.pem".into())),
+            ("r2", CertificateSource::File("/etc/svrdemo-pki/r2.pem".into())),
+        ]
+    );
+
+    for (name, peer_name, remote_service) in [("r1", "r2", "to-host5"), ("r2", "r1", "to-host1")] {
+        let router = config.router(name).expect("router defined");
+        assert_eq!(router.peering_common_name.as_deref(), Some(format!("svrdemo-{name}").as_str()));
+        assert_eq!(router.peers.len(), 1, "{name} peers: {:?}", router.peers);
+        assert_eq!(router.peers[0].name, peer_name);
+
+        let remote = router
+            .service_routes
+            .iter()
+            .find(|route| route.service_name.name == remote_service)
+            .expect("service-route to the remote LAN");
+        assert!(
+            matches!(&remote.target, ServiceRouteTarget::Peer(peer) if peer.name == peer_name),
+            "{name} sends {remote_service} to {:?}",
+            remote.target
+        );
+
+        let node = &router.nodes[0];
+        let names: Vec<_> =
+            node.device_interfaces.iter().map(|d| d.interface_name.as_deref()).collect();
+        assert_eq!(names, [Some("lan"), Some("wan-a"), Some("wan-b")]);
+        for wan in &node.device_interfaces[1..] {
+            let adjacencies = &wan.network_interfaces[0].adjacencies;
+            assert_eq!(adjacencies.len(), 1, "{name} {}: {adjacencies:?}", wan.name);
+            assert_eq!(adjacencies[0].peer.name, peer_name);
+            assert_eq!(adjacencies[0].neighborhood.as_deref(), Some(wan.name.as_str()));
+        }
+    }
+}
+
+#[test]
+fn netns_demo_kernel_forwarding() {
+    require_root("netns_demo_kernel_forwarding");
+    let (output, text) = run_demo("k", &["--seconds", "3", "--kernel-forwarding"]);
+    assert!(output.status.success(), "scripts/demo --kernel-forwarding failed:\n{text}");
+    assert_line(&text, "PASS ping: 5/5 replies");
+    assert_line(&text, "PASS iperf3: receiver ");
+    assert_line(&text, "PASS http: 4 MiB download");
+    assert_line(&text, "PASS capture sees plaintext:");
+    assert_line(&text, "PASS capture has no SVR: 0 SVR packets");
+    assert_line(&text, "demo: all 5 checks passed");
+}
+
+#[test]
+fn netns_demo_two_routers() {
+    require_root("netns_demo_two_routers");
+    let (output, text) = run_demo("d", &["--seconds", "5"]);
+    assert!(output.status.success(), "scripts/demo failed:\n{text}");
+    assert_line(&text, "PASS peer keys:");
+    assert!(
+        text.matches("MKEY_EXCH_COMP").count() >= 4,
+        "show peers security printed fewer than 4 completed paths:\n{text}"
+    );
+    assert_line(&text, "PASS ping: 5/5 replies");
+    assert_line(&text, "PASS iperf3: receiver ");
+    assert_line(&text, "PASS metadata key rotation:");
+    assert_line(&text, "PASS http: 4 MiB download");
+    assert_line(&text, "PASS no plaintext on the WAN:");
+    assert_line(&text, "PASS SVR packets on the WAN:");
+    assert_line(&text, "PASS key drop counters:");
+    assert_line(&text, "demo: all 8 checks passed");
+}
