@@ -5,13 +5,16 @@
 #![allow(clippy::expect_used, reason = "test helpers fail the test when a tool cannot run")]
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::process::{Command, Output};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use svr_control::config::{
     self, CertificateSource, DhKeySize, KeyExchangeAlgorithm, MlKemKeySize, ServiceRouteTarget,
 };
+use svr_control::mgmt::{KeyStatus, PeerPathSecurity, render_key_status};
 use svr_control::pki::{IdentityOrigin, OwnIdentity, RevocationSet, TrustStore, validate_peer};
 
 /// The repository root (the parent of this crate).
@@ -41,11 +44,28 @@ impl Drop for TempDir {
 fn bash_with_libs(script: &str) -> Output {
     let lib = repo_root().join("scripts/lib");
     let prelude = format!(
-        "set -euo pipefail; for f in topology demo-topology pki config traffic; do \
+        "set -euo pipefail; for f in topology demo-topology pki config traffic svrctl; do \
          source '{}'/$f.sh; done\n",
         lib.display()
     );
     Command::new("bash").arg("-c").arg(prelude + script).output().expect("run bash")
+}
+
+/// Runs SCRIPT in bash with the demo's libraries sourced and INPUT on standard input.
+fn bash_with_input(script: &str, input: &str) -> Output {
+    let lib = repo_root().join("scripts/lib");
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail; source '{}/svrctl.sh'\n{script}", lib.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bash");
+    let mut stdin = child.stdin.take().expect("bash stdin");
+    stdin.write_all(input.as_bytes()).expect("write bash stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait for bash")
 }
 
 fn assert_success(output: &Output, what: &str) {
@@ -159,6 +179,82 @@ fn pki_router_cert_wrong_name_rejected() {
         &RevocationSet::new(),
     );
     assert!(result.is_err(), "a certificate for svrdemo-r1 must not validate as svrdemo-r2");
+}
+
+fn peer_path(interface: &str, security_status: &str) -> PeerPathSecurity {
+    PeerPathSecurity {
+        peer: "r2".into(),
+        node: "r1-node".into(),
+        network_interface: interface.into(),
+        destination: "10.231.10.2".into(),
+        status: "up".into(),
+        hostname: None,
+        path_mtu: Some(1500),
+        security_status: security_status.into(),
+        salt: 1,
+        peer_salt: 2,
+        key_index: 3,
+        peer_key_index: 4,
+        cert_received: true,
+        cert_acknowledged: true,
+        salt_received: true,
+        salt_acknowledged: true,
+        key_received: true,
+        key_acknowledged: security_status == "MKEY_EXCH_COMP",
+    }
+}
+
+#[test]
+fn svrctl_peer_paths_counted() {
+    let paths = [peer_path("wan-a-net", "MKEY_EXCH_COMP"), peer_path("wan-b-net", "KEY_SENT")];
+    let json = serde_json::to_string_pretty(&paths).expect("serialize paths");
+    let output = bash_with_input("svrctl_peer_paths_complete", &json);
+    assert_success(&output, "svrctl_peer_paths_complete");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "1 2\n");
+}
+
+#[test]
+fn svrctl_peer_paths_bad_json() {
+    let output = bash_with_input("svrctl_peer_paths_complete", "svrctl: connection refused");
+    assert!(!output.status.success(), "unreadable JSON must fail");
+}
+
+#[test]
+fn svrctl_rekey_index_read() {
+    let status = KeyStatus {
+        node: "r1-node.r1".into(),
+        key_manager_state: "Inactive".into(),
+        rekey_index: 7,
+        key_change_count: 8,
+        config_key_change_count: 9,
+        metadata_rekey_index: 61,
+        metadata_last_rekey_secs: 10,
+        metadata_next_rekey_secs: None,
+        metadata_key_manager_state: "Active Leader".into(),
+    };
+    let text = render_key_status(&[status], Duration::from_millis(5));
+    let output = bash_with_input("svrctl_metadata_rekey_index", &text);
+    assert_success(&output, "svrctl_metadata_rekey_index");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "61\n");
+}
+
+#[test]
+fn svrctl_rekey_index_missing() {
+    let output = bash_with_input("svrctl_metadata_rekey_index", "Rekey Index: 7\n");
+    assert!(!output.status.success(), "text without a metadata rekey index must fail");
+}
+
+#[test]
+fn svrctl_drop_counters_listed() {
+    let json = r#"{"dataplane": {"rx": 10, "drops": [{"reason": "unknown-key", "count": 0},
+        {"reason": "replay", "count": 3}]}, "control": {"bfd_dropped": 2, "up": true}}"#;
+    let output = bash_with_input("svrctl_drop_counters", json);
+    assert_success(&output, "svrctl_drop_counters");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "dataplane.drops.unknown-key.count 0\ndataplane.drops.replay.count 3\n\
+         control.bfd_dropped 2\n"
+    );
 }
 
 #[test]
