@@ -2,7 +2,7 @@
 # Writes the demo's authority: routers r1 and r2 joined by two WAN neighborhoods, ESKM
 # with the hybrid Diffie-Hellman + ML-KEM exchange, and one encrypted service each way.
 
-# Writes the configuration to FILE. CERT_DIR holds ca.pem, r1.pem and r2.pem (with their
+# Writes the configuration to FILE. CERT_DIR contains ca.pem, r1.pem and r2.pem (with their
 # .key files beside them). The addresses are those of scripts/lib/demo-topology.sh.
 config_write_two_router() {
     local file=$1 cert_dir=$2

@@ -13,8 +13,9 @@ topo_ns_add() {
     ip -n "$ns" link set lo up
 }
 
-# Creates a router namespace. The kernel does not forward between its interfaces, because
-# svrd forwards; it still answers ARP, neighbour discovery and pings to its own addresses.
+# Creates a router namespace. Its kernel does not forward between interfaces, because
+# svrd forwards. The kernel still replies to ARP, neighbour discovery and pings to its
+# own addresses.
 topo_router_add() {
     local ns=$1
     topo_ns_add "$ns"
@@ -28,8 +29,8 @@ topo_host_add() {
 }
 
 # Creates a wire namespace: a switch between routers, with one bridge per WAN. A capture
-# there sees every frame on the wire, which a capture inside a router running AF_XDP does
-# not (frames redirected to an XDP socket and frames sent from one bypass packet taps).
+# there gets every frame on the wire. A capture inside a router running AF_XDP does not,
+# because frames redirected to an XDP socket and frames sent from one bypass packet taps.
 topo_wire_add() {
     local ns=$1
     topo_ns_add "$ns"
@@ -126,8 +127,8 @@ topo_list() {
     return 0
 }
 
-# Stops every process left inside NS (TERM, then KILL after 3 s) by PID. Only processes
-# that run inside a namespace of this prefix are touched, and those were all started here.
+# Stops every process left inside NS by PID: TERM, then KILL after 3 s. Callers pass only
+# namespaces they created, so every process inside was started by them.
 topo_ns_kill() {
     local ns=$1 pids pid tries
     pids=$(ip netns pids "$ns" 2>/dev/null || true)

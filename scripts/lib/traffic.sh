@@ -23,7 +23,7 @@ PY
 }
 
 # Makes a SIZE-byte file at PATH of random data with MARKER written every 128 bytes, so
-# that any 200 bytes of it, including the start of every TCP segment, contain the marker.
+# that any 128 + len(MARKER) bytes of it contain a whole marker.
 traffic_make_marked_file() {
     local path=$1 size=$2 marker=$3
     python3 - "$path" "$size" "$marker" <<'PY'

@@ -1,7 +1,7 @@
-//! End-to-end tests of `scripts/demo` and of the shell libraries it is built from: the
-//! certificates it makes must pass svrd's own peer validation, its configuration must load,
-//! and the demo itself must run to exit 0 (with svrd, and with kernel forwarding in place
-//! of svrd, which checks the demo's own traffic and capture checks).
+//! End-to-end tests of `scripts/demo` and of the shell libraries it is built from.
+//! The certificates the libraries make must pass svrd's own peer validation, and the
+//! configuration must load. The demo must exit 0 with svrd, and also with kernel
+//! forwarding in place of svrd, which tests the demo's own traffic and capture checks.
 #![allow(clippy::expect_used, reason = "test helpers fail the test when a tool cannot run")]
 
 use std::fs;
@@ -17,7 +17,7 @@ use svr_control::config::{
 use svr_control::mgmt::{KeyStatus, PeerPathSecurity, render_key_status};
 use svr_control::pki::{IdentityOrigin, OwnIdentity, RevocationSet, TrustStore, validate_peer};
 
-/// The repository root (the parent of this crate).
+/// Returns the repository root (the parent of this crate).
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
