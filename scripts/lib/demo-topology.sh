@@ -86,4 +86,15 @@ demo_kernel_forwarding_on() {
     ip netns exec "$DEMO_NS_R2" sysctl -qw net.ipv4.ip_forward=1
     ip -n "$DEMO_NS_R1" route add "$DEMO_LAN5_V4_NET" via "${DEMO_R2_WAN_A%/*}"
     ip -n "$DEMO_NS_R2" route add "$DEMO_LAN1_V4_NET" via "${DEMO_R1_WAN_A%/*}"
+    ip netns exec "$DEMO_NS_R1" sysctl -qw net.ipv6.conf.all.forwarding=1
+    ip netns exec "$DEMO_NS_R2" sysctl -qw net.ipv6.conf.all.forwarding=1
+    ip -n "$DEMO_NS_R1" -6 route add "$DEMO_LAN5_V6_NET" \
+        via "$(demo_link_local "$DEMO_NS_R2" wan-a)" dev wan-a
+    ip -n "$DEMO_NS_R2" -6 route add "$DEMO_LAN1_V6_NET" \
+        via "$(demo_link_local "$DEMO_NS_R1" wan-a)" dev wan-a
+}
+
+# Prints the IPv6 link-local address of NS's interface IF.
+demo_link_local() {
+    ip -n "$1" -6 addr show dev "$2" scope link | awk '$1 == "inet6" {split($2, a, "/"); print a[1]; exit}'
 }

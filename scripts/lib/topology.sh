@@ -21,6 +21,8 @@ topo_router_add() {
     topo_ns_add "$ns"
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.forwarding=0
+    # Link-local addresses are then usable at once, for routes and neighbour discovery.
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.accept_dad=0
 }
 
 # Creates a host namespace.

@@ -332,7 +332,8 @@ fn netns_demo_kernel_forwarding() {
     assert_line(&text, "PASS http: 4 MiB download");
     assert_line(&text, "PASS capture sees plaintext:");
     assert_line(&text, "PASS capture has no SVR: 0 SVR packets");
-    assert_line(&text, "demo: all 5 checks passed");
+    assert_line(&text, "PASS ping6: 3/3 replies");
+    assert_line(&text, "demo: all 6 checks passed");
 }
 
 #[test]
@@ -352,5 +353,6 @@ fn netns_demo_two_routers() {
     assert_line(&text, "PASS no plaintext on the WAN:");
     assert_line(&text, "PASS SVR packets on the WAN:");
     assert_line(&text, "PASS key drop counters:");
-    assert_line(&text, "demo: all 8 checks passed");
+    assert_line(&text, "PASS ping6: 3/3 replies");
+    assert_line(&text, "demo: all 9 checks passed");
 }
