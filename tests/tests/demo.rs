@@ -356,3 +356,32 @@ fn netns_demo_two_routers() {
     assert_line(&text, "PASS ping6: 3/3 replies");
     assert_line(&text, "demo: all 9 checks passed");
 }
+
+#[test]
+fn netns_topology_hub_and_spokes() {
+    require_root("netns_topology_hub_and_spokes");
+    let prefix = format!("svrh{}", std::process::id() % 10_000_000);
+    let output = bash_with_libs(&format!(
+        "p={prefix}; trap 'topo_cleanup $p' EXIT
+         topo_router_add $p-spoke1; topo_router_add $p-spoke2
+         topo_router_with_links $p-hub wan-1=$p-spoke1:wan wan-2=$p-spoke2:wan
+         topo_addr $p-hub wan-1 10.233.1.1/24; topo_addr $p-spoke1 wan 10.233.1.2/24
+         topo_addr $p-hub wan-2 10.233.2.1/24; topo_addr $p-spoke2 wan 10.233.2.2/24
+         ip netns exec $p-spoke1 ping -c 1 -W 2 10.233.1.1 >/dev/null
+         ip netns exec $p-spoke2 ping -c 1 -W 2 10.233.2.1 >/dev/null
+         test \"$(ip netns exec $p-hub sysctl -n net.ipv4.ip_forward)\" = 0
+         test \"$(topo_list $p | wc -l)\" = 3
+         ip netns exec $p-hub sleep 60 & sleeper=$!
+         sleep 0.2
+         topo_cleanup $p
+         test -z \"$(topo_list $p)\"
+         ! kill -0 $sleeper 2>/dev/null
+         ! topo_router_with_links $p-bad wan-1 2>/dev/null
+         topo_cleanup $p
+         test -z \"$(topo_list $p)\""
+    ));
+    assert_success(&output, "hub-and-spoke topology up, ping and cleanup");
+    let list = Command::new("ip").args(["netns", "list"]).output().expect("run ip netns list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains(&format!("{prefix}-")), "namespaces {prefix}-* left behind:\n{list}");
+}
