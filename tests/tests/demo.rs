@@ -95,14 +95,16 @@ fn require_root(test: &str) {
     );
 }
 
-/// Runs scripts/demo with ARGS and a prefix unique to this process and test.
-fn run_demo(tag: &str, args: &[&str]) -> (Output, String) {
+/// Runs scripts/demo with ARGS and a prefix unique to this process and test. With
+/// `stand_in`, the routers run that program in place of svrd.
+fn run_demo(tag: &str, args: &[&str], stand_in: Option<&Path>) -> (Output, String) {
     let prefix = format!("svrt{}{tag}", std::process::id() % 10_000_000);
-    let output = Command::new(repo_root().join("scripts/demo"))
-        .args(["--prefix", &prefix])
-        .args(args)
-        .output()
-        .expect("run scripts/demo");
+    let mut command = Command::new(repo_root().join("scripts/demo"));
+    command.args(["--prefix", &prefix]).args(args);
+    if let Some(program) = stand_in {
+        command.env("SVRDEMO_SVRD", program);
+    }
+    let output = command.output().expect("run scripts/demo");
     let leftover = Command::new("ip").args(["netns", "list"]).output().expect("run ip netns list");
     let leftover = String::from_utf8_lossy(&leftover.stdout);
     assert!(
@@ -325,7 +327,7 @@ fn config_demo_loads() {
 #[test]
 fn netns_demo_kernel_forwarding() {
     require_root("netns_demo_kernel_forwarding");
-    let (output, text) = run_demo("k", &["--seconds", "3", "--kernel-forwarding"]);
+    let (output, text) = run_demo("k", &["--seconds", "3", "--kernel-forwarding"], None);
     assert!(output.status.success(), "scripts/demo --kernel-forwarding failed:\n{text}");
     assert_line(&text, "PASS ping: 5/5 replies");
     assert_line(&text, "PASS iperf3: receiver ");
@@ -337,9 +339,30 @@ fn netns_demo_kernel_forwarding() {
 }
 
 #[test]
+fn netns_demo_leaky_router_fails() {
+    require_root("netns_demo_leaky_router_fails");
+    let leaky = repo_root().join("tests/fixtures/leaky-svrd.py");
+    let (output, text) = run_demo("l", &["--seconds", "3"], Some(&leaky));
+    assert_eq!(output.status.code(), Some(1), "a router that forwards in clear must fail:\n{text}");
+    assert_line(&text, "PASS peer keys:");
+    assert_line(&text, "PASS ping: 5/5 replies");
+    assert_line(&text, "PASS ping6: 3/3 replies");
+    assert_line(&text, "PASS iperf3: receiver ");
+    assert_line(&text, "PASS metadata key rotation: r1 metadata rekey index 1 -> 2");
+    assert_line(&text, "PASS http: 4 MiB download");
+    assert_line(&text, "FAIL no plaintext on the WAN:");
+    assert_line(&text, "FAIL SVR packets on the WAN: 0 UDP packets");
+    assert_line(&text, "PASS key drop counters:");
+    assert_line(
+        &text,
+        "demo: FAILED 2 of 9 checks: no plaintext on the WAN, SVR packets on the WAN",
+    );
+}
+
+#[test]
 fn netns_demo_two_routers() {
     require_root("netns_demo_two_routers");
-    let (output, text) = run_demo("d", &["--seconds", "5"]);
+    let (output, text) = run_demo("d", &["--seconds", "5"], None);
     assert!(output.status.success(), "scripts/demo failed:\n{text}");
     assert_line(&text, "PASS peer keys:");
     assert!(
