@@ -344,7 +344,7 @@ fn netns_demo_leaky_router_fails() {
     let leaky = repo_root().join("tests/fixtures/leaky-svrd.py");
     let (output, text) = run_demo("l", &["--seconds", "3"], Some(&leaky));
     assert_eq!(output.status.code(), Some(1), "a router that forwards in clear must fail:\n{text}");
-    assert_line(&text, "PASS peer keys:");
+    assert_line(&text, "PASS peer keys: MKEY_EXCH_COMP on 2/2 paths of r1 and 2/2 of r2");
     assert_line(&text, "PASS ping: 5/5 replies");
     assert_line(&text, "PASS ping6: 3/3 replies");
     assert_line(&text, "PASS iperf3: receiver ");
@@ -364,7 +364,7 @@ fn netns_demo_two_routers() {
     require_root("netns_demo_two_routers");
     let (output, text) = run_demo("d", &["--seconds", "5"], None);
     assert!(output.status.success(), "scripts/demo failed:\n{text}");
-    assert_line(&text, "PASS peer keys:");
+    assert_line(&text, "PASS peer keys: MKEY_EXCH_COMP on 2/2 paths of r1 and 2/2 of r2");
     assert!(
         text.matches("MKEY_EXCH_COMP").count() >= 4,
         "show peers security printed fewer than 4 completed paths:\n{text}"
