@@ -1,7 +1,12 @@
 //! What the daemon reads from the host: its name, interface MAC addresses and the kernel's
-//! IPv4 neighbour table.
+//! neighbour tables (IPv4 ARP and IPv6 neighbour discovery, over rtnetlink).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send,
+    socket,
+};
 
 /// The host name, for picking the router whose node is named like this host.
 pub fn hostname() -> String {
@@ -16,35 +21,121 @@ pub fn mac_address(interface: &str) -> Option<[u8; 6]> {
     parse_mac(text.trim())
 }
 
-/// The kernel's complete IPv4 neighbour entries: address, MAC and device.
-///
-/// NOTE: IPv6 neighbours are not read (they need netlink), so IPv6 next hops on AF_XDP
-/// ports are not resolved yet.
+/// The kernel's usable neighbour entries of both families: address, MAC and device.
+/// A failure to read them is logged and gives an empty table.
 pub fn neighbours() -> Vec<(IpAddr, [u8; 6], String)> {
-    let Ok(text) = std::fs::read_to_string("/proc/net/arp") else {
-        return Vec::new();
-    };
-    parse_arp(&text)
+    match dump_neighbours() {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the kernel's neighbour table");
+            Vec::new()
+        }
+    }
 }
 
-/// Parses `/proc/net/arp`: a header line, then address, hardware type, flags, MAC, mask
-/// and device per line. Entries whose flags lack ATF_COM (0x2) are incomplete.
-fn parse_arp(text: &str) -> Vec<(IpAddr, [u8; 6], String)> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [address, _, flags, mac, _, device] = fields.as_slice() else {
-                return None;
-            };
-            let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
-            if flags & 0x2 == 0 {
-                return None;
+// rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h).
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_ERROR: u16 = 2;
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const NDMSG_LEN: usize = 12;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+/// Neighbour states whose link-layer address is unusable: incomplete and failed (state 0,
+/// NUD_NONE, is refused separately).
+const NUD_UNUSABLE: u16 = 0x01 | 0x20;
+
+/// Asks the kernel for its neighbour table with one RTM_GETNEIGH dump request.
+fn dump_neighbours() -> nix::Result<Vec<(IpAddr, [u8; 6], String)>> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 0))?;
+
+    let mut request = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
+    request[0..4].copy_from_slice(&((NLMSG_HDRLEN + NDMSG_LEN) as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
+    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    send(std::os::fd::AsRawFd::as_raw_fd(&fd), &request, MsgFlags::empty())?;
+
+    let mut entries = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    // A dump ends with NLMSG_DONE; the bound keeps a misbehaving kernel from looping us.
+    for _ in 0..1024 {
+        let len = recv(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buffer, MsgFlags::empty())?;
+        if len == 0 || parse_neighbour_messages(&buffer[..len], &mut entries) {
+            break;
+        }
+    }
+    Ok(entries)
+}
+
+/// Parses one datagram of netlink messages into `entries`; returns whether the dump ended.
+fn parse_neighbour_messages(mut data: &[u8], entries: &mut Vec<(IpAddr, [u8; 6], String)>) -> bool {
+    while data.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        if len < NLMSG_HDRLEN || len > data.len() {
+            return true;
+        }
+        match kind {
+            NLMSG_DONE | NLMSG_ERROR => return true,
+            RTM_NEWNEIGH => {
+                if let Some(entry) = parse_neighbour(&data[NLMSG_HDRLEN..len]) {
+                    entries.push(entry);
+                }
             }
-            let address: Ipv4Addr = address.parse().ok()?;
-            Some((IpAddr::V4(address), parse_mac(mac)?, (*device).to_string()))
-        })
-        .collect()
+            _ => {}
+        }
+        data = &data[align4(len).min(data.len())..];
+    }
+    false
+}
+
+/// Parses an ndmsg and its attributes: family, interface index, state, then NDA_DST and
+/// NDA_LLADDR among the attributes.
+fn parse_neighbour(message: &[u8]) -> Option<(IpAddr, [u8; 6], String)> {
+    let header = message.get(..NDMSG_LEN)?;
+    let ifindex = u32::from_ne_bytes([header[4], header[5], header[6], header[7]]);
+    let state = u16::from_ne_bytes([header[8], header[9]]);
+    if state & NUD_UNUSABLE != 0 || state == 0 {
+        return None;
+    }
+    let (mut address, mut mac) = (None, None);
+    let mut attributes = &message[NDMSG_LEN..];
+    while attributes.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]);
+        if len < 4 || len > attributes.len() {
+            break;
+        }
+        let value = &attributes[4..len];
+        match (kind, value.len()) {
+            (NDA_DST, 4) => {
+                address = Some(IpAddr::V4(Ipv4Addr::new(value[0], value[1], value[2], value[3])))
+            }
+            (NDA_DST, 16) => {
+                let octets: [u8; 16] = value.try_into().ok()?;
+                address = Some(IpAddr::V6(Ipv6Addr::from(octets)));
+            }
+            (NDA_LLADDR, 6) => mac = value.try_into().ok(),
+            _ => {}
+        }
+        attributes = &attributes[align4(len).min(attributes.len())..];
+    }
+    let device = nix::net::if_::if_indextoname(ifindex).ok()?.into_string().ok()?;
+    Some((address?, mac?, device))
+}
+
+fn align4(len: usize) -> usize {
+    (len + 3) & !3
 }
 
 fn parse_mac(text: &str) -> Option<[u8; 6]> {
@@ -84,16 +175,48 @@ pub fn pem(label: &str, der: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// An RTM_NEWNEIGH message for `address` on the loopback interface (index 1, which
+    /// exists in every namespace) in `state`.
+    fn neighbour_message(address: &[u8], state: u16) -> Vec<u8> {
+        let mut body = vec![0u8; NDMSG_LEN];
+        body[0] = if address.len() == 4 { 2 } else { 10 };
+        body[4..8].copy_from_slice(&1u32.to_ne_bytes());
+        body[8..10].copy_from_slice(&state.to_ne_bytes());
+        for (kind, value) in [(NDA_DST, address), (NDA_LLADDR, &[2, 0, 0, 0, 1, 0x10][..])] {
+            let len = 4 + value.len();
+            body.extend_from_slice(&(len as u16).to_ne_bytes());
+            body.extend_from_slice(&kind.to_ne_bytes());
+            body.extend_from_slice(value);
+            body.resize(align4(body.len()), 0);
+        }
+        let mut message = vec![0u8; NLMSG_HDRLEN];
+        message[0..4].copy_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+        message[4..6].copy_from_slice(&RTM_NEWNEIGH.to_ne_bytes());
+        message.extend_from_slice(&body);
+        message
+    }
+
     #[test]
-    fn arp_table_skips_incomplete_entries() {
-        let text = "IP address       HW type     Flags       HW address            Mask     Device\n\
-                    10.231.1.10      0x1         0x2         02:00:00:00:01:10     *        lan0\n\
-                    10.231.1.11      0x1         0x0         00:00:00:00:00:00     *        lan0\n";
-        let entries = parse_arp(text);
-        assert_eq!(entries.len(), 1);
+    fn neighbour_messages_of_both_families() {
+        let mut data = neighbour_message(&[10, 231, 1, 10], 0x02);
+        let v6: Ipv6Addr = "fd31:5::10".parse().unwrap();
+        data.extend(neighbour_message(&v6.octets(), 0x04));
+        data.extend(neighbour_message(&[10, 231, 1, 11], 0x01));
+        let mut entries = Vec::new();
+        assert!(!parse_neighbour_messages(&data, &mut entries));
+        assert_eq!(entries.len(), 2, "the incomplete entry must be skipped: {entries:?}");
         assert_eq!(entries[0].0, IpAddr::V4(Ipv4Addr::new(10, 231, 1, 10)));
         assert_eq!(entries[0].1, [2, 0, 0, 0, 1, 0x10]);
-        assert_eq!(entries[0].2, "lan0");
+        assert_eq!(entries[0].2, "lo");
+        assert_eq!(entries[1].0, IpAddr::V6(v6));
+    }
+
+    #[test]
+    fn truncated_neighbour_messages_end_the_dump() {
+        let data = neighbour_message(&[10, 231, 1, 10], 0x02);
+        let mut entries = Vec::new();
+        assert!(parse_neighbour_messages(&data[..data.len() - 3], &mut entries));
+        assert!(entries.is_empty());
     }
 
     #[test]
