@@ -120,6 +120,11 @@ fn peer_paths_carry_metadata() {
 
     for (handle, name) in [(&t.r1.handle, "r1"), (&t.r2.handle, "r2")] {
         for path in [PATH_A, PATH_B] {
+            // The driver thread publishes its counters after it has delivered the message,
+            // so they may trail the receive by a moment.
+            wait_until(Duration::from_secs(2), || {
+                handle.reassembly_counters(path).is_some_and(|c| c.completed == 1)
+            });
             let counters = handle.reassembly_counters(path).unwrap();
             assert_eq!(counters.completed, 1, "{name} {path:?}");
             assert_eq!(counters.rejected(), 0, "{name} {path:?}: {counters:?}");
