@@ -4,7 +4,7 @@
 //! The control loop owns everything slow. It feeds ESKM messages that arrive in BFD
 //! metadata to the key exchange, validates peer certificates, carries out the exchange's
 //! actions (messages to send, keys to install, paths to take in or out of service,
-//! alarms), answers management requests, and publishes a new key epoch to the workers
+//! alarms), replies to management requests, and publishes a new key epoch to the workers
 //! whenever anything they use has changed.
 
 mod keyring;
@@ -51,14 +51,14 @@ const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);
 /// with the kernel, whose sockets the BFD thread uses.
 const WAYPOINT_PORTS: PortRange = PortRange { first: 16384, last: 65535 };
 
-/// What `svrd` was started with.
+/// The command-line settings of `svrd`.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The authority's configuration file.
     pub config: PathBuf,
     /// The router to run, when the configuration has several.
     pub router: Option<String>,
-    /// Where the generated certificate and key are kept.
+    /// Directory of the generated certificate and key.
     pub state_dir: Option<PathBuf>,
     /// The management socket.
     pub socket: PathBuf,
@@ -76,7 +76,7 @@ pub struct Signals {
     pub reload: Arc<AtomicBool>,
 }
 
-/// Why the daemon could not start or stopped on error.
+/// An error that stops the daemon, at start-up or later.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DaemonError {

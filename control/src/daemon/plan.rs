@@ -112,7 +112,7 @@ pub struct ServicePlan {
     pub encrypt: bool,
 }
 
-/// Where a service goes from this router.
+/// The next hop of a service from this router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoutePlan {
     /// Over SVR to the peer with this index in [`Plan::peers`].
@@ -121,13 +121,13 @@ pub enum RoutePlan {
     Local { service: String, port: usize, gateway: Option<IpAddr> },
 }
 
-/// Why the configuration cannot be run as this router.
+/// A reason the configuration cannot run as this router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PlanError {
     /// The router has no node.
     NoNode { router: String },
-    /// The node asks for a dataplane driver the daemon does not run yet.
+    /// The node requests a dataplane driver the daemon does not run yet.
     DriverNotSupported { driver: &'static str },
     /// A device interface has no Linux interface name for AF_XDP.
     NoInterfaceName { device_interface: String },
