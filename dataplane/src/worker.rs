@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, warn};
 
 use crate::counters::{DropReason, SharedCounters};
@@ -257,8 +258,13 @@ impl Worker {
                     std::hint::spin_loop();
                     return;
                 }
-                // Sleep on one port at a time, in turn, so that every port's wakeup is
-                // used; the timeout bounds how late traffic on the other ports is seen.
+                // With a descriptor on every port, sleep on all of them at once, so traffic
+                // on any port wakes the worker at once.
+                if self.wait_all(sleep) {
+                    return;
+                }
+                // Otherwise sleep on one port at a time, in turn, so that every port's
+                // wakeup is used; the timeout bounds how late traffic on the others is seen.
                 let index = self.next_wait % self.ports.len();
                 self.next_wait = self.next_wait.wrapping_add(1);
                 if let Err(error) = self.ports[index].wait_readable(sleep) {
@@ -267,6 +273,34 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+impl Worker {
+    /// Sleeps until any port turns readable or `timeout` passes; returns false, having
+    /// waited for nothing, when some port has no readiness descriptor.
+    fn wait_all(&mut self, timeout: Duration) -> bool {
+        // A zero-timeout check of each port first: it also flushes transmits the kernel
+        // has not been told about yet, which the sleep must not hold back.
+        for port in &mut self.ports {
+            if matches!(port.wait_readable(Duration::ZERO), Ok(true)) {
+                return true;
+            }
+        }
+        let fds: Option<Vec<_>> = self.ports.iter().map(|port| port.readiness_fd()).collect();
+        let Some(fds) = fds else {
+            return false;
+        };
+        let mut polls: Vec<PollFd<'_>> =
+            fds.into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)).collect();
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        if let Err(error) = poll(&mut polls, timeout)
+            && error != nix::errno::Errno::EINTR
+        {
+            warn!(%error, "wait for packets on all ports failed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 }
 

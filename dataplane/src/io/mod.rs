@@ -72,6 +72,12 @@ pub trait PacketIo {
     /// spurious, so the caller polls again either way.
     fn wait_readable(&mut self, timeout: Duration) -> Result<bool, IoError>;
 
+    /// The descriptor that turns readable when frames arrive, for a worker that sleeps on
+    /// several ports at once; `None` when the backend has none (memory rings, DPDK).
+    fn readiness_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
     /// Counters since the backend was created.
     fn stats(&self) -> IoStats;
 }

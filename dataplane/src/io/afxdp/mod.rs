@@ -516,6 +516,10 @@ impl PacketIo for Xsk {
         Ok(ret > 0 && pollfd.revents & libc::POLLIN != 0)
     }
 
+    fn readiness_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(&self.fd))
+    }
+
     fn stats(&self) -> IoStats {
         self.stats
     }
