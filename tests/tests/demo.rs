@@ -353,9 +353,11 @@ fn netns_demo_leaky_router_fails() {
     assert_line(&text, "FAIL no plaintext on the WAN:");
     assert_line(&text, "FAIL SVR packets on the WAN: 0 UDP packets");
     assert_line(&text, "PASS key drop counters:");
+    // The stand-in reports no per-path state, so the path-cut check cannot pass for it.
+    assert_line(&text, "FAIL path cut:");
     assert_line(
         &text,
-        "demo: FAILED 2 of 9 checks: no plaintext on the WAN, SVR packets on the WAN",
+        "demo: FAILED 3 of 10 checks: no plaintext on the WAN, SVR packets on the WAN, path cut",
     );
 }
 
@@ -377,7 +379,8 @@ fn netns_demo_two_routers() {
     assert_line(&text, "PASS SVR packets on the WAN:");
     assert_line(&text, "PASS key drop counters:");
     assert_line(&text, "PASS ping6: 3/3 replies");
-    assert_line(&text, "demo: all 9 checks passed");
+    assert_line(&text, "PASS path cut:");
+    assert_line(&text, "demo: all 10 checks passed");
 }
 
 #[test]
