@@ -3,8 +3,8 @@
 //!
 //! A secret is what is generated and carried (in the payload-key TLV, or in a metadata-key
 //! message under the peer key). Working keys are never sent: each side derives them, so one
-//! secret yields independent encryption and MAC keys, and separate MAC keys for the two
-//! directions of a session, which makes a packet reflected back at its sender fail its tag.
+//! secret yields independent encryption and MAC keys. A session has a MAC key per
+//! direction, so a packet reflected back at its sender fails its tag.
 
 use hkdf::Hkdf;
 use sha2::Sha384;
@@ -151,7 +151,7 @@ impl SessionKeys {
 }
 
 /// The expanded key of one metadata key of a router, with its index (the Security ID that
-/// the header TLV carries). It only encrypts: every peer of the router holds it, so it
+/// the header TLV carries). It only encrypts: every peer of the router has it, so it
 /// cannot tell them apart, and packets with metadata are authenticated under the
 /// [`PairKeys`] of the two routers instead.
 #[derive(Clone, Debug)]
