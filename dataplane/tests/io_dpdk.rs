@@ -19,15 +19,14 @@
 mod io_support;
 
 use std::{
-    fs::File,
     net::{Ipv4Addr, SocketAddr, UdpSocket},
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
+use io_support::netns::{in_netns, ip, run};
 use io_support::{Endpoint, Far, FarPort, Flow, check_echo, check_receive, check_transmit};
-use nix::sched::{CloneFlags, setns};
 use svr_dataplane::io::{
     Burst, DEFAULT_HEADROOM, IoError, PacketIo,
     dpdk::{DpdkPort, DpdkPortConfig, Eal, EalConfig},
@@ -605,33 +604,6 @@ impl Drop for Veth {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
-    thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-                setns(file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {ns}: {e}"));
-                f()
-            })
-            .join()
-            .unwrap()
-    })
-}
-
-fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args));
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
 }
 
 /// The far end as a kernel UDP socket in the kernel-side namespace.

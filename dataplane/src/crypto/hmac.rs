@@ -92,7 +92,7 @@ impl Tag {
 impl core::fmt::Debug for Tag {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // A tag is public once sent, but a tag computed for a rejected packet is an oracle
-        // answer, so only its length is shown.
+        // output, so only its length is shown.
         write!(f, "Tag({} bytes)", self.len)
     }
 }

@@ -167,7 +167,8 @@ impl Drop for Pair {
     }
 }
 
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+/// Runs `f` on a thread that has entered the network namespace `ns`.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     let path = format!("/run/netns/{ns}");
     thread::scope(|scope| {
         scope
@@ -181,11 +182,13 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip ARGS` and fails the test if it fails.
+pub fn ip(args: &[&str]) {
     run(Command::new("ip").args(args));
 }
 
-fn run(command: &mut Command) {
+/// Runs `command` and fails the test, with its stderr, if it fails.
+pub fn run(command: &mut Command) {
     let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         output.status.success(),
