@@ -36,11 +36,14 @@ pub enum DropReason {
     TooLong,
     /// The control-packet queue towards the control thread was full.
     PuntQueueFull,
+    /// The hand-off ring towards the worker that owns the packet's session, or towards
+    /// the worker that owns the output port, was full or had no free buffer.
+    HandoffFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Malformed,
         DropReason::BadTag,
         DropReason::Replay,
@@ -54,6 +57,7 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::TooLong,
         DropReason::PuntQueueFull,
+        DropReason::HandoffFull,
     ];
 
     /// Counter name, as shown by management tools.
@@ -72,6 +76,7 @@ impl DropReason {
             DropReason::NoBuffer => "no-buffer",
             DropReason::TooLong => "too-long",
             DropReason::PuntQueueFull => "punt-queue-full",
+            DropReason::HandoffFull => "handoff-full",
         }
     }
 
@@ -106,6 +111,9 @@ pub struct Counters {
     pub punted: u64,
     /// Control packets sent for the control thread.
     pub control_sent: u64,
+    /// Packets passed to another worker: to the owner of their session, or to the owner
+    /// of their output port.
+    pub handed_off: u64,
     /// Sessions created.
     pub sessions_created: u64,
     /// Sessions deleted after their idle timeout.
@@ -127,6 +135,7 @@ impl Counters {
             egress_forwarded: 0,
             punted: 0,
             control_sent: 0,
+            handed_off: 0,
             sessions_created: 0,
             sessions_expired: 0,
             rotations_started: 0,

@@ -4,16 +4,20 @@
 //! payloads and metadata ([`crypto`]), whole sealed packets ([`sealed`]), replay protection
 //! ([`replay`]), packet I/O ([`io`]), the key epochs the control thread publishes
 //! ([`epoch`]), per-worker session tables ([`session`]), the forwarding engine between LAN
-//! and WAN ([`forward`]), its counters ([`counters`]) and the poll-mode workers
-//! ([`worker`]).
+//! and WAN ([`forward`]), its counters ([`counters`]), the poll-mode workers ([`worker`]),
+//! and for routers with several workers the session ownership rule ([`shard`]), the
+//! hand-off rings between workers ([`handoff`]) and the group that runs them ([`group`]).
 
 pub mod counters;
 pub mod crypto;
 pub mod epoch;
 pub mod forward;
+pub mod group;
+pub mod handoff;
 pub mod io;
 pub mod packet;
 pub mod replay;
 pub mod sealed;
 pub mod session;
+pub mod shard;
 pub mod worker;

@@ -3,13 +3,16 @@
 //!
 //! While busy the loop takes no lock, makes no system call of its own and allocates
 //! nothing per packet: frames come from the ports' pools, bursts are preallocated, and
-//! control packets travel in recycled buffers over lock-free queues. The backends' own
-//! transmit kicks are the only system calls. In `adaptive` mode an idle worker sleeps on
-//! a port's wakeup after a number of empty polls.
+//! control packets and hand-offs travel in recycled buffers over lock-free queues. The
+//! backends' own transmit kicks, and doorbell writes towards a sleeping worker, are the
+//! only system calls. In `adaptive` mode an idle worker sleeps on its ports' wakeups after
+//! a number of empty polls.
 //!
-//! NOTE: each worker owns the sessions of the packets it receives. Handing a packet to
-//! the worker that owns its session, for ports shared by several workers, is not
-//! implemented, so one worker per set of ports is the supported layout.
+//! A router may run several workers ([`crate::group`]). Each then polls its own subset of
+//! the ports and owns the sessions of its flow classes ([`crate::shard`]). A received packet
+//! whose session another worker owns is handed to that worker, and a packet to send on a
+//! port another worker polls is handed to the port's worker, over the rings of
+//! [`crate::handoff`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,9 +25,11 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, warn};
 
 use crate::counters::{DropReason, SharedCounters};
-use crate::epoch::{EpochReader, InterfaceId, InterfaceRole};
+use crate::epoch::{EpochReader, InterfaceId, InterfaceRole, KeyEpoch};
 use crate::forward::{Engine, EngineConfig, FrameSource, is_control_packet};
-use crate::io::{Burst, Frame, PacketIo};
+use crate::handoff::{Handoff, HandoffKind, Mesh, is_handoff_frame};
+use crate::io::{Burst, Frame, MAX_BURST, PacketIo};
+use crate::shard::{Side, frame_owner};
 
 /// How a worker waits for packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,37 +108,83 @@ pub type Port = Box<dyn PacketIo + Send>;
 pub struct Worker {
     config: WorkerConfig,
     engine: Engine,
-    ports: Vec<Port>,
-    tx: Vec<Burst>,
+    ports: PortSet,
     rx: Burst,
     reader: EpochReader,
     control: Arc<ControlQueues>,
     stop: Arc<AtomicBool>,
     rotate: Arc<AtomicBool>,
     shared: Arc<SharedCounters>,
+    shard: Option<ShardLink>,
     empty_polls: u32,
     next_wait: usize,
 }
 
+/// The ports of a worker by interface id, with one transmit burst each. A worker in a
+/// group has `None` for the ports other workers poll.
+struct PortSet {
+    ports: Vec<Option<Port>>,
+    tx: Vec<Burst>,
+}
+
+/// A worker's place in a group of workers.
+struct ShardLink {
+    /// This worker's index in the group.
+    index: usize,
+    mesh: Arc<Mesh>,
+    /// Workers to ring at the end of the pass because something was handed to them.
+    wake: Vec<bool>,
+    /// The other workers' rotation flags, which this worker sets when its own is set.
+    followers: Vec<Arc<AtomicBool>>,
+}
+
 impl Worker {
-    /// A worker over `ports`, indexed as the epoch's interfaces are.
+    /// A worker over `ports`, indexed as the epoch's interfaces are, that owns every
+    /// session of the router.
     pub fn new(
         config: WorkerConfig,
         ports: Vec<Port>,
         reader: EpochReader,
         control: Arc<ControlQueues>,
     ) -> Worker {
+        Worker::build(config, ports.into_iter().map(Some).collect(), reader, control, None)
+    }
+
+    /// Worker `index` of the group that `mesh` links. It polls the ports given as `Some`
+    /// (indexed as the epoch's interfaces are) and owns the sessions of its flow classes;
+    /// the engine's worker index and count are taken from `index` and the mesh.
+    pub fn in_group(
+        mut config: WorkerConfig,
+        ports: Vec<Option<Port>>,
+        reader: EpochReader,
+        control: Arc<ControlQueues>,
+        mesh: Arc<Mesh>,
+        index: usize,
+    ) -> Worker {
+        config.engine.worker = index;
+        config.engine.workers = mesh.workers();
+        let link = ShardLink { index, wake: vec![false; mesh.workers()], mesh, followers: vec![] };
+        Worker::build(config, ports, reader, control, Some(link))
+    }
+
+    fn build(
+        config: WorkerConfig,
+        ports: Vec<Option<Port>>,
+        reader: EpochReader,
+        control: Arc<ControlQueues>,
+        shard: Option<ShardLink>,
+    ) -> Worker {
         let count = ports.len();
         Worker {
             engine: Engine::new(config.engine, count),
-            tx: (0..count).map(|_| Burst::new()).collect(),
+            ports: PortSet { ports, tx: (0..count).map(|_| Burst::new()).collect() },
             rx: Burst::new(),
-            ports,
             reader,
             control,
             stop: Arc::new(AtomicBool::new(false)),
             rotate: Arc::new(AtomicBool::new(false)),
             shared: Arc::new(SharedCounters::new(count)),
+            shard,
             empty_polls: 0,
             next_wait: 0,
             config,
@@ -161,25 +212,45 @@ impl Worker {
         &mut self.engine
     }
 
-    /// A port.
+    /// A port this worker polls.
     pub fn port(&mut self, port: InterfaceId) -> Option<&mut Port> {
-        self.ports.get_mut(usize::from(port))
+        self.ports.get_mut(port)
     }
 
-    /// Polls every port once: receives a burst from each, processes it, sends what it
-    /// produced and the queued control packets. Returns how many frames were received.
-    pub fn poll_once(&mut self, now: Instant) -> usize {
-        if self.rotate.swap(false, Ordering::Relaxed) {
-            let started = self.engine.rotate_all(now);
-            debug!(worker = self.config.engine.worker, started, "payload key rotations requested");
-        }
-        let epoch = self.reader.pin();
-        let Worker { engine, ports, tx, rx, control, .. } = self;
-        let mut received = 0;
+    /// This worker's index in its group; 0 for a worker on its own.
+    pub fn index(&self) -> usize {
+        self.shard.as_ref().map_or(0, |link| link.index)
+    }
 
-        for index in 0..ports.len() {
+    /// Makes the worker stop on `stop` instead of its own flag, so that a group stops
+    /// together.
+    pub(crate) fn share_stop_flag(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = stop;
+    }
+
+    /// Makes the worker pass rotation requests on to the workers whose flags these are.
+    pub(crate) fn set_rotation_followers(&mut self, followers: Vec<Arc<AtomicBool>>) {
+        if let Some(link) = self.shard.as_mut() {
+            link.followers = followers;
+        }
+    }
+
+    /// Polls once: takes the packets other workers handed over, receives a burst from
+    /// each port, processes what this worker owns, hands on what it does not, and sends
+    /// what it produced and the queued control packets. Returns how many frames were
+    /// received from ports or other workers.
+    pub fn poll_once(&mut self, now: Instant) -> usize {
+        self.check_rotation(now);
+        let epoch = self.reader.pin();
+        let Worker { engine, ports, rx, control, shard, .. } = self;
+        let mut received = receive_handoffs(engine, &epoch, now, ports, shard.as_mut());
+
+        for index in 0..ports.ports.len() {
             let port = index as InterfaceId;
-            let count = match ports[index].rx_burst(rx) {
+            let Some(io) = ports.get_mut(port) else {
+                continue;
+            };
+            let count = match io.rx_burst(rx) {
                 Ok(count) => count,
                 Err(error) => {
                     warn!(port, %error, "receive failed");
@@ -191,27 +262,35 @@ impl Worker {
             }
             received += count;
             engine.counters_mut().port_rx(index, count);
-            let is_wan =
-                matches!(epoch.interfaces.get(index).map(|i| i.role), Some(InterfaceRole::Wan));
+            let side = match epoch.interfaces.get(index).map(|i| i.role) {
+                Some(InterfaceRole::Wan) => Some(Side::Wan),
+                Some(InterfaceRole::Lan { .. }) => Some(Side::Lan),
+                None => None,
+            };
 
             for mut frame in rx.drain() {
-                if is_wan && is_control_packet(frame.data()) {
+                if side == Some(Side::Wan) && is_control_packet(frame.data()) {
                     punt(engine, control, port, &frame);
-                    ports[index].free(frame);
+                    ports.free(port, frame);
                     continue;
                 }
-                let mut source = PortFrames { ports: &mut ports[..] };
-                let result = engine.process(&epoch, now, port, &mut frame, &mut source);
-                ports[index].free(frame);
-                if let Ok((out_port, out)) = result {
-                    queue_tx(engine, ports, tx, out_port, out);
+                if let (Some(link), Some(side)) = (shard.as_mut(), side)
+                    && let Some(owner) = frame_owner(side, frame.data(), link.mesh.workers())
+                    && owner != link.index
+                {
+                    hand_off(engine, link, owner, HandoffKind::Process, port, frame.data());
+                    ports.free(port, frame);
+                    continue;
                 }
+                run_engine(engine, &epoch, now, port, &mut frame, ports, shard.as_mut());
+                ports.free(port, frame);
             }
         }
 
-        send_control(engine, ports, tx, control);
-        for index in 0..ports.len() {
-            flush(engine, ports, tx, index);
+        send_control(engine, ports, control, shard.as_mut());
+        ports.flush_all(engine);
+        if let Some(link) = shard.as_mut() {
+            link.ring_doorbells();
         }
         drop(epoch);
 
@@ -249,48 +328,97 @@ impl Worker {
         })
     }
 
-    fn idle(&mut self) {
-        match self.config.polling {
-            Polling::Busy => std::hint::spin_loop(),
-            Polling::Adaptive { empty_polls, sleep } => {
-                self.empty_polls = self.empty_polls.saturating_add(1);
-                if self.empty_polls < empty_polls || self.ports.is_empty() {
-                    std::hint::spin_loop();
-                    return;
-                }
-                // With a descriptor on every port, sleep on all of them at once, so traffic
-                // on any port wakes the worker at once.
-                if self.wait_all(sleep) {
-                    return;
-                }
-                // Otherwise sleep on one port at a time, in turn, so that every port's
-                // wakeup is used; the timeout bounds how late traffic on the others is seen.
-                let index = self.next_wait % self.ports.len();
-                self.next_wait = self.next_wait.wrapping_add(1);
-                if let Err(error) = self.ports[index].wait_readable(sleep) {
-                    warn!(port = index, %error, "wait for packets failed");
-                    std::thread::sleep(sleep);
-                }
+    /// Starts a rotation on this worker's sessions when requested, and passes the request
+    /// on to the followers.
+    fn check_rotation(&mut self, now: Instant) {
+        if !self.rotate.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if let Some(link) = &self.shard {
+            for follower in &link.followers {
+                follower.store(true, Ordering::Relaxed);
             }
         }
+        let started = self.engine.rotate_all(now);
+        debug!(worker = self.config.engine.worker, started, "payload key rotations requested");
     }
-}
 
-impl Worker {
-    /// Sleeps until any port turns readable or `timeout` passes; returns false, having
-    /// waited for nothing, when some port has no readiness descriptor.
+    fn idle(&mut self) {
+        let Polling::Adaptive { empty_polls, sleep } = self.config.polling else {
+            std::hint::spin_loop();
+            return;
+        };
+        self.empty_polls = self.empty_polls.saturating_add(1);
+        if self.empty_polls < empty_polls {
+            std::hint::spin_loop();
+            return;
+        }
+        if let Some(link) = &self.shard {
+            let Some(bell) = link.mesh.doorbell(link.index) else {
+                return;
+            };
+            bell.prepare_sleep();
+            // A hand-off pushed before the flag was visible is seen here; one pushed after
+            // it rings the doorbell.
+            if link.mesh.has_pending(link.index) {
+                bell.wake_up();
+                return;
+            }
+        }
+        self.sleep(sleep);
+        if let Some(bell) = self.shard.as_ref().and_then(|link| link.mesh.doorbell(link.index)) {
+            bell.wake_up();
+        }
+    }
+
+    /// Sleeps until a port or the doorbell turns readable, or `timeout` passes.
+    fn sleep(&mut self, timeout: Duration) {
+        if self.wait_all(timeout) {
+            return;
+        }
+        let local: Vec<usize> =
+            (0..self.ports.ports.len()).filter(|i| self.ports.ports[*i].is_some()).collect();
+        if local.is_empty() {
+            std::thread::sleep(timeout);
+            return;
+        }
+        // Some port has no descriptor, so sleep on one port at a time, in turn, so that
+        // every port's wakeup is used; the timeout bounds how late traffic on the others
+        // is seen.
+        // NOTE: packets handed to a worker sleeping here wait for the timeout, because
+        // these ports' wakeups and the doorbell cannot be waited on together.
+        let index = local[self.next_wait % local.len()];
+        self.next_wait = self.next_wait.wrapping_add(1);
+        if let Some(port) = self.ports.ports[index].as_mut()
+            && let Err(error) = port.wait_readable(timeout)
+        {
+            warn!(port = index, %error, "wait for packets failed");
+            std::thread::sleep(timeout);
+        }
+    }
+
+    /// Sleeps until any port or the doorbell turns readable or `timeout` passes; returns
+    /// false, having waited for nothing, when some port has no readiness descriptor or
+    /// there is nothing to wait on.
     fn wait_all(&mut self, timeout: Duration) -> bool {
         // A zero-timeout check of each port first: it also flushes transmits the kernel
         // has not been told about yet, which the sleep must not hold back.
-        for port in &mut self.ports {
+        for port in self.ports.ports.iter_mut().flatten() {
             if matches!(port.wait_readable(Duration::ZERO), Ok(true)) {
                 return true;
             }
         }
-        let fds: Option<Vec<_>> = self.ports.iter().map(|port| port.readiness_fd()).collect();
-        let Some(fds) = fds else {
+        let fds: Option<Vec<_>> =
+            self.ports.ports.iter().flatten().map(|port| port.readiness_fd()).collect();
+        let Some(mut fds) = fds else {
             return false;
         };
+        if let Some(bell) = self.shard.as_ref().and_then(|link| link.mesh.doorbell(link.index)) {
+            fds.push(bell.fd());
+        }
+        if fds.is_empty() {
+            return false;
+        }
         let mut polls: Vec<PollFd<'_>> =
             fds.into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)).collect();
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
@@ -304,21 +432,236 @@ impl Worker {
     }
 }
 
-/// Output frames taken from the ports' own pools.
-struct PortFrames<'a> {
-    ports: &'a mut [Port],
+impl ShardLink {
+    /// Rings the doorbell of each worker something was handed to during the pass.
+    fn ring_doorbells(&mut self) {
+        for (worker, wake) in self.wake.iter_mut().enumerate() {
+            if std::mem::take(wake)
+                && let Some(bell) = self.mesh.doorbell(worker)
+            {
+                bell.ring();
+            }
+        }
+    }
 }
 
-impl FrameSource for PortFrames<'_> {
-    fn alloc(&mut self, port: InterfaceId) -> Option<Frame> {
-        self.ports.get_mut(usize::from(port))?.alloc()
+impl PortSet {
+    fn get_mut(&mut self, port: InterfaceId) -> Option<&mut Port> {
+        self.ports.get_mut(usize::from(port))?.as_mut()
     }
 
+    fn is_local(&self, port: InterfaceId) -> bool {
+        self.ports.get(usize::from(port)).is_some_and(Option::is_some)
+    }
+
+    /// Returns a frame to the pool of `port`, which must be a port this worker polls.
     fn free(&mut self, port: InterfaceId, frame: Frame) {
-        if let Some(io) = self.ports.get_mut(usize::from(port)) {
+        if let Some(io) = self.get_mut(port) {
             io.free(frame);
         }
     }
+
+    fn queue_tx(&mut self, engine: &mut Engine, port: InterfaceId, frame: Frame) {
+        let index = usize::from(port);
+        if self.tx.get(index).is_some_and(Burst::is_full) {
+            self.flush(engine, index);
+        }
+        match self.tx.get_mut(index) {
+            Some(burst) => {
+                if let Err(frame) = burst.push(frame) {
+                    self.free(port, frame);
+                }
+            }
+            None => engine.counters_mut().drop(DropReason::NoRoute),
+        }
+    }
+
+    fn flush(&mut self, engine: &mut Engine, index: usize) {
+        let (Some(burst), Some(Some(io))) = (self.tx.get_mut(index), self.ports.get_mut(index))
+        else {
+            return;
+        };
+        if burst.is_empty() {
+            return;
+        }
+        match io.tx_burst(burst) {
+            Ok(sent) => engine.counters_mut().port_tx(index, sent),
+            Err(error) => {
+                warn!(port = index, %error, "transmit failed");
+                io.free_burst(burst);
+            }
+        }
+    }
+
+    fn flush_all(&mut self, engine: &mut Engine) {
+        for index in 0..self.ports.len() {
+            self.flush(engine, index);
+        }
+    }
+}
+
+/// Output frames: from the pools of the ports this worker polls, and from the hand-off
+/// rings towards the workers that poll the others.
+struct Frames<'a> {
+    ports: &'a mut PortSet,
+    shard: Option<&'a ShardLink>,
+}
+
+impl Frames<'_> {
+    fn ring_towards(&self, port: InterfaceId) -> Option<&crate::handoff::HandoffRing> {
+        let link = self.shard?;
+        link.mesh.ring(link.index, link.mesh.port_owner(port)?)
+    }
+}
+
+impl FrameSource for Frames<'_> {
+    fn alloc(&mut self, port: InterfaceId) -> Option<Frame> {
+        if let Some(io) = self.ports.get_mut(port) {
+            return io.alloc();
+        }
+        self.ring_towards(port)?.take_frame()
+    }
+
+    fn free(&mut self, port: InterfaceId, frame: Frame) {
+        if !is_handoff_frame(&frame) {
+            self.ports.free(port, frame);
+        } else if let Some(ring) = self.ring_towards(port) {
+            ring.recycle(frame);
+        }
+    }
+}
+
+/// Runs a frame received on `port` through the engine and sends or hands on its output.
+fn run_engine(
+    engine: &mut Engine,
+    epoch: &KeyEpoch,
+    now: Instant,
+    port: InterfaceId,
+    frame: &mut Frame,
+    ports: &mut PortSet,
+    shard: Option<&mut ShardLink>,
+) {
+    let mut source = Frames { ports: &mut *ports, shard: shard.as_deref() };
+    let Ok((out_port, out)) = engine.process(epoch, now, port, frame, &mut source) else {
+        return;
+    };
+    if ports.is_local(out_port) {
+        ports.queue_tx(engine, out_port, out);
+        return;
+    }
+    // The frame came from the ring towards the port's worker: pass it on.
+    let Some(link) = shard else {
+        engine.counters_mut().drop(DropReason::NoRoute);
+        return;
+    };
+    let Some(owner) = link.mesh.port_owner(out_port) else {
+        engine.counters_mut().drop(DropReason::NoRoute);
+        return;
+    };
+    let Some(ring) = link.mesh.ring(link.index, owner) else {
+        engine.counters_mut().drop(DropReason::NoRoute);
+        return;
+    };
+    match ring.push(Handoff { kind: HandoffKind::Transmit, port: out_port, frame: out }) {
+        Ok(()) => {
+            engine.counters_mut().handed_off += 1;
+            link.wake[owner] = true;
+        }
+        Err(back) => {
+            ring.recycle(back.frame);
+            engine.counters_mut().drop(DropReason::HandoffFull);
+        }
+    }
+}
+
+/// Copies `bytes` into a buffer of the ring towards worker `to` and queues it there;
+/// returns whether it was queued, having counted the drop if not.
+fn hand_off(
+    engine: &mut Engine,
+    link: &mut ShardLink,
+    to: usize,
+    kind: HandoffKind,
+    port: InterfaceId,
+    bytes: &[u8],
+) -> bool {
+    let Some(ring) = link.mesh.ring(link.index, to) else {
+        engine.counters_mut().drop(DropReason::NoRoute);
+        return false;
+    };
+    let Some(mut frame) = ring.take_frame() else {
+        engine.counters_mut().drop(DropReason::HandoffFull);
+        return false;
+    };
+    if frame.copy_from(bytes).is_err() {
+        ring.recycle(frame);
+        engine.counters_mut().drop(DropReason::TooLong);
+        return false;
+    }
+    match ring.push(Handoff { kind, port, frame }) {
+        Ok(()) => {
+            engine.counters_mut().handed_off += 1;
+            link.wake[to] = true;
+            true
+        }
+        Err(back) => {
+            ring.recycle(back.frame);
+            engine.counters_mut().drop(DropReason::HandoffFull);
+            false
+        }
+    }
+}
+
+/// Takes up to one burst from each ring towards this worker: processes the packets whose
+/// sessions it owns and sends those for its ports. Returns how many it took.
+fn receive_handoffs(
+    engine: &mut Engine,
+    epoch: &KeyEpoch,
+    now: Instant,
+    ports: &mut PortSet,
+    shard: Option<&mut ShardLink>,
+) -> usize {
+    let Some(link) = shard else {
+        return 0;
+    };
+    let mesh = Arc::clone(&link.mesh);
+    let mut taken = 0;
+    for from in 0..mesh.workers() {
+        let Some(ring) = mesh.ring(from, link.index) else {
+            continue;
+        };
+        for _ in 0..MAX_BURST {
+            let Some(Handoff { kind, port, mut frame }) = ring.pop() else {
+                break;
+            };
+            taken += 1;
+            match kind {
+                HandoffKind::Process => {
+                    run_engine(engine, epoch, now, port, &mut frame, ports, Some(&mut *link));
+                }
+                HandoffKind::Transmit => {
+                    transmit(engine, ports, port, frame.data());
+                }
+            }
+            ring.recycle(frame);
+        }
+    }
+    taken
+}
+
+/// Copies a packet into a frame of `port`, which this worker polls, and queues it;
+/// returns whether it was queued, having counted the drop if not.
+fn transmit(engine: &mut Engine, ports: &mut PortSet, port: InterfaceId, bytes: &[u8]) -> bool {
+    let Some(mut frame) = ports.get_mut(port).and_then(|io| io.alloc()) else {
+        engine.counters_mut().drop(DropReason::NoBuffer);
+        return false;
+    };
+    if frame.copy_from(bytes).is_err() {
+        ports.free(port, frame);
+        engine.counters_mut().drop(DropReason::TooLong);
+        return false;
+    }
+    ports.queue_tx(engine, port, frame);
+    true
 }
 
 /// Copies a control packet into a spare buffer and queues it for the control thread.
@@ -340,67 +683,30 @@ fn punt(engine: &mut Engine, control: &ControlQueues, port: InterfaceId, frame: 
     }
 }
 
-/// Sends the control packets the control thread queued, up to one burst per call.
+/// Sends the control packets the control thread queued, up to one burst per call; those
+/// for ports another worker polls are handed to that worker.
 fn send_control(
     engine: &mut Engine,
-    ports: &mut [Port],
-    tx: &mut [Burst],
+    ports: &mut PortSet,
     control: &ControlQueues,
+    mut shard: Option<&mut ShardLink>,
 ) {
-    for _ in 0..crate::io::MAX_BURST {
+    for _ in 0..MAX_BURST {
         let Some(packet) = control.to_send.pop() else {
             break;
         };
         let port = packet.port;
-        if let Some(mut frame) = ports.get_mut(usize::from(port)).and_then(|io| io.alloc()) {
-            if frame.copy_from(&packet.frame).is_ok() {
-                queue_tx(engine, ports, tx, port, frame);
-                engine.counters_mut().control_sent += 1;
-            } else {
-                ports[usize::from(port)].free(frame);
-                engine.counters_mut().drop(DropReason::TooLong);
+        let owner = shard.as_ref().and_then(|link| link.mesh.port_owner(port));
+        let queued = match (shard.as_deref_mut(), owner) {
+            (Some(link), Some(owner)) if !ports.is_local(port) => {
+                hand_off(engine, link, owner, HandoffKind::Transmit, port, &packet.frame)
             }
-        } else {
-            engine.counters_mut().drop(DropReason::NoBuffer);
+            _ => transmit(engine, ports, port, &packet.frame),
+        };
+        if queued {
+            engine.counters_mut().control_sent += 1;
         }
         let _ = control.spare.push(packet.frame);
-    }
-}
-
-fn queue_tx(
-    engine: &mut Engine,
-    ports: &mut [Port],
-    tx: &mut [Burst],
-    port: InterfaceId,
-    frame: Frame,
-) {
-    let index = usize::from(port);
-    if tx.get(index).is_some_and(Burst::is_full) {
-        flush(engine, ports, tx, index);
-    }
-    match tx.get_mut(index) {
-        Some(burst) => {
-            if let Err(frame) = burst.push(frame) {
-                ports[index].free(frame);
-            }
-        }
-        None => engine.counters_mut().drop(DropReason::NoRoute),
-    }
-}
-
-fn flush(engine: &mut Engine, ports: &mut [Port], tx: &mut [Burst], index: usize) {
-    let Some(burst) = tx.get_mut(index) else {
-        return;
-    };
-    if burst.is_empty() {
-        return;
-    }
-    match ports[index].tx_burst(burst) {
-        Ok(sent) => engine.counters_mut().port_tx(index, sent),
-        Err(error) => {
-            warn!(port = index, %error, "transmit failed");
-            ports[index].free_burst(burst);
-        }
     }
 }
 
@@ -408,7 +714,7 @@ impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Worker")
             .field("worker", &self.config.engine.worker)
-            .field("ports", &self.ports.len())
+            .field("ports", &self.ports.ports.iter().flatten().count())
             .field("sessions", &self.engine.sessions().len())
             .finish()
     }

@@ -35,6 +35,7 @@ use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
 use crate::io::Frame;
 use crate::packet::{PayloadKeyBlob, PayloadTlv};
 use crate::replay::ReplayWindow;
+use crate::shard::flow_class;
 use crate::sealed::{
     Opened, Outgoing, OutgoingMetadata, ReceiveError, Received, ReceivedMetadata, SealError,
     classify, decrypt_carried, open_with_metadata, open_without_metadata, peek_sequence, seal,
@@ -331,7 +332,7 @@ impl Engine {
         metadata_tlvs.push(PayloadTlv::PayloadKey(blob));
 
         let (local_port, peer_port) =
-            self.sessions.ports().allocate().ok_or(DropReason::TableFull)?;
+            self.sessions.ports().allocate_in_class(flow_class(&tuple)).ok_or(DropReason::TableFull)?;
         let session = Session {
             role: Role::Ingress,
             uuid,

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::Session;
 use crate::forward::FiveTuple;
+use crate::shard::{FLOW_CLASSES, class_owner, port_class};
 
 /// First waypoint port: the pool covers 16384 to 65534, even ports for the router that
 /// allocates and the next odd port for its peer.
@@ -167,43 +168,72 @@ impl SessionTable {
     }
 }
 
-/// The waypoint ports one worker allocates: the even ports of its share of the pool.
+/// The waypoint ports one worker allocates: the even ports of the flow classes it owns,
+/// one free list per class (see [`crate::shard`]).
 #[derive(Debug)]
 pub struct PortPool {
-    free: Vec<u16>,
+    /// Free even ports by flow class, lowest port last; empty for other workers' classes.
+    free: Vec<Vec<u16>>,
+    worker: usize,
+    workers: usize,
 }
 
 impl PortPool {
-    /// The ports of worker `worker` of `workers`: every `workers`-th even port.
+    /// The ports of worker `worker` of `workers`: the even ports whose pair index falls in
+    /// a flow class the worker owns.
     pub fn new(worker: usize, workers: usize) -> PortPool {
         let workers = workers.max(1);
-        let mut free: Vec<u16> = (PORT_FIRST..PORT_LAST)
-            .step_by(2)
-            .enumerate()
-            .filter(|(index, _)| index % workers == worker % workers)
-            .map(|(_, port)| port)
-            .collect();
+        let worker = worker % workers;
+        let mut free = vec![Vec::new(); FLOW_CLASSES];
+        for port in (PORT_FIRST..PORT_LAST).step_by(2) {
+            if let Some(class) = port_class(port)
+                && class_owner(class, workers) == worker
+            {
+                free[class].push(port);
+            }
+        }
         // Hand out low ports first.
-        free.reverse();
-        PortPool { free }
+        for list in &mut free {
+            list.reverse();
+        }
+        PortPool { free, worker, workers }
     }
 
-    /// Takes a port pair: the even port for this router, and the next odd one for the peer.
+    /// Takes the lowest free port pair of any class: the even port for this router, and
+    /// the next odd one for the peer.
     pub fn allocate(&mut self) -> Option<(u16, u16)> {
-        let port = self.free.pop()?;
+        let (_, class) =
+            self.free.iter().enumerate().filter_map(|(c, list)| Some((*list.last()?, c))).min()?;
+        self.allocate_in_class(class)
+    }
+
+    /// Takes a port pair of flow class `class`, or `None` when the class has no free pair
+    /// or belongs to another worker.
+    pub fn allocate_in_class(&mut self, class: usize) -> Option<(u16, u16)> {
+        let port = self.free.get_mut(class)?.pop()?;
         Some((port, port + 1))
     }
 
-    /// Returns an even port to the pool.
+    /// Returns an even port of this worker's classes to the pool; other ports are ignored.
     pub fn release(&mut self, port: u16) {
-        if port.is_multiple_of(2) && (PORT_FIRST..PORT_LAST).contains(&port) {
-            self.free.push(port);
+        if !port.is_multiple_of(2) || !(PORT_FIRST..PORT_LAST).contains(&port) {
+            return;
+        }
+        if let Some(class) = port_class(port)
+            && class_owner(class, self.workers) == self.worker
+        {
+            self.free[class].push(port);
         }
     }
 
     /// Port pairs left.
     pub fn available(&self) -> usize {
-        self.free.len()
+        self.free.iter().map(Vec::len).sum()
+    }
+
+    /// Port pairs left in flow class `class`.
+    pub fn available_in_class(&self, class: usize) -> usize {
+        self.free.get(class).map_or(0, Vec::len)
     }
 }
 
@@ -252,6 +282,37 @@ mod tests {
         assert_eq!(first.allocate(), Some((16384, 16385)));
         assert_eq!(second.allocate(), Some((16386, 16387)));
         assert_eq!(first.available() + second.available(), 24575 - 2);
+    }
+
+    #[test]
+    fn port_pool_class_of_allocation() {
+        let mut pool = PortPool::new(1, 2);
+        let (port, peer) = pool.allocate_in_class(3).unwrap();
+        assert_eq!(port_class(port), Some(3));
+        assert_eq!(port_class(peer), Some(3));
+        assert_eq!(pool.allocate_in_class(2), None, "class 2 belongs to worker 0");
+        assert_eq!(pool.allocate_in_class(FLOW_CLASSES), None);
+    }
+
+    #[test]
+    fn port_pool_class_exhausted() {
+        let mut pool = PortPool::new(0, 1);
+        let size = pool.available_in_class(5);
+        assert_eq!(size, 384);
+        for _ in 0..size {
+            assert!(pool.allocate_in_class(5).is_some());
+        }
+        assert_eq!(pool.allocate_in_class(5), None);
+        assert!(pool.allocate_in_class(6).is_some());
+    }
+
+    #[test]
+    fn port_pool_ignores_foreign_release() {
+        let mut pool = PortPool::new(0, 2);
+        let before = pool.available();
+        pool.release(16386);
+        pool.release(16385);
+        assert_eq!(pool.available(), before);
     }
 
     #[test]
