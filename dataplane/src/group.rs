@@ -106,6 +106,12 @@ impl WorkerGroup {
         &mut self.workers
     }
 
+    /// Takes the workers out of the group, by index, to run them separately; the stop and
+    /// rotation flags keep working.
+    pub fn into_workers(self) -> Vec<Worker> {
+        self.workers
+    }
+
     /// The flag that stops every worker when set.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
