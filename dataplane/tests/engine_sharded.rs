@@ -31,8 +31,16 @@ enum Layout {
     FirstPolls,
 }
 
-/// Every configuration the packet path runs in.
-const SETUPS: [(usize, Layout); 3] = [(1, Layout::Split), (2, Layout::Split), (2, Layout::FirstPolls)];
+/// Every configuration the packet path runs in: the worker counts of r1 and r2, and the
+/// port layout. Routers with different counts check that the waypoint port carries the
+/// flow class from one router to the other.
+const SETUPS: [((usize, usize), Layout); 5] = [
+    ((1, 1), Layout::Split),
+    ((2, 2), Layout::Split),
+    ((2, 2), Layout::FirstPolls),
+    ((2, 3), Layout::Split),
+    ((3, 2), Layout::FirstPolls),
+];
 
 struct Router {
     group: WorkerGroup,
@@ -88,12 +96,12 @@ struct ShardNet {
 }
 
 impl ShardNet {
-    fn new(workers: usize, layout: Layout) -> ShardNet {
+    fn new(workers: (usize, usize), layout: Layout) -> ShardNet {
         ShardNet::with(workers, layout, HandoffConfig::default(), default_polling())
     }
 
     fn with(
-        workers: usize,
+        workers: (usize, usize),
         layout: Layout,
         handoff: HandoffConfig,
         polling: Polling,
@@ -106,8 +114,8 @@ impl ShardNet {
         let epoch1 = router_epoch("r1", true);
         let epoch2 = router_epoch("r2", false);
         ShardNet {
-            r1: router(epoch1, r1_lan, r1_wan, workers, layout, handoff, polling),
-            r2: router(epoch2, r2_lan, r2_wan, workers, layout, handoff, polling),
+            r1: router(epoch1, r1_lan, r1_wan, workers.0, layout, handoff, polling),
+            r2: router(epoch2, r2_lan, r2_wan, workers.1, layout, handoff, polling),
             host1,
             host5,
             wire1,
@@ -170,8 +178,8 @@ fn destination_port(frame: &[u8]) -> u16 {
 
 /// Sends `flows` UDP flows forward, replies on each, and sends forward again; checks that
 /// every packet arrives restored and that no packet was dropped.
-fn carry_flows(workers: usize, layout: Layout, flows: u16) -> ShardNet {
-    let setup = format!("{workers} workers, {layout:?}");
+fn carry_flows(workers: (usize, usize), layout: Layout, flows: u16) -> ShardNet {
+    let setup = format!("{workers:?} workers, {layout:?}");
     let mut net = ShardNet::new(workers, layout);
     for round in 0..2 {
         let requests: HashMap<u16, Vec<u8>> = (0..flows)
@@ -229,24 +237,26 @@ fn flows_carried_every_setup() {
 
 #[test]
 fn sessions_live_on_owner() {
-    for layout in [Layout::Split, Layout::FirstPolls] {
-        let mut net = carry_flows(2, layout, 48);
+    for (workers, layout) in SETUPS {
+        let setup = format!("{workers:?} workers, {layout:?}");
+        let mut net = carry_flows(workers, layout, 48);
         for (name, router) in [("r1", &mut net.r1), ("r2", &mut net.r2)] {
             let shards = ShardNet::sessions(router);
+            let count = shards.len();
             for (index, sessions) in shards.iter().enumerate() {
-                assert!(!sessions.is_empty(), "{layout:?}: {name} worker {index} has no session");
+                assert!(!sessions.is_empty(), "{setup}: {name} worker {index} has no session");
                 for tuple in sessions {
-                    assert_eq!(flow_class(tuple) % 2, index, "{layout:?}: {name} {tuple}");
+                    assert_eq!(flow_class(tuple) % count, index, "{setup}: {name} {tuple}");
                 }
             }
-            assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 48, "{layout:?}: {name}");
+            assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 48, "{setup}: {name}");
         }
     }
 }
 
 #[test]
 fn wrong_worker_hands_off() {
-    let mut net = carry_flows(2, Layout::Split, 48);
+    let mut net = carry_flows((2, 2), Layout::Split, 48);
     for (name, router) in [("r1", &mut net.r1), ("r2", &mut net.r2)] {
         let handed: u64 = router
             .group
@@ -262,7 +272,7 @@ fn wrong_worker_hands_off() {
 
 #[test]
 fn one_worker_never_hands_off() {
-    let mut net = carry_flows(1, Layout::Split, 16);
+    let mut net = carry_flows((1, 1), Layout::Split, 16);
     let worker = &mut net.r1.group.workers()[0];
     assert_eq!(worker.engine().counters().handed_off, 0);
 }
@@ -284,7 +294,7 @@ fn ipv6_tcp_carried_every_setup() {
         }
         net.run();
         let delivered = Net::receive(&mut net.host5);
-        assert_eq!(delivered.len(), 16, "{workers} workers, {layout:?}");
+        assert_eq!(delivered.len(), 16, "{workers:?} workers, {layout:?}");
         for frame in &delivered {
             let request = requests.iter().find(|r| r[54..56] == frame[54..56]).unwrap();
             assert_restored(request, frame, R2_LAN_MAC, HOST5_MAC);
@@ -296,7 +306,7 @@ fn ipv6_tcp_carried_every_setup() {
 #[test]
 fn bfd_punted_and_sent_every_setup() {
     for (workers, layout) in SETUPS {
-        let setup = format!("{workers} workers, {layout:?}");
+        let setup = format!("{workers:?} workers, {layout:?}");
         let mut net = ShardNet::new(workers, layout);
         let bfd = udp_v4(R2_WAYPOINT, R1_WAYPOINT, (49152, 3784), &[0x20, 0x40, 3, 24]);
         Net::send(&mut net.wire1, &bfd);
@@ -327,7 +337,7 @@ fn bfd_punted_and_sent_every_setup() {
 #[test]
 fn rotation_reaches_every_worker() {
     for (workers, layout) in SETUPS {
-        let setup = format!("{workers} workers, {layout:?}");
+        let setup = format!("{workers:?} workers, {layout:?}");
         let mut net = ShardNet::new(workers, layout);
         for i in 0..32 {
             Net::send(&mut net.host1, &udp_v4(HOST1, HOST5, flow(i), b"before"));
@@ -365,7 +375,7 @@ fn rotation_reaches_every_worker() {
 #[test]
 fn full_ring_counts_drops() {
     let handoff = HandoffConfig { depth: 4, frame_size: 2048 };
-    let mut net = ShardNet::with(2, Layout::FirstPolls, handoff, default_polling());
+    let mut net = ShardNet::with((2, 2), Layout::FirstPolls, handoff, default_polling());
     // 32 flows of worker 1's classes, all received by worker 0 in one burst.
     let flows: Vec<(u16, u16)> = (0..2000u16)
         .map(flow)
@@ -411,7 +421,7 @@ fn full_ring_counts_drops() {
 fn sleeping_owner_wakes_on_handoff() {
     // Worker 1 sleeps up to 5 s per wait; only its doorbell can wake it sooner.
     let polling = Polling::Adaptive { empty_polls: 1, sleep: Duration::from_secs(5) };
-    let net = ShardNet::with(2, Layout::FirstPolls, HandoffConfig::default(), polling);
+    let net = ShardNet::with((2, 2), Layout::FirstPolls, HandoffConfig::default(), polling);
     let ShardNet { r1, mut host1, mut wire1, .. } = net;
     let stop = r1.group.stop_flag();
     let mut workers = r1.group.into_workers();
