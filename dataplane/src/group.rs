@@ -97,7 +97,8 @@ impl WorkerGroup {
         if let Some(first) = workers.first_mut() {
             first.set_rotation_followers(followers);
         }
-        let counters = GroupCounters { workers: workers.iter().map(Worker::shared_counters).collect() };
+        let counters =
+            GroupCounters { workers: workers.iter().map(Worker::shared_counters).collect() };
         Ok(WorkerGroup { workers, stop, rotate, counters })
     }
 

@@ -257,8 +257,7 @@ impl Mesh {
         let rings = (0..workers * workers)
             .map(|index| (index / workers != index % workers).then(|| HandoffRing::new(config)))
             .collect();
-        let doorbells =
-            (0..workers).map(|_| Doorbell::new()).collect::<io::Result<Vec<_>>>();
+        let doorbells = (0..workers).map(|_| Doorbell::new()).collect::<io::Result<Vec<_>>>();
         Ok(Mesh { workers, rings, doorbells: doorbells.map_err(MeshError::Doorbell)?, port_owners })
     }
 

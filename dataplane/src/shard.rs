@@ -126,13 +126,7 @@ mod tests {
     use super::*;
 
     fn tuple(source: IpAddr, destination: IpAddr, ports: (u16, u16), protocol: u8) -> FiveTuple {
-        FiveTuple {
-            source,
-            destination,
-            source_port: ports.0,
-            destination_port: ports.1,
-            protocol,
-        }
+        FiveTuple { source, destination, source_port: ports.0, destination_port: ports.1, protocol }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! four packets of a session (forward and reverse, on each router's LAN and WAN) reach the
 //! worker that owns the session on each router.
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail the test by panicking")]
 #![expect(clippy::panic, reason = "test helpers fail the test by panicking")]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -50,7 +49,8 @@ fn frame(tuple: &FiveTuple) -> Vec<u8> {
 
 /// RFC 1071 checksum of an IPv4 header whose checksum field is zero.
 fn header_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]]))).sum();
+    let mut sum: u32 =
+        header.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

@@ -10,6 +10,7 @@
 mod keyring;
 mod plan;
 mod sys;
+mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +20,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, error, info, warn};
 
-use svr_dataplane::counters::{DropReason, SharedCounters};
+use svr_dataplane::counters::DropReason;
 use svr_dataplane::epoch::{EpochPublisher, epoch_channel};
 use svr_dataplane::forward::EngineConfig as ForwardConfig;
+use svr_dataplane::group::{GroupCounters, RunningGroup};
 use svr_dataplane::io::afxdp::{PortRange, XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
-use svr_dataplane::worker::{ControlQueues, Polling, Port, Worker, WorkerConfig};
+use svr_dataplane::worker::{Polling, Port, WorkerConfig};
 
 pub use plan::{PathPlan, PeerPlan, Plan, PlanError, PortPlan, RoutePlan, ServicePlan};
 
@@ -146,8 +148,8 @@ struct Daemon {
     publisher: EpochPublisher,
     worker_stop: Arc<AtomicBool>,
     worker_rotate: Arc<AtomicBool>,
-    worker_thread: Option<JoinHandle<Worker>>,
-    counters: Arc<SharedCounters>,
+    worker_thread: Option<RunningGroup>,
+    counters: GroupCounters,
     _attachments: Vec<Arc<XdpAttachment>>,
     alarms: AlarmTable,
     peer_certificates: Vec<Option<Vec<u8>>>,
@@ -267,16 +269,11 @@ impl Daemon {
             } else {
                 Polling::Adaptive { empty_polls: 64, sleep: Duration::from_millis(1) }
             },
-            core: plan.worker_cores.first().map(|&c| usize::from(c)),
             ..WorkerConfig::default()
         };
-        let worker =
-            Worker::new(worker_config, ports, reader, Arc::new(ControlQueues::new(64, 2048)));
-        let worker_stop = worker.stop_flag();
-        let worker_rotate = worker.rotation_flag();
-        let counters = worker.shared_counters();
-        let worker_thread =
-            Some(worker.spawn().map_err(|e| DaemonError::Dataplane(e.to_string()))?);
+        let workers::Workers { stop: worker_stop, rotate: worker_rotate, counters, running } =
+            workers::start_workers(worker_config, &plan.worker_cores, ports, &reader)?;
+        let worker_thread = Some(running);
 
         let (mgmt, requests) = mgmt::Server::start(&options.socket)
             .map_err(|e| DaemonError::Management(e.to_string()))?;
@@ -747,8 +744,8 @@ impl Daemon {
 
     fn shutdown(&mut self) {
         self.worker_stop.store(true, Ordering::Relaxed);
-        if let Some(worker) = self.worker_thread.take() {
-            let _ = worker.join();
+        if let Some(workers) = self.worker_thread.take() {
+            workers.join();
         }
         self.bfd_stop.store(true, Ordering::Relaxed);
         if let Some(bfd) = self.bfd_thread.take() {

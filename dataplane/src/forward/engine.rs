@@ -35,7 +35,6 @@ use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
 use crate::io::Frame;
 use crate::packet::{PayloadKeyBlob, PayloadTlv};
 use crate::replay::ReplayWindow;
-use crate::shard::flow_class;
 use crate::sealed::{
     Opened, Outgoing, OutgoingMetadata, ReceiveError, Received, ReceivedMetadata, SealError,
     classify, decrypt_carried, open_with_metadata, open_without_metadata, peek_sequence, seal,
@@ -44,6 +43,7 @@ use crate::sealed::{
 use crate::session::{
     PayloadKeys, Role, RotationError, Session, SessionId, SessionTable, TableError,
 };
+use crate::shard::flow_class;
 
 /// UDP ports of BFD control packets that WAN ports hand to the control thread: 3784 is
 /// single-hop BFD (RFC 5881 section 4), 1280 the port SVR peers run BFD on.
@@ -331,8 +331,11 @@ impl Engine {
         }
         metadata_tlvs.push(PayloadTlv::PayloadKey(blob));
 
-        let (local_port, peer_port) =
-            self.sessions.ports().allocate_in_class(flow_class(&tuple)).ok_or(DropReason::TableFull)?;
+        let (local_port, peer_port) = self
+            .sessions
+            .ports()
+            .allocate_in_class(flow_class(&tuple))
+            .ok_or(DropReason::TableFull)?;
         let session = Session {
             role: Role::Ingress,
             uuid,

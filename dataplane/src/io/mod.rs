@@ -22,8 +22,8 @@ pub mod mem;
 use std::time::Duration;
 
 pub use error::{FrameError, IoError};
-pub use frame::{Burst, Frame};
 pub(crate) use frame::FrameBuf;
+pub use frame::{Burst, Frame};
 
 /// Maximum number of frames in one [`Burst`], and so in one receive or transmit call.
 pub const MAX_BURST: usize = 32;

@@ -1,0 +1,54 @@
+//! The daemon's dataplane workers: one per configured worker core, or one unpinned worker
+//! when no core is configured, started as a group over the router's ports.
+//!
+//! Each AF_XDP port has one queue, so one worker polls it. Port `p` goes to worker
+//! `p % workers`. Workers then hand each packet to the worker that owns its session, and
+//! each output packet to the worker that polls its port, as `svr_dataplane::group`
+//! describes; a worker with no port of its own only processes what it is handed.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use svr_dataplane::epoch::EpochReader;
+use svr_dataplane::group::{GroupConfig, GroupCounters, RunningGroup, WorkerGroup};
+use svr_dataplane::handoff::HandoffConfig;
+use svr_dataplane::worker::{ControlQueues, Port, WorkerConfig};
+use tracing::info;
+
+use super::DaemonError;
+
+/// The running workers and the handles the control loop keeps.
+pub(super) struct Workers {
+    /// Stops every worker when set.
+    pub stop: Arc<AtomicBool>,
+    /// Starts a payload-key rotation on every worker's ingress sessions when set.
+    pub rotate: Arc<AtomicBool>,
+    /// The workers' counters, summed.
+    pub counters: GroupCounters,
+    pub running: RunningGroup,
+}
+
+/// Starts one worker per entry of `cores` (at least one) over `ports`, each pinned to its
+/// core; `config` is what the workers share.
+pub(super) fn start_workers(
+    config: WorkerConfig,
+    cores: &[u16],
+    ports: Vec<Port>,
+    reader: &EpochReader,
+) -> Result<Workers, DaemonError> {
+    let group_config = GroupConfig {
+        worker: WorkerConfig { core: None, ..config },
+        workers: cores.len().max(1),
+        cores: cores.iter().map(|&core| usize::from(core)).collect(),
+        handoff: HandoffConfig::default(),
+        port_owners: None,
+    };
+    let port_count = ports.len();
+    let control = Arc::new(ControlQueues::new(64, 2048));
+    let group = WorkerGroup::new(&group_config, ports, reader, &control)
+        .map_err(|e| DaemonError::Dataplane(e.to_string()))?;
+    let (stop, rotate, counters) = (group.stop_flag(), group.rotation_flag(), group.counters());
+    let running = group.spawn().map_err(|e| DaemonError::Dataplane(e.to_string()))?;
+    info!(workers = group_config.workers, ports = port_count, "dataplane workers started");
+    Ok(Workers { stop, rotate, counters, running })
+}
