@@ -9,7 +9,7 @@
 //!   that worker copies into a frame of the port and sends.
 //!
 //! Each ring has a fixed set of buffers. The sender takes a spare buffer, copies the packet
-//! into it and pushes it; the receiver returns the buffer to the same ring's spare queue
+//! into it and pushes it. The receiver returns the buffer to the same ring's spare queue
 //! when done. Nothing is allocated per packet, and a full ring or an empty spare queue is
 //! a counted drop: the sender never waits.
 
@@ -28,7 +28,7 @@ use crate::shard::MAX_WORKERS;
 /// hand-off frame for one of its own.
 const HANDOFF_POOL: u32 = 0;
 
-/// What the receiving worker does with a handed-off packet.
+/// The action the receiving worker takes on a handed-off packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandoffKind {
     /// Run it through the engine as if received on `port`: the receiver owns its session.
@@ -64,8 +64,9 @@ impl Default for HandoffConfig {
 
 /// One direction between two workers: the packets in flight and the spare buffers.
 ///
-/// The sender is the only producer of `queue` and the receiver its only consumer; the
-/// spare queue runs the other way. Both are crossbeam `ArrayQueue`s, which never block.
+/// The workers use `queue` with one producer (the sender) and one consumer (the receiver),
+/// and the spare queue the other way round. Both are crossbeam `ArrayQueue`s, whose push
+/// and pop never block.
 #[derive(Debug)]
 pub struct HandoffRing {
     queue: ArrayQueue<Handoff>,
@@ -73,7 +74,7 @@ pub struct HandoffRing {
 }
 
 impl HandoffRing {
-    /// A ring of `config.depth` packets (at least one) with as many buffers.
+    /// Creates a ring of `config.depth` packets (at least one) with as many buffers.
     pub fn new(config: &HandoffConfig) -> HandoffRing {
         let depth = config.depth.max(1);
         let frame_size = config.frame_size.max(DEFAULT_HEADROOM + 64);
@@ -107,8 +108,8 @@ impl HandoffRing {
         let (buf, _, _) = frame.into_parts();
         match buf {
             FrameBuf::Heap { bytes, pool: HANDOFF_POOL } => {
-                // The spare queue has room for every buffer the ring owns, so this push
-                // fails only for a buffer of another ring, which is then freed.
+                // The spare queue has room for every buffer the ring owns. The push fails
+                // only when a buffer of another ring was returned here, and that one is freed.
                 self.spare.push(bytes).is_ok()
             }
             _ => false,
@@ -149,7 +150,7 @@ pub struct Doorbell {
 }
 
 impl Doorbell {
-    /// A doorbell with a non-blocking eventfd.
+    /// Creates a doorbell with a non-blocking eventfd.
     pub fn new() -> io::Result<Doorbell> {
         let event = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
             .map_err(io::Error::from)?;

@@ -1,5 +1,5 @@
-//! Session ownership among the workers of one router: which worker holds the session a
-//! packet belongs to, computed from the packet alone, so that both directions of a session
+//! Session ownership among the workers of one router: which worker keeps the session a
+//! packet belongs to. It is computed from the packet alone, so both directions of a session
 //! reach the same worker whichever worker received them.
 //!
 //! Every session falls in one of [`FLOW_CLASSES`] flow classes, and worker `w` of `n` owns
@@ -36,9 +36,9 @@ pub const MAX_WORKERS: usize = FLOW_CLASSES;
 /// Returns the flow class of a LAN packet's 5-tuple; a tuple and its reverse get the same
 /// class.
 ///
-/// The hash is 64-bit FNV-1a over the protocol and the two endpoints (address as 16 bytes,
-/// IPv4 mapped into IPv6, then port in network order), the smaller endpoint first, followed
-/// by a 64-bit finalizer so that the low bits depend on every input byte.
+/// The hash is 64-bit FNV-1a over the protocol and the two endpoints, the smaller endpoint
+/// first. Each endpoint is its address as 16 bytes (IPv4 mapped into IPv6), then its port
+/// in network order. A 64-bit finalizer follows, so that the low bits depend on every byte.
 pub fn flow_class(tuple: &FiveTuple) -> usize {
     let source = (address_bytes(tuple.source), tuple.source_port);
     let destination = (address_bytes(tuple.destination), tuple.destination_port);
@@ -68,7 +68,7 @@ pub fn class_owner(class: usize, workers: usize) -> usize {
     class % workers.max(1)
 }
 
-/// How a received frame is steered, from the role of the port it arrived on.
+/// The role of the port a frame arrived on, which selects the field its class comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// A LAN port: the class comes from the packet's 5-tuple.
@@ -103,7 +103,7 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-/// The 64-bit finalizer of MurmurHash3 (`fmix64`).
+/// Mixes the bits of `hash` with the 64-bit finalizer of MurmurHash3 (`fmix64`).
 fn finalize(mut hash: u64) -> u64 {
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(flow_class(&v6), reference_class(&v6));
     }
 
-    /// The class computed the long way, from the byte string the hash is defined over.
+    /// Computes the class the long way, from the byte string the hash is defined over.
     fn reference_class(tuple: &FiveTuple) -> usize {
         let mut endpoints = [
             [address_bytes(tuple.source).to_vec(), tuple.source_port.to_be_bytes().to_vec()]

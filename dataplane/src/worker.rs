@@ -151,8 +151,8 @@ impl Worker {
     }
 
     /// Worker `index` of the group that `mesh` links. It polls the ports given as `Some`
-    /// (indexed as the epoch's interfaces are) and owns the sessions of its flow classes;
-    /// the engine's worker index and count are taken from `index` and the mesh.
+    /// (indexed as the epoch's interfaces are) and owns the sessions of its flow classes.
+    /// The engine's worker index and count are taken from `index` and the mesh.
     pub fn in_group(
         mut config: WorkerConfig,
         ports: Vec<Option<Port>>,
@@ -382,9 +382,8 @@ impl Worker {
             std::thread::sleep(timeout);
             return;
         }
-        // Some port has no descriptor, so sleep on one port at a time, in turn, so that
-        // every port's wakeup is used; the timeout bounds how late traffic on the others
-        // is seen.
+        // Some port has no descriptor, so sleep on one port at a time, in turn, to use
+        // every port's wakeup. The timeout bounds how late traffic on the others is seen.
         // NOTE: packets handed to a worker sleeping here wait for the timeout, because
         // these ports' wakeups and the doorbell cannot be waited on together.
         let index = local[self.next_wait % local.len()];
@@ -397,9 +396,9 @@ impl Worker {
         }
     }
 
-    /// Sleeps until any port or the doorbell turns readable or `timeout` passes; returns
-    /// false, having waited for nothing, when some port has no readiness descriptor or
-    /// there is nothing to wait on.
+    /// Sleeps until any port or the doorbell turns readable or `timeout` passes. Returns
+    /// false without waiting when some port has no readiness descriptor or there is
+    /// nothing to wait on.
     fn wait_all(&mut self, timeout: Duration) -> bool {
         // A zero-timeout check of each port first: it also flushes transmits the kernel
         // has not been told about yet, which the sleep must not hold back.
@@ -574,8 +573,8 @@ fn run_engine(
     }
 }
 
-/// Copies `bytes` into a buffer of the ring towards worker `to` and queues it there;
-/// returns whether it was queued, having counted the drop if not.
+/// Copies `bytes` into a buffer of the ring towards worker `to` and queues it there.
+/// Returns whether it was queued, and counts the drop if not.
 fn hand_off(
     engine: &mut Engine,
     link: &mut ShardLink,
@@ -648,8 +647,8 @@ fn receive_handoffs(
     taken
 }
 
-/// Copies a packet into a frame of `port`, which this worker polls, and queues it;
-/// returns whether it was queued, having counted the drop if not.
+/// Copies a packet into a frame of `port`, which this worker polls, and queues it.
+/// Returns whether it was queued, and counts the drop if not.
 fn transmit(engine: &mut Engine, ports: &mut PortSet, port: InterfaceId, bytes: &[u8]) -> bool {
     let Some(mut frame) = ports.get_mut(port).and_then(|io| io.alloc()) else {
         engine.counters_mut().drop(DropReason::NoBuffer);

@@ -1,7 +1,7 @@
-//! Routers with one and with two workers on memory ports: the packet path gives the same
-//! results whichever worker receives a packet, each session lives on the worker that owns
-//! its flow class, full hand-off rings count their drops, and a sleeping owner wakes when a
-//! packet is handed to it.
+//! Routers with one, two and three workers on memory ports. The packet path gives the same
+//! results whichever worker receives a packet, and each session lives on the worker that
+//! owns its flow class. Full hand-off rings count their drops, and a sleeping owner wakes
+//! when a packet is handed to it.
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail the test by panicking")]
 #![expect(clippy::panic, reason = "test helpers fail the test by panicking")]

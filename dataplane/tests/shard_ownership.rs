@@ -12,7 +12,7 @@ use svr_dataplane::session::PortPool;
 use svr_dataplane::shard::{Side, class_owner, flow_class, frame_owner};
 
 /// Builds an Ethernet frame with an IPv4 or IPv6 header and a UDP or TCP header for
-/// `tuple`; the L4 checksum is left zero, since ownership reads only addresses and ports.
+/// `tuple`. The L4 checksum stays zero, because ownership reads only addresses and ports.
 fn frame(tuple: &FiveTuple) -> Vec<u8> {
     let mut l4 = Vec::new();
     l4.extend_from_slice(&tuple.source_port.to_be_bytes());

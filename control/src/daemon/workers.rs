@@ -1,10 +1,10 @@
 //! The daemon's dataplane workers: one per configured worker core, or one unpinned worker
 //! when no core is configured, started as a group over the router's ports.
 //!
-//! Each AF_XDP port has one queue, so one worker polls it. Port `p` goes to worker
-//! `p % workers`. Workers then hand each packet to the worker that owns its session, and
-//! each output packet to the worker that polls its port, as `svr_dataplane::group`
-//! describes; a worker with no port of its own only processes what it is handed.
+//! Each AF_XDP port has one queue, so one worker polls it: port `p` goes to worker
+//! `p % workers`. Workers hand each packet to the worker that owns its session, and each
+//! output packet to the worker that polls its port (see `svr_dataplane::group`). A worker
+//! with no port of its own only processes what it is handed.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
