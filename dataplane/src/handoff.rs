@@ -462,6 +462,13 @@ mod tests {
     }
 
     #[test]
+    fn mesh_error_doorbell_has_source() {
+        let error = MeshError::Doorbell(io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(error.to_string().starts_with("failed to create a doorbell eventfd: "));
+        assert!(std::error::Error::source(&error).is_some());
+    }
+
+    #[test]
     fn mesh_rejects_unknown_port_owner() {
         let error = Mesh::new(2, vec![0, 2], &small()).unwrap_err();
         assert!(matches!(error, MeshError::PortOwner { port: 1, worker: 2, workers: 2 }));

@@ -7,174 +7,17 @@
 #![expect(clippy::panic, reason = "test helpers fail the test by panicking")]
 
 mod engine_support;
+mod sharded_support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine_support::*;
+use sharded_support::*;
 use svr_dataplane::counters::DropReason;
-use svr_dataplane::epoch::{EpochPublisher, KeyEpoch, epoch_channel};
-use svr_dataplane::forward::{EngineConfig, FiveTuple};
-use svr_dataplane::group::{GroupConfig, WorkerGroup};
 use svr_dataplane::handoff::HandoffConfig;
-use svr_dataplane::io::mem::{MemConfig, MemPort, mem_pair};
 use svr_dataplane::shard::flow_class;
-use svr_dataplane::worker::{ControlPacket, ControlQueues, Polling, Port, Worker, WorkerConfig};
-
-/// Which worker polls which port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// The LAN port on worker 0 and the WAN port on worker 1.
-    Split,
-    /// Both ports on worker 0; worker 1 only processes what is handed to it.
-    FirstPolls,
-}
-
-/// Every configuration the packet path runs in: the worker counts of r1 and r2, and the
-/// port layout. Routers with different counts check that the waypoint port carries the
-/// flow class from one router to the other.
-const SETUPS: [((usize, usize), Layout); 5] = [
-    ((1, 1), Layout::Split),
-    ((2, 2), Layout::Split),
-    ((2, 2), Layout::FirstPolls),
-    ((2, 3), Layout::Split),
-    ((3, 2), Layout::FirstPolls),
-];
-
-struct Router {
-    group: WorkerGroup,
-    _epoch: EpochPublisher,
-    control: Arc<ControlQueues>,
-}
-
-fn router(
-    epoch: KeyEpoch,
-    lan: MemPort,
-    wan: MemPort,
-    workers: usize,
-    layout: Layout,
-    handoff: HandoffConfig,
-    polling: Polling,
-) -> Router {
-    let (publisher, reader) = epoch_channel(epoch);
-    let control = Arc::new(ControlQueues::new(16, 2048));
-    let config = GroupConfig {
-        worker: WorkerConfig {
-            engine: EngineConfig {
-                sessions: 1024,
-                rotation_grace: GRACE,
-                idle_timeout: Duration::from_secs(60),
-                ..EngineConfig::default()
-            },
-            polling,
-            core: None,
-            sweep_budget: 16,
-        },
-        workers,
-        cores: vec![],
-        handoff,
-        port_owners: match (workers, layout) {
-            (1, _) => None,
-            (_, Layout::Split) => Some(vec![0, 1]),
-            (_, Layout::FirstPolls) => Some(vec![0, 0]),
-        },
-    };
-    let ports: Vec<Port> = vec![Box::new(lan), Box::new(wan)];
-    let group = WorkerGroup::new(&config, ports, &reader, &control).unwrap();
-    Router { group, _epoch: publisher, control }
-}
-
-struct ShardNet {
-    r1: Router,
-    r2: Router,
-    host1: MemPort,
-    host5: MemPort,
-    wire1: MemPort,
-    wire2: MemPort,
-    now: Instant,
-}
-
-impl ShardNet {
-    fn new(workers: (usize, usize), layout: Layout) -> ShardNet {
-        ShardNet::with(workers, layout, HandoffConfig::default(), default_polling())
-    }
-
-    fn with(
-        workers: (usize, usize),
-        layout: Layout,
-        handoff: HandoffConfig,
-        polling: Polling,
-    ) -> ShardNet {
-        let config = MemConfig { frames: 4096, frame_size: 2048, ring_size: 1024 };
-        let (host1, r1_lan) = mem_pair(&config).unwrap();
-        let (r1_wan, wire1) = mem_pair(&config).unwrap();
-        let (wire2, r2_wan) = mem_pair(&config).unwrap();
-        let (r2_lan, host5) = mem_pair(&config).unwrap();
-        let epoch1 = router_epoch("r1", true);
-        let epoch2 = router_epoch("r2", false);
-        ShardNet {
-            r1: router(epoch1, r1_lan, r1_wan, workers.0, layout, handoff, polling),
-            r2: router(epoch2, r2_lan, r2_wan, workers.1, layout, handoff, polling),
-            host1,
-            host5,
-            wire1,
-            wire2,
-            now: Instant::now(),
-        }
-    }
-
-    /// Runs both routers and relays WAN frames until a whole round moves nothing.
-    fn run(&mut self) {
-        for _ in 0..200 {
-            let mut moved = self.r1.group.poll_once(self.now);
-            moved += relay(&mut self.wire1, &mut self.wire2);
-            moved += self.r2.group.poll_once(self.now);
-            moved += relay(&mut self.wire2, &mut self.wire1);
-            if moved == 0 {
-                return;
-            }
-        }
-        panic!("network did not settle");
-    }
-
-    fn sessions(router: &mut Router) -> Vec<Vec<FiveTuple>> {
-        router
-            .group
-            .workers()
-            .iter_mut()
-            .map(|worker| {
-                let table = worker.engine().sessions();
-                table.ids().map(|id| table.get(id).unwrap().original).collect()
-            })
-            .collect()
-    }
-}
-
-fn default_polling() -> Polling {
-    Polling::Adaptive { empty_polls: 8, sleep: Duration::from_millis(1) }
-}
-
-fn relay(from: &mut MemPort, to: &mut MemPort) -> usize {
-    let frames = Net::receive(from);
-    for frame in &frames {
-        Net::send(to, frame);
-    }
-    frames.len()
-}
-
-fn flow(i: u16) -> (u16, u16) {
-    (40000 + i, 5201)
-}
-
-/// Returns the source port of a restored UDP frame over IPv4.
-fn source_port(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[34], frame[35]])
-}
-
-fn destination_port(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[36], frame[37]])
-}
+use svr_dataplane::worker::{ControlPacket, Polling, Worker};
 
 /// Sends `flows` UDP flows forward, replies on each, and sends forward again; checks that
 /// every packet arrives restored and that no packet was dropped.
@@ -377,20 +220,7 @@ fn full_ring_counts_drops() {
     let handoff = HandoffConfig { depth: 4, frame_size: 2048 };
     let mut net = ShardNet::with((2, 2), Layout::FirstPolls, handoff, default_polling());
     // 32 flows of worker 1's classes, all received by worker 0 in one burst.
-    let flows: Vec<(u16, u16)> = (0..2000u16)
-        .map(flow)
-        .filter(|ports| {
-            let tuple = FiveTuple {
-                source: HOST1.into(),
-                destination: HOST5.into(),
-                source_port: ports.0,
-                destination_port: ports.1,
-                protocol: 17,
-            };
-            flow_class(&tuple) % 2 == 1
-        })
-        .take(32)
-        .collect();
+    let flows = flows_of_worker(1, 2, 32);
     assert_eq!(flows.len(), 32);
     for ports in &flows {
         Net::send(&mut net.host1, &udp_v4(HOST1, HOST5, *ports, b"burst"));
@@ -431,19 +261,7 @@ fn sleeping_owner_wakes_on_handoff() {
 
     // Let the owner fall asleep.
     std::thread::sleep(Duration::from_millis(100));
-    let ports = (0..2000u16)
-        .map(flow)
-        .find(|ports| {
-            let tuple = FiveTuple {
-                source: HOST1.into(),
-                destination: HOST5.into(),
-                source_port: ports.0,
-                destination_port: ports.1,
-                protocol: 17,
-            };
-            flow_class(&tuple) % 2 == 1
-        })
-        .unwrap();
+    let ports = flows_of_worker(1, 2, 1)[0];
     let start = Instant::now();
     Net::send(&mut host1, &udp_v4(HOST1, HOST5, ports, b"wake up"));
 
@@ -464,4 +282,58 @@ fn sleeping_owner_wakes_on_handoff() {
     assert!(elapsed < Duration::from_secs(1), "owner answered after {elapsed:?}");
     assert_eq!(handed, 1);
     assert!(owner.engine().counters().ingress_forwarded >= 1);
+}
+
+#[test]
+fn threaded_groups_carry_traffic() {
+    let net = ShardNet::new((2, 2), Layout::Split);
+    let ShardNet { r1, r2, mut host1, mut host5, mut wire1, mut wire2, .. } = net;
+    let (counters1, counters2) = (r1.group.counters(), r2.group.counters());
+    let running1 = r1.group.spawn().unwrap();
+    let running2 = r2.group.spawn().unwrap();
+    let relay_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay_thread = {
+        let stop = std::sync::Arc::clone(&relay_stop);
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                relay(&mut wire1, &mut wire2);
+                relay(&mut wire2, &mut wire1);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+
+    let wait_for = |host: &mut svr_dataplane::io::mem::MemPort, count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut frames = Vec::new();
+        while frames.len() < count && Instant::now() < deadline {
+            frames.extend(Net::receive(host));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        frames
+    };
+    for i in 0..200u16 {
+        Net::send(&mut host1, &udp_v4(HOST1, HOST5, flow(i % 8), b"threaded"));
+    }
+    assert_eq!(wait_for(&mut host5, 200).len(), 200);
+    for i in 0..8u16 {
+        let (client, server) = flow(i);
+        Net::send(&mut host5, &from_host5(udp_v4(HOST5, HOST1, (server, client), b"back")));
+    }
+    assert_eq!(wait_for(&mut host1, 8).len(), 8);
+
+    let workers: Vec<Worker> = running1.join().into_iter().chain(running2.join()).collect();
+    relay_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    relay_thread.join().unwrap();
+
+    assert_eq!(workers.len(), 4, "every worker thread returned");
+    assert_eq!(counters1.ingress_forwarded(), 200);
+    assert_eq!(counters2.egress_forwarded(), 200);
+    assert_eq!(counters1.egress_forwarded(), 8);
+    for reason in DropReason::ALL {
+        assert_eq!(counters1.drops(reason) + counters2.drops(reason), 0, "{}", reason.name());
+    }
+    assert_eq!(counters1.sessions_created(), 8);
+    assert_eq!(counters2.sessions_created(), 8);
 }
