@@ -37,7 +37,8 @@ pub enum DropReason {
     /// The control-packet queue towards the control thread was full.
     PuntQueueFull,
     /// The hand-off ring towards the worker that owns the packet's session, or towards
-    /// the worker that owns the output port, was full or had no free buffer.
+    /// the worker that polls the output port, was full. A received or control packet
+    /// that finds no spare buffer on the ring is counted here too.
     HandoffFull,
 }
 
