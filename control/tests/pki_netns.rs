@@ -232,6 +232,8 @@ fn tail(text: &str, lines: usize) -> String {
 struct Setup {
     behavior: &'static str,
     tpm_on_r1: bool,
+    /// r1 starts with a self-signed certificate; its CA-signed one waits in r1-signed.pem.
+    self_signed_r1: bool,
 }
 
 /// Writes the CA, the router certificates, an empty CRL and the configuration, starts the
@@ -244,8 +246,9 @@ fn start(lab: &mut Lab, setup: &Setup) {
         &bash(
             &lab.prefix,
             &format!(
-                "pki_make_ca '{p}' 'svrpki CA'; pki_make_router_cert '{p}' '{p}' r1 svrdemo-r1; \
-                 pki_make_router_cert '{p}' '{p}' r2 svrdemo-r2; \
+                "pki_make_ca '{p}' 'svrpki CA' 365; \
+                 pki_make_router_cert '{p}' '{p}' r1 svrdemo-r1 365; \
+                 pki_make_router_cert '{p}' '{p}' r2 svrdemo-r2 365; \
                  config_write_two_router '{c}' '{p}'",
                 p = pki.display(),
                 c = config.display()
@@ -253,6 +256,24 @@ fn start(lab: &mut Lab, setup: &Setup) {
         ),
         "certificates and configuration",
     );
+    if setup.self_signed_r1 {
+        check(
+            &bash(
+                &lab.prefix,
+                &format!(
+                    "cd '{p}'; mv r1.pem r1-signed.pem; mv r1.key r1-signed.key; \
+                     openssl req -x509 -new -noenc -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+                     -keyout r1.key -out r1.pem -days 365 -sha256 -subj /CN=svrdemo-r1 \
+                     -addext basicConstraints=critical,CA:FALSE \
+                     -addext keyUsage=critical,digitalSignature \
+                     -addext extendedKeyUsage=clientAuth,serverAuth \
+                     -addext subjectAltName=URI:urn:ssr:peering:svrdemo-r1 2>/dev/null",
+                    p = pki.display()
+                ),
+            ),
+            "r1's self-signed certificate",
+        );
+    }
     fs::write(
         pki.join("ca.cnf"),
         "[ca]\ndefault_ca = ca_default\n[ca_default]\ndatabase = ./index.txt\n\
@@ -355,6 +376,9 @@ fn start(lab: &mut Lab, setup: &Setup) {
         lab.spawn(router, router, SVRD, &args);
     }
 
+    if setup.self_signed_r1 {
+        return;
+    }
     lab.wait(Duration::from_secs(40), "peer keys on every path", |lab| {
         ["r1", "r2"].iter().all(|router| {
             let status = lab.path_status(router);
@@ -410,7 +434,7 @@ fn establish_flow(lab: &Lab, source_port: u16) {
 #[test]
 fn netns_crl_revocation_fail_soft() {
     let mut lab = Lab::new("s");
-    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: true });
+    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: true, self_signed_r1: false });
 
     // The ML-KEM key of r1 is sealed by its TPM, r2's is a mode-0600 seed file.
     let sealed = fs::read(lab.path("r1-state/ml-kem-768.seed.sealed")).expect("r1 sealed key");
@@ -457,7 +481,7 @@ fn netns_crl_revocation_fail_soft() {
 #[test]
 fn netns_crl_revocation_fail_hard() {
     let mut lab = Lab::new("h");
-    start(&mut lab, &Setup { behavior: "fail-hard", tpm_on_r1: false });
+    start(&mut lab, &Setup { behavior: "fail-hard", tpm_on_r1: false, self_signed_r1: false });
     establish_flow(&lab, 41001);
     let before = lab.sessions_created("r1");
 
@@ -493,7 +517,7 @@ fn netns_crl_revocation_fail_hard() {
 #[test]
 fn netns_crl_fetch_failure_alarm() {
     let mut lab = Lab::new("f");
-    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: false });
+    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: false, self_signed_r1: false });
 
     // A CRL that cannot be fetched raises an alarm that stays until it is fetched again;
     // the peering is not affected.
@@ -506,4 +530,46 @@ fn netns_crl_fetch_failure_alarm() {
     lab.wait(Duration::from_secs(15), "r1's CRL alarm cleared", |lab| {
         !has_alarm(&lab.alarms("r1"), "cannot be retrieved")
     });
+}
+
+#[test]
+fn netns_self_signed_alarm_until_reload() {
+    let mut lab = Lab::new("r");
+    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: false, self_signed_r1: true });
+
+    // r1 runs ESKM with a self-signed certificate: it raises the alarm, and r2, which trusts
+    // the CA only, rejects r1's certificate, so no key exchange completes.
+    lab.wait(Duration::from_secs(15), "r1's alarm on its self-signed certificate", |lab| {
+        has_alarm(&lab.alarms("r1"), "has no valid signed certificate")
+    });
+    lab.wait(Duration::from_secs(15), "r2's alarm on r1's certificate", |lab| {
+        has_alarm(&lab.alarms("r2"), "Peer r1 certificate is invalid")
+    });
+    assert!(
+        !lab.path_status("r1").iter().any(|s| s == "MKEY_EXCH_COMP"),
+        "keys exchanged with an untrusted certificate"
+    );
+
+    // The CA-signed certificate is installed and reloaded without a restart: the alarm
+    // clears, and the key exchange starts again with the new certificate.
+    let pki = lab.path("pki");
+    fs::rename(pki.join("r1-signed.key"), pki.join("r1.key")).unwrap();
+    fs::rename(pki.join("r1-signed.pem"), pki.join("r1.pem")).unwrap();
+    let reply = lab.svrctl("r1", &["reload", "local", "certificates"]);
+    assert!(reply.contains("router certificate replaced"), "{reply}");
+    assert!(
+        !has_alarm(&lab.alarms("r1"), "no valid signed certificate"),
+        "r1 alarms after the reload: {:?}",
+        lab.alarms("r1")
+    );
+    lab.wait(Duration::from_secs(40), "peer keys with r1's new certificate", |lab| {
+        ["r1", "r2"].iter().all(|router| {
+            let status = lab.path_status(router);
+            status.len() == 2 && status.iter().all(|s| s == "MKEY_EXCH_COMP")
+        })
+    });
+    lab.wait(Duration::from_secs(15), "r2's alarm on r1 cleared", |lab| {
+        !has_alarm(&lab.alarms("r2"), "Peer r1 certificate is invalid")
+    });
+    assert!(lab.echoes(42001, 3) >= 2, "no traffic after the certificate was replaced");
 }
