@@ -124,3 +124,50 @@ fn remove_plain_copy(state_dir: &Path, level: MlKemLevel, protection: &KeyProtec
         Err(error) => warn!(path = %plain.display(), %error, "cannot remove plain ML-KEM seed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("svrd-keystore-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn file_key_mode_0600_and_reloaded() -> Result<(), IdentityError> {
+        let dir = scratch("file");
+        let level = MlKemLevel::MlKem768;
+        let key = load_or_generate(&dir, level, &KeyProtection::File, &mut rand::rng())?;
+        let path = key_path(&dir, level, &KeyProtection::File);
+        let meta = std::fs::metadata(&path)
+            .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 64, "the file holds the 64-byte seed");
+
+        let again = load_or_generate(&dir, level, &KeyProtection::File, &mut rand::rng())?;
+        assert_eq!(again.encapsulation_key(), key.encapsulation_key());
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn file_key_damaged_replaced() -> Result<(), IdentityError> {
+        let dir = scratch("damaged");
+        let level = MlKemLevel::MlKem512;
+        let key = load_or_generate(&dir, level, &KeyProtection::File, &mut rand::rng())?;
+        let path = key_path(&dir, level, &KeyProtection::File);
+        std::fs::write(&path, b"short")
+            .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
+        assert!(load(&dir, level, &KeyProtection::File).is_err());
+
+        let replaced = load_or_generate(&dir, level, &KeyProtection::File, &mut rand::rng())?;
+        assert_ne!(replaced.encapsulation_key(), key.encapsulation_key());
+        assert!(load(&dir, level, &KeyProtection::File).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
