@@ -303,7 +303,8 @@ fn start(lab: &mut Lab, setup: &Setup) {
         ),
         1,
     );
-    assert!(text.contains("invalid-certificate-behavior") && text.contains(&url), "{text}");
+    assert!(text.contains("invalid-certificate-behavior"), "behavior not inserted:\n{text}");
+    assert!(text.contains(&url), "CRL not inserted:\n{text}");
     fs::write(&config, text).unwrap();
 
     let www = lab.path("www");

@@ -1,7 +1,7 @@
-//! The daemon's certificate duties: polling the certificate revocation lists on a fetch
-//! thread, checking peer certificates again when a list, the trusted CAs or the date
-//! changes, the reaction that `invalid-certificate-behavior` sets, the alarms on the
-//! router's own certificate, and `reload local certificates`.
+//! The daemon's certificate duties. It polls the certificate revocation lists on a fetch
+//! thread and checks peer certificates again when a list, the trusted CAs or the date
+//! changes. It carries out the reaction that `invalid-certificate-behavior` sets, raises
+//! the alarms on the router's own certificate, and runs `reload local certificates`.
 //!
 //! A peer certificate that fails when it first arrives is rejected whatever the behavior:
 //! no keys are exchanged with a peer that has not authenticated. The behavior decides what
@@ -56,7 +56,7 @@ pub struct PeerCertificateState {
     pub expected_name: String,
     /// The certificate the key exchange accepted, which later checks run on again.
     pub certificate: Option<Vec<u8>>,
-    /// What the certificate allows.
+    /// Access the certificate allows.
     pub access: PeerAccess,
     /// SHA-256 of the certificate that removed the peering under fail-hard.
     pub rejected: Option<[u8; 32]>,
@@ -64,7 +64,7 @@ pub struct PeerCertificateState {
 
 /// The certificate side of the daemon: trust, CRLs, per-peer state.
 pub struct Certificates {
-    /// Where the router's own certificate and key come from.
+    /// Sources of the router's own certificate and key.
     pub identity_config: IdentityConfig,
     /// Trusted CAs, CRLs in force, the validation cache and the configured behavior.
     pub pki: PeerCertificates,
@@ -101,7 +101,7 @@ struct FileStamp {
 }
 
 impl CrlWatch {
-    /// Reads the file's stamp; returns whether it differs from the one last recorded.
+    /// Reads the file's stamp and returns whether it differs from the one last recorded.
     fn file_changed(&mut self) -> bool {
         let CrlSource::File(path) = self.poller.source() else {
             return false;
@@ -122,7 +122,7 @@ fn file_stamp(path: &PathBuf) -> Option<FileStamp> {
 
 impl Certificates {
     /// Sets up the certificate state of `plan`. `crl_poll` replaces every CRL's polling
-    /// interval (tests shorten it); the fetch thread starts when a CRL is configured.
+    /// interval, which tests shorten. The fetch thread starts when a CRL is configured.
     pub fn new(
         plan: &Plan,
         identity_config: IdentityConfig,
@@ -163,8 +163,8 @@ impl Certificates {
     }
 
     /// Takes the results of finished CRL fetches and starts the fetches that are due.
-    /// Returns whether the revoked set changed; the next [`Certificates::recheck_due`] is
-    /// then true.
+    /// Returns whether the revoked set changed, in which case the next
+    /// [`Certificates::recheck_due`] is true.
     pub fn poll_crls(&mut self, router: &str, now: SystemTime, alarms: &mut AlarmTable) -> bool {
         let mut changed = false;
         let Some(fetcher) = &self.fetcher else {
@@ -231,7 +231,8 @@ impl Certificates {
         }
     }
 
-    /// Whether certificates should be checked again now: after a change, or periodically.
+    /// Returns whether certificates should be checked again now: after a change, or
+    /// periodically.
     pub fn recheck_due(&self) -> bool {
         self.recheck || self.last_check.elapsed() >= CERTIFICATE_CHECK
     }
@@ -260,12 +261,12 @@ impl Certificates {
         Some(self.pki.check_peer_named(&router, &expected, &chain, now, alarms))
     }
 
-    /// The access of peer `index`; full for an unknown index.
+    /// Returns the access of peer `index`, or full access for an unknown index.
     pub fn access(&self, index: usize) -> PeerAccess {
         self.peers.get(index).map_or(PeerAccess::Full, |p| p.access)
     }
 
-    /// Whether a key-exchange message from peer `index` goes to the exchange.
+    /// Returns whether a key-exchange message from peer `index` goes to the exchange.
     pub fn admits(&self, index: usize, bytes: &[u8]) -> bool {
         self.peers.get(index).is_none_or(|p| admits_message(p.access, p.rejected.as_ref(), bytes))
     }
@@ -326,7 +327,7 @@ impl CrlFetcher {
                     }
                 }
             })
-            .map_err(|e| DaemonError::Pki(format!("cannot start the CRL fetch thread: {e}")))?;
+            .map_err(|e| DaemonError::Pki(format!("failed to start the CRL fetch thread: {e}")))?;
         Ok(Self { requests, results })
     }
 }
@@ -392,15 +393,12 @@ impl Daemon {
                 self.kex.certificate_validated(peer, &certificate, verifier, kex_now).actions
             }
             PeerCertificateOutcome::Invalid { error, verdict } => {
-                let access = access_after(&verdict);
-                // The exchange keeps the peer's earlier keys, if any, so a certificate that
-                // fails on arrival still takes the access its behavior gives.
-                let access = match access {
-                    PeerAccess::Full if self.certs.peers[index].certificate.is_some() => {
-                        PeerAccess::Full
-                    }
-                    other => other,
-                };
+                // The peer moved to a certificate that fails, so the one accepted before is
+                // no longer checked again: only a valid new certificate restores access. The
+                // exchange still holds the keys made before, so a restriction already in
+                // force stays unless the new verdict is stricter.
+                self.certs.peers[index].certificate = None;
+                let access = access_after(&verdict).max(self.certs.access(index));
                 self.set_access(index, access, &certificate, false);
                 self.kex.certificate_rejected(peer, &certificate, &error.to_string(), kex_now)
             }
@@ -464,7 +462,7 @@ impl Daemon {
         let trust = match load_trust(&self.plan) {
             Ok(trust) => trust,
             Err(error) => {
-                error!(%error, "cannot reload trusted CAs; keeping the previous set");
+                error!(%error, "failed to reload the trusted CAs; keeping the previous set");
                 return Reply::error(format!("trusted CAs not reloaded: {error}"));
             }
         };
@@ -472,7 +470,7 @@ impl Daemon {
         let identity = match OwnIdentity::load(&self.certs.identity_config, now) {
             Ok(identity) => identity,
             Err(error) => {
-                error!(%error, "cannot reload the router's certificate; keeping the previous one");
+                error!(%error, "failed to reload the router's certificate; keeping the previous one");
                 return Reply::error(format!("certificate not reloaded: {error}"));
             }
         };
@@ -488,7 +486,7 @@ impl Daemon {
             self.identity = Arc::new(identity);
             match self.restart_exchange() {
                 Ok(()) => *changed = true,
-                Err(error) => error!(%error, "cannot restart the key exchange"),
+                Err(error) => error!(%error, "failed to restart the key exchange"),
             }
         }
         self.certs.fetch_all_now();
@@ -510,8 +508,8 @@ impl Daemon {
     }
 
     /// Rebuilds the key exchange around the current identity. The new engine has a new boot
-    /// id, so every peer sees a restart and exchanges certificates and keys again; until
-    /// then no key is published.
+    /// id, so every peer handles it as a restart and exchanges certificates and keys again.
+    /// Until then no key is published.
     fn restart_exchange(&mut self) -> Result<(), DaemonError> {
         let (engine, actions) = engine::build(
             &self.plan,
@@ -576,6 +574,18 @@ mod tests {
                 decide_invalid_certificate(InvalidCertificateBehavior::FailHard, "r2", &error);
             assert_eq!(access_after(&verdict), PeerAccess::Removed, "{error}");
         }
+    }
+
+    #[test]
+    fn access_order_least_to_most_restrictive() {
+        assert!(PeerAccess::Full < PeerAccess::NoNewSessions);
+        assert!(PeerAccess::NoNewSessions < PeerAccess::Removed);
+        let verdict =
+            decide_invalid_certificate(InvalidCertificateBehavior::FailSoft, "r2", &untrusted());
+        assert_eq!(
+            access_after(&verdict).max(PeerAccess::NoNewSessions),
+            PeerAccess::NoNewSessions
+        );
     }
 
     fn message(body: Body) -> Vec<u8> {

@@ -67,7 +67,7 @@ impl Keyring {
             && self.pair_secrets.get(peer).is_some_and(|s| !s.is_empty())
     }
 
-    /// What the certificate of peer `peer` allows; full access for an unknown index.
+    /// Returns the access of peer `peer`, or full access for an unknown index.
     pub fn access(&self, peer: usize) -> PeerAccess {
         self.peer_access.get(peer).copied().unwrap_or(PeerAccess::Full)
     }
@@ -172,8 +172,9 @@ impl Keyring {
     }
 }
 
-/// What a peer's certificate allows the dataplane to do with the peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Access a peer's certificate allows the dataplane: keys published, withheld, or the
+/// peering removed. Variants are ordered from the least to the most restrictive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PeerAccess {
     /// The certificate is valid, or has not been checked yet: keys are published.
     #[default]

@@ -209,8 +209,8 @@ impl PeerCertificates {
         self.check_peer_named(peer, peer, chain, now, alarms)
     }
 
-    /// As [`PeerCertificates::check_peer`] for a peer router named `peer` in alarms, whose
-    /// certificate must carry `expected_name`.
+    /// Validates a chain as [`PeerCertificates::check_peer`] does, for the peer router named
+    /// `peer` in alarms, whose certificate must carry `expected_name`.
     pub fn check_peer_named(
         &mut self,
         peer: &str,
