@@ -544,6 +544,7 @@ mod tests {
     use super::*;
     use crate::kex::msg::{Header, MessageKind};
     use crate::pki::{InvalidCertificateBehavior, ValidationError, decide_invalid_certificate};
+    use std::path::PathBuf;
 
     fn revoked() -> ValidationError {
         ValidationError::Revoked { subject: "CN=r2".into(), serial: "01".into(), crl: "c".into() }
@@ -634,5 +635,142 @@ mod tests {
         assert!(!fetch_due(&poller, false, false, retry - Duration::from_secs(1)));
         assert!(fetch_due(&poller, false, false, retry), "retried after backoff-interval");
         assert!(fetch_due(&poller, false, true, start), "a changed file is read at once");
+    }
+
+    fn with_file_crl(path: PathBuf, trust: TrustStore) -> Certificates {
+        let source = CrlSource::File(path);
+        let poller = CrlPoller::new(source, Duration::from_secs(3600), Duration::from_secs(60));
+        Certificates {
+            identity_config: IdentityConfig::generated("r1", std::path::Path::new("/nonexistent")),
+            pki: PeerCertificates::new(trust, InvalidCertificateBehavior::FailSoft),
+            peers: Vec::new(),
+            crls: vec![CrlWatch { poller, in_flight: false, stamp: None }],
+            fetcher: Some(CrlFetcher::spawn().unwrap()),
+            recheck: false,
+            last_check: Instant::now(),
+            last_file_watch: Instant::now(),
+        }
+    }
+
+    /// Polls until the fetch thread has answered and no fetch is running, for at most 5 s.
+    /// Returns whether any poll changed the revoked set.
+    fn poll_until_idle(certs: &mut Certificates, now: SystemTime, alarms: &mut AlarmTable) -> bool {
+        let mut changed = certs.poll_crls("r1", now, alarms);
+        let start = Instant::now();
+        while certs.crls[0].in_flight && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+            changed |= certs.poll_crls("r1", now, alarms);
+        }
+        assert!(!certs.crls[0].in_flight, "the fetch thread did not answer");
+        changed
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("svrd-certs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A CA and a function making its CRLs listing the given serials.
+    fn ca() -> (Vec<u8>, impl Fn(&[u64]) -> Vec<u8>) {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
+            KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+        };
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "crl test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let crl = move |serials: &[u64]| {
+            let now = time::OffsetDateTime::now_utc();
+            let list = CertificateRevocationListParams {
+                this_update: now,
+                next_update: now + time::Duration::days(7),
+                crl_number: SerialNumber::from(serials.len() as u64 + 1),
+                issuing_distribution_point: None,
+                revoked_certs: serials
+                    .iter()
+                    .map(|serial| RevokedCertParams {
+                        serial_number: SerialNumber::from(*serial),
+                        revocation_time: now,
+                        reason_code: None,
+                        invalidity_date: None,
+                    })
+                    .collect(),
+                key_identifier_method: KeyIdMethod::Sha256,
+            };
+            list.signed_by(&Issuer::from_params(&params, &key)).unwrap().der().to_vec()
+        };
+        (der, crl)
+    }
+
+    #[test]
+    fn poll_missing_file_raises_alarm_and_retries() {
+        let dir = scratch("missing");
+        let mut certs = with_file_crl(dir.join("ca.crl"), TrustStore::new());
+        let mut alarms = AlarmTable::new("n1");
+        let now = SystemTime::now();
+
+        assert!(!poll_until_idle(&mut certs, now, &mut alarms));
+        let cause = AlarmCause::CrlUnavailable { source: dir.join("ca.crl").display().to_string() };
+        assert!(alarms.get_by_cause(&cause).is_some(), "{}", alarms.render_table());
+        assert_eq!(certs.crls[0].poller.failures(), 1);
+        assert!(!fetch_due(&certs.crls[0].poller, false, false, now), "retried at once");
+        assert!(fetch_due(&certs.crls[0].poller, false, false, now + Duration::from_secs(60)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn poll_file_applies_then_rereads_on_change() {
+        let dir = scratch("change");
+        let path = dir.join("ca.crl");
+        let (ca_der, crl) = ca();
+        let mut trust = TrustStore::new();
+        trust.add_der(ca_der).unwrap();
+        std::fs::write(&path, crl(&[5])).unwrap();
+        let mut certs = with_file_crl(path.clone(), trust);
+        let mut alarms = AlarmTable::new("n1");
+        let now = SystemTime::now();
+
+        assert!(poll_until_idle(&mut certs, now, &mut alarms), "the first list changed nothing");
+        assert!(certs.recheck_due(), "a new list must trigger a recheck");
+        assert_eq!(certs.pki.revocations.lists().map(|l| l.len()).sum::<usize>(), 1);
+        assert!(alarms.is_empty(), "{}", alarms.render_table());
+        certs.rechecked();
+
+        // Within the polling interval nothing is fetched, unless the file changes.
+        assert!(!poll_until_idle(&mut certs, now, &mut alarms));
+        std::fs::write(&path, crl(&[5, 6, 7])).unwrap();
+        certs.last_file_watch = Instant::now() - CRL_FILE_WATCH;
+        assert!(poll_until_idle(&mut certs, now, &mut alarms), "the edited file was not read");
+        assert_eq!(certs.pki.revocations.lists().map(|l| l.len()).sum::<usize>(), 3);
+        assert!(certs.recheck_due());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn poll_bad_signature_keeps_old_list() {
+        let dir = scratch("forged");
+        let path = dir.join("ca.crl");
+        let (ca_der, crl) = ca();
+        let (_, forged) = ca();
+        let mut trust = TrustStore::new();
+        trust.add_der(ca_der).unwrap();
+        std::fs::write(&path, crl(&[5])).unwrap();
+        let mut certs = with_file_crl(path.clone(), trust);
+        let mut alarms = AlarmTable::new("n1");
+        let now = SystemTime::now();
+        assert!(poll_until_idle(&mut certs, now, &mut alarms));
+
+        // Another key with the same CA name signs a list: it is rejected and alarmed.
+        std::fs::write(&path, forged(&[5, 6])).unwrap();
+        certs.last_file_watch = Instant::now() - CRL_FILE_WATCH;
+        assert!(!poll_until_idle(&mut certs, now, &mut alarms));
+        assert_eq!(certs.pki.revocations.lists().map(|l| l.len()).sum::<usize>(), 1);
+        assert_eq!(alarms.len(), 1, "{}", alarms.render_table());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
