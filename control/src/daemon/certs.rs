@@ -395,7 +395,7 @@ impl Daemon {
             PeerCertificateOutcome::Invalid { error, verdict } => {
                 // The peer moved to a certificate that fails, so the one accepted before is
                 // no longer checked again: only a valid new certificate restores access. The
-                // exchange still holds the keys made before, so a restriction already in
+                // exchange still keeps the keys made before, so a restriction already in
                 // force stays unless the new verdict is stricter.
                 self.certs.peers[index].certificate = None;
                 let access = access_after(&verdict).max(self.certs.access(index));
@@ -652,7 +652,7 @@ mod tests {
         }
     }
 
-    /// Polls until the fetch thread has answered and no fetch is running, for at most 5 s.
+    /// Polls until the fetch thread has returned its result and no fetch is running, for at most 5 s.
     /// Returns whether any poll changed the revoked set.
     fn poll_until_idle(certs: &mut Certificates, now: SystemTime, alarms: &mut AlarmTable) -> bool {
         let mut changed = certs.poll_crls("r1", now, alarms);
