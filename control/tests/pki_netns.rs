@@ -51,10 +51,10 @@ fn bash(prefix: &str, script: &str) -> Output {
     Command::new("bash").arg("-c").arg(prelude + script).output().expect("run bash")
 }
 
-fn check(output: &Output, what: &str) -> String {
+fn check(output: &Output, step: &str) -> String {
     assert!(
         output.status.success(),
-        "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        "{step} failed with {}\nstdout:\n{}\nstderr:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
@@ -164,19 +164,19 @@ impl Lab {
         value["forwarding"]["sessions_created"].as_u64().unwrap_or(0)
     }
 
-    /// Waits up to TIMEOUT for CONDITION, failing the test with WHAT and both logs.
-    fn wait(&mut self, timeout: Duration, what: &str, mut condition: impl FnMut(&Lab) -> bool) {
+    /// Waits up to TIMEOUT for CONDITION, failing the test with GOAL and both logs.
+    fn wait(&mut self, timeout: Duration, goal: &str, mut condition: impl FnMut(&Lab) -> bool) {
         let start = Instant::now();
         while start.elapsed() < timeout {
             self.assert_running();
             if condition(self) {
-                eprintln!("{what}: after {} ms", start.elapsed().as_millis());
+                eprintln!("{goal}: after {} ms", start.elapsed().as_millis());
                 return;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!(
-            "timed out after {timeout:?} waiting for {what}\nr1 alarms: {:?}\nr2 alarms: {:?}\n\
+            "timed out after {timeout:?} waiting for {goal}\nr1 alarms: {:?}\nr2 alarms: {:?}\n\
              r1 paths: {:?}\n--- r1 log ---\n{}\n--- r2 log ---\n{}",
             self.alarms("r1"),
             self.alarms("r2"),
@@ -462,8 +462,8 @@ fn netns_crl_revocation_fail_soft() {
 
     // fail-soft keeps the peering and the flow that was running...
     assert_eq!(lab.path_status("r1"), ["MKEY_EXCH_COMP", "MKEY_EXCH_COMP"]);
-    let kept = lab.echoes(40001, 5);
-    assert!(kept >= 4, "the established flow lost {} of 5 echoes under fail-soft", 5 - kept);
+    let echoed = lab.echoes(40001, 5);
+    assert!(echoed >= 4, "the established flow lost {} of 5 echoes under fail-soft", 5 - echoed);
     // ...but no new session starts with a revoked peer.
     let fresh = lab.echoes(40002, 3);
     assert_eq!(fresh, 0, "a new flow crossed to a revoked peer");
