@@ -340,10 +340,11 @@ pub fn evaluate_own_certificate(
 }
 
 /// Builds the alarm raised while ESKM is enabled and the router has no valid signed
-/// certificate.
+/// certificate. It is major: peering still works with a self-signed certificate, and an
+/// expired or revoked certificate raises its own critical alarm beside this one.
 pub fn no_valid_certificate(router: &str, detail: &str) -> AlarmSpec {
     pki_spec(
-        Severity::Critical,
+        Severity::Major,
         router,
         Category::System,
         format!(

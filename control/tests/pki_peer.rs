@@ -1,6 +1,6 @@
 //! Router certificate state: peer checks and own-certificate evaluation keep the alarm table
 //! in step.
-#![allow(clippy::unwrap_used, reason = "test")]
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test")]
 
 mod pki_support;
 
@@ -72,6 +72,62 @@ fn eskm_self_signed_with_ca_raises() {
     // With ESKM disabled the same certificate raises nothing.
     pki.evaluate_own(&identity, "r1", false, system_time(NOW), &mut alarms);
     assert!(alarms.get_by_cause(&AlarmCause::NoValidCertificate).is_none());
+}
+
+#[test]
+fn eskm_self_signed_without_ca_raises() {
+    let own = self_signed(ee_params("r1", 1), Key::p256());
+    let identity =
+        OwnIdentity::from_bytes(&own.der, &own.key.pkcs8(), IdentityOrigin::Generated).unwrap();
+    let pki = PeerCertificates::new(TrustStore::new(), InvalidCertificateBehavior::FailSoft);
+    let mut alarms = AlarmTable::new("n");
+    pki.evaluate_own(&identity, "r1", true, system_time(NOW), &mut alarms);
+    let alarm = alarms.get_by_cause(&AlarmCause::NoValidCertificate).unwrap();
+    assert_eq!(alarm.spec.severity, Severity::Major);
+    assert!(alarm.spec.message.contains("self-signed"), "{}", alarm.spec.message);
+}
+
+#[test]
+fn eskm_signed_without_ca_no_alarm() {
+    let ca = root("ca");
+    let own = issue(ee_params("r1", 2), Key::p256(), &ca);
+    let identity =
+        OwnIdentity::from_bytes(&own.der, &own.key.pkcs8(), IdentityOrigin::Installed).unwrap();
+    let pki = PeerCertificates::new(TrustStore::new(), InvalidCertificateBehavior::FailSoft);
+    let mut alarms = AlarmTable::new("n");
+    pki.evaluate_own(&identity, "r1", true, system_time(NOW), &mut alarms);
+    assert!(alarms.get_by_cause(&AlarmCause::NoValidCertificate).is_none());
+}
+
+#[test]
+fn check_peer_named_expects_common_name() {
+    let ca = root("ca");
+    let cert = issue(ee_params("svr-r2", 3), Key::p256(), &ca);
+    let mut pki = PeerCertificates::new(trust(&[&ca]), InvalidCertificateBehavior::FailHard);
+    let mut alarms = AlarmTable::new("n");
+    let chain = std::slice::from_ref(&cert.der);
+    let outcome = pki.check_peer_named("r2", "svr-r2", chain, system_time(NOW), &mut alarms);
+    assert!(matches!(outcome, PeerCertificateOutcome::Valid(_)), "{outcome:?}");
+
+    // The alarm names the router, the check the peering-common-name.
+    let outcome = pki.check_peer_named("r2", "other", chain, system_time(NOW), &mut alarms);
+    let PeerCertificateOutcome::Invalid { verdict, .. } = outcome else {
+        panic!("a certificate for another name passed");
+    };
+    assert_eq!(verdict.action, PeeringAction::RemoveUntilValid);
+    let alarm = alarms.get_by_cause(&AlarmCause::PeerCertificateInvalid { peer: "r2".into() });
+    assert!(alarm.unwrap().spec.message.starts_with("Peer r2 certificate is invalid"));
+}
+
+#[test]
+fn trust_replace_moves_generation() {
+    let (a, b) = (root("a"), root("b"));
+    let mut store = trust(&[&a]);
+    let other = trust(&[&b]);
+    assert_eq!(store.generation(), other.generation());
+    assert!(store.replace_with(other));
+    assert!(store.generation() > 1, "a replaced store keeps its old generation");
+    assert!(!store.replace_with(trust(&[&b])), "the same anchors counted as a change");
 }
 
 #[test]

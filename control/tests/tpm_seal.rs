@@ -342,3 +342,84 @@ fn tpm_enabled_later_keeps_identity() {
     .unwrap();
     assert!(peer.verify(b"m", &after.sign(b"m").unwrap()).is_ok());
 }
+
+mod mlkem_store {
+    use super::*;
+    use svr_control::daemon::keystore;
+    use svr_control::kex::MlKemLevel;
+
+    #[test]
+    fn tpm_mlkem_key_sealed_and_reloaded() {
+        let swtpm = Swtpm::start();
+        let dir = TempDir::new("mlkem-tpm");
+        let protection = KeyProtection::Tpm { tcti: swtpm.tcti() };
+        let level = MlKemLevel::MlKem768;
+        let key =
+            keystore::load_or_generate(dir.path(), level, &protection, &mut rand::rng()).unwrap();
+
+        // Only the sealed blob is on disk, and it does not contain the seed.
+        let path = keystore::key_path(dir.path(), level, &protection);
+        let stored = std::fs::read(&path).unwrap();
+        assert!(stored.starts_with(SealedBlob::MAGIC), "not a sealed blob");
+        assert!(!stored.windows(32).any(|w| key.seed().windows(32).any(|s| s == w)));
+        assert!(!keystore::key_path(dir.path(), level, &KeyProtection::File).exists());
+
+        // The same TPM unseals the same key pair at the next start.
+        let again = keystore::load(dir.path(), level, &protection).unwrap();
+        assert_eq!(again.encapsulation_key(), key.encapsulation_key());
+        let reused =
+            keystore::load_or_generate(dir.path(), level, &protection, &mut rand::rng()).unwrap();
+        assert_eq!(reused.encapsulation_key(), key.encapsulation_key());
+    }
+
+    #[test]
+    fn tpm_mlkem_key_of_other_tpm_replaced() {
+        let dir = TempDir::new("mlkem-other");
+        let level = MlKemLevel::MlKem512;
+        let (first_key, first_blob) = {
+            let first = Swtpm::start();
+            let protection = KeyProtection::Tpm { tcti: first.tcti() };
+            let key = keystore::load_or_generate(dir.path(), level, &protection, &mut rand::rng())
+                .unwrap();
+            let blob = std::fs::read(keystore::key_path(dir.path(), level, &protection)).unwrap();
+            (key, blob)
+        };
+
+        // Another TPM state cannot unseal the blob...
+        let second = Swtpm::start();
+        let protection = KeyProtection::Tpm { tcti: second.tcti() };
+        let error = keystore::load(dir.path(), level, &protection).err();
+        assert!(
+            matches!(error, Some(IdentityError::Tpm(_))),
+            "a key sealed by another TPM was unsealed: {error:?}"
+        );
+
+        // ...so the daemon makes a new key sealed by this TPM in its place.
+        let key =
+            keystore::load_or_generate(dir.path(), level, &protection, &mut rand::rng()).unwrap();
+        assert_ne!(key.encapsulation_key(), first_key.encapsulation_key());
+        let blob = std::fs::read(keystore::key_path(dir.path(), level, &protection)).unwrap();
+        assert_ne!(blob, first_blob);
+        assert!(keystore::load(dir.path(), level, &protection).is_ok());
+    }
+
+    #[test]
+    fn tpm_mlkem_plain_seed_sealed_then_removed() {
+        let swtpm = Swtpm::start();
+        let dir = TempDir::new("mlkem-plain");
+        let level = MlKemLevel::MlKem1024;
+        let plain =
+            keystore::load_or_generate(dir.path(), level, &KeyProtection::File, &mut rand::rng())
+                .unwrap();
+        let plain_path = keystore::key_path(dir.path(), level, &KeyProtection::File);
+        assert!(plain_path.exists());
+
+        // With a TPM configured later, no clear copy stays on disk.
+        let protection = KeyProtection::Tpm { tcti: swtpm.tcti() };
+        let sealed =
+            keystore::load_or_generate(dir.path(), level, &protection, &mut rand::rng()).unwrap();
+        assert!(!plain_path.exists(), "the plain seed file is still there");
+        assert!(keystore::key_path(dir.path(), level, &protection).exists());
+        assert_ne!(sealed.encapsulation_key(), plain.encapsulation_key());
+    }
+}

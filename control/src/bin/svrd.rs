@@ -42,6 +42,17 @@ struct Args {
     /// tests that cannot wait that long.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     key_grace_seconds: u64,
+
+    /// TCTI of a TPM 2.0 that seals the generated private keys (the peering key and the
+    /// ML-KEM decapsulation keys), for example device:/dev/tpmrm0 or
+    /// swtpm:host=127.0.0.1,port=2321. Without it those keys are files of mode 0600.
+    #[arg(long, value_name = "TCTI")]
+    tpm: Option<String>,
+
+    /// Seconds between fetches of every certificate-revocation-list, in place of its
+    /// polling-interval (whose unit is hours). For tests that cannot wait that long.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604800))]
+    crl_poll_seconds: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +93,8 @@ fn main() -> ExitCode {
         state_dir: args.state_dir,
         socket: args.socket,
         key_grace: Duration::from_secs(args.key_grace_seconds),
+        tpm: args.tpm,
+        crl_poll: args.crl_poll_seconds.map(Duration::from_secs),
     };
     match daemon::run(&options, &signals) {
         Ok(()) => ExitCode::SUCCESS,

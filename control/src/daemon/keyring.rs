@@ -28,6 +28,8 @@ pub struct Keyring {
     pub pair_secrets: Vec<Vec<Zeroizing<[u8; 32]>>>,
     /// Per peer: whether the key exchange has its paths in service.
     pub peer_in_service: Vec<bool>,
+    /// Per peer: what its certificate allows, which can withhold keys the exchange holds.
+    pub peer_access: Vec<PeerAccess>,
     /// Per path: whether BFD reports it up.
     pub path_up: Vec<bool>,
     /// Link-layer addresses of next hops, by (port, address).
@@ -45,24 +47,35 @@ impl Keyring {
             peer_metadata: vec![None; plan.peers.len()],
             pair_secrets: vec![Vec::new(); plan.peers.len()],
             peer_in_service: vec![false; plan.peers.len()],
+            peer_access: vec![PeerAccess::Full; plan.peers.len()],
             path_up: vec![false; plan.paths.len()],
             macs,
             ..Keyring::default()
         }
     }
 
-    /// Whether a path carries traffic: BFD up, and the peering has keys both ways.
+    /// Whether a path carries traffic: BFD up, the peering has keys both ways, and the
+    /// peer's certificate has not removed the peering.
     pub fn path_in_service(&self, plan: &Plan, path: usize) -> bool {
         let Some(peer) = plan.paths.get(path).map(|p| p.peer) else {
             return false;
         };
-        self.path_up.get(path).copied().unwrap_or(false)
+        self.access(peer) != PeerAccess::Removed
+            && self.path_up.get(path).copied().unwrap_or(false)
             && self.peer_in_service.get(peer).copied().unwrap_or(false)
             && self.peer_metadata.get(peer).is_some_and(Option::is_some)
             && self.pair_secrets.get(peer).is_some_and(|s| !s.is_empty())
     }
 
-    /// Builds the next epoch.
+    /// Returns the access of peer `peer`, or full access for an unknown index.
+    pub fn access(&self, peer: usize) -> PeerAccess {
+        self.peer_access.get(peer).copied().unwrap_or(PeerAccess::Full)
+    }
+
+    /// Builds the next epoch. A peer without [`PeerAccess::Full`] is published without its
+    /// metadata and pair keys, so the workers start no session with it, while sessions that
+    /// finished their metadata handshake keep their own payload keys. A removed peer also has
+    /// every path out of service, which ends those sessions too.
     pub fn epoch(&mut self, plan: &Plan) -> KeyEpoch {
         self.generation += 1;
         let suite = Suite::AesCbc256HmacSha384;
@@ -72,9 +85,13 @@ impl Keyring {
             .enumerate()
             .map(|(index, peer)| Peer {
                 name: peer.name.clone(),
-                metadata_keys: self.peer_metadata[index].clone(),
+                metadata_keys: match self.access(index) {
+                    PeerAccess::Full => self.peer_metadata[index].clone(),
+                    PeerAccess::NoNewSessions | PeerAccess::Removed => None,
+                },
                 pair_keys: self.pair_secrets[index]
                     .iter()
+                    .filter(|_| self.access(index) == PeerAccess::Full)
                     .map(|secret| {
                         PairKeys::derive(
                             suite,
@@ -153,6 +170,21 @@ impl Keyring {
             neighbours: self.neighbours.clone(),
         }
     }
+}
+
+/// Access a peer's certificate allows the dataplane: keys published, withheld, or the
+/// peering removed. Variants are ordered from the least to the most restrictive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerAccess {
+    /// The certificate is valid, or has not been checked yet: keys are published.
+    #[default]
+    Full,
+    /// The certificate is revoked or expired under fail-soft: the peering stays, paths stay
+    /// in service, but no new session starts.
+    NoNewSessions,
+    /// The certificate is invalid under fail-hard: the peering is removed until a valid
+    /// certificate arrives.
+    Removed,
 }
 
 /// Derives the dataplane's working key from a metadata key bundle of the exchange.

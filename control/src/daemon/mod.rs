@@ -7,7 +7,10 @@
 //! alarms), replies to management requests, and publishes a new key epoch to the workers
 //! whenever anything they use has changed.
 
+mod certs;
+mod engine;
 mod keyring;
+pub mod keystore;
 mod plan;
 mod sys;
 mod workers;
@@ -27,27 +30,25 @@ use svr_dataplane::group::{GroupCounters, RunningGroup};
 use svr_dataplane::io::afxdp::{PortRange, XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
 use svr_dataplane::worker::{Polling, Port, WorkerConfig};
 
-pub use plan::{PathPlan, PeerPlan, Plan, PlanError, PortPlan, RoutePlan, ServicePlan};
+pub use keyring::PeerAccess;
+pub use plan::{CrlPlan, PathPlan, PeerPlan, Plan, PlanError, PortPlan, RoutePlan, ServicePlan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
 use crate::bfd::driver::{Driver, DriverHandle};
 use crate::bfd::{PathId, PathSpec};
 use crate::config::CertificateSource;
-use crate::kex::{self, Action, EngineConfig, HmacAlgorithm, MessageSigner, PeerConfig, PeerId};
+use crate::kex::{self, Action, MessageSigner, PeerId};
 use crate::mgmt::{self, Command, KeyStatus, PeerPathCertificate, PeerPathSecurity, Reply};
-use crate::pki::{
-    IdentityConfig, OwnIdentity, RevocationSet, TrustStore, ValidatedPeer, validate_peer,
-};
+use crate::pki::{IdentityConfig, KeyProtection, OwnIdentity, TrustStore, ValidatedPeer};
+use certs::Certificates;
 use keyring::{Keyring, metadata_keys};
+use keystore::MlKemKeys;
 
 /// How long the control loop waits for BFD metadata before it looks at its other inputs.
 const TICK: Duration = Duration::from_millis(20);
 
 /// How often the kernel's neighbour table is read for next-hop MAC addresses.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
-
-/// How often the router's own certificate is checked for the expiry alarms.
-const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);
 
 /// The SVR waypoint port range the WAN ports redirect to the dataplane. BFD on 1280 stays
 /// with the kernel, whose sockets the BFD thread uses.
@@ -67,6 +68,12 @@ pub struct Options {
     /// How long a sender keeps the old key after the new one, and a receiver the old one
     /// after the switch (30 s; tests shorten it).
     pub key_grace: Duration,
+    /// TCTI of the TPM that seals the router's generated private keys (the certificate key
+    /// and the ML-KEM decapsulation keys); `None` keeps them in mode-0600 files.
+    pub tpm: Option<String>,
+    /// Replaces the polling interval of every certificate revocation list (tests shorten
+    /// it; the configuration's unit is hours).
+    pub crl_poll: Option<Duration>,
 }
 
 /// Flags the signal handlers set.
@@ -136,8 +143,9 @@ struct Daemon {
     plan: Plan,
     started: Instant,
     identity: Arc<OwnIdentity>,
-    trust: TrustStore,
-    revocations: RevocationSet,
+    certs: Certificates,
+    ml_kem: MlKemKeys,
+    key_grace: Duration,
     kex: kex::Engine,
     next_timer: Option<Duration>,
     bfd: DriverHandle,
@@ -152,13 +160,11 @@ struct Daemon {
     counters: GroupCounters,
     _attachments: Vec<Arc<XdpAttachment>>,
     alarms: AlarmTable,
-    peer_certificates: Vec<Option<Vec<u8>>>,
     metadata_rekeyed_at: Instant,
     metadata_index: u32,
     mgmt: mgmt::Server,
     requests: std::sync::mpsc::Receiver<mgmt::Pending>,
     last_neighbour_refresh: Instant,
-    last_certificate_check: Instant,
     last_payload_rekey: Instant,
 }
 
@@ -191,7 +197,9 @@ impl Daemon {
             .state_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("/var/lib/svrd").join(&plan.router));
+        let protection = key_protection(options)?;
         let mut identity_config = IdentityConfig::generated(&plan.peering_common_name, &state_dir);
+        identity_config.protection = protection.clone();
         if let Some((certificate, key)) = &plan.certificate {
             identity_config.certificate = Some(certificate.clone());
             identity_config.private_key = Some(key.clone());
@@ -205,52 +213,26 @@ impl Daemon {
             common_name = %plan.peering_common_name,
             self_signed = identity.is_self_signed(),
             trusted_cas = plan.trusted_cas.len(),
+            crls = plan.crls.len(),
+            tpm = options.tpm.is_some(),
             "certificate loaded"
         );
 
+        // The ML-KEM key pairs live as long as the state directory, sealed by the TPM when
+        // there is one.
         let mut rng = os_seeded_rng()?;
         let levels: std::collections::BTreeSet<_> =
             plan.peers.iter().filter_map(|p| p.algorithm.ml_kem()).collect();
-        let ml_kem =
-            levels.into_iter().map(|level| kex::MlKemKeyPair::generate(level, &mut rng)).collect();
-        let boot_id = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64);
-        let timers = kex::KexTimers {
-            switch_delay: options.key_grace,
-            grace: options.key_grace,
-            ..plan.timers
-        };
-        let engine_config = EngineConfig {
-            peering_common_name: plan.peering_common_name.clone(),
-            ml_kem_keygen_priority: plan.ml_kem_keygen_priority,
-            boot_id,
-            certificate: identity.certificate_der().to_vec(),
-            metadata_hmac: HmacAlgorithm::Sha384,
-            timers,
-        };
+        let ml_kem = levels
+            .into_iter()
+            .map(|level| keystore::load_or_generate(&state_dir, level, &protection, &mut rng))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DaemonError::Pki(format!("ML-KEM key: {e}")))?;
+        let ml_kem_keys = MlKemKeys::new(&ml_kem);
         let started = Instant::now();
-        let (mut kex, actions) = kex::Engine::new(
-            engine_config,
-            Box::new(IdentitySigner(Arc::clone(&identity))),
-            ml_kem,
-            Box::new(os_seeded_rng()?),
-            Duration::ZERO,
-        )
-        .map_err(|e| DaemonError::Kex(e.to_string()))?;
-        let mut pending = actions;
-        for (index, peer) in plan.peers.iter().enumerate() {
-            let config = PeerConfig {
-                peering_common_name: peer.peering_common_name.clone(),
-                ml_kem_keygen_priority: peer.ml_kem_keygen_priority,
-                algorithm: peer.algorithm,
-            };
-            let actions = kex
-                .add_peer(PeerId(index as u32), config, Duration::ZERO)
-                .map_err(|e| DaemonError::Kex(e.to_string()))?;
-            pending.extend(actions);
-            info!(peer = %peer.name, algorithm = %peer.algorithm, "peer configured");
-        }
+        let (kex, pending) =
+            engine::build(&plan, &identity, ml_kem, options.key_grace, Duration::ZERO)?;
+        let certs = Certificates::new(&plan, identity_config, trust, options.crl_poll)?;
 
         let BfdThread { handle: bfd, paths: bfd_paths, stop: bfd_stop, thread: bfd_thread } =
             start_bfd(&plan)?;
@@ -281,12 +263,12 @@ impl Daemon {
 
         let mut daemon = Daemon {
             alarms: AlarmTable::new(&plan.node),
-            peer_certificates: vec![None; plan.peers.len()],
             plan,
             started,
             identity,
-            trust,
-            revocations: RevocationSet::new(),
+            certs,
+            ml_kem: ml_kem_keys,
+            key_grace: options.key_grace,
             kex,
             next_timer: None,
             bfd,
@@ -305,7 +287,6 @@ impl Daemon {
             mgmt,
             requests,
             last_neighbour_refresh: Instant::now() - NEIGHBOUR_REFRESH,
-            last_certificate_check: Instant::now() - CERTIFICATE_CHECK,
             last_payload_rekey: Instant::now(),
         };
         daemon.handle(pending);
@@ -351,9 +332,7 @@ impl Daemon {
                 self.reload_trust();
             }
 
-            if self.last_certificate_check.elapsed() >= CERTIFICATE_CHECK {
-                self.check_own_certificate();
-            }
+            changed |= self.poll_certificates();
 
             // payload-key-rekey-interval: the workers rotate every session's payload key.
             if self
@@ -380,6 +359,10 @@ impl Daemon {
             return false;
         };
         let peer = self.plan.paths[index].peer;
+        if !self.certs.admits(peer, bytes) {
+            debug!(peer = %self.plan.peers[peer].name, "key-exchange message dropped: peering removed");
+            return false;
+        }
         let receipt = self.kex.receive(PeerId(peer as u32), bytes, self.now());
         if let Err(error) = &receipt.result {
             debug!(peer = %self.plan.peers[peer].name, %error, "key-exchange message rejected");
@@ -435,6 +418,9 @@ impl Daemon {
     /// Sends a key-exchange message on the first path to the peer that BFD has up, or on
     /// every path when none is.
     fn send(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        if self.certs.access(peer.0 as usize) == PeerAccess::Removed {
+            return;
+        }
         let paths: Vec<usize> = (0..self.plan.paths.len())
             .filter(|&i| self.plan.paths[i].peer == peer.0 as usize)
             .collect();
@@ -450,45 +436,14 @@ impl Daemon {
         }
     }
 
-    fn validate(&mut self, peer: PeerId, certificate: Vec<u8>) -> Vec<Action> {
-        let index = peer.0 as usize;
-        let Some(plan) = self.plan.peers.get(index) else {
-            return Vec::new();
-        };
-        let name = plan.peering_common_name.clone();
-        let router = plan.name.clone();
-        let chain = vec![certificate.clone()];
-        let now = self.now();
-        match validate_peer(&chain, &name, SystemTime::now(), &self.trust, &self.revocations) {
-            Ok(validated) => {
-                info!(peer = %router, "peer certificate valid");
-                self.alarms.clear(&AlarmCause::PeerCertificateInvalid { peer: router.clone() });
-                self.peer_certificates[index] = Some(certificate.clone());
-                let receipt = self.kex.certificate_validated(
-                    peer,
-                    &certificate,
-                    Box::new(CertificateVerifier(validated)),
-                    now,
-                );
-                receipt.actions
-            }
-            Err(error) => {
-                warn!(peer = %router, %error, "peer certificate rejected");
-                let spec = crate::alarm::peer_certificate_invalid(&router, &error);
-                self.alarms.raise(
-                    AlarmCause::PeerCertificateInvalid { peer: router },
-                    spec,
-                    SystemTime::now(),
-                );
-                self.kex.certificate_rejected(peer, &certificate, &error.to_string(), now)
-            }
-        }
-    }
-
     fn alarm(&mut self, peer: PeerId, kind: kex::AlarmKind, raised: bool, detail: &str) {
         let Some(router) = self.plan.peers.get(peer.0 as usize).map(|p| p.name.clone()) else {
             return;
         };
+        // A rejected certificate has its own alarm, raised where it was validated.
+        if kind == kex::AlarmKind::CertificateRejected {
+            return;
+        }
         let cause = AlarmCause::PeerUnauthenticated { peer: router.clone() };
         if raised {
             warn!(peer = %router, ?kind, detail, "alarm raised");
@@ -563,7 +518,9 @@ impl Daemon {
     fn reload_trust(&mut self) {
         match load_trust(&self.plan) {
             Ok(trust) => {
-                self.trust = trust;
+                if self.certs.pki.trust.replace_with(trust) {
+                    self.certs.recheck_soon();
+                }
                 info!("trusted CAs reloaded");
             }
             Err(error) => error!(%error, "cannot reload trusted CAs; keeping the previous set"),
@@ -633,14 +590,7 @@ impl Daemon {
                 }
             }
             Command::ShowStats => self.stats(),
-            Command::ReloadCertificates => {
-                self.reload_trust();
-                Reply::ok(
-                    "Trusted CAs reloaded; the router's own certificate is read at start-up\n"
-                        .into(),
-                    serde_json::json!({ "reloaded": "trusted-ca-certificate" }),
-                )
-            }
+            Command::ReloadCertificates => self.reload_certificates(changed),
         }
     }
 
@@ -652,7 +602,7 @@ impl Daemon {
             .map(|(index, path)| {
                 let peer = &self.plan.peers[path.peer];
                 let snapshot = self.kex.snapshot(PeerId(path.peer as u32));
-                PeerPathSecurity {
+                let mut row = PeerPathSecurity {
                     peer: peer.name.clone(),
                     node: self.plan.node.clone(),
                     network_interface: self.plan.ports[path.port].network_interface.clone(),
@@ -673,7 +623,9 @@ impl Daemon {
                     salt_acknowledged: snapshot.as_ref().is_some_and(|s| s.salt_ack),
                     key_received: snapshot.as_ref().is_some_and(|s| s.key_rec),
                     key_acknowledged: snapshot.as_ref().is_some_and(|s| s.key_ack),
-                }
+                };
+                self.mask_removed(path.peer, &mut row);
+                row
             })
             .collect()
     }
@@ -694,7 +646,8 @@ impl Daemon {
                 hostname: None,
                 path_mtu: None,
                 local_certificate: local.clone(),
-                peer_certificate: self.peer_certificates[path.peer]
+                peer_certificate: self.certs.peers[path.peer]
+                    .certificate
                     .as_deref()
                     .map(|der| sys::pem("CERTIFICATE", der)),
             })
@@ -728,20 +681,6 @@ impl Daemon {
         Reply::ok(text, serde_json::json!({ "drops": drops, "forwarding": forwarded }))
     }
 
-    /// Raises or clears the alarms on this router's own certificate: expiring within a
-    /// month or a week, expired.
-    fn check_own_certificate(&mut self) {
-        self.last_certificate_check = Instant::now();
-        let (_, not_after) = self.identity.validity();
-        crate::alarm::evaluate_own_certificate(
-            &mut self.alarms,
-            &self.plan.router,
-            not_after,
-            None,
-            SystemTime::now(),
-        );
-    }
-
     fn shutdown(&mut self) {
         self.worker_stop.store(true, Ordering::Relaxed);
         if let Some(workers) = self.worker_thread.take() {
@@ -762,6 +701,19 @@ fn os_seeded_rng() -> Result<rand::rngs::StdRng, DaemonError> {
     getrandom::fill(&mut seed)
         .map_err(|e| DaemonError::Kex(format!("system random number generator: {e}")))?;
     Ok(rand::rngs::StdRng::from_seed(seed))
+}
+
+/// Returns where generated private keys are kept: sealed by the TPM of `--tpm`, or in files.
+fn key_protection(options: &Options) -> Result<KeyProtection, DaemonError> {
+    match &options.tpm {
+        None => Ok(KeyProtection::File),
+        #[cfg(feature = "tpm")]
+        Some(tcti) => Ok(KeyProtection::Tpm { tcti: tcti.clone() }),
+        #[cfg(not(feature = "tpm"))]
+        Some(_) => Err(DaemonError::Pki(
+            "a TPM is configured but svrd was built without the tpm feature".into(),
+        )),
+    }
 }
 
 fn load_trust(plan: &Plan) -> Result<TrustStore, DaemonError> {

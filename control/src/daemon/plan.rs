@@ -17,6 +17,7 @@ use crate::config::{
     Router, ServiceRouteTarget,
 };
 use crate::kex::{DhGroup, KexAlgorithm, KexTimers, MlKemLevel};
+use crate::pki::InvalidCertificateBehavior;
 
 /// A router's resolved setup.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub struct Plan {
     pub certificate: Option<(PathBuf, PathBuf)>,
     /// PEM files and PEM texts of the trusted CAs.
     pub trusted_cas: Vec<CertificateSource>,
+    /// Certificate revocation lists to poll.
+    pub crls: Vec<CrlPlan>,
+    /// The reaction to a peer certificate that turns invalid (`invalid-certificate-behavior`).
+    pub invalid_certificate_behavior: InvalidCertificateBehavior,
     /// Ports in the order the dataplane indexes them.
     pub ports: Vec<PortPlan>,
     /// Peer routers.
@@ -55,6 +60,17 @@ pub struct Plan {
     pub busy_polling: bool,
     /// Cores for the workers; none means no pinning.
     pub worker_cores: Vec<u16>,
+}
+
+/// One `certificate-revocation-list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlPlan {
+    /// The configured location: an `http://` URL or an absolute file path.
+    pub location: String,
+    /// Time between fetches after a successful one (`polling-interval`).
+    pub polling_interval: Duration,
+    /// Time before the next attempt after a failed fetch (`backoff-interval`).
+    pub backoff_interval: Duration,
 }
 
 /// A device interface the dataplane opens.
@@ -232,6 +248,23 @@ impl Plan {
                 .iter()
                 .map(|c| c.source.clone())
                 .collect(),
+            crls: authority
+                .certificate_revocation_lists
+                .iter()
+                .map(|crl| CrlPlan {
+                    location: crl.url.clone(),
+                    polling_interval: crl.polling_interval,
+                    backoff_interval: crl.backoff_interval,
+                })
+                .collect(),
+            invalid_certificate_behavior: match skm.invalid_certificate_behavior {
+                crate::config::InvalidCertificateBehavior::FailSoft => {
+                    InvalidCertificateBehavior::FailSoft
+                }
+                crate::config::InvalidCertificateBehavior::FailHard => {
+                    InvalidCertificateBehavior::FailHard
+                }
+            },
             ports,
             peers,
             paths,

@@ -168,6 +168,11 @@ impl CrlPoller {
         result
     }
 
+    /// Makes the CRL due at once, as when the operator asks for the lists to be read again.
+    pub fn due_now(&mut self) {
+        self.next_due = None;
+    }
+
     /// Records a failed fetch and schedules a retry.
     pub fn fetch_failed(&mut self, now: SystemTime) {
         self.failures = self.failures.saturating_add(1);

@@ -40,7 +40,8 @@ impl ValidationCache {
         Self::default()
     }
 
-    /// Validates `chain` for `peer`, or returns the cached result.
+    /// Validates `chain` for `peer`, whose certificate must carry the name `peer`, or
+    /// returns the cached result.
     pub fn validate(
         &mut self,
         peer: &str,
@@ -49,9 +50,23 @@ impl ValidationCache {
         trust: &TrustStore,
         revocations: &RevocationSet,
     ) -> Result<ValidatedPeer, ValidationError> {
+        self.validate_named(peer, peer, chain, now, trust, revocations)
+    }
+
+    /// Validates `chain` for `peer`, whose certificate must carry `expected_name` (its
+    /// peering-common-name), or returns the cached result.
+    pub fn validate_named(
+        &mut self,
+        peer: &str,
+        expected_name: &str,
+        chain: &[Vec<u8>],
+        now: SystemTime,
+        trust: &TrustStore,
+        revocations: &RevocationSet,
+    ) -> Result<ValidatedPeer, ValidationError> {
         let key = CacheKey {
             chain: chain.iter().map(|c| fingerprint(c)).collect(),
-            expected_name: peer.to_owned(),
+            expected_name: expected_name.to_owned(),
             trust_generation: trust.generation(),
             crl_generation: revocations.generation(),
         };
@@ -74,7 +89,7 @@ impl ValidationCache {
         }
 
         self.misses += 1;
-        let result = validate_peer_at(chain, peer, secs, trust, revocations);
+        let result = validate_peer_at(chain, expected_name, secs, trust, revocations);
         match &result {
             Ok(v) => tracing::debug!(peer, subject = v.subject(), "peer certificate validated"),
             Err(e) => tracing::debug!(peer, error = %e, "peer certificate rejected"),
@@ -183,7 +198,7 @@ impl PeerCertificates {
     }
 
     /// Validates a certificate chain received from `peer`, raising or clearing its
-    /// invalid-certificate alarm.
+    /// invalid-certificate alarm. The certificate must carry the name `peer`.
     pub fn check_peer(
         &mut self,
         peer: &str,
@@ -191,7 +206,28 @@ impl PeerCertificates {
         now: SystemTime,
         alarms: &mut AlarmTable,
     ) -> PeerCertificateOutcome {
-        match self.cache.validate(peer, chain, now, &self.trust, &self.revocations) {
+        self.check_peer_named(peer, peer, chain, now, alarms)
+    }
+
+    /// Validates a chain as [`PeerCertificates::check_peer`] does, for the peer router named
+    /// `peer` in alarms, whose certificate must carry `expected_name`.
+    pub fn check_peer_named(
+        &mut self,
+        peer: &str,
+        expected_name: &str,
+        chain: &[Vec<u8>],
+        now: SystemTime,
+        alarms: &mut AlarmTable,
+    ) -> PeerCertificateOutcome {
+        let result = self.cache.validate_named(
+            peer,
+            expected_name,
+            chain,
+            now,
+            &self.trust,
+            &self.revocations,
+        );
+        match result {
             Ok(validated) => {
                 alarms.clear(&AlarmCause::PeerCertificateInvalid { peer: peer.to_owned() });
                 PeerCertificateOutcome::Valid(validated)
@@ -250,8 +286,8 @@ impl PeerCertificates {
 
     /// Raises or clears the alarms about the router's own certificate: expiry, revocation and,
     /// when ESKM is enabled, the lack of a valid signed certificate. A certificate is signed
-    /// and valid when it chains to a trusted CA at `now`; with no CA configured the
-    /// self-signed certificate counts as valid while it is in date.
+    /// and valid when a CA issued it, it is in date and not revoked, and, when CAs are
+    /// configured, it chains to one of them at `now`. A self-signed certificate never counts.
     pub fn evaluate_own(
         &self,
         identity: &super::OwnIdentity,
@@ -269,7 +305,12 @@ impl PeerCertificates {
             now,
         );
 
-        let problem = if self.trust.is_empty() {
+        let problem = if identity.is_self_signed() {
+            Some(match revoked {
+                Some(e) => e.to_string(),
+                None => "the certificate is self-signed".into(),
+            })
+        } else if self.trust.is_empty() {
             let secs = unix_seconds(now);
             let (from, until) = identity.validity();
             match revoked {

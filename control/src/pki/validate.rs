@@ -88,6 +88,18 @@ impl TrustStore {
         Ok(())
     }
 
+    /// Takes the anchors of `other`, as when the configured CAs are read again. The
+    /// generation moves past both stores' when the anchors differ, so results cached under
+    /// either are not reused. Returns whether the anchors changed.
+    pub fn replace_with(&mut self, other: TrustStore) -> bool {
+        if self.anchors == other.anchors {
+            return false;
+        }
+        self.generation = self.generation.max(other.generation) + 1;
+        self.anchors = other.anchors;
+        true
+    }
+
     /// Removes every anchor.
     pub fn clear(&mut self) {
         if !self.anchors.is_empty() {
