@@ -2,11 +2,20 @@
 //! the report gives both and their ratio.
 // unsafe is denied by the workspace lints; only `openssl_ref` opts out, to reach OpenSSL's HMAC_CTX.
 
+mod afxdp;
 mod clock;
 mod crypto;
+#[cfg(feature = "dpdk")]
+mod dpdk;
+mod forward;
+mod generator;
 mod handshake;
 mod openssl_ref;
+mod pipeline;
+mod probe;
+mod receiver;
 mod stats;
+mod topology;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +35,9 @@ enum Command {
     Crypto(crypto::Options),
     /// Key-exchange handshakes per second per algorithm, and DH against OpenSSL's FFDH.
     Handshake(handshake::Options),
+    /// Forwarded packets per second and latency through two routers, against crypto-only
+    /// work (memory, DPDK ring) or dpdk-testpmd (AF_XDP).
+    Forward(forward::Options),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crypto(options) => crypto::run(&options),
         Command::Handshake(options) => handshake::run(&options),
+        Command::Forward(options) => forward::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
