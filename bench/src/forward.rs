@@ -150,23 +150,24 @@ pub fn memory_leg(size: usize, flows: u16, run_time: Duration, runs: usize) -> R
     let (r1_wan, r2_wan) = pair()?;
     let (r2_lan, host5) = pair()?;
     let sessions = usize::from(flows).max(16) * 2;
-    let pipeline = Pipeline {
+    let mut pipeline = Pipeline {
         r1: router_worker(Router::Ingress, boxed(r1_lan), boxed(r1_wan), sessions),
         r2: router_worker(Router::Egress, boxed(r2_lan), boxed(r2_wan), sessions),
         wiring: Wiring::Paired { host1, host5 },
     };
-    measure_leg("mem", pipeline, size, flows, run_time, runs)
+    measure_leg("mem", &mut pipeline, size, flows, run_time, runs)
 }
 
 /// Runs `pipeline` and the crypto-only reference in alternating runs.
 pub fn measure_leg(
     backend: &str,
-    mut pipeline: Pipeline,
+    pipeline: &mut Pipeline,
     size: usize,
     flows: u16,
     run_time: Duration,
     runs: usize,
 ) -> Result<Row, String> {
+    let drops_before = total_drops(pipeline);
     let mix = SizeMix::Fixed(size);
     let mut forward = Generator::new(&FORWARD, flows, mix);
     let mut reverse = Generator::replies(&REVERSE, flows, mix);
@@ -188,8 +189,7 @@ pub fn measure_leg(
         forward.sent().iter().zip(&warm_sent).map(|(all, warm)| all - warm).collect();
     let totals = sink.totals(&sent_in_runs);
     let lost = totals.lost;
-    let drops = pipeline.r1.worker.engine().counters().total_drops()
-        + pipeline.r2.worker.engine().counters().total_drops();
+    let drops = total_drops(pipeline) - drops_before;
 
     let rate = |count: u64, time: Duration| count as f64 / time.as_secs_f64().max(1e-9);
     let pipeline_pps: Vec<f64> = samples.iter().map(|s| rate(s.delivered, s.wall)).collect();
@@ -225,6 +225,12 @@ pub fn measure_leg(
         drops,
         cdf: crate::receiver::cdf_points(sink.histogram()),
     })
+}
+
+/// Packets both routers dropped so far.
+fn total_drops(pipeline: &mut Pipeline) -> u64 {
+    pipeline.r1.worker.engine().counters().total_drops()
+        + pipeline.r2.worker.engine().counters().total_drops()
 }
 
 /// One seal and one open per packet of a session's payload, with no I/O or lookup.

@@ -57,6 +57,10 @@ impl Pipeline {
     pub fn warm_up(&mut self, forward: &mut Generator, reverse: &mut Generator) -> Result<(), String> {
         let flows = forward.sent().len();
         let mut sink = Receiver::new(flows as u16);
+        let drops_before = (
+            self.r1.worker.engine().counters().total_drops(),
+            self.r2.worker.engine().counters().total_drops(),
+        );
         for round in 0..3 {
             let mut left = flows;
             while left > 0 {
@@ -79,8 +83,8 @@ impl Pipeline {
             self.step(&mut sink, None);
         }
 
-        let r1 = self.r1.worker.engine().counters().total_drops();
-        let r2 = self.r2.worker.engine().counters().total_drops();
+        let r1 = self.r1.worker.engine().counters().total_drops() - drops_before.0;
+        let r2 = self.r2.worker.engine().counters().total_drops() - drops_before.1;
         if r1 + r2 > 0 {
             return Err(format!("routers dropped packets during warm-up: r1 {r1}, r2 {r2}"));
         }
@@ -112,6 +116,25 @@ impl Pipeline {
         }
         sample.wall = start.elapsed();
         sample
+    }
+
+    /// Sends `count` packets in bursts, stepping after each, and returns how many reached
+    /// host5. With a generator of at least `count` flows, each is the first of its flow.
+    pub fn first_packets(&mut self, generator: &mut Generator, sink: &mut Receiver, count: usize) -> u64 {
+        let mut sent = 0;
+        let mut delivered = 0;
+        while sent < count {
+            let now = self.send_forward(generator, (count - sent).min(32));
+            if now == 0 {
+                break;
+            }
+            sent += now;
+            delivered += self.step(sink, None);
+        }
+        for _ in 0..16 {
+            delivered += self.step(sink, None);
+        }
+        delivered
     }
 
     /// Sends up to `count` forward frames from host1.
