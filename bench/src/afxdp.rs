@@ -48,12 +48,7 @@ impl Rig {
         let (host1, host5) = topology.in_generator(|| {
             Ok::<_, String>((open_socket(&topology.host1_if)?, open_socket(&topology.host5_if)?))
         })??;
-        Ok(Rig {
-            host1: host1.0,
-            host5: host5.0,
-            _attachments: vec![host1.1, host5.1],
-            topology,
-        })
+        Ok(Rig { host1: host1.0, host5: host5.0, _attachments: vec![host1.1, host5.1], topology })
     }
 }
 
@@ -162,7 +157,11 @@ pub fn warm_up(rig: &mut Rig, flows: u16, mix: SizeMix) -> Result<Generator, Str
 }
 
 /// The forwarding rows of the AF_XDP leg: svrd and testpmd for each size.
-pub fn forward_legs(options: &ForwardOptions, run_time: Duration, runs: usize) -> Result<Vec<Row>, String> {
+pub fn forward_legs(
+    options: &ForwardOptions,
+    run_time: Duration,
+    runs: usize,
+) -> Result<Vec<Row>, String> {
     crate::pin_to_first_core();
     let mut rows = Vec::new();
     for &size in &options.sizes {
@@ -180,6 +179,10 @@ pub fn forward_legs(options: &ForwardOptions, run_time: Duration, runs: usize) -
             .map(|_| run_load(&mut rig.host1, Some(&mut rig.host5), &mut generator, &config))
             .collect();
         let drops = forwarder.stop()?;
+        for result in &svrd {
+            eprint!("svrd {size} B: ");
+            crate::loadgen::print_result(result);
+        }
 
         let testpmd = testpmd_runs(&mut rig, size, options.flows, &config, runs)?;
         rows.push(afxdp_row(size, options.flows, &svrd, &testpmd, drops));
@@ -187,7 +190,13 @@ pub fn forward_legs(options: &ForwardOptions, run_time: Duration, runs: usize) -
     Ok(rows)
 }
 
-fn afxdp_row(size: usize, flows: u16, svrd: &[LoadResult], testpmd: &[LoadResult], drops: u64) -> Row {
+fn afxdp_row(
+    size: usize,
+    flows: u16,
+    svrd: &[LoadResult],
+    testpmd: &[LoadResult],
+    drops: u64,
+) -> Row {
     let received: Vec<f64> = svrd.iter().map(|r| r.received_pps).collect();
     let reference: Vec<f64> = testpmd.iter().map(|r| r.received_pps).collect();
     let pipeline_pps = Summary::of(&received);
@@ -309,13 +318,23 @@ fn testpmd_runs(
     thread::sleep(Duration::from_millis(200));
     discard(&mut rig.host5);
 
-    Ok((0..runs)
+    let results: Vec<LoadResult> = (0..runs)
         .map(|_| run_load(&mut rig.host1, Some(&mut rig.host5), &mut generator, config))
-        .collect())
+        .collect();
+    for result in &results {
+        eprint!("testpmd {size} B: ");
+        crate::loadgen::print_result(result);
+    }
+    Ok(results)
 }
 
 /// One run of the `loadgen` subcommand over AF_XDP.
-pub fn loadgen(path: &str, flows: u16, mix: SizeMix, config: &LoadConfig) -> Result<LoadResult, String> {
+pub fn loadgen(
+    path: &str,
+    flows: u16,
+    mix: SizeMix,
+    config: &LoadConfig,
+) -> Result<LoadResult, String> {
     crate::pin_to_first_core();
     let mut rig = Rig::new()?;
     match path {
@@ -352,6 +371,8 @@ pub struct SweepPoint {
 /// The sweep's result.
 #[derive(Debug, Serialize)]
 pub struct Sweep {
+    /// One-minute load average before and after the sweep.
+    pub load_average: (f64, f64),
     pub frame_bytes: usize,
     pub flows: u16,
     /// Received rate of an unpaced run.
@@ -371,6 +392,7 @@ const OVERLOAD_FRACTIONS: [f64; 2] = [1.1, 1.3];
 /// saturation.
 pub fn sweep(size: usize, flows: u16, point_time: Duration) -> Result<Sweep, String> {
     crate::pin_to_first_core();
+    let load_before = crate::load_average();
     let mut rig = Rig::new()?;
     let forwarder = SvrdForwarder::start(&rig.topology, flows)?;
     let mut generator = warm_up(&mut rig, flows, SizeMix::Fixed(size))?;
@@ -405,7 +427,8 @@ pub fn sweep(size: usize, flows: u16, point_time: Duration) -> Result<Sweep, Str
     forwarder.stop()?;
 
     let knee_pps = knee(&points);
-    Ok(Sweep { frame_bytes: size, flows, saturation_pps, points, knee_pps })
+    let load_average = (load_before, crate::load_average());
+    Ok(Sweep { load_average, frame_bytes: size, flows, saturation_pps, points, knee_pps })
 }
 
 /// The knee of a sweep: see [`Sweep::knee_pps`].

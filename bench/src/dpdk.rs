@@ -47,7 +47,11 @@ fn open(eal: Eal, name: &str) -> Result<DpdkPort, String> {
 
 /// The forwarding rows over ring ports, one per frame size, all through one pair of
 /// routers (the sessions carry over from size to size).
-pub fn forward_legs(options: &ForwardOptions, run_time: Duration, runs: usize) -> Result<Vec<Row>, String> {
+pub fn forward_legs(
+    options: &ForwardOptions,
+    run_time: Duration,
+    runs: usize,
+) -> Result<Vec<Row>, String> {
     let (eal, _dir) = eal()?;
     let sessions = usize::from(options.flows).max(16) * 2;
     let mut pipeline = Pipeline {

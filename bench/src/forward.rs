@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use svr_dataplane::crypto::{Direction, PayloadSecret, SessionKeys, open_fast_path, seal_fast_path};
+use svr_dataplane::crypto::{
+    Direction, PayloadSecret, SessionKeys, open_fast_path, seal_fast_path,
+};
 use svr_dataplane::io::mem::{MemConfig, mem_pair};
 use svr_dataplane::replay::ReplayWindow;
 use svr_dataplane::session::SESSION_SUITE;
@@ -96,6 +98,8 @@ pub struct Row {
 #[derive(Serialize)]
 struct Report {
     core: Option<usize>,
+    /// One-minute load average before and after the runs.
+    load_average: (f64, f64),
     runs: usize,
     run_ms: u64,
     rows: Vec<Row>,
@@ -103,6 +107,7 @@ struct Report {
 
 pub fn run(options: &Options) -> Result<(), String> {
     let (run_time, runs) = options.timing();
+    let load_before = crate::load_average();
     let mut rows = Vec::new();
     let mut core = None;
     for backend in &options.backends {
@@ -133,7 +138,9 @@ pub fn run(options: &Options) -> Result<(), String> {
         );
     }
 
-    let report = Report { core, runs, run_ms: run_time.as_millis() as u64, rows };
+    let load_average = (load_before, crate::load_average());
+    eprintln!("load average {:.2} before, {:.2} after", load_average.0, load_average.1);
+    let report = Report { core, load_average, runs, run_ms: run_time.as_millis() as u64, rows };
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     crate::write_file(&options.json, &json)?;
     let markdown = markdown(&report.rows);

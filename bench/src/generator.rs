@@ -33,14 +33,6 @@ impl SizeMix {
             SizeMix::Imix => IMIX.to_vec(),
         }
     }
-
-    /// A label for reports.
-    pub fn label(self) -> String {
-        match self {
-            SizeMix::Fixed(size) => size.to_string(),
-            SizeMix::Imix => "imix".into(),
-        }
-    }
 }
 
 /// Frames of `flows` flows in round-robin order, with per-flow sequence numbers.
@@ -82,11 +74,6 @@ impl Generator {
     /// Packets taken from each flow so far.
     pub fn sent(&self) -> &[u64] {
         &self.sent
-    }
-
-    /// Total packets taken from all flows.
-    pub fn total_sent(&self) -> u64 {
-        self.sent.iter().sum()
     }
 
     /// Frames the port's transmit queue had no room for.
@@ -212,7 +199,7 @@ mod tests {
         let mut generator = Generator::new(&FORWARD, 1, SizeMix::Fixed(64));
         assert_eq!(generator.send(&mut tx, 10, 0), 10);
         assert_eq!(generator.tx_dropped(), 6);
-        assert_eq!(generator.total_sent(), 10);
+        assert_eq!(generator.sent(), [10]);
     }
 
     #[test]

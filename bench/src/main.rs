@@ -16,6 +16,7 @@ mod loadgen;
 mod netns;
 mod openssl_ref;
 mod pipeline;
+mod plot;
 mod probe;
 mod receiver;
 mod sessions;
@@ -50,6 +51,8 @@ enum Command {
     Loadgen(loadgen::Options),
     /// Latency and loss against offered load through svrd over AF_XDP.
     Sweep(sweep::Options),
+    /// PNG plots of the JSON results in a folder.
+    Plot(plot::Options),
 }
 
 #[global_allocator]
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Sessions(options) => sessions::run(&options),
         Command::Loadgen(options) => loadgen::run(&options),
         Command::Sweep(options) => sweep::run(&options),
+        Command::Plot(options) => plot::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,6 +92,15 @@ fn pin_to_first_core() -> Option<usize> {
     let cores = core_affinity::get_core_ids()?;
     let core = *cores.first()?;
     core_affinity::set_for_current(core).then_some(core.id)
+}
+
+/// The one-minute load average from /proc/loadavg, recorded beside the figures because
+/// other work on the machine changes them; 0 when unreadable.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Writes `text` to `path`, creating its folder.

@@ -54,7 +54,11 @@ impl Pipeline {
     /// Completes the metadata handshake of every flow: one packet each way and one more
     /// forward, after which neither router adds metadata. Returns an error when a packet
     /// did not arrive or a router dropped one.
-    pub fn warm_up(&mut self, forward: &mut Generator, reverse: &mut Generator) -> Result<(), String> {
+    pub fn warm_up(
+        &mut self,
+        forward: &mut Generator,
+        reverse: &mut Generator,
+    ) -> Result<(), String> {
         let flows = forward.sent().len();
         let mut sink = Receiver::new(flows as u16);
         let drops_before = (
@@ -97,7 +101,12 @@ impl Pipeline {
 
     /// Sends bursts for `run` and returns what was delivered, with every probe's latency
     /// recorded in `sink`.
-    pub fn run(&mut self, generator: &mut Generator, sink: &mut Receiver, run: Duration) -> RunSample {
+    pub fn run(
+        &mut self,
+        generator: &mut Generator,
+        sink: &mut Receiver,
+        run: Duration,
+    ) -> RunSample {
         let mut sample = RunSample {
             delivered: 0,
             wall: Duration::ZERO,
@@ -120,7 +129,12 @@ impl Pipeline {
 
     /// Sends `count` packets in bursts, stepping after each, and returns how many reached
     /// host5. With a generator of at least `count` flows, each is the first of its flow.
-    pub fn first_packets(&mut self, generator: &mut Generator, sink: &mut Receiver, count: usize) -> u64 {
+    pub fn first_packets(
+        &mut self,
+        generator: &mut Generator,
+        sink: &mut Receiver,
+        count: usize,
+    ) -> u64 {
         let mut sent = 0;
         let mut delivered = 0;
         while sent < count {
@@ -179,7 +193,7 @@ impl Pipeline {
         let t2 = Instant::now();
         let got = self.r2.worker.poll_once(t2);
         let t3 = Instant::now();
-        if let Some(sample) = sample.as_deref_mut() {
+        if let Some(sample) = sample {
             sample.r2_busy += t3 - t2;
             if got > 0 {
                 let _ = sample.r2_bursts.record(((t3 - t2).as_nanos() as u64).max(1));

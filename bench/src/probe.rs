@@ -75,8 +75,7 @@ impl Probe {
     /// Reads the probe of an Ethernet frame built by [`FrameTemplate`]: IPv4 without
     /// options, UDP. Returns `None` for any other frame.
     pub fn from_frame(frame: &[u8]) -> Option<Probe> {
-        if frame.get(12..14)? != [0x08, 0x00] || *frame.get(14)? != 0x45 || *frame.get(23)? != 17
-        {
+        if frame.get(12..14)? != [0x08, 0x00] || *frame.get(14)? != 0x45 || *frame.get(23)? != 17 {
             return None;
         }
         Probe::parse(frame.get(HEADERS_LEN..)?)

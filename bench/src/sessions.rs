@@ -83,10 +83,14 @@ pub struct SizeRow {
     pub bytes_per_session: f64,
     pub lookup_ns: Summary,
     pub fill_seconds: f64,
+    /// Heap allocations made by the `insert` calls that filled the table.
+    pub insert_allocations: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// One-minute load average before and after the runs.
+    pub load_average: (f64, f64),
     pub breakdown: Breakdown,
     pub sizes: Vec<SizeRow>,
     /// Lookup time at the largest size over the time at the size before it.
@@ -98,6 +102,7 @@ pub struct Report {
 pub fn run(options: &Options) -> Result<(), String> {
     let core = crate::pin_to_last_core();
     eprintln!("pinned to core {core:?}");
+    let load_before = crate::load_average();
     let (lookups, runs) =
         if options.quick { (200_000, 2) } else { (options.lookups, options.runs.max(1)) };
 
@@ -121,7 +126,13 @@ pub fn run(options: &Options) -> Result<(), String> {
     let flows = if options.quick { options.setup_flows.min(4000) } else { options.setup_flows };
     let setup: Vec<f64> =
         (0..runs).map(|_| setup_rate(flows)).collect::<Result<Vec<_>, String>>()?;
-    let report = Report { breakdown, sizes, lookup_ratio, setup_per_second: Summary::of(&setup) };
+    let report = Report {
+        load_average: (load_before, crate::load_average()),
+        breakdown,
+        sizes,
+        lookup_ratio,
+        setup_per_second: Summary::of(&setup),
+    };
     eprintln!("set-up {:.0} sessions/s", report.setup_per_second.median);
 
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -141,12 +152,15 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
     let started = Instant::now();
     let mut tuples = Vec::with_capacity(count);
     let mut metadata_heap = 0u64;
+    let mut insert_allocations = 0u64;
     for index in 0..count {
         let heap_before = alloc_count::live_bytes();
         let session = bench_session(index)?;
         metadata_heap += alloc_count::live_bytes() - heap_before;
         tuples.push(session.lan_key());
+        let allocations_before = alloc_count::allocations();
         table.insert(session).map_err(|e| format!("session {index}: {e}"))?;
+        insert_allocations += alloc_count::allocations() - allocations_before;
     }
     let fill_seconds = started.elapsed().as_secs_f64();
     // The tuple list is the benchmark's own; leave it out of the table's bytes.
@@ -160,10 +174,10 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
         let start = Instant::now();
         let mut found = 0u64;
         for &index in &order {
-            if let Some(id) = table.find_lan(&tuples[index as usize]) {
-                if let Some(session) = table.get(id) {
-                    found += black_box(session.sent) + 1;
-                }
+            if let Some(id) = table.find_lan(&tuples[index as usize])
+                && let Some(session) = table.get(id)
+            {
+                found += black_box(session.sent) + 1;
             }
         }
         let elapsed = start.elapsed();
@@ -189,6 +203,7 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
         bytes_per_session: breakdown.total,
         lookup_ns: Summary::of(&samples),
         fill_seconds,
+        insert_allocations,
     };
     Ok((row, breakdown))
 }
@@ -230,14 +245,15 @@ fn bench_session(index: usize) -> Result<Session, String> {
         destination_port: 5201,
         protocol: 17,
     });
-    let mut metadata_tlvs = Vec::with_capacity(7);
-    metadata_tlvs.push(PayloadTlv::ForwardContext(context));
-    metadata_tlvs.push(PayloadTlv::SessionUuid(uuid));
-    metadata_tlvs.push(PayloadTlv::Tenant("lab".into()));
-    metadata_tlvs.push(PayloadTlv::Service("bench".into()));
-    metadata_tlvs.push(PayloadTlv::SourceRouter("r1".into()));
-    metadata_tlvs.push(PayloadTlv::SessionEncrypted);
-    metadata_tlvs.push(PayloadTlv::PayloadKey(blob));
+    let metadata_tlvs = vec![
+        PayloadTlv::ForwardContext(context),
+        PayloadTlv::SessionUuid(uuid),
+        PayloadTlv::Tenant("lab".into()),
+        PayloadTlv::Service("bench".into()),
+        PayloadTlv::SourceRouter("r1".into()),
+        PayloadTlv::SessionEncrypted,
+        PayloadTlv::PayloadKey(blob),
+    ];
     let keys: SessionKeys = tlv.session_keys();
 
     Ok(Session {
@@ -304,15 +320,18 @@ fn markdown(report: &Report) -> String {
     out.push_str(&format!("| indexes and free list | {:.0} |\n", b.index_overhead));
     out.push_str(&format!("| **total, measured** | **{:.0}** |\n\n", b.total));
 
-    out.push_str("| sessions | bytes/session | lookup ns | fill s |\n| ---: | ---: | ---: | ---: |\n");
+    out.push_str(
+        "| sessions | bytes/session | lookup ns | fill s |\n| ---: | ---: | ---: | ---: |\n",
+    );
     for row in &report.sizes {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.1} ({:.1}-{:.1}) | {:.1} |\n",
+            "| {} | {:.0} | {:.1} ({:.1}-{:.1}) | {} | {:.1} |\n",
             row.sessions,
             row.bytes_per_session,
             row.lookup_ns.median,
             row.lookup_ns.min,
             row.lookup_ns.max,
+            row.insert_allocations,
             row.fill_seconds
         ));
     }

@@ -41,8 +41,12 @@ pub fn run(options: &Options) -> Result<(), String> {
 
 fn markdown(sweep: &Sweep) -> String {
     let mut out = format!(
-        "{} B frames, {} flows; unpaced run received {:.0} pps.\n\n",
-        sweep.frame_bytes, sweep.flows, sweep.saturation_pps
+        "{} B frames, {} flows; unpaced run received {:.0} pps; load average {:.2} before, {:.2} after.\n\n",
+        sweep.frame_bytes,
+        sweep.flows,
+        sweep.saturation_pps,
+        sweep.load_average.0,
+        sweep.load_average.1
     );
     out.push_str("| offered pps | sent pps | received pps | loss % | p50 µs | p99 µs | p99.9 µs | max µs |\n");
     out.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");

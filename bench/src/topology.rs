@@ -42,12 +42,20 @@ pub const LAN: u16 = 0;
 pub const WAN: u16 = 1;
 
 /// Addresses of host1's frames towards host5.
-pub const FORWARD: Addresses =
-    Addresses { source_mac: HOST1_MAC, destination_mac: R1_LAN_MAC, source: HOST1, destination: HOST5 };
+pub const FORWARD: Addresses = Addresses {
+    source_mac: HOST1_MAC,
+    destination_mac: R1_LAN_MAC,
+    source: HOST1,
+    destination: HOST5,
+};
 
 /// Addresses of host5's replies, which complete each session's metadata handshake.
-pub const REVERSE: Addresses =
-    Addresses { source_mac: HOST5_MAC, destination_mac: R2_LAN_MAC, source: HOST5, destination: HOST1 };
+pub const REVERSE: Addresses = Addresses {
+    source_mac: HOST5_MAC,
+    destination_mac: R2_LAN_MAC,
+    source: HOST5,
+    destination: HOST1,
+};
 
 /// Which of the two routers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +107,13 @@ pub fn router_epoch(router: Router) -> KeyEpoch {
     let r2_key = || metadata_key(7, 0x22);
     let (own, peer_key) = if ingress { (r1_key(), r2_key()) } else { (r2_key(), r1_key()) };
     let (name, peer_name) = if ingress { ("r1", "r2") } else { ("r2", "r1") };
-    let (local, peer) = if ingress { (R1_WAYPOINT, R2_WAYPOINT) } else { (R2_WAYPOINT, R1_WAYPOINT) };
-    let (lan_mac, wan_mac, peer_mac) =
-        if ingress { (R1_LAN_MAC, R1_WAN_MAC, R2_WAN_MAC) } else { (R2_LAN_MAC, R2_WAN_MAC, R1_WAN_MAC) };
+    let (local, peer) =
+        if ingress { (R1_WAYPOINT, R2_WAYPOINT) } else { (R2_WAYPOINT, R1_WAYPOINT) };
+    let (lan_mac, wan_mac, peer_mac) = if ingress {
+        (R1_LAN_MAC, R1_WAN_MAC, R2_WAN_MAC)
+    } else {
+        (R2_LAN_MAC, R2_WAN_MAC, R1_WAN_MAC)
+    };
     let (host, host_mac) = if ingress { (HOST1, HOST1_MAC) } else { (HOST5, HOST5_MAC) };
     let next_hop =
         if ingress { NextHop::Peer(0) } else { NextHop::Local { interface: LAN, gateway: None } };
