@@ -1,7 +1,8 @@
-//! The AF_XDP legs: the load generator on AF_XDP sockets in one namespace, and in the
-//! other either svrd's two routers (r1 and r2 on one thread, their LANs on AF_XDP sockets,
-//! their WANs a memory pair) or dpdk-testpmd's `io` forwarding between the same two veth
-//! interfaces, as the reference. See [`crate::netns`] for the topology.
+//! The AF_XDP legs. The load generator runs on AF_XDP sockets in one namespace. The other
+//! namespace runs either svrd's two routers or, as the reference, dpdk-testpmd's `io`
+//! forwarding between the same two veth interfaces. The routers r1 and r2 poll on one
+//! thread, with their LANs on AF_XDP sockets and their WANs a memory pair. See
+//! [`crate::netns`] for the topology.
 //!
 //! The forwarder is pinned to the last core and the generator to the first, so on a
 //! 2-core machine each has one core; the kernel's veth work runs on the core of the thread
@@ -156,7 +157,7 @@ pub fn warm_up(rig: &mut Rig, flows: u16, mix: SizeMix) -> Result<Generator, Str
     Ok(forward)
 }
 
-/// The forwarding rows of the AF_XDP leg: svrd and testpmd for each size.
+/// Measures the AF_XDP leg: svrd and testpmd for each size.
 pub fn forward_legs(
     options: &ForwardOptions,
     run_time: Duration,
@@ -223,7 +224,7 @@ fn afxdp_row(
     }
 }
 
-/// The latency of the run with the median received rate.
+/// Returns the latency of the run with the median received rate.
 fn median_latency(results: &[LoadResult]) -> Latency {
     let mut sorted: Vec<&LoadResult> = results.iter().collect();
     sorted.sort_by(|a, b| a.received_pps.total_cmp(&b.received_pps));
@@ -328,7 +329,7 @@ fn testpmd_runs(
     Ok(results)
 }
 
-/// One run of the `loadgen` subcommand over AF_XDP.
+/// Runs the `loadgen` subcommand over AF_XDP.
 pub fn loadgen(
     path: &str,
     flows: u16,
@@ -431,7 +432,7 @@ pub fn sweep(size: usize, flows: u16, point_time: Duration) -> Result<Sweep, Str
     Ok(Sweep { load_average, frame_bytes: size, flows, saturation_pps, points, knee_pps })
 }
 
-/// The knee of a sweep: see [`Sweep::knee_pps`].
+/// Finds the knee of a sweep, as [`Sweep::knee_pps`] defines it.
 pub fn knee(points: &[SweepPoint]) -> Option<f64> {
     let base = points.first()?.latency.p99_us.max(1.0);
     points

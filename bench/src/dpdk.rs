@@ -1,6 +1,6 @@
-//! The DPDK legs, on `net_ring` virtual devices with EAL started once for the process
-//! (no hugepages, no PCI scan): the forwarding pipeline with every router port a ring
-//! loopback (see [`crate::pipeline::Wiring::Loopback`]), and the load generator on a
+//! The DPDK legs, on `net_ring` virtual devices. EAL starts once for the process, with no
+//! hugepages and no PCI scan. The forwarding pipeline has every router port on a ring
+//! loopback (see [`crate::pipeline::Wiring::Loopback`]), and the load generator has a
 //! ring loopback port of its own.
 
 use std::time::Duration;
@@ -45,8 +45,8 @@ fn open(eal: Eal, name: &str) -> Result<DpdkPort, String> {
     DpdkPort::open(eal, &DpdkPortConfig::new(name)).map_err(|e| format!("open {name}: {e}"))
 }
 
-/// The forwarding rows over ring ports, one per frame size, all through one pair of
-/// routers (the sessions carry over from size to size).
+/// Measures forwarding over ring ports, one row per frame size. All sizes go through one
+/// pair of routers, so the sessions carry over from size to size.
 pub fn forward_legs(
     options: &ForwardOptions,
     run_time: Duration,
@@ -76,7 +76,8 @@ pub fn forward_legs(
         .collect()
 }
 
-/// One load run on a ring loopback port: the generator's own rate over DPDK.
+/// Runs the load generator on a ring loopback port, which measures its own rate over
+/// DPDK.
 pub fn loadgen(flows: u16, mix: SizeMix, config: &LoadConfig) -> Result<LoadResult, String> {
     let (eal, _dir) = eal()?;
     let mut port = open(eal, VDEVS[4])?;

@@ -48,10 +48,10 @@ pub struct Options {
     /// Short runs (100 ms, 2 runs) for a smoke test.
     #[arg(long)]
     pub quick: bool,
-    /// Where to write the results as JSON.
+    /// Output path of the JSON results.
     #[arg(long, default_value = "target/bench/forward.json")]
     pub json: PathBuf,
-    /// Where to write the results as a Markdown table.
+    /// Output path of the Markdown table.
     #[arg(long, default_value = "target/bench/forward.md")]
     pub markdown: PathBuf,
 }
@@ -149,7 +149,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// The memory leg for one frame size.
+/// Runs the memory leg for one frame size.
 pub fn memory_leg(size: usize, flows: u16, run_time: Duration, runs: usize) -> Result<Row, String> {
     let config = MemConfig { frames: 4096, frame_size: 2048, ring_size: 1024 };
     let pair = || mem_pair(&config).map_err(|e| e.to_string());
@@ -332,7 +332,7 @@ fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// A rate summary in thousands: `median (min-max)`.
+/// Formats a rate summary in thousands as `median (min-max)`.
 pub fn summary_k(summary: &Summary) -> String {
     format!("{:.0}k ({:.0}-{:.0})", summary.median / 1e3, summary.min / 1e3, summary.max / 1e3)
 }

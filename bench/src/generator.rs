@@ -26,7 +26,7 @@ impl SizeMix {
             .map_err(|_| format!("invalid frame size {text:?}: expected bytes or \"imix\""))
     }
 
-    /// The sizes of one cycle of the mix.
+    /// Returns the sizes of one cycle of the mix.
     pub fn sizes(self) -> Vec<usize> {
         match self {
             SizeMix::Fixed(size) => vec![size],
@@ -124,7 +124,7 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer starting at `start_ns`.
+    /// Creates a pacer that starts at `start_ns`.
     pub fn new(rate: Option<f64>, start_ns: u64) -> Pacer {
         Pacer { rate: rate.filter(|r| *r > 0.0), start_ns, released: 0 }
     }

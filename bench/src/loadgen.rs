@@ -157,7 +157,7 @@ pub struct Options {
     /// Packets to send at most.
     #[arg(long, default_value_t = 10_000_000)]
     pub count: u64,
-    /// Where to write the result as JSON.
+    /// Output path of the JSON result.
     #[arg(long, default_value = "target/bench/loadgen.json")]
     pub json: PathBuf,
 }

@@ -9,9 +9,9 @@
 //! Two wirings:
 //! - [`Wiring::Paired`]: memory port pairs; host1 and host5 hold the far ends of the
 //!   routers' LAN pairs, and the two WAN ports are one pair.
-//! - [`Wiring::Loopback`]: every router port transmits into its own receive queue (DPDK
-//!   `net_ring`); after each poll the bench takes what the router sent and copies it into
-//!   the next port, so a router never receives its own output.
+//! - [`Wiring::Loopback`]: every router port transmits into its own receive queue, as a
+//!   DPDK `net_ring` port does. After each poll the bench takes what the router sent and
+//!   copies it into the next port, so a router never receives its own output.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::probe::now_ns;
 use crate::receiver::{Receiver, new_histogram};
 use crate::topology::{LAN, RouterWorker, WAN};
 
-/// How the routers' ports are connected.
+/// The connection of the routers' ports.
 pub enum Wiring {
     Paired { host1: MemPort, host5: MemPort },
     Loopback,
@@ -38,7 +38,7 @@ pub struct Pipeline {
     pub wiring: Wiring,
 }
 
-/// What one timed run measured.
+/// The measurements of one timed run.
 #[derive(Debug)]
 pub struct RunSample {
     pub delivered: u64,

@@ -23,7 +23,7 @@ pub const MAGIC: u16 = 0x5642;
 pub const PROBE_LEN: usize = 20;
 /// Ethernet, IPv4 and UDP header bytes in front of the probe.
 pub const HEADERS_LEN: usize = 14 + 20 + 8;
-/// Smallest frame that holds a probe.
+/// Smallest frame with room for a probe.
 pub const MIN_FRAME: usize = HEADERS_LEN + PROBE_LEN;
 /// Largest frame the generator builds; the sealed packet of a larger one would not fit a
 /// 1500-byte WAN MTU.
@@ -109,14 +109,15 @@ pub struct FrameTemplate {
 }
 
 impl FrameTemplate {
-    /// A template for `flow` with `frame_len` bytes (clamped to [`MIN_FRAME`] ..=
-    /// [`MAX_FRAME`]); the flow picks the UDP source port.
+    /// Builds the template of `flow` with `frame_len` bytes, clamped to [`MIN_FRAME`] ..=
+    /// [`MAX_FRAME`]. The flow selects the UDP source port.
     pub fn new(addresses: &Addresses, flow: u16, frame_len: usize) -> FrameTemplate {
         let ports = (FIRST_SOURCE_PORT.wrapping_add(flow), DESTINATION_PORT);
         FrameTemplate::with_ports(addresses, flow, frame_len, ports)
     }
 
-    /// A template of a reply in `flow`: the ports of [`new`](Self::new) swapped.
+    /// Builds the template of a reply in `flow`, with the ports of [`new`](Self::new)
+    /// swapped.
     pub fn reply(addresses: &Addresses, flow: u16, frame_len: usize) -> FrameTemplate {
         let ports = (DESTINATION_PORT, FIRST_SOURCE_PORT.wrapping_add(flow));
         FrameTemplate::with_ports(addresses, flow, frame_len, ports)

@@ -47,10 +47,10 @@ pub struct Options {
     /// Fewer lookups and runs, for a smoke test.
     #[arg(long)]
     pub quick: bool,
-    /// Where to write the results as JSON.
+    /// Output path of the JSON results.
     #[arg(long, default_value = "target/bench/sessions.json")]
     pub json: PathBuf,
-    /// Where to write the results as a Markdown table.
+    /// Output path of the Markdown table.
     #[arg(long, default_value = "target/bench/sessions.md")]
     pub markdown: PathBuf,
 }
@@ -208,7 +208,7 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
     Ok((row, breakdown))
 }
 
-/// An ingress session numbered `index`, with the engine's metadata and distinct tuples.
+/// Builds ingress session number `index`, with the engine's metadata and distinct tuples.
 fn bench_session(index: usize) -> Result<Session, String> {
     let host = Ipv4Addr::from(0x0ae6_0000u32 + (index as u32 % 60_000) + 256);
     let source_port = 1024 + (index / 60_000) as u16;

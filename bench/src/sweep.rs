@@ -20,10 +20,10 @@ pub struct Options {
     /// 300 ms points, for a smoke test.
     #[arg(long)]
     pub quick: bool,
-    /// Where to write the results as JSON.
+    /// Output path of the JSON results.
     #[arg(long, default_value = "target/bench/sweep.json")]
     pub json: PathBuf,
-    /// Where to write the results as a Markdown table.
+    /// Output path of the Markdown table.
     #[arg(long, default_value = "target/bench/sweep.md")]
     pub markdown: PathBuf,
 }

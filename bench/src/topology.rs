@@ -57,7 +57,7 @@ pub const REVERSE: Addresses = Addresses {
     destination: HOST1,
 };
 
-/// Which of the two routers.
+/// One of the two routers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Router {
     Ingress,
@@ -85,9 +85,9 @@ pub fn router_worker(router: Router, lan: Port, wan: Port, sessions: usize) -> R
 }
 
 /// WAN MTU of both routers. A 1400-byte frame sealed without metadata fits a 1500-byte
-/// MTU, but the first packets of each flow carry metadata as well and would be dropped as
-/// too long, because svrd does not fragment yet; the benchmark's WAN is a memory or ring
-/// link with 2 KiB buffers, so it takes the larger MTU.
+/// MTU. The first packets of each flow carry metadata as well, and svrd drops them as too
+/// long because it does not fragment yet. The benchmark's WAN is a memory or ring link
+/// with 2 KiB buffers, so it takes the larger MTU.
 pub const WAN_MTU: u16 = 1700;
 
 /// Engine settings of both routers.
@@ -100,7 +100,7 @@ pub fn engine_config(sessions: usize) -> EngineConfig {
     }
 }
 
-/// The epoch of `router`.
+/// Builds the epoch of `router`.
 pub fn router_epoch(router: Router) -> KeyEpoch {
     let ingress = router == Router::Ingress;
     let r1_key = || metadata_key(1, 0x11);
