@@ -321,7 +321,8 @@ fn markdown(report: &Report) -> String {
     out.push_str(&format!("| **total, measured** | **{:.0}** |\n\n", b.total));
 
     out.push_str(
-        "| sessions | bytes/session | lookup ns | fill s |\n| ---: | ---: | ---: | ---: |\n",
+        "| sessions | bytes/session | lookup ns | allocations in insert | fill s |\n\
+         | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for row in &report.sizes {
         out.push_str(&format!(
