@@ -74,10 +74,11 @@ pub struct Row {
     pub flows: u16,
     /// Packets per second through both routers, wall clock of the whole loop.
     pub pipeline_pps: Summary,
-    /// Packets per second of each worker over the time it spent polling.
+    /// Packets per second of each worker over the time it spent polling (memory and DPDK
+    /// legs; zero for AF_XDP, where both routers share one thread).
     pub r1_pps: Summary,
     pub r2_pps: Summary,
-    /// Worker time per packet, both routers together, in nanoseconds.
+    /// Worker time per packet, both routers together, in nanoseconds (zero for AF_XDP).
     pub worker_ns_per_packet: f64,
     /// The reference, by leg: seal+open pairs per second (mem, dpdk) or testpmd's
     /// forwarded packets per second (afxdp).
@@ -234,6 +235,10 @@ pub fn measure_leg(
     })
 }
 
+fn ns_or_dash(ns: f64) -> String {
+    if ns == 0.0 { "—".into() } else { format!("{ns:.0}") }
+}
+
 /// Packets both routers dropped so far.
 fn total_drops(pipeline: &mut Pipeline) -> u64 {
     pipeline.r1.worker.engine().counters().total_drops()
@@ -312,13 +317,13 @@ fn markdown(rows: &[Row]) -> String {
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for row in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
             row.backend,
             row.frame_bytes,
             summary_k(&row.pipeline_pps),
             summary_k(&row.r1_pps),
             summary_k(&row.r2_pps),
-            row.worker_ns_per_packet,
+            ns_or_dash(row.worker_ns_per_packet),
             row.reference,
             summary_k(&row.reference_pps),
             row.ratio,
@@ -332,7 +337,11 @@ fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// Formats a rate summary in thousands as `median (min-max)`.
+/// Formats a rate summary in thousands as `median (min-max)`, or a dash when nothing was
+/// measured.
 pub fn summary_k(summary: &Summary) -> String {
+    if summary.median == 0.0 {
+        return "—".into();
+    }
     format!("{:.0}k ({:.0}-{:.0})", summary.median / 1e3, summary.min / 1e3, summary.max / 1e3)
 }
