@@ -5,8 +5,8 @@
 //! [`crate::netns`] for the topology.
 //!
 //! The forwarder is pinned to the last core and the generator to the first, so on a
-//! 2-core machine each has one core; the kernel's veth work runs on the core of the thread
-//! that sends.
+//! 2-core machine each has one core. The kernel's veth work mostly runs on the core of the
+//! thread that sends.
 
 use std::fs::File;
 use std::net::IpAddr;
