@@ -334,6 +334,24 @@ fn markdown(rows: &[Row]) -> String {
             row.lost,
         ));
     }
+
+    out.push_str("\nTime of one `poll_once` that received frames, per worker, in µs:\n\n");
+    out.push_str("| backend | frame B | worker | p50 | p99 | p99.9 | max |\n");
+    out.push_str("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for row in rows.iter().filter(|row| row.r1_burst.max_us > 0.0) {
+        for (worker, burst) in [("r1", &row.r1_burst), ("r2", &row.r2_burst)] {
+            out.push_str(&format!(
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+                row.backend,
+                row.frame_bytes,
+                worker,
+                burst.p50_us,
+                burst.p99_us,
+                burst.p999_us,
+                burst.max_us
+            ));
+        }
+    }
     out
 }
 

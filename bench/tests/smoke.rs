@@ -136,3 +136,42 @@ fn netns_loadgen_through_svrd() {
     let listed = String::from_utf8_lossy(&namespaces.stdout);
     assert!(!listed.contains(&format!("svrb-{pid}-")), "namespaces left behind: {listed}");
 }
+
+#[test]
+fn netns_forward_afxdp_quick() {
+    require_root();
+    let json = scratch("forward-afxdp.json");
+    run(bench()
+        .args(["forward", "--quick", "--backends", "afxdp", "--sizes", "64", "--json"])
+        .arg(&json)
+        .arg("--markdown")
+        .arg(scratch("forward-afxdp.md")));
+
+    let report = read_json(&json);
+    let row = &report["rows"][0];
+    assert_eq!(row["backend"].as_str(), Some("afxdp"));
+    assert!(row["pipeline_pps"]["median"].as_f64().unwrap() > 1000.0, "svrd rate");
+    assert!(row["reference_pps"]["median"].as_f64().unwrap() > 1000.0, "testpmd rate");
+    assert_eq!(row["drops"].as_u64(), Some(0), "router drops");
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn forward_quick_dpdk_ring() {
+    require_root();
+    let json = scratch("forward-dpdk.json");
+    run(bench()
+        .args(["forward", "--quick", "--backends", "dpdk", "--sizes", "64,1400", "--json"])
+        .arg(&json)
+        .arg("--markdown")
+        .arg(scratch("forward-dpdk.md")));
+
+    let report = read_json(&json);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert!(row["pipeline_pps"]["median"].as_f64().unwrap() > 1000.0);
+        assert_eq!(row["lost"].as_u64(), Some(0));
+        assert_eq!(row["drops"].as_u64(), Some(0));
+    }
+}
