@@ -27,7 +27,14 @@ use crate::topology::{LAN, RouterWorker, WAN};
 
 /// The connection of the routers' ports.
 pub enum Wiring {
-    Paired { host1: MemPort, host5: MemPort },
+    Paired {
+        host1: MemPort,
+        host5: MemPort,
+    },
+    #[cfg_attr(
+        not(feature = "dpdk"),
+        expect(dead_code, reason = "only the DPDK ring leg has loopback ports")
+    )]
     Loopback,
 }
 
