@@ -185,7 +185,8 @@ pub fn forward_legs(
             crate::loadgen::print_result(result);
         }
 
-        let testpmd = testpmd_runs(&mut rig, size, options.flows, &config, runs)?;
+        let log_dir = options.json.parent().unwrap_or(std::path::Path::new("."));
+        let testpmd = testpmd_runs(&mut rig, size, options.flows, &config, runs, log_dir)?;
         rows.push(afxdp_row(size, options.flows, &svrd, &testpmd, drops));
     }
     Ok(rows)
@@ -287,21 +288,20 @@ impl Drop for Testpmd {
     }
 }
 
-/// Runs the load through testpmd; the generator starts fresh because testpmd keeps no
-/// sessions.
+/// Runs the load through testpmd, with its log in `log_dir`; the generator starts fresh
+/// because testpmd keeps no sessions.
 fn testpmd_runs(
     rig: &mut Rig,
     size: usize,
     flows: u16,
     config: &LoadConfig,
     runs: usize,
+    log_dir: &std::path::Path,
 ) -> Result<Vec<LoadResult>, String> {
     // The kernel frees a closed socket's queue with a delay; a bind right away can fail.
     thread::sleep(Duration::from_millis(1500));
-    let log = format!("target/bench/testpmd-afxdp-{size}.log");
-    if let Some(parent) = std::path::Path::new(&log).parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-    }
+    std::fs::create_dir_all(log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
+    let log = log_dir.join(format!("testpmd-afxdp-{size}.log")).display().to_string();
     let limit = Duration::from_secs(30) + config.duration * runs as u32 * 2;
     let _testpmd = Testpmd::start(&rig.topology, &log, limit)?;
 

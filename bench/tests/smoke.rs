@@ -12,10 +12,25 @@ fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_svr-bench"))
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("svr-bench-smoke-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A folder for one test's output files, deleted on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(format!("svr-bench-smoke-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn run(command: &mut Command) -> String {
@@ -31,8 +46,9 @@ fn read_json(path: &PathBuf) -> Value {
 
 #[test]
 fn forward_quick_memory() {
-    let json = scratch("forward.json");
-    let markdown = scratch("forward.md");
+    let scratch = Scratch::new();
+    let json = scratch.path("forward.json");
+    let markdown = scratch.path("forward.md");
     run(bench()
         .args(["forward", "--quick", "--backends", "mem", "--sizes", "64,1400", "--json"])
         .arg(&json)
@@ -61,12 +77,13 @@ fn forward_quick_memory() {
 
 #[test]
 fn sessions_quick_small_tables() {
-    let json = scratch("sessions.json");
+    let scratch = Scratch::new();
+    let json = scratch.path("sessions.json");
     run(bench()
         .args(["sessions", "--quick", "--sizes", "1000,10000", "--setup-flows", "500", "--json"])
         .arg(&json)
         .arg("--markdown")
-        .arg(scratch("sessions.md")));
+        .arg(scratch.path("sessions.md")));
 
     let report = read_json(&json);
     let breakdown = &report["breakdown"];
@@ -80,8 +97,8 @@ fn sessions_quick_small_tables() {
 
 #[test]
 fn plot_writes_pngs() {
-    let dir = std::env::temp_dir().join(format!("svr-bench-plot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new();
+    let dir = scratch.0.clone();
     run(bench()
         .args(["forward", "--quick", "--backends", "mem", "--sizes", "64", "--json"])
         .arg(dir.join("forward.json"))
@@ -113,7 +130,8 @@ fn require_root() {
 #[test]
 fn netns_loadgen_through_svrd() {
     require_root();
-    let json = scratch("loadgen.json");
+    let scratch = Scratch::new();
+    let json = scratch.path("loadgen.json");
     let mut command = bench();
     command
         .args(["loadgen", "--backend", "afxdp", "--path", "svrd", "--rate", "20000"])
@@ -140,12 +158,13 @@ fn netns_loadgen_through_svrd() {
 #[test]
 fn netns_forward_afxdp_quick() {
     require_root();
-    let json = scratch("forward-afxdp.json");
+    let scratch = Scratch::new();
+    let json = scratch.path("forward-afxdp.json");
     run(bench()
         .args(["forward", "--quick", "--backends", "afxdp", "--sizes", "64", "--json"])
         .arg(&json)
         .arg("--markdown")
-        .arg(scratch("forward-afxdp.md")));
+        .arg(scratch.path("forward-afxdp.md")));
 
     let report = read_json(&json);
     let row = &report["rows"][0];
@@ -159,12 +178,13 @@ fn netns_forward_afxdp_quick() {
 #[test]
 fn forward_quick_dpdk_ring() {
     require_root();
-    let json = scratch("forward-dpdk.json");
+    let scratch = Scratch::new();
+    let json = scratch.path("forward-dpdk.json");
     run(bench()
         .args(["forward", "--quick", "--backends", "dpdk", "--sizes", "64,1400", "--json"])
         .arg(&json)
         .arg("--markdown")
-        .arg(scratch("forward-dpdk.md")));
+        .arg(scratch.path("forward-dpdk.md")));
 
     let report = read_json(&json);
     let rows = report["rows"].as_array().unwrap();
