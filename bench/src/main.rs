@@ -1,12 +1,28 @@
 //! svrd's benchmarks. Each figure is measured next to a reference in the same run, and
 //! the report gives both and their ratio.
-// unsafe is denied by the workspace lints; only `openssl_ref` opts out, to reach OpenSSL's HMAC_CTX.
+// unsafe is denied by the workspace lints; `openssl_ref` opts out to reach OpenSSL's HMAC_CTX,
+// and `alloc_count` to implement the counting global allocator.
 
+mod afxdp;
+mod alloc_count;
 mod clock;
 mod crypto;
+#[cfg(feature = "dpdk")]
+mod dpdk;
+mod forward;
+mod generator;
 mod handshake;
+mod loadgen;
+mod netns;
 mod openssl_ref;
+mod pipeline;
+mod plot;
+mod probe;
+mod receiver;
+mod sessions;
 mod stats;
+mod sweep;
+mod topology;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,13 +42,32 @@ enum Command {
     Crypto(crypto::Options),
     /// Key-exchange handshakes per second per algorithm, and DH against OpenSSL's FFDH.
     Handshake(handshake::Options),
+    /// Forwarded packets per second and latency through two routers, against crypto-only
+    /// work (memory, DPDK ring) or dpdk-testpmd (AF_XDP).
+    Forward(forward::Options),
+    /// Memory per session, lookup cost at several table sizes, and session set-up rate.
+    Sessions(sessions::Options),
+    /// Probe traffic at a rate over AF_XDP or DPDK, with loss, reordering and latency.
+    Loadgen(loadgen::Options),
+    /// Latency and loss against offered load through svrd over AF_XDP.
+    Sweep(sweep::Options),
+    /// PNG plots of the JSON results in a folder.
+    Plot(plot::Options),
 }
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crypto(options) => crypto::run(&options),
         Command::Handshake(options) => handshake::run(&options),
+        Command::Forward(options) => forward::run(&options),
+        Command::Sessions(options) => sessions::run(&options),
+        Command::Loadgen(options) => loadgen::run(&options),
+        Command::Sweep(options) => sweep::run(&options),
+        Command::Plot(options) => plot::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,6 +84,23 @@ fn pin_to_last_core() -> Option<usize> {
     let cores = core_affinity::get_core_ids()?;
     let core = *cores.last()?;
     core_affinity::set_for_current(core).then_some(core.id)
+}
+
+/// Pins the current thread to the first core, where the load generator runs while a
+/// forwarder has the last one; returns the core index when pinning worked.
+fn pin_to_first_core() -> Option<usize> {
+    let cores = core_affinity::get_core_ids()?;
+    let core = *cores.first()?;
+    core_affinity::set_for_current(core).then_some(core.id)
+}
+
+/// The one-minute load average from /proc/loadavg, recorded beside the figures because
+/// other work on the machine changes them; 0 when unreadable.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Writes `text` to `path`, creating its folder.
