@@ -203,7 +203,10 @@ impl Worker {
                 let mut source = PortFrames { ports: &mut ports[..] };
                 let result = engine.process(&epoch, now, port, &mut frame, &mut source);
                 ports[index].free(frame);
-                if let Ok((out_port, out)) = result {
+                if let Ok(Some((out_port, out))) = result {
+                    queue_tx(engine, ports, tx, out_port, out);
+                }
+                while let Some((out_port, out)) = engine.pop_output() {
                     queue_tx(engine, ports, tx, out_port, out);
                 }
             }
