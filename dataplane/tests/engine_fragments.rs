@@ -404,3 +404,81 @@ fn too_many_fragments_dropped() {
     assert_eq!(net.r1.engine().counters().drops(DropReason::TooLong), 1);
     assert_eq!(net.r1.engine().fragment_counters().fragments_sent, 0);
 }
+
+/// Splits the IPv4 datagram in `frame` into IP fragments whose data is at most `size`
+/// bytes, a multiple of 8, as a host does.
+fn ip_fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let payload = &frame[34..];
+    let mut fragments = Vec::new();
+    for (index, chunk) in payload.chunks(size).enumerate() {
+        let mut fragment = frame[..34].to_vec();
+        fragment.extend_from_slice(chunk);
+        let total = (20 + chunk.len()) as u16;
+        fragment[16..18].copy_from_slice(&total.to_be_bytes());
+        let more = (index + 1) * size < payload.len();
+        let flags = ((index * size / 8) as u16) | if more { 0x2000 } else { 0 };
+        fragment[20..22].copy_from_slice(&flags.to_be_bytes());
+        fragment[24..26].fill(0);
+        let sum = internet_checksum(&[&fragment[14..34]]);
+        fragment[24..26].copy_from_slice(&sum.to_be_bytes());
+        fragments.push(fragment);
+    }
+    fragments
+}
+
+#[test]
+fn lan_ip_fragments_reassembled() {
+    let mut net = Net::new();
+    let datagram = without_df(big_udp(HOST1, HOST5, (40000, 5201), 1472));
+    let mut fragments = ip_fragments(&datagram, 1400);
+    assert_eq!(fragments.len(), 2);
+    fragments.reverse();
+    net.send_from_host1(&fragments[0]);
+    net.run();
+    assert!(net.captured.is_empty(), "held until the datagram is whole");
+    net.send_from_host1(&fragments[1]);
+    net.run();
+
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert_restored(&datagram, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+    assert_eq!(net.r1.engine().lan_fragment_counters().packets_reassembled, 1);
+    assert_eq!(net.r1.engine().fragment_counters().packets_fragmented, 1, "sent as svr fragments");
+    assert_eq!(net.r1.engine().counters().total_drops(), 0);
+}
+
+#[test]
+fn lan_fragments_after_pmtu_error_cross() {
+    // A host that got "fragmentation needed" fragments its datagrams to the MTU named.
+    let mut net = Net::new();
+    let datagram = udp_v4(HOST1, HOST5, (40000, 5201), &[3; 1472]);
+    net.send_from_host1(&datagram);
+    net.run();
+    let answers = net.at_host1();
+    assert_eq!(answers.len(), 1);
+    let mtu = usize::from(u16::from_be_bytes([answers[0][40], answers[0][41]]));
+    assert_eq!(mtu, 1435, "udp over ipv4 carries no udp header");
+
+    let size = (mtu - 20) / 8 * 8;
+    let datagram = without_df(datagram);
+    for fragment in ip_fragments(&datagram, size) {
+        assert!(fragment.len() - 14 <= mtu);
+        net.send_from_host1(&fragment);
+    }
+    net.run();
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert_restored(&datagram, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+}
+
+#[test]
+fn lan_fragment_lost_times_out() {
+    let mut net = Net::new();
+    let datagram = without_df(big_udp(HOST1, HOST5, (40000, 5201), 1472));
+    net.send_from_host1(&ip_fragments(&datagram, 1400)[0]);
+    net.run();
+    net.now += Duration::from_secs(6);
+    net.run();
+    assert!(net.captured.is_empty());
+    assert_eq!(net.r1.engine().lan_fragment_counters().timeouts, 1);
+}

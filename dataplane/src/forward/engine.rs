@@ -25,10 +25,12 @@ use super::headers::{
     IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
 };
 use super::icmp::{IcmpConfig, IcmpCounters, IcmpLimiter};
+use super::lan_fragment::{datagram_len, emit_datagram, parse_ipv4_fragment};
 use super::mss::clamp_mss;
 use super::oversize::{Fit, FragmentOutput, answer_too_big, choose_fit, seal_fragments};
 use super::parse::{
-    ETHERNET_LEN, IPV6_LEN, IpFields, ParsedFrame, UDP_LEN, parse_frame, parse_wan_frame,
+    ETHERNET_LEN, IPV6_LEN, IpFields, ParseError, ParsedFrame, UDP_LEN, parse_frame,
+    parse_wan_frame,
 };
 use crate::counters::{Counters, DropReason};
 use crate::crypto::{
@@ -113,6 +115,8 @@ pub struct Engine {
     counters: Counters,
     warnings: WarnLimiter,
     reassembly: Reassembler,
+    /// Reassembly of IPv4 fragments from LAN hosts.
+    lan_reassembly: Reassembler,
     icmp: IcmpLimiter,
     /// Frames made by the last call to [`Engine::process`] beyond the one it returned.
     outbox: VecDeque<(InterfaceId, Frame)>,
@@ -150,6 +154,7 @@ impl Engine {
             counters: Counters::new(ports),
             warnings: WarnLimiter { last: None, suppressed: 0 },
             reassembly: Reassembler::new(config.reassembly),
+            lan_reassembly: Reassembler::new(config.reassembly),
             icmp: IcmpLimiter::new(config.icmp),
             outbox: VecDeque::with_capacity(config.reassembly.max_fragments),
             next_fragment_id: 0,
@@ -170,6 +175,11 @@ impl Engine {
     /// Counters of SVR fragments sent and of their reassembly.
     pub fn fragment_counters(&self) -> &FragmentCounters {
         self.reassembly.counters()
+    }
+
+    /// Returns the counters of the reassembly of IPv4 fragments from LAN hosts.
+    pub fn lan_fragment_counters(&self) -> &FragmentCounters {
+        self.lan_reassembly.counters()
     }
 
     /// Counters of the ICMP errors sent to LAN hosts.
@@ -213,9 +223,15 @@ impl Engine {
         frames: &mut dyn FrameSource,
     ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
         let result = match epoch.interfaces.get(usize::from(port)).map(|i| i.role) {
-            Some(InterfaceRole::Lan { tenant }) => {
-                self.handle_lan(epoch, now, port, tenant, frame, frames).map(Some)
-            }
+            Some(InterfaceRole::Lan { tenant }) => match parse_frame(frame.data()) {
+                Ok(parsed) => {
+                    self.handle_lan(epoch, now, port, tenant, parsed, frame, frames).map(Some)
+                }
+                Err(ParseError::Fragment) => {
+                    self.handle_lan_fragment(epoch, now, port, tenant, frame, frames)
+                }
+                Err(_) => Err(DropReason::Malformed),
+            },
             Some(InterfaceRole::Wan) => self.handle_wan(epoch, now, port, frame, frames),
             None => Err(DropReason::NoRoute),
         };
@@ -248,6 +264,7 @@ impl Engine {
         let deleted = self.sessions.expire(now, budget);
         self.counters.sessions_expired += deleted as u64;
         self.reassembly.expire(now);
+        self.lan_reassembly.expire(now);
         deleted
     }
 
@@ -282,8 +299,9 @@ impl Engine {
         ids.into_iter().filter(|id| matches!(self.start_rotation(*id, now), Ok(true))).count()
     }
 
-    /// Seals a LAN frame towards the peer of its session.
-    fn handle_lan(
+    /// Holds an IPv4 fragment from a LAN host until its datagram is whole, then sends the
+    /// datagram as [`Engine::handle_lan`] does. Returns `None` while it is incomplete.
+    fn handle_lan_fragment(
         &mut self,
         epoch: &KeyEpoch,
         now: Instant,
@@ -291,8 +309,51 @@ impl Engine {
         tenant: crate::epoch::TenantId,
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
+    ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
+        let fragment = parse_ipv4_fragment(frame.data()).ok_or(DropReason::Malformed)?;
+        let key = fragment.datagram_key();
+        let piece = &frame.data()[fragment.payload.clone()];
+        let index = match self.lan_reassembly.insert(now, key, &fragment.fragment, piece) {
+            Ok(Insert::Held) => return Ok(None),
+            Ok(Insert::Complete(index)) => index,
+            Err(error) => return Err(fragment_drop(error)),
+        };
+
+        let Some(mut whole) = frames.alloc(port) else {
+            self.lan_reassembly.release(index);
+            return Err(DropReason::NoBuffer);
+        };
+        let datagram = self.lan_reassembly.packet(index);
+        let written = match whole.append(datagram_len(datagram.len())) {
+            Ok(buffer) => emit_datagram(buffer, frame.data(), &fragment, datagram),
+            Err(_) => false,
+        };
+        self.lan_reassembly.release(index);
+        if !written {
+            return Err(discard(frames, port, whole, DropReason::TooLong));
+        }
+        self.lan_reassembly.counters_mut().packets_reassembled += 1;
+
+        let result = match parse_frame(whole.data()) {
+            Ok(parsed) => self.handle_lan(epoch, now, port, tenant, parsed, &mut whole, frames),
+            Err(_) => Err(DropReason::Malformed),
+        };
+        frames.free(port, whole);
+        result.map(Some)
+    }
+
+    /// Seals a LAN frame, parsed into `parsed`, towards the peer of its session.
+    #[expect(clippy::too_many_arguments, reason = "the frame and its parse travel together")]
+    fn handle_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        parsed: ParsedFrame,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
     ) -> Result<(InterfaceId, Frame), DropReason> {
-        let parsed = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
         let tuple = &parsed.tuple;
         let l4 = &frame.data()[parsed.l4_start..parsed.end];
         if self.config.verify_lan_checksums

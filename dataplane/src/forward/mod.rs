@@ -1,7 +1,8 @@
 //! The forwarding path between a LAN and SVR peers: parsing of LAN and WAN frames
 //! ([`parse`]), the Internet checksum ([`checksum`]), outer and restored headers
 //! ([`headers`]), TCP MSS clamping ([`mss`]), SVR fragmentation and reassembly
-//! ([`fragment`]), ICMP errors for packets too long for the WAN ([`icmp`]), and the
+//! ([`fragment`]), ICMP errors for packets too long for the WAN ([`icmp`]), IPv4
+//! fragments from LAN hosts ([`lan_fragment`]), and the
 //! [`Engine`] that turns a received frame into the frames to send.
 
 pub mod checksum;
@@ -9,6 +10,7 @@ mod engine;
 pub mod fragment;
 pub mod headers;
 pub mod icmp;
+pub mod lan_fragment;
 pub mod mss;
 mod oversize;
 pub mod parse;
