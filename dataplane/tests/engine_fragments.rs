@@ -482,3 +482,18 @@ fn lan_fragment_lost_times_out() {
     assert!(net.captured.is_empty());
     assert_eq!(net.r1.engine().lan_fragment_counters().timeouts, 1);
 }
+
+#[test]
+fn ipv6_fragments_carried_opaque() {
+    // An IPv6 fragment crosses as an opaque protocol 44 message, Fragment header included,
+    // for the destination host to reassemble.
+    let mut net = Net::new();
+    let mut message = vec![17, 0, 0x00, 0x01, 0, 0, 0x12, 0x34];
+    message.extend_from_slice(&udp(40002, 53, &[5; 600]));
+    let fragment = ipv6_frame(HOST1_V6, HOST5_V6, 44, 64, message, 6);
+    net.send_from_host1(&fragment);
+    net.run();
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1);
+    assert_restored(&fragment, &delivered[0], R2_LAN_MAC, HOST5_MAC);
+}

@@ -24,12 +24,12 @@ pub struct Ipv4Fragment {
     pub ttl: u8,
     /// The fragment offset and more-fragments flag as the reassembly takes them.
     pub fragment: Fragment,
-    /// Where the fragment's data sits in the frame.
+    /// Range of the fragment's data in the frame.
     pub payload: Range<usize>,
 }
 
 impl Ipv4Fragment {
-    /// The reassembly key of the datagram: source, destination and protocol.
+    /// Returns the reassembly key of the datagram: source, destination and protocol.
     pub fn datagram_key(&self) -> u128 {
         (u128::from(u32::from(self.source)) << 64)
             | (u128::from(u32::from(self.destination)) << 32)
@@ -45,6 +45,7 @@ pub fn parse_ipv4_fragment(frame: &[u8]) -> Option<Ipv4Fragment> {
     {
         return None;
     }
+
     let ip = &frame[ETHERNET_LEN..];
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
@@ -54,12 +55,14 @@ pub fn parse_ipv4_fragment(frame: &[u8]) -> Option<Ipv4Fragment> {
     if checksum::finish(checksum::accumulate(0, &ip[..header_len])) != 0 {
         return None;
     }
+
     let flags_offset = u16::from_be_bytes([ip[6], ip[7]]);
     let more_fragments = flags_offset & 0x2000 != 0;
     let offset = flags_offset & Fragment::MAX_OFFSET;
     if !more_fragments && offset == 0 {
         return None;
     }
+
     let identification = u16::from_be_bytes([ip[4], ip[5]]);
     Some(Ipv4Fragment {
         source: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
