@@ -5,7 +5,7 @@
 //! (the UDP payload for UDP, the whole L4 message otherwise), sealed as an SVR packet of
 //! its own. This module is pure: the engine seals and opens the pieces, and passes the time
 //! in. Reassembly keeps a fixed number of slots, each with a buffer allocated once when the
-//! engine is made, so a fragment costs one copy and no allocation.
+//! engine is made, so holding a fragment costs one copy and no allocation.
 
 use std::fmt;
 use std::time::{Duration, Instant};
