@@ -3,6 +3,7 @@
 
 pub mod alarm;
 pub mod bfd;
+pub mod classic;
 pub mod config;
 pub mod daemon;
 pub mod kex;

@@ -541,9 +541,26 @@ fn run_engine(
     shard: Option<&mut ShardLink>,
 ) {
     let mut source = Frames { ports: &mut *ports, shard: shard.as_deref() };
-    let Ok((out_port, out)) = engine.process(epoch, now, port, frame, &mut source) else {
-        return;
-    };
+    let result = engine.process(epoch, now, port, frame, &mut source);
+    let mut shard = shard;
+    if let Ok(Some((out_port, out))) = result {
+        emit(engine, ports, shard.as_deref_mut(), out_port, out);
+    }
+    // A packet split into SVR fragments leaves the rest of its fragments queued.
+    while let Some((out_port, out)) = engine.pop_output() {
+        emit(engine, ports, shard.as_deref_mut(), out_port, out);
+    }
+}
+
+/// Sends `out` on `out_port`: directly when this worker polls the port, otherwise over the
+/// ring to the worker that does.
+fn emit(
+    engine: &mut Engine,
+    ports: &mut PortSet,
+    shard: Option<&mut ShardLink>,
+    out_port: InterfaceId,
+    out: Frame,
+) {
     if ports.is_local(out_port) {
         ports.queue_tx(engine, out_port, out);
         return;

@@ -105,3 +105,39 @@ fn warm_path_does_not_allocate() {
     assert_eq!(seal, 0, "sealing warm packets allocated");
     assert_eq!(open, 0, "opening warm packets allocated");
 }
+
+/// Clears DF in an IPv4 frame and fixes its header checksum.
+fn without_df(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[20] &= !0x40;
+    frame[24..26].fill(0);
+    let sum = internet_checksum(&[&frame[14..34]]);
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+#[test]
+fn fragmenting_does_not_allocate() {
+    let mut net = Net::new();
+    let now = net.now;
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"first"));
+    net.run();
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    assert_eq!(net.at_host5().len(), 1);
+    assert_eq!(net.at_host1().len(), 1);
+
+    // 16 datagrams of 1500 bytes, each sent as two SVR fragments.
+    let request = without_df(udp_v4(HOST1, HOST5, (40000, 5201), &[0x42; 1472]));
+    for _ in 0..16 {
+        net.send_from_host1(&request);
+    }
+    let seal = allocations_in(|| {
+        net.r1.poll_once(now);
+    });
+    assert_eq!(net.relay(), 32);
+    net.r2.poll_once(now);
+
+    assert_eq!(net.at_host5().len(), 16);
+    assert_eq!(net.r1.engine().fragment_counters().fragments_sent, 32);
+    assert_eq!(seal, 0, "sending svr fragments allocated");
+}

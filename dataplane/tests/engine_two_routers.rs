@@ -739,13 +739,17 @@ fn tcp_syn_mss_clamped() {
 }
 
 #[test]
-fn packet_above_wan_mtu_dropped() {
+fn df_packet_above_wan_mtu_answered() {
     let mut net = Net::new();
     net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), &[7; 1472]));
     net.run();
-    assert_eq!(net.r1.engine().counters().drops(DropReason::TooLong), 1);
-    assert!(net.captured.is_empty());
+    assert!(net.captured.is_empty(), "nothing crosses the wan");
     assert_eq!(net.r1.port(WAN).unwrap().stats().tx_frames, 0);
+    let answers = net.at_host1();
+    assert_eq!(answers.len(), 1, "the source gets an icmp error");
+    assert_eq!((answers[0][34], answers[0][35]), (3, 4), "fragmentation needed");
+    assert_eq!(net.r1.engine().icmp_counters().fragmentation_needed_sent, 1);
+    assert_eq!(net.r1.engine().counters().total_drops(), 0);
 
     // A datagram that fits with the overhead crosses.
     net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), &[7; 1100]));

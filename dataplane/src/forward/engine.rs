@@ -11,6 +11,7 @@
 //! A dropped packet changes no session state, so a bad packet cannot hurt other packets of
 //! its session or other sessions.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -19,12 +20,17 @@ use tracing::{debug, trace, warn};
 
 use super::FiveTuple;
 use super::checksum::{protocol, verify_l4};
+use super::fragment::{FragmentCounters, FragmentError, Insert, Reassembler, ReassemblyConfig};
 use super::headers::{
     IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
 };
+use super::icmp::{IcmpConfig, IcmpCounters, IcmpLimiter};
+use super::lan_fragment::{datagram_len, emit_datagram, parse_ipv4_fragment};
 use super::mss::clamp_mss;
+use super::oversize::{Fit, FragmentOutput, answer_too_big, choose_fit, seal_fragments};
 use super::parse::{
-    ETHERNET_LEN, IPV6_LEN, IpFields, ParsedFrame, UDP_LEN, parse_frame, parse_wan_frame,
+    ETHERNET_LEN, IPV6_LEN, IpFields, ParseError, ParsedFrame, UDP_LEN, parse_frame,
+    parse_wan_frame,
 };
 use crate::counters::{Counters, DropReason};
 use crate::crypto::{
@@ -33,7 +39,7 @@ use crate::crypto::{
 };
 use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
 use crate::io::Frame;
-use crate::packet::{PayloadKeyBlob, PayloadTlv};
+use crate::packet::{Fragment, HeaderTlv, PayloadKeyBlob, PayloadTlv};
 use crate::replay::ReplayWindow;
 use crate::sealed::{
     Opened, Outgoing, OutgoingMetadata, ReceiveError, Received, ReceivedMetadata, SealError,
@@ -75,9 +81,15 @@ pub struct EngineConfig {
     /// happened before the ingress. Hosts on veth must then send full checksums (transmit
     /// checksum offload off).
     pub verify_lan_checksums: bool,
-    /// MTU of the WAN links in bytes (IP packet size). Outer packets above it are dropped
-    /// as too long, and TCP SYNs have their MSS clamped to fit it.
+    /// MTU of the WAN links in bytes (IP packet size). Longer packets are sent as SVR
+    /// fragments or get an ICMP error in reply, and TCP SYNs have their MSS clamped to
+    /// fit it.
     pub wan_mtu: u16,
+    /// Limits of the reassembly of SVR fragments from peers; its maximum number of
+    /// fragments also bounds the fragments of one packet sent.
+    pub reassembly: ReassemblyConfig,
+    /// Rate limit of ICMP errors sent to LAN hosts.
+    pub icmp: IcmpConfig,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +102,8 @@ impl Default for EngineConfig {
             rotation_grace: Duration::from_secs(30),
             verify_lan_checksums: true,
             wan_mtu: 1500,
+            reassembly: ReassemblyConfig::default(),
+            icmp: IcmpConfig::default(),
         }
     }
 }
@@ -101,6 +115,14 @@ pub struct Engine {
     sessions: SessionTable,
     counters: Counters,
     warnings: WarnLimiter,
+    reassembly: Reassembler,
+    /// Reassembly of IPv4 fragments from LAN hosts.
+    lan_reassembly: Reassembler,
+    icmp: IcmpLimiter,
+    /// Frames made by the last call to [`Engine::process`] beyond the one it returned.
+    outbox: VecDeque<(InterfaceId, Frame)>,
+    /// Extended id of the next packet sent as fragments.
+    next_fragment_id: u32,
 }
 
 /// At most one warning per interval for dropped packets that point at a faulty or hostile
@@ -132,6 +154,11 @@ impl Engine {
             sessions: SessionTable::new(config.sessions, config.worker, config.workers),
             counters: Counters::new(ports),
             warnings: WarnLimiter { last: None, suppressed: 0 },
+            reassembly: Reassembler::new(config.reassembly),
+            lan_reassembly: Reassembler::new(config.reassembly),
+            icmp: IcmpLimiter::new(config.icmp),
+            outbox: VecDeque::with_capacity(config.reassembly.max_fragments),
+            next_fragment_id: 0,
             config,
         }
     }
@@ -146,6 +173,33 @@ impl Engine {
         &mut self.counters
     }
 
+    /// Counters of SVR fragments sent and of their reassembly.
+    pub fn fragment_counters(&self) -> &FragmentCounters {
+        self.reassembly.counters()
+    }
+
+    /// Returns the counters of the reassembly of IPv4 fragments from LAN hosts.
+    pub fn lan_fragment_counters(&self) -> &FragmentCounters {
+        self.lan_reassembly.counters()
+    }
+
+    /// Counters of the ICMP errors sent to LAN hosts.
+    pub fn icmp_counters(&self) -> &IcmpCounters {
+        self.icmp.counters()
+    }
+
+    /// Returns the reassembly of fragments from peers.
+    pub fn reassembly(&self) -> &Reassembler {
+        &self.reassembly
+    }
+
+    /// Takes the next frame [`Engine::process`] made beyond the one it returned: the
+    /// further fragments of a packet sent as SVR fragments. Send them after that one, in
+    /// this order, before the next call to `process`.
+    pub fn pop_output(&mut self) -> Option<(InterfaceId, Frame)> {
+        self.outbox.pop_front()
+    }
+
     /// The session shard.
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
@@ -156,9 +210,11 @@ impl Engine {
         &self.config
     }
 
-    /// Processes `frame`, received on `port`, and returns the frame to send with its port.
-    /// Output frames come from `frames`. The received frame is left for the
-    /// caller to free. A drop is counted before it is returned.
+    /// Processes `frame`, received on `port`, and returns the frame to send with its port,
+    /// or `None` for an SVR fragment held until its packet is complete. Further frames, when
+    /// a packet is sent as fragments, wait in [`Engine::pop_output`]. Output frames come
+    /// from `frames`. The received frame is left for the caller to free. A drop is counted
+    /// before it is returned.
     pub fn process(
         &mut self,
         epoch: &KeyEpoch,
@@ -166,11 +222,17 @@ impl Engine {
         port: InterfaceId,
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
-    ) -> Result<(InterfaceId, Frame), DropReason> {
+    ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
         let result = match epoch.interfaces.get(usize::from(port)).map(|i| i.role) {
-            Some(InterfaceRole::Lan { tenant }) => {
-                self.handle_lan(epoch, now, port, tenant, frame, frames)
-            }
+            Some(InterfaceRole::Lan { tenant }) => match parse_frame(frame.data()) {
+                Ok(parsed) => {
+                    self.handle_lan(epoch, now, port, tenant, parsed, frame, frames).map(Some)
+                }
+                Err(ParseError::Fragment) => {
+                    self.handle_lan_fragment(epoch, now, port, tenant, frame, frames)
+                }
+                Err(_) => Err(DropReason::Malformed),
+            },
             Some(InterfaceRole::Wan) => self.handle_wan(epoch, now, port, frame, frames),
             None => Err(DropReason::NoRoute),
         };
@@ -202,6 +264,8 @@ impl Engine {
     pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
         let deleted = self.sessions.expire(now, budget);
         self.counters.sessions_expired += deleted as u64;
+        self.reassembly.expire(now);
+        self.lan_reassembly.expire(now);
         deleted
     }
 
@@ -236,8 +300,9 @@ impl Engine {
         ids.into_iter().filter(|id| matches!(self.start_rotation(*id, now), Ok(true))).count()
     }
 
-    /// Seals a LAN frame towards the peer of its session.
-    fn handle_lan(
+    /// Holds an IPv4 fragment from a LAN host until its datagram is whole, then sends the
+    /// datagram as [`Engine::handle_lan`] does. Returns `None` while it is incomplete.
+    fn handle_lan_fragment(
         &mut self,
         epoch: &KeyEpoch,
         now: Instant,
@@ -245,8 +310,51 @@ impl Engine {
         tenant: crate::epoch::TenantId,
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
+    ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
+        let fragment = parse_ipv4_fragment(frame.data()).ok_or(DropReason::Malformed)?;
+        let key = fragment.datagram_key();
+        let piece = &frame.data()[fragment.payload.clone()];
+        let index = match self.lan_reassembly.insert(now, key, &fragment.fragment, piece) {
+            Ok(Insert::Held) => return Ok(None),
+            Ok(Insert::Complete(index)) => index,
+            Err(error) => return Err(fragment_drop(error)),
+        };
+
+        let Some(mut whole) = frames.alloc(port) else {
+            self.lan_reassembly.release(index);
+            return Err(DropReason::NoBuffer);
+        };
+        let datagram = self.lan_reassembly.packet(index);
+        let written = match whole.append(datagram_len(datagram.len())) {
+            Ok(buffer) => emit_datagram(buffer, frame.data(), &fragment, datagram),
+            Err(_) => false,
+        };
+        self.lan_reassembly.release(index);
+        if !written {
+            return Err(discard(frames, port, whole, DropReason::TooLong));
+        }
+        self.lan_reassembly.counters_mut().packets_reassembled += 1;
+
+        let result = match parse_frame(whole.data()) {
+            Ok(parsed) => self.handle_lan(epoch, now, port, tenant, parsed, &mut whole, frames),
+            Err(_) => Err(DropReason::Malformed),
+        };
+        frames.free(port, whole);
+        result.map(Some)
+    }
+
+    /// Seals a LAN frame, parsed into `parsed`, towards the peer of its session.
+    #[expect(clippy::too_many_arguments, reason = "the frame and its parse travel together")]
+    fn handle_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        parsed: ParsedFrame,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
     ) -> Result<(InterfaceId, Frame), DropReason> {
-        let parsed = parse_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
         let tuple = &parsed.tuple;
         let l4 = &frame.data()[parsed.l4_start..parsed.end];
         if self.config.verify_lan_checksums
@@ -279,7 +387,26 @@ impl Engine {
         }
         let carried = &frame.data()[parsed.carried()];
         let mtu = self.config.wan_mtu;
-        let out = seal_towards_peer(epoch, session, &parsed, carried, mtu, frames)?;
+        let out = match choose_fit(epoch, session, &parsed, carried, mtu)? {
+            Fit::Whole => seal_towards_peer(epoch, session, &parsed, carried, mtu, frames)?,
+            Fit::Fragments => {
+                let extended_id = self.next_fragment_id;
+                self.next_fragment_id = extended_id.wrapping_add(1);
+                let output = FragmentOutput {
+                    frames,
+                    outbox: &mut self.outbox,
+                    counters: self.reassembly.counters_mut(),
+                    extended_id,
+                    max_fragments: self.config.reassembly.max_fragments,
+                };
+                seal_fragments(epoch, session, &parsed, carried, mtu, output)?
+            }
+            Fit::TooBig { mtu } => {
+                let limiter = &mut self.icmp;
+                let packet = (&parsed, frame.data());
+                return answer_too_big(epoch, now, port, packet, mtu, limiter, frames);
+            }
+        };
         session.last_seen = now;
         self.counters.ingress_forwarded += 1;
         Ok(out)
@@ -415,13 +542,13 @@ impl Engine {
         port: InterfaceId,
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
-    ) -> Result<(InterfaceId, Frame), DropReason> {
+    ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
         let outer = parse_wan_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
         let grace = self.config.rotation_grace;
         let payload_range = outer.carried();
         let packet = &mut frame.data_mut()[payload_range.clone()];
 
-        let (id, plain) = match classify(packet).map_err(receive_drop)? {
+        let (id, plain, fragment) = match classify(packet).map_err(receive_drop)? {
             Received::Metadata { security_id } => {
                 self.open_metadata_packet(epoch, now, port, &outer, security_id, packet)?
             }
@@ -438,21 +565,39 @@ impl Engine {
                     session.send_metadata = false;
                     debug!(session = %session.uuid, "metadata handshake complete");
                 }
-                (id, plain)
+                (id, plain, None)
             }
         };
 
         let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
         session.last_seen = now;
         let plain = payload_range.start + plain.start..payload_range.start + plain.end;
-        let out = restore_onto_lan(epoch, session, &outer, &frame.data()[plain], frames)?;
+        let Some(fragment) = fragment else {
+            let out = restore_onto_lan(epoch, session, &outer, &frame.data()[plain], frames)?;
+            self.counters.egress_forwarded += 1;
+            return Ok(Some(out));
+        };
+
+        // A fragment is authenticated and decrypted like any packet, then held until its
+        // packet is whole.
+        let piece = &frame.data()[plain];
+        let index = match self.reassembly.insert(now, session.uuid.as_u128(), &fragment, piece) {
+            Ok(Insert::Held) => return Ok(None),
+            Ok(Insert::Complete(index)) => index,
+            Err(error) => return Err(fragment_drop(error)),
+        };
+        let restored =
+            restore_onto_lan(epoch, session, &outer, self.reassembly.packet(index), frames);
+        self.reassembly.release(index);
+        let out = restored?;
+        self.reassembly.counters_mut().packets_reassembled += 1;
         self.counters.egress_forwarded += 1;
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Opens a packet with metadata, creating the egress session from it when it is the
-    /// first of its session. Returns the session and the range of the original payload
-    /// within `packet`.
+    /// first of its session. Returns the session, the range of the original payload
+    /// within `packet`, and the fragment TLV when the packet is an SVR fragment.
     fn open_metadata_packet(
         &mut self,
         epoch: &KeyEpoch,
@@ -461,7 +606,7 @@ impl Engine {
         outer: &ParsedFrame,
         security_id: u32,
         packet: &mut [u8],
-    ) -> Result<(SessionId, Range<usize>), DropReason> {
+    ) -> Result<(SessionId, Range<usize>, Option<Fragment>), DropReason> {
         let own = epoch.own_metadata_key(security_id).ok_or(DropReason::NoKey)?;
         // The tag is under the pair key of the peer whose path the packet arrived on, so
         // the sender is known before anything else is trusted.
@@ -484,6 +629,7 @@ impl Engine {
         // metadata, unless the session has no reverse traffic to end the handshake.
         let opened = open_from_peer(packet, own, pair_keys).map_err(receive_drop)?;
         let metadata = opened.metadata.as_ref().ok_or(DropReason::Malformed)?;
+        let fragment = fragment_tlv(metadata)?;
 
         let (id, created) = match existing {
             Some(id) => {
@@ -506,7 +652,7 @@ impl Engine {
             self.sessions.remove(id);
             self.counters.sessions_created -= 1;
         }
-        result.map(|plain| (id, plain))
+        result.map(|plain| (id, plain, fragment))
     }
 
     /// Receive order steps 5 and 6 for a packet with metadata, and the session state the
@@ -545,6 +691,14 @@ impl Engine {
                 if session.send_metadata {
                     session.send_metadata = false;
                     debug!(session = %session.uuid, "reverse metadata received");
+                }
+            }
+            Role::Egress if !carries_session_metadata(metadata) => {
+                // An SVR fragment with only the session UUID comes from an ingress that has
+                // stopped sending forward metadata, like a packet without metadata.
+                if session.send_metadata {
+                    session.send_metadata = false;
+                    debug!(session = %session.uuid, "metadata handshake complete");
                 }
             }
             Role::Egress => {
@@ -759,7 +913,7 @@ fn max_mss(wan_mtu: u16) -> u16 {
 /// | --- | --- | --- |
 /// | IPv4 | identification and DF copied | flow label = DF << 16 \| identification |
 /// | IPv6 | identification = low 16 bits of the flow label | flow label copied |
-fn outer_fields(original: &IpFields, outer_v4: bool) -> IpHeaderFields {
+pub(super) fn outer_fields(original: &IpFields, outer_v4: bool) -> IpHeaderFields {
     let mut fields = IpHeaderFields {
         tos: original.tos(),
         ttl: original.ttl() - 1,
@@ -875,7 +1029,7 @@ fn restore_onto_lan(
 }
 
 /// Gives an output frame that will not be sent back to its port's pool.
-fn discard(
+pub(super) fn discard(
     frames: &mut dyn FrameSource,
     port: InterfaceId,
     frame: Frame,
@@ -891,6 +1045,38 @@ fn metadata_uuid(metadata: &ReceivedMetadata) -> Option<uuid::Uuid> {
         PayloadTlv::SessionUuid(uuid) => Some(*uuid),
         _ => None,
     })
+}
+
+/// Returns the fragment TLV of a metadata packet, if any; a packet with two is malformed.
+fn fragment_tlv(metadata: &ReceivedMetadata) -> Result<Option<Fragment>, DropReason> {
+    let mut fragments = metadata.header_tlvs.iter().filter_map(|tlv| match tlv {
+        HeaderTlv::Fragment(fragment) => Some(*fragment),
+        _ => None,
+    });
+    match (fragments.next(), fragments.next()) {
+        (first, None) => Ok(first),
+        (Some(_), Some(_)) | (None, Some(_)) => Err(DropReason::Malformed),
+    }
+}
+
+/// Returns whether metadata names the session's flow (forward or reverse context), as the
+/// handshake's metadata does, rather than only its UUID, as an SVR fragment's does.
+fn carries_session_metadata(metadata: &ReceivedMetadata) -> bool {
+    metadata
+        .payload_tlvs
+        .iter()
+        .any(|tlv| matches!(tlv, PayloadTlv::ForwardContext(_) | PayloadTlv::ReverseContext(_)))
+}
+
+/// Returns the drop counter for a fragment that reassembly did not take: limits are
+/// too long, everything else is malformed. The reassembly counts each case on its own.
+fn fragment_drop(error: FragmentError) -> DropReason {
+    match error {
+        FragmentError::TooLong { .. }
+        | FragmentError::TooManyFragments { .. }
+        | FragmentError::OverLimit { .. } => DropReason::TooLong,
+        _ => DropReason::Malformed,
+    }
 }
 
 /// Returns the payload key a metadata packet carries, if any.
@@ -923,7 +1109,7 @@ fn receive_drop(error: ReceiveError) -> DropReason {
 }
 
 /// The drop counter for a seal error: the packet plus overhead did not fit.
-fn seal_drop(error: SealError) -> DropReason {
+pub(super) fn seal_drop(error: SealError) -> DropReason {
     match error {
         SealError::Crypto(CryptoError::BufferTooSmall { .. }) => DropReason::TooLong,
         _ => DropReason::Malformed,

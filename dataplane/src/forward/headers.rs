@@ -101,7 +101,7 @@ fn l4_header_fits(protocol: u8, len: usize) -> bool {
 }
 
 /// Writes Ethernet and IP headers; the IP payload is the rest of `frame`.
-fn emit_ip_frame(
+pub(super) fn emit_ip_frame(
     frame: &mut [u8],
     macs: Macs,
     tuple: &FiveTuple,

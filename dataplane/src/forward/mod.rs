@@ -1,11 +1,18 @@
 //! The forwarding path between a LAN and SVR peers: parsing of LAN and WAN frames
 //! ([`parse`]), the Internet checksum ([`checksum`]), outer and restored headers
-//! ([`headers`]), TCP MSS clamping ([`mss`]), and the [`Engine`] that turns a received frame into a frame to send.
+//! ([`headers`]), TCP MSS clamping ([`mss`]), SVR fragmentation and reassembly
+//! ([`fragment`]), ICMP errors for packets too long for the WAN ([`icmp`]), IPv4
+//! fragments from LAN hosts ([`lan_fragment`]), and the
+//! [`Engine`] that turns a received frame into the frames to send.
 
 pub mod checksum;
 mod engine;
+pub mod fragment;
 pub mod headers;
+pub mod icmp;
+pub mod lan_fragment;
 pub mod mss;
+mod oversize;
 pub mod parse;
 
 use std::fmt;

@@ -324,7 +324,7 @@ impl fmt::Display for ParseError {
                 write!(f, "ip length {declared} invalid for {available} bytes of packet")
             }
             ParseError::Ipv4Checksum => f.write_str("invalid ipv4 header checksum"),
-            ParseError::Fragment => f.write_str("ipv4 fragment; reassembly is not supported"),
+            ParseError::Fragment => f.write_str("ipv4 fragment, which needs reassembly first"),
             ParseError::UdpLength { declared, available } => {
                 write!(f, "udp length {declared}, but the ip payload is {available} bytes")
             }

@@ -161,16 +161,19 @@ fn worker(
     epoch: KeyEpoch,
     lan: MemPort,
     wan: MemPort,
+    configure: &dyn Fn(&mut EngineConfig),
 ) -> (Worker, EpochPublisher, Arc<ControlQueues>) {
     let (publisher, reader) = epoch_channel(epoch);
     let control = Arc::new(ControlQueues::new(16, 2048));
+    let mut engine = EngineConfig {
+        sessions: 1024,
+        rotation_grace: GRACE,
+        idle_timeout: Duration::from_secs(60),
+        ..EngineConfig::default()
+    };
+    configure(&mut engine);
     let config = WorkerConfig {
-        engine: EngineConfig {
-            sessions: 1024,
-            rotation_grace: GRACE,
-            idle_timeout: Duration::from_secs(60),
-            ..EngineConfig::default()
-        },
+        engine,
         polling: Polling::Adaptive { empty_polls: 8, sleep: Duration::from_millis(1) },
         core: None,
         sweep_budget: 16,
@@ -182,13 +185,19 @@ fn worker(
 
 impl Net {
     pub fn new() -> Net {
+        Net::with_engine(|_| {})
+    }
+
+    /// Two routers whose engine settings `configure` changes from the defaults.
+    pub fn with_engine(configure: impl Fn(&mut EngineConfig)) -> Net {
         let config = MemConfig { frames: 4096, frame_size: 2048, ring_size: 1024 };
         let (host1, r1_lan) = mem_pair(&config).unwrap();
         let (r1_wan, wire1) = mem_pair(&config).unwrap();
         let (wire2, r2_wan) = mem_pair(&config).unwrap();
         let (r2_lan, host5) = mem_pair(&config).unwrap();
-        let (r1, r1_epoch, r1_control) = worker(router_epoch("r1", true), r1_lan, r1_wan);
-        let (r2, r2_epoch, _) = worker(router_epoch("r2", false), r2_lan, r2_wan);
+        let (r1, r1_epoch, r1_control) =
+            worker(router_epoch("r1", true), r1_lan, r1_wan, &configure);
+        let (r2, r2_epoch, _) = worker(router_epoch("r2", false), r2_lan, r2_wan, &configure);
         Net {
             r1,
             r2,

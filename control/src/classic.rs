@@ -1,0 +1,270 @@
+//! Classic-mode keys: with `enhanced-security-key-management false`, SVR runs with keys
+//! taken from the configured `security` policies instead of keys from the key exchange
+//! (`docs/protocol.md` section 9).
+//!
+//! The policy a router's WAN network-interface names in `inter-router-security` gives the
+//! metadata key peers encrypt towards it with. The policy its adjacency towards a peer
+//! names gives the metadata key it encrypts towards that peer, and the pair secret that
+//! keys the tags of metadata packets both ways. Both routers derive the same keys from the
+//! same policy, so a policy used on the two ends of a path must be the same.
+
+use std::fmt;
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use svr_dataplane::crypto::{MetadataKeys, MetadataSecret, Suite};
+use zeroize::Zeroizing;
+
+use crate::config::{Config, HmacCipher, Router, SecurityPolicy};
+
+/// HKDF salt of every classic-mode key, so that no other use of a policy's keys derives the
+/// same bytes.
+const SALT: &[u8] = b"svrd classic keys v1";
+/// Security IDs of classic-mode metadata keys have the top bit set, apart from the small
+/// counters ESKM uses.
+const CLASSIC_SECURITY_ID: u32 = 0x8000_0000;
+
+/// The keys of one router in classic mode, in the places its keyring keeps them.
+pub struct ClassicKeys {
+    /// Metadata keys peers seal towards this router with, one per distinct policy of its
+    /// WAN network interfaces.
+    pub own: Vec<MetadataKeys>,
+    /// Per peer, in the order of the router's `peer` list: the metadata key to encrypt
+    /// towards it, or `None` when no adjacency leads to it.
+    pub peer_metadata: Vec<Option<MetadataKeys>>,
+    /// Per peer: the pair secrets (one, or none without an adjacency).
+    pub pair_secrets: Vec<Vec<Zeroizing<[u8; 32]>>>,
+}
+
+impl ClassicKeys {
+    /// Returns, per peer, whether it has keys and so may carry traffic once BFD is up;
+    /// classic mode has no key exchange to wait for.
+    pub fn peer_in_service(&self) -> Vec<bool> {
+        self.peer_metadata.iter().map(Option::is_some).collect()
+    }
+}
+
+impl fmt::Debug for ClassicKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let indexes: Vec<u32> = self.own.iter().map(MetadataKeys::index).collect();
+        f.debug_struct("ClassicKeys")
+            .field("own_security_ids", &indexes)
+            .field("peers_with_keys", &self.peer_in_service())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Derives the classic-mode keys of `router` from the security policies of `config`.
+pub fn classic_keys(config: &Config, router: &Router) -> Result<ClassicKeys, ClassicError> {
+    let policies = &config.authority.security_policies;
+    let find = |name: &str| {
+        policies
+            .iter()
+            .find(|policy| policy.name == name)
+            .ok_or_else(|| ClassicError::UnknownPolicy { policy: name.to_owned() })
+    };
+
+    // Own keys: every network interface with an adjacency names the policy that decrypts
+    // what arrives on it.
+    let mut own_names: Vec<&str> = Vec::new();
+    for node in &router.nodes {
+        for device in &node.device_interfaces {
+            for network in &device.network_interfaces {
+                match &network.inter_router_security {
+                    Some(policy) if !own_names.contains(&policy.name.as_str()) => {
+                        own_names.push(&policy.name);
+                    }
+                    Some(_) => {}
+                    None if !network.adjacencies.is_empty() => {
+                        return Err(ClassicError::MissingPolicy {
+                            place: format!("network-interface {}", network.name),
+                        });
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    let own = own_names
+        .iter()
+        .map(|name| find(name).and_then(derive).map(|keys| keys.metadata))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Peer keys: the adjacencies towards a peer must agree on one policy, because the
+    // dataplane keeps one metadata key per peer. An adjacency without a policy takes its
+    // network interface's.
+    let mut peer_metadata = Vec::with_capacity(router.peers.len());
+    let mut pair_secrets = Vec::with_capacity(router.peers.len());
+    for peer in &router.peers {
+        let mut chosen: Option<&str> = None;
+        for path in router.peer_paths().filter(|path| path.adjacency.peer.name == peer.name) {
+            let policy = path
+                .adjacency
+                .inter_router_security
+                .as_ref()
+                .or(path.network_interface.inter_router_security.as_ref())
+                .ok_or_else(|| ClassicError::MissingPolicy {
+                    place: format!(
+                        "adjacency {} {} on network-interface {}",
+                        path.adjacency.ip_address, peer.name, path.network_interface.name
+                    ),
+                })?;
+            match chosen {
+                None => chosen = Some(&policy.name),
+                Some(first) if first == policy.name => {}
+                Some(first) => {
+                    return Err(ClassicError::ConflictingPolicies {
+                        peer: peer.name.clone(),
+                        first: first.to_owned(),
+                        second: policy.name.clone(),
+                    });
+                }
+            }
+        }
+        match chosen {
+            Some(name) => {
+                let keys = derive(find(name)?)?;
+                peer_metadata.push(Some(keys.metadata));
+                pair_secrets.push(vec![keys.pair_secret]);
+            }
+            None => {
+                peer_metadata.push(None);
+                pair_secrets.push(Vec::new());
+            }
+        }
+    }
+
+    Ok(ClassicKeys { own, peer_metadata, pair_secrets })
+}
+
+/// The keys one policy gives.
+struct PolicyKeys {
+    metadata: MetadataKeys,
+    pair_secret: Zeroizing<[u8; 32]>,
+}
+
+/// Derives a policy's keys with HKDF-SHA-256 over its encryption key and HMAC key, each
+/// preceded by its length. The Security ID comes from the same keys, so two routers with
+/// the same policy agree on it without exchanging anything.
+///
+/// NOTE: svrd seals with AES-256-CBC and HMAC-SHA-384 or -512 whatever the policy's
+/// `encryption-cipher` and `hmac-cipher`, so only the key bytes of a policy matter on the
+/// wire, and two routers interoperate only with each other, not with other makes.
+fn derive(policy: &SecurityPolicy) -> Result<PolicyKeys, ClassicError> {
+    if !policy.encrypt {
+        return Err(ClassicError::Unsupported { policy: policy.name.clone(), setting: "encrypt" });
+    }
+    if !policy.hmac {
+        return Err(ClassicError::Unsupported { policy: policy.name.clone(), setting: "hmac" });
+    }
+    let missing = |field| ClassicError::MissingKey { policy: policy.name.clone(), field };
+    let encryption_key = policy.encryption_key.as_ref().ok_or_else(|| missing("encryption-key"))?;
+    let hmac_key = policy.hmac_key.as_ref().ok_or_else(|| missing("hmac-key"))?;
+    let expected = policy.encryption_cipher.key_len();
+    let len = encryption_key.expose().len();
+    if len != expected {
+        return Err(ClassicError::KeyLength { policy: policy.name.clone(), len, expected });
+    }
+    let hmac_len = hmac_key.expose().len();
+    if !(MIN_HMAC_KEY_LEN..=usize::from(u16::MAX)).contains(&hmac_len) {
+        return Err(ClassicError::HmacKeyLength { policy: policy.name.clone(), len: hmac_len });
+    }
+
+    let mut input = Zeroizing::new(Vec::with_capacity(4 + len + hmac_len));
+    input.extend_from_slice(&(len as u16).to_be_bytes());
+    input.extend_from_slice(encryption_key.expose());
+    input.extend_from_slice(&(hmac_len as u16).to_be_bytes());
+    input.extend_from_slice(hmac_key.expose());
+    let hkdf = Hkdf::<Sha256>::new(Some(SALT), &input);
+
+    let mut secret = Zeroizing::new([0u8; 32]);
+    let mut pair_secret = Zeroizing::new([0u8; 32]);
+    let mut security_id = [0u8; 4];
+    // Each output is at most 32 bytes, far below the HKDF-SHA-256 limit of 8160 bytes (RFC
+    // 5869 section 2.3), so expand fails only on a broken build.
+    let expanded = hkdf
+        .expand(b"metadata key", secret.as_mut())
+        .and_then(|()| hkdf.expand(b"pair secret", pair_secret.as_mut()))
+        .and_then(|()| hkdf.expand(b"security id", &mut security_id));
+    if expanded.is_err() {
+        return Err(ClassicError::Derivation { policy: policy.name.clone() });
+    }
+    let index = CLASSIC_SECURITY_ID | (u32::from_be_bytes(security_id) & !CLASSIC_SECURITY_ID);
+    let suite = match policy.hmac_cipher {
+        HmacCipher::Sha512 => Suite::AesCbc256HmacSha512,
+        _ => Suite::AesCbc256HmacSha384,
+    };
+    let metadata = MetadataKeys::derive(index, suite, &MetadataSecret::from_bytes(*secret));
+    Ok(PolicyKeys { metadata, pair_secret })
+}
+
+/// Shortest HMAC key a classic-mode policy may have: 128 bits.
+pub const MIN_HMAC_KEY_LEN: usize = 16;
+
+/// A reason the security policies cannot give a router its classic-mode keys. Each is a
+/// configuration fault that stops the daemon before it opens ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClassicError {
+    /// A reference names a policy that is not defined.
+    UnknownPolicy { policy: String },
+    /// A WAN network interface or an adjacency has no `inter-router-security` policy.
+    MissingPolicy { place: String },
+    /// The adjacencies towards one peer name different policies.
+    ConflictingPolicies { peer: String, first: String, second: String },
+    /// A policy has no value for a key both routers must share.
+    MissingKey { policy: String, field: &'static str },
+    /// An encryption key whose length does not match the policy's cipher.
+    KeyLength { policy: String, len: usize, expected: usize },
+    /// An HMAC key shorter than [`MIN_HMAC_KEY_LEN`] or longer than 65535 bytes.
+    HmacKeyLength { policy: String, len: usize },
+    /// The policy turns off a protection svrd always applies to metadata.
+    Unsupported { policy: String, setting: &'static str },
+    /// Key derivation failed, which a correct build never does.
+    Derivation { policy: String },
+}
+
+impl fmt::Display for ClassicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClassicError::UnknownPolicy { policy } => {
+                write!(f, "inter-router-security names unknown security policy {policy}")
+            }
+            ClassicError::MissingPolicy { place } => write!(
+                f,
+                "{place} has no inter-router-security policy; classic mode \
+                 (enhanced-security-key-management false) needs one on every peer path"
+            ),
+            ClassicError::ConflictingPolicies { peer, first, second } => write!(
+                f,
+                "adjacencies towards peer {peer} name security policies {first} and {second}; \
+                 svrd keeps one metadata key per peer, so use one policy for all of them"
+            ),
+            ClassicError::MissingKey { policy, field } => write!(
+                f,
+                "security policy {policy} has no {field}; in classic mode every router must \
+                 be configured with the same key, so set it in hex"
+            ),
+            ClassicError::KeyLength { policy, len, expected } => write!(
+                f,
+                "security policy {policy} has an encryption-key of {len} bytes, expected \
+                 {expected} for its encryption-cipher"
+            ),
+            ClassicError::HmacKeyLength { policy, len } => write!(
+                f,
+                "security policy {policy} has an hmac-key of {len} bytes, expected \
+                 {MIN_HMAC_KEY_LEN} to 65535"
+            ),
+            ClassicError::Unsupported { policy, setting } => write!(
+                f,
+                "security policy {policy} sets {setting} false, but svrd always encrypts and \
+                 authenticates metadata; set {setting} true"
+            ),
+            ClassicError::Derivation { policy } => {
+                write!(f, "key derivation failed for security policy {policy}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ClassicError {}
