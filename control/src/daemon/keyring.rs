@@ -53,7 +53,7 @@ impl Keyring {
 
     /// Whether a path carries traffic: BFD up, and the peering has keys both ways.
     pub fn path_in_service(&self, plan: &Plan, path: usize) -> bool {
-        let Some(peer) = plan.paths.get(path).map(|p| p.peer) else {
+        let Some(peer) = plan.paths.get(path).filter(|p| !p.retired).map(|p| p.peer) else {
             return false;
         };
         self.path_up.get(path).copied().unwrap_or(false)

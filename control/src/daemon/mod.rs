@@ -9,6 +9,7 @@
 
 mod keyring;
 mod plan;
+mod reload;
 mod sys;
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use svr_dataplane::io::afxdp::{PortRange, XdpAttachment, XdpFilter, XdpMode, Xsk
 use svr_dataplane::worker::{ControlQueues, Polling, Port, Worker, WorkerConfig};
 
 pub use plan::{PathPlan, PeerPlan, Plan, PlanError, PortPlan, RoutePlan, ServicePlan};
+pub use reload::{Reload, ReloadError, prepare as prepare_reload, read_plan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
 use crate::bfd::driver::{Driver, DriverHandle};
@@ -72,7 +74,7 @@ pub struct Options {
 pub struct Signals {
     /// SIGTERM or SIGINT: stop.
     pub stop: Arc<AtomicBool>,
-    /// SIGHUP: reload the trusted CAs.
+    /// SIGHUP: reload the configuration file and the trusted CAs.
     pub reload: Arc<AtomicBool>,
 }
 
@@ -131,7 +133,10 @@ pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
 }
 
 struct Daemon {
+    options: Options,
     plan: Plan,
+    /// ML-KEM parameter sets whose key pairs were made at start-up.
+    ml_kem_levels: std::collections::BTreeSet<kex::MlKemLevel>,
     started: Instant,
     identity: Arc<OwnIdentity>,
     trust: TrustStore,
@@ -139,7 +144,8 @@ struct Daemon {
     kex: kex::Engine,
     next_timer: Option<Duration>,
     bfd: DriverHandle,
-    bfd_paths: Vec<PathId>,
+    /// Per plan path: its BFD session, or `None` for a retired path.
+    bfd_paths: Vec<Option<PathId>>,
     bfd_stop: Arc<AtomicBool>,
     bfd_thread: Option<JoinHandle<()>>,
     keyring: Keyring,
@@ -210,7 +216,7 @@ impl Daemon {
         let levels: std::collections::BTreeSet<_> =
             plan.peers.iter().filter_map(|p| p.algorithm.ml_kem()).collect();
         let ml_kem =
-            levels.into_iter().map(|level| kex::MlKemKeyPair::generate(level, &mut rng)).collect();
+            levels.iter().map(|&level| kex::MlKemKeyPair::generate(level, &mut rng)).collect();
         let boot_id = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
@@ -283,6 +289,8 @@ impl Daemon {
         info!(socket = %options.socket.display(), "management socket open");
 
         let mut daemon = Daemon {
+            options: options.clone(),
+            ml_kem_levels: levels,
             alarms: AlarmTable::new(&plan.node),
             peer_certificates: vec![None; plan.peers.len()],
             plan,
@@ -351,7 +359,7 @@ impl Daemon {
             }
 
             if signals.reload.swap(false, Ordering::Relaxed) {
-                self.reload_trust();
+                self.reload();
             }
 
             if self.last_certificate_check.elapsed() >= CERTIFICATE_CHECK {
@@ -379,7 +387,7 @@ impl Daemon {
     /// Hands a message from a peer path to the key exchange; returns whether anything the
     /// workers use changed.
     fn receive(&mut self, path: PathId, bytes: &[u8]) -> bool {
-        let Some(index) = self.bfd_paths.iter().position(|p| *p == path) else {
+        let Some(index) = self.bfd_paths.iter().position(|p| *p == Some(path)) else {
             return false;
         };
         let peer = self.plan.paths[index].peer;
@@ -439,7 +447,7 @@ impl Daemon {
     /// every path when none is.
     fn send(&mut self, peer: PeerId, bytes: Vec<u8>) {
         let paths: Vec<usize> = (0..self.plan.paths.len())
-            .filter(|&i| self.plan.paths[i].peer == peer.0 as usize)
+            .filter(|&i| self.plan.paths[i].peer == peer.0 as usize && !self.plan.paths[i].retired)
             .collect();
         let up = paths.iter().copied().find(|&i| self.keyring.path_up[i]);
         let targets = match up {
@@ -447,7 +455,10 @@ impl Daemon {
             None => paths,
         };
         for path in targets {
-            if let Err(error) = self.bfd.send_metadata(self.bfd_paths[path], bytes.clone()) {
+            let Some(id) = self.bfd_paths.get(path).copied().flatten() else {
+                continue;
+            };
+            if let Err(error) = self.bfd.send_metadata(id, bytes.clone()) {
                 warn!(%error, "cannot queue a key-exchange message");
             }
         }
@@ -522,7 +533,10 @@ impl Daemon {
     fn poll_paths(&mut self) -> bool {
         let mut changed = false;
         for index in 0..self.bfd_paths.len() {
-            let up = self.bfd.is_up(self.bfd_paths[index]);
+            let Some(id) = self.bfd_paths[index] else {
+                continue;
+            };
+            let up = self.bfd.is_up(id);
             if up == self.keyring.path_up[index] {
                 continue;
             }
@@ -652,6 +666,7 @@ impl Daemon {
             .paths
             .iter()
             .enumerate()
+            .filter(|(_, path)| !path.retired)
             .map(|(index, path)| {
                 let peer = &self.plan.peers[path.peer];
                 let snapshot = self.kex.snapshot(PeerId(path.peer as u32));
@@ -687,6 +702,7 @@ impl Daemon {
             .paths
             .iter()
             .enumerate()
+            .filter(|(_, path)| !path.retired)
             .map(|(index, path)| PeerPathCertificate {
                 local_router: self.plan.router.clone(),
                 peer: self.plan.peers[path.peer].name.clone(),
@@ -784,7 +800,7 @@ fn load_trust(plan: &Plan) -> Result<TrustStore, DaemonError> {
 /// The BFD thread and what the control loop keeps of it.
 struct BfdThread {
     handle: DriverHandle,
-    paths: Vec<PathId>,
+    paths: Vec<Option<PathId>>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
@@ -793,6 +809,7 @@ fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
     let specs: Vec<PathSpec> = plan
         .paths
         .iter()
+        .filter(|path| !path.retired)
         .map(|path| {
             let mut spec = PathSpec::new(crate::bfd::Flavour::PeerPath, path.local, path.remote);
             spec.config = path.bfd;
@@ -800,7 +817,18 @@ fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
         })
         .collect();
     let (mut driver, handle) = Driver::new(specs).map_err(|e| DaemonError::Bfd(e.to_string()))?;
-    let ids = (0..plan.paths.len()).map(PathId).collect();
+    // The driver numbers the sessions of active paths in plan order.
+    let mut next = 0;
+    let ids = plan
+        .paths
+        .iter()
+        .map(|path| {
+            (!path.retired).then(|| {
+                next += 1;
+                PathId(next - 1)
+            })
+        })
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
