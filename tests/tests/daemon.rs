@@ -1,0 +1,332 @@
+//! End-to-end tests of svrd processes in network namespaces: a hub with two spokes, a
+//! router restarted under traffic, hosts of one IP family over waypoints of the other, and
+//! configuration reload on SIGHUP. Each test builds its own namespaces and removes them,
+//! with every process it started, when it ends or fails.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a harness step that fails ends the test"
+)]
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use svr_tests::authority::{Authority, Port, Route, Router, Service};
+use svr_tests::harness::{
+    Namespaces, Svrd, TempDir, is_root, ping, ping_until, tcp_transfer, wait_for,
+};
+
+/// Time allowed for the key exchange of every peer path.
+const KEYS: Duration = Duration::from_secs(30);
+
+fn require_root(test: &str) {
+    assert!(
+        is_root(),
+        "{test} creates network namespaces and needs root: run it as root on Debian 12 \
+         with the packages of scripts/install-deps"
+    );
+}
+
+/// The waypoint family of the two-router topology.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Wan {
+    V4,
+    V6,
+}
+
+/// host1 - r1 = wan = r2 - host5, with one svrd per router.
+///
+/// Addresses: LAN 1 is 10.244.1.0/24 and fd44:1::/64, LAN 5 is 10.244.5.0/24 and
+/// fd44:5::/64 (host5 also has 10.244.5.20), and the WAN is 10.244.10.0/24 or fd44:10::/64.
+struct TwoRouters {
+    // Fields drop in order: the routers stop before their namespaces go.
+    r1: Svrd,
+    r2: Svrd,
+    config: PathBuf,
+    dir: TempDir,
+    ns: Namespaces,
+    wan: Wan,
+}
+
+impl TwoRouters {
+    /// The authority; `extra_service` adds the service to-host6 for 10.244.5.20.
+    fn authority(wan: Wan, extra_service: bool) -> Authority {
+        let (r1_wan, r2_wan) = match wan {
+            Wan::V4 => ("10.244.10.1/24", "10.244.10.2/24"),
+            Wan::V6 => ("fd44:10::1/64", "fd44:10::2/64"),
+        };
+        let address = |cidr: &'static str| cidr.split('/').next().unwrap_or(cidr);
+        let mut services = vec![
+            Service::new("to-host5", &["corp"], &["10.244.5.10/32", "fd44:5::/64"]),
+            Service::new("to-host1", &["corp"], &["10.244.1.0/24", "fd44:1::/64"]),
+        ];
+        let mut r1_routes =
+            vec![Route::peer("to-host5", "r2"), Route::local("to-host1", "lan", None)];
+        let mut r2_routes =
+            vec![Route::peer("to-host1", "r1"), Route::local("to-host5", "lan", None)];
+        if extra_service {
+            services.push(Service::new("to-host6", &["corp"], &["10.244.5.20/32"]));
+            r1_routes.push(Route::peer("to-host6", "r2"));
+            r2_routes.push(Route::local("to-host6", "lan", None));
+        }
+        Authority {
+            tenants: vec!["corp".into()],
+            services,
+            routers: vec![
+                Router {
+                    name: "r1".into(),
+                    ports: vec![
+                        Port::lan("lan", "corp", &["10.244.1.1/24", "fd44:1::1/64"]),
+                        Port::wan("wan", r1_wan, &[(address(r2_wan), "r2")]),
+                    ],
+                    routes: r1_routes,
+                },
+                Router {
+                    name: "r2".into(),
+                    ports: vec![
+                        Port::lan("lan", "corp", &["10.244.5.1/24", "fd44:5::1/64"]),
+                        Port::wan("wan", r2_wan, &[(address(r1_wan), "r1")]),
+                    ],
+                    routes: r2_routes,
+                },
+            ],
+        }
+    }
+
+    /// Builds the topology, writes the authority and starts both routers, then waits for
+    /// the keys on the peer path.
+    fn start(tag: &str, wan: Wan, extra_service: bool) -> TwoRouters {
+        let mut ns = Namespaces::new(tag);
+        let dir = TempDir::new(&format!("daemon-{tag}")).expect("temporary directory");
+        for (name, router) in [("host1", false), ("r1", true), ("r2", true), ("host5", false)] {
+            ns.add(name, router).expect("add namespace");
+        }
+        ns.link("host1", "lan", "r1", "lan").expect("link host1-r1");
+        ns.link("r1", "wan", "r2", "wan").expect("link r1-r2");
+        ns.link("r2", "lan", "host5", "lan").expect("link r2-host5");
+        for (host, cidr) in [
+            ("host1", "10.244.1.10/24"),
+            ("host1", "fd44:1::10/64"),
+            ("r1", "10.244.1.1/24"),
+            ("r1", "fd44:1::1/64"),
+            ("r2", "10.244.5.1/24"),
+            ("r2", "fd44:5::1/64"),
+            ("host5", "10.244.5.10/24"),
+            ("host5", "10.244.5.20/24"),
+            ("host5", "fd44:5::10/64"),
+        ] {
+            ns.addr(host, "lan", cidr).expect("add address");
+        }
+        let (r1_wan, r2_wan) = match wan {
+            Wan::V4 => ("10.244.10.1/24", "10.244.10.2/24"),
+            Wan::V6 => ("fd44:10::1/64", "fd44:10::2/64"),
+        };
+        ns.addr("r1", "wan", r1_wan).expect("r1 wan address");
+        ns.addr("r2", "wan", r2_wan).expect("r2 wan address");
+        for (host, gateway) in [
+            ("host1", "10.244.1.1"),
+            ("host1", "fd44:1::1"),
+            ("host5", "10.244.5.1"),
+            ("host5", "fd44:5::1"),
+        ] {
+            ns.default_route(host, gateway).expect("default route");
+        }
+
+        // svrd reads next hops from the kernels' neighbour tables, so fill them first.
+        let r2_wan_ip = r2_wan.split('/').next().unwrap_or_default();
+        for (from, to) in [
+            ("host1", "10.244.1.1"),
+            ("host1", "fd44:1::1"),
+            ("host5", "10.244.5.1"),
+            ("host5", "fd44:5::1"),
+            ("r2", "10.244.5.20"),
+            ("r1", r2_wan_ip),
+        ] {
+            ns.warm(from, to).expect("neighbour warm-up ping");
+        }
+
+        let begun = Instant::now();
+        svr_tests::harness::svrd_binary().expect("build svrd");
+        eprintln!("svrd built in {:?}", begun.elapsed());
+        let config = dir.join("authority.cfg");
+        fs::write(&config, Self::authority(wan, extra_service).render()).expect("write config");
+        let mut r1 = Svrd::start(&ns, "r1", "r1", &config, &dir.0).expect("start svrd r1");
+        let mut r2 = Svrd::start(&ns, "r2", "r2", &config, &dir.0).expect("start svrd r2");
+        r1.wait_complete(1, KEYS).expect("r1 keys");
+        r2.wait_complete(1, KEYS).expect("r2 keys");
+        eprintln!("keys exchanged {:?} after the start", begun.elapsed());
+        TwoRouters { r1, r2, config, dir, ns, wan }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- r1 log ---\n{}\n--- r2 log ---\n{}",
+            self.r1.log_tail(25),
+            self.r2.log_tail(25)
+        )
+    }
+}
+
+/// Checks a 2 MiB TCP transfer from `server` at `address` to `client` arrives intact.
+fn assert_transfer(lab: &TwoRouters, server: &str, client: &str, address: &str, port: u16) {
+    let transfer = tcp_transfer(&lab.ns, &lab.dir, server, client, address, port, 2 << 20)
+        .unwrap_or_else(|e| panic!("TCP transfer to {address} failed: {e}\n{}", lab.logs()));
+    assert_eq!(transfer.bytes, 2 << 20, "bytes received from {address}\n{}", lab.logs());
+    assert_eq!(transfer.received, transfer.sent, "SHA-256 of the transfer from {address}");
+    eprintln!("TCP 2 MiB from {address} in {:?}", transfer.took);
+}
+
+#[test]
+fn netns_daemon_reload_adds_service() {
+    require_root("netns_daemon_reload_adds_service");
+    let started = Instant::now();
+    let mut lab = TwoRouters::start("rl", Wan::V4, false);
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "ping host5\n{}", lab.logs());
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.20", 2), 0, "10.244.5.20 has no service yet");
+
+    // Add the service to-host6 and reload both routers.
+    let text = TwoRouters::authority(lab.wan, true).render();
+    fs::write(&lab.config, &text).expect("write the new configuration");
+    lab.r1.signal("HUP").expect("SIGHUP r1");
+    lab.r2.signal("HUP").expect("SIGHUP r2");
+    let applied = wait_for(Duration::from_secs(10), || {
+        lab.r1.log_text().contains("configuration reloaded")
+            && lab.r2.log_text().contains("configuration reloaded")
+    });
+    assert!(applied, "both routers log the reload\n{}", lab.logs());
+    assert!(lab.r1.log_text().contains("to-host6"), "r1 logs the new service\n{}", lab.logs());
+    assert!(
+        ping_until(&lab.ns, "host1", "10.244.5.20", Duration::from_secs(5)),
+        "ping to the new service after SIGHUP\n{}",
+        lab.logs()
+    );
+    assert_transfer(&lab, "host5", "host1", "10.244.5.20", 7101);
+    assert_eq!(lab.r1.paths_complete().expect("r1 paths"), (1, 1), "the peer path stays up");
+
+    // A broken file: every error is logged and the running configuration stays.
+    let broken = text.replace("permission allow", "permission sometimes");
+    fs::write(&lab.config, broken).expect("write a broken configuration");
+    lab.r1.signal("HUP").expect("SIGHUP r1");
+    let rejected = wait_for(Duration::from_secs(10), || {
+        lab.r1.log_text().contains("configuration not reloaded")
+    });
+    assert!(rejected, "r1 logs the rejected reload\n{}", lab.logs());
+    let log = lab.r1.log_text();
+    let errors = log.lines().filter(|l| l.contains("configuration reload rejected")).count();
+    assert_eq!(errors, 3, "one log line per invalid permission (three services)\n{log}");
+    assert!(lab.r1.is_running(), "r1 keeps running after a broken file");
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.20", 3), 3, "old configuration still in force");
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "first service still in force");
+    eprintln!("reload test took {:?}", started.elapsed());
+}
+
+/// Counts the replies in a ping output file.
+fn replies(path: &std::path::Path) -> usize {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" icmp_seq="))
+        .count()
+}
+
+#[test]
+fn netns_daemon_restart_under_traffic() {
+    require_root("netns_daemon_restart_under_traffic");
+    let started = Instant::now();
+    let mut lab = TwoRouters::start("rs", Wan::V4, false);
+    let index_before = lab.r1.request(&["show", "security", "key-status"]).expect("key status");
+
+    // One ping flow runs through the whole test: 5 per second for at most 40 s.
+    let ping_log = lab.dir.join("ping.log");
+    let ping_file = fs::File::create(&ping_log).expect("create ping log");
+    let mut flow = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns.name("host1"), "ping", "-i", "0.2", "-c", "200"])
+        .args(["-W", "1", "10.244.5.10"])
+        .stdout(ping_file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the ping flow");
+    assert!(
+        wait_for(Duration::from_secs(5), || replies(&ping_log) >= 5),
+        "the ping flow gets replies before the restart\n{}",
+        lab.logs()
+    );
+
+    // SIGTERM ends svrd cleanly.
+    let status = lab.r2.stop().expect("r2 was running");
+    assert!(status.success(), "svrd r2 exit status after SIGTERM: {status}");
+    let before_restart = replies(&ping_log);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(replies(&ping_log) <= before_restart + 1, "no replies while r2 is stopped");
+    assert!(
+        wait_for(Duration::from_secs(10), || lab.r1.paths_complete().is_ok_and(|(c, _)| c == 0)),
+        "r1 sees its peer path go down\n{}",
+        lab.logs()
+    );
+
+    let restarted = Instant::now();
+    lab.r2 = Svrd::start(&lab.ns, "r2", "r2", &lab.config, &lab.dir.0).expect("restart r2");
+    lab.r2.wait_complete(1, KEYS).expect("r2 keys after the restart");
+    lab.r1.wait_complete(1, KEYS).expect("r1 keys after the restart");
+    eprintln!("keys exchanged again {:?} after the restart", restarted.elapsed());
+
+    // The flow that ran across the restart gets replies again.
+    let resumed = wait_for(Duration::from_secs(10), || replies(&ping_log) >= before_restart + 5);
+    let _ = std::process::Command::new("kill").args(["-INT", &flow.id().to_string()]).output();
+    let _ = flow.wait();
+    assert!(
+        resumed,
+        "the ping flow resumes after the restart: {} replies before, {} in all\n{}",
+        before_restart,
+        replies(&ping_log),
+        lab.logs()
+    );
+
+    // New flows work, and the alarms of the outage are cleared.
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "new ping\n{}", lab.logs());
+    assert_transfer(&lab, "host5", "host1", "10.244.5.10", 7201);
+    let cleared = wait_for(Duration::from_secs(10), || {
+        lab.r1.alarms().is_ok_and(|a| a.is_empty()) && lab.r2.alarms().is_ok_and(|a| a.is_empty())
+    });
+    assert!(
+        cleared,
+        "alarms after the restart: r1 {:?}, r2 {:?}",
+        lab.r1.alarms(),
+        lab.r2.alarms()
+    );
+    let index_after = lab.r1.request(&["show", "security", "key-status"]).expect("key status");
+    assert_eq!(
+        index_before.data[0]["metadata_rekey_index"], index_after.data[0]["metadata_rekey_index"],
+        "r1 keeps its own metadata key across the peer's restart"
+    );
+    eprintln!("restart test took {:?}", started.elapsed());
+}
+
+/// Runs ping and a TCP transfer over IPv4 and over IPv6 across `wan` waypoints.
+fn cross_family(tag: &str, wan: Wan) {
+    let started = Instant::now();
+    let lab = TwoRouters::start(tag, wan, false);
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "IPv4 ping\n{}", lab.logs());
+    assert_eq!(ping(&lab.ns, "host1", "fd44:5::10", 3), 3, "IPv6 ping\n{}", lab.logs());
+    assert_transfer(&lab, "host5", "host1", "10.244.5.10", 7301);
+    assert_transfer(&lab, "host5", "host1", "fd44:5::10", 7302);
+    // And from the other side, towards host1.
+    assert_eq!(ping(&lab.ns, "host5", "fd44:1::10", 3), 3, "IPv6 ping back\n{}", lab.logs());
+    let stats = lab.r1.request(&["show", "stats"]).expect("r1 stats");
+    let created = stats.data["forwarding"]["sessions_created"].as_u64().unwrap_or(0);
+    assert!(created >= 4, "r1 created sessions for both families: {created}");
+    eprintln!("{wan:?} waypoints test took {:?}", started.elapsed());
+}
+
+#[test]
+fn netns_daemon_ipv6_hosts_ipv4_waypoints() {
+    require_root("netns_daemon_ipv6_hosts_ipv4_waypoints");
+    cross_family("v4", Wan::V4);
+}
+
+#[test]
+fn netns_daemon_ipv4_hosts_ipv6_waypoints() {
+    require_root("netns_daemon_ipv4_hosts_ipv6_waypoints");
+    cross_family("v6", Wan::V6);
+}
