@@ -356,6 +356,7 @@ impl Svrd {
             .arg("--socket")
             .arg(&socket)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
