@@ -29,7 +29,7 @@ pub struct Port {
 }
 
 impl Port {
-    /// A LAN port of `tenant`.
+    /// Returns a LAN port of `tenant`.
     pub fn lan(name: &str, tenant: &str, addresses: &[&str]) -> Port {
         Port {
             name: name.into(),
@@ -39,7 +39,7 @@ impl Port {
         }
     }
 
-    /// A WAN port with one address and adjacencies `(peer address, peer)`.
+    /// Returns a WAN port with one address and adjacencies `(peer address, peer)`.
     pub fn wan(name: &str, address: &str, adjacencies: &[(&str, &str)]) -> Port {
         Port {
             name: name.into(),
@@ -97,7 +97,7 @@ pub struct Authority {
 }
 
 impl Service {
-    /// A service reachable by `tenants` at `prefixes`.
+    /// Returns a service reachable by `tenants` at `prefixes`.
     pub fn new(name: &str, tenants: &[&str], prefixes: &[&str]) -> Service {
         Service {
             name: name.into(),
@@ -108,12 +108,12 @@ impl Service {
 }
 
 impl Route {
-    /// A route of `service` to `peer`.
+    /// Returns a route of `service` to `peer`.
     pub fn peer(service: &str, peer: &str) -> Route {
         Route::Peer { service: service.into(), peer: peer.into() }
     }
 
-    /// A route of `service` out of `port`.
+    /// Returns a route of `service` out of `port`.
     pub fn local(service: &str, port: &str, gateway: Option<&str>) -> Route {
         Route::Local {
             service: service.into(),

@@ -70,8 +70,8 @@ pub fn run(program: &str, args: &[&str]) -> Result<Output> {
 /// Environment variable naming an svrd binary to run in place of building one.
 pub const SVRD_VARIABLE: &str = "SVR_TESTS_SVRD";
 
-/// The svrd binary: the file `SVR_TESTS_SVRD` names, or else one built from this checkout
-/// by `cargo build`, at the path cargo reports.
+/// Returns the svrd binary: the file `SVR_TESTS_SVRD` names, or else one built from this
+/// checkout by `cargo build`, at the path cargo reports.
 pub fn svrd_binary() -> Result<PathBuf> {
     static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     let found = BINARY.get_or_init(|| match std::env::var_os(SVRD_VARIABLE) {

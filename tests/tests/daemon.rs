@@ -47,7 +47,8 @@ struct TwoRouters {
 }
 
 impl TwoRouters {
-    /// The authority; `extra_service` adds the service to-host6 for 10.244.5.20.
+    /// Returns the authority. With `extra_service` it has the service to-host6 for
+    /// 10.244.5.20.
     fn authority(wan: Wan, extra_service: bool) -> Authority {
         let (r1_wan, r2_wan) = match wan {
             Wan::V4 => ("10.244.10.1/24", "10.244.10.2/24"),
@@ -143,9 +144,8 @@ impl TwoRouters {
             ns.warm(from, to).expect("neighbour warm-up ping");
         }
 
-        let begun = Instant::now();
         svr_tests::harness::svrd_binary().expect("build svrd");
-        eprintln!("svrd built in {:?}", begun.elapsed());
+        let begun = Instant::now();
         let config = dir.join("authority.cfg");
         fs::write(&config, Self::authority(wan, extra_service).render()).expect("write config");
         let mut r1 = Svrd::start(&ns, "r1", "r1", &config, &dir.0).expect("start svrd r1");
@@ -338,10 +338,10 @@ fn mac(ns: &Namespaces, name: &str, interface: &str) -> String {
 /// The hub-and-spoke authority. Each spoke peers only with the hub: the spokes' WAN ports
 /// share a neighborhood with one hub port each, and none with each other.
 ///
-/// NOTE: the dataplane does not forward an SVR session from one peer on to another yet, so
-/// the hub ends each session from a spoke on a LAN port, `loop-a`, whose veth peer
-/// `loop-b` is another LAN port of the hub, of tenant `transit`. There the packet starts a
-/// new session to the other spoke. The payload is therefore decrypted and encrypted again
+/// NOTE: the dataplane does not forward an SVR session from one peer on to another yet.
+/// The hub therefore ends each session from a spoke on its LAN port `loop-a`. The veth
+/// peer of `loop-a` is `loop-b`, another LAN port of the hub, of tenant `transit`, where
+/// the packet starts a new session to the other spoke. The payload is therefore decrypted and encrypted again
 /// at the hub, not carried end to end.
 fn hub_authority() -> Authority {
     let gateway = Some("10.245.99.2");
