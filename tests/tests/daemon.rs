@@ -343,8 +343,11 @@ fn mac(ns: &Namespaces, name: &str, interface: &str) -> String {
 /// peer of `loop-a` is `loop-b`, another LAN port of the hub, of tenant `transit`, where
 /// the packet starts a new session to the other spoke. The payload is therefore decrypted and encrypted again
 /// at the hub, not carried end to end.
-fn hub_authority() -> Authority {
+/// Without `with_spoke2` the hub has neither a peer spoke2 nor a path to it.
+fn hub_authority(with_spoke2: bool) -> Authority {
     let gateway = Some("10.245.99.2");
+    let spoke2_adjacency: &[(&str, &str)] =
+        if with_spoke2 { &[("10.245.12.2", "spoke2")] } else { &[] };
     Authority {
         tenants: vec!["corp".into(), "transit".into()],
         services: vec![
@@ -369,7 +372,7 @@ fn hub_authority() -> Authority {
                 name: "hub".into(),
                 ports: vec![
                     Port::wan("wan1", "10.245.11.1/24", &[("10.245.11.2", "spoke1")]),
-                    Port::wan("wan2", "10.245.12.1/24", &[("10.245.12.2", "spoke2")]),
+                    Port::wan("wan2", "10.245.12.1/24", spoke2_adjacency),
                     Port::lan("loop-a", "corp", &["10.245.99.1/30"]),
                     Port::lan("loop-b", "transit", &["10.245.99.2/30"]),
                 ],
@@ -377,8 +380,10 @@ fn hub_authority() -> Authority {
                     Route::local("to-lan1", "loop-a", gateway),
                     Route::local("to-lan2", "loop-a", gateway),
                     Route::peer("to-lan1-transit", "spoke1"),
-                    Route::peer("to-lan2-transit", "spoke2"),
-                ],
+                ]
+                .into_iter()
+                .chain(with_spoke2.then(|| Route::peer("to-lan2-transit", "spoke2")))
+                .collect(),
             },
             Router {
                 name: "spoke2".into(),
@@ -395,12 +400,11 @@ fn hub_authority() -> Authority {
     }
 }
 
-#[test]
-fn netns_daemon_hub_and_spokes() {
-    require_root("netns_daemon_hub_and_spokes");
-    let started = Instant::now();
-    let mut ns = Namespaces::new("hb");
-    let dir = TempDir::new("daemon-hb").expect("temporary directory");
+/// Builds host1 - spoke1 = hub = spoke2 - host2, with the hub's loop between `loop-a` and
+/// `loop-b`, and fills the neighbour tables svrd reads.
+fn hub_topology(tag: &str) -> (Namespaces, TempDir) {
+    let mut ns = Namespaces::new(tag);
+    let dir = TempDir::new(&format!("daemon-{tag}")).expect("temporary directory");
     for (name, router) in
         [("host1", false), ("spoke1", true), ("hub", true), ("spoke2", true), ("host2", false)]
     {
@@ -462,8 +466,16 @@ fn netns_daemon_hub_and_spokes() {
         .expect("static neighbour on the hub's loop");
     }
 
+    (ns, dir)
+}
+
+#[test]
+fn netns_daemon_hub_and_spokes() {
+    require_root("netns_daemon_hub_and_spokes");
+    let started = Instant::now();
+    let (ns, dir) = hub_topology("hb");
     let config = dir.join("authority.cfg");
-    fs::write(&config, hub_authority().render()).expect("write config");
+    fs::write(&config, hub_authority(true).render()).expect("write config");
     let mut spoke1 = Svrd::start(&ns, "spoke1", "spoke1", &config, &dir.0).expect("spoke1");
     let mut hub = Svrd::start(&ns, "hub", "hub", &config, &dir.0).expect("hub");
     let mut spoke2 = Svrd::start(&ns, "spoke2", "spoke2", &config, &dir.0).expect("spoke2");
@@ -502,4 +514,62 @@ fn netns_daemon_hub_and_spokes() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(!list.contains(&prefix), "namespaces {prefix}* left behind:\n{list}");
     eprintln!("hub-and-spoke test took {:?}", started.elapsed());
+}
+
+#[test]
+fn netns_daemon_reload_adds_peer() {
+    require_root("netns_daemon_reload_adds_peer");
+    let started = Instant::now();
+    let (ns, dir) = hub_topology("rp");
+    let config = dir.join("authority.cfg");
+    fs::write(&config, hub_authority(false).render()).expect("write config");
+    let mut spoke1 = Svrd::start(&ns, "spoke1", "spoke1", &config, &dir.0).expect("spoke1");
+    let mut hub = Svrd::start(&ns, "hub", "hub", &config, &dir.0).expect("hub");
+    hub.wait_complete(1, KEYS).expect("hub keys with spoke1");
+    spoke1.wait_complete(1, KEYS).expect("spoke1 keys");
+    assert_eq!(ping(&ns, "host1", "10.245.2.10", 2), 0, "the hub has no way to spoke2 yet");
+
+    // Add spoke2 to the hub: a new peer, a new BFD session and a new service route.
+    fs::write(&config, hub_authority(true).render()).expect("write config with spoke2");
+    hub.signal("HUP").expect("SIGHUP the hub");
+    spoke1.signal("HUP").expect("SIGHUP spoke1");
+    let mut spoke2 = Svrd::start(&ns, "spoke2", "spoke2", &config, &dir.0).expect("spoke2");
+    hub.wait_complete(2, KEYS).expect("hub keys with both spokes after the reload");
+    spoke2.wait_complete(1, KEYS).expect("spoke2 keys");
+    spoke1.wait_complete(1, KEYS).expect("spoke1 keys after the hub's BFD restart");
+    let log = hub.log_text();
+    assert!(log.contains("peer spoke2 added"), "the hub logs the new peer\n{log}");
+    assert!(
+        log.contains("peer path 10.245.12.1 -> 10.245.12.2 to spoke2 added"),
+        "the hub logs the new path\n{log}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            spoke1.log_text().contains("no change that applies while running")
+        }),
+        "spoke1's part of the file did not change\n{}",
+        spoke1.log_tail(10)
+    );
+    assert!(
+        ping_until(&ns, "host1", "10.245.2.10", Duration::from_secs(5)),
+        "host1 reaches host2 through the hub after the reload\n{}",
+        hub.log_tail(25)
+    );
+    assert_eq!(ping(&ns, "host1", "10.245.2.10", 3), 3, "steady ping through the hub");
+
+    // Remove spoke2 again: its peer and path go, spoke1's stay.
+    fs::write(&config, hub_authority(false).render()).expect("write config without spoke2");
+    hub.signal("HUP").expect("SIGHUP the hub");
+    assert!(
+        wait_for(Duration::from_secs(10), || hub.log_text().contains("peer spoke2 removed")),
+        "the hub logs the removed peer\n{}",
+        hub.log_tail(25)
+    );
+    hub.wait_complete(1, KEYS).expect("the hub keeps spoke1's path only");
+    assert_eq!(ping(&ns, "host1", "10.245.2.10", 2), 0, "no way to spoke2 after the removal");
+    let stats = hub.request(&["show", "stats"]).expect("hub stats");
+    assert_eq!(stats.data["drops"]["bad-tag"].as_u64(), Some(0), "hub bad-tag drops");
+    drop((spoke1, spoke2, hub));
+    drop((ns, dir));
+    eprintln!("reload-peer test took {:?}", started.elapsed());
 }
