@@ -91,8 +91,10 @@ impl Keyring {
                     .filter(|(_, path)| path.peer == index)
                     .map(|(path_index, path)| Path {
                         interface: path.port as u16,
-                        local: path.local,
-                        peer: path.remote,
+                        // A retired path keeps its index but no waypoints, so a packet from
+                        // a new path between the same addresses never matches it.
+                        local: if path.retired { unspecified(path.local) } else { path.local },
+                        peer: if path.retired { unspecified(path.remote) } else { path.remote },
                         gateway: None,
                         in_service: self.path_in_service(plan, path_index),
                     })
@@ -152,6 +154,14 @@ impl Keyring {
             interfaces,
             neighbours: self.neighbours.clone(),
         }
+    }
+}
+
+/// Returns the unspecified address of `address`'s family.
+fn unspecified(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     }
 }
 

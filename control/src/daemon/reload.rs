@@ -34,8 +34,8 @@ pub struct Reload {
     pub peers_added: Vec<usize>,
     /// Indices of peers removed (now retired).
     pub peers_removed: Vec<usize>,
-    /// Indices of peers whose peering-common-name or ml-kem-keygen-priority changed: the
-    /// key exchange forgets them and starts again with the certificate exchange.
+    /// Indices of peers whose peering-common-name or ml-kem-keygen-priority changed. The
+    /// key exchange drops their state and starts again with the certificate exchange.
     pub peers_replaced: Vec<usize>,
     /// Indices of peers whose key-exchange algorithm changed: they exchange new keys and
     /// keep the old ones until then.
@@ -51,7 +51,7 @@ pub struct Reload {
 }
 
 impl Reload {
-    /// Whether the reload changes anything.
+    /// Returns whether the reload changes nothing that applies while running.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
