@@ -182,8 +182,13 @@ fn netns_daemon_reload_adds_service() {
     assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "ping host5\n{}", lab.logs());
     assert_eq!(ping(&lab.ns, "host1", "10.244.5.20", 2), 0, "10.244.5.20 has no service yet");
 
-    // Add the service to-host6 and reload both routers.
-    let text = TwoRouters::authority(lab.wan, true).render();
+    // Add the service to-host6 and reload both routers. r1's block, the first in the file,
+    // also pins its worker to a core, which takes effect only at start-up.
+    let text = TwoRouters::authority(lab.wan, true).render().replacen(
+        "polling-mode adaptive",
+        "polling-mode adaptive\n                    worker-cores 1",
+        1,
+    );
     fs::write(&lab.config, &text).expect("write the new configuration");
     lab.r1.signal("HUP").expect("SIGHUP r1");
     lab.r2.signal("HUP").expect("SIGHUP r2");
@@ -192,7 +197,19 @@ fn netns_daemon_reload_adds_service() {
             && lab.r2.log_text().contains("configuration reloaded")
     });
     assert!(applied, "both routers log the reload\n{}", lab.logs());
-    assert!(lab.r1.log_text().contains("to-host6"), "r1 logs the new service\n{}", lab.logs());
+    let log = lab.r1.log_text();
+    assert!(log.contains("to-host6"), "r1 logs the new service\n{log}");
+    let restart = log
+        .lines()
+        .find(|l| l.contains("configuration change needs a restart of svrd; not applied"));
+    assert!(
+        restart.is_some_and(|l| l.contains("worker-cores")),
+        "r1 reports the worker-cores change as needing a restart\n{log}"
+    );
+    assert!(
+        !lab.r2.log_text().contains("needs a restart"),
+        "r2's start-up settings did not change"
+    );
     assert!(
         ping_until(&lab.ns, "host1", "10.244.5.20", Duration::from_secs(5)),
         "ping to the new service after SIGHUP\n{}",
