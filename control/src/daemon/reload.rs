@@ -557,8 +557,10 @@ impl Daemon {
     }
 
     /// Stops the BFD thread and starts one for the active paths of `plan`. Every path then
-    /// starts down. The thread's shutdown sends AdminDown on every old session, so paths
-    /// that did not change also go down until BFD is up again.
+    /// starts down.
+    // NOTE: the BFD driver cannot add or remove sessions while it runs. Its shutdown sends
+    // AdminDown on every old session, so paths that did not change also go down until
+    // their new sessions come up.
     fn restart_bfd(&mut self, plan: &Plan) -> Result<(), super::DaemonError> {
         self.bfd_stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.bfd_thread.take() {
