@@ -82,6 +82,22 @@ pub fn svrd_binary() -> Result<PathBuf> {
     found.clone().map_err(HarnessError)
 }
 
+/// Returns the svrd binary to run from `dir`. A binary that cargo built is copied into
+/// `dir` first, because cargo reports target/debug/svrd, which a build from another
+/// checkout sharing the target directory may replace while the test runs.
+fn svrd_binary_in(dir: &Path) -> Result<PathBuf> {
+    let binary = svrd_binary()?;
+    if std::env::var_os(SVRD_VARIABLE).is_some() {
+        return Ok(binary);
+    }
+    let copy = dir.join("svrd");
+    if !copy.is_file() {
+        fs::copy(&binary, &copy)
+            .map_err(|e| HarnessError(format!("cannot copy {}: {e}", binary.display())))?;
+    }
+    Ok(copy)
+}
+
 fn build_svrd() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(cargo)
@@ -104,11 +120,7 @@ fn build_svrd() -> Result<PathBuf> {
         if message["target"]["name"] == "svrd"
             && let Some(path) = message["executable"].as_str()
         {
-            // Cargo reports target/debug/svrd, which a build from another checkout sharing
-            // the target directory may replace, so the test runs a private copy.
-            let copy = std::env::temp_dir().join(format!("svr-tests-svrd-{}", std::process::id()));
-            fs::copy(path, &copy).map_err(|e| HarnessError(format!("cannot copy {path}: {e}")))?;
-            return Ok(copy);
+            return Ok(PathBuf::from(path));
         }
     }
     fail("cargo build reported no svrd executable")
@@ -332,7 +344,7 @@ impl Svrd {
         config: &Path,
         dir: &Path,
     ) -> Result<Svrd> {
-        let binary = svrd_binary()?;
+        let binary = svrd_binary_in(dir)?;
         let socket = dir.join(format!("{router}.sock"));
         let log = dir.join(format!("{router}.log"));
         let state = dir.join(format!("{router}-state"));
