@@ -840,3 +840,33 @@ fn timer_before_deadline_sends_nothing() {
         .collect();
     assert_eq!(sent, vec![MessageKind::Certificate], "retransmits the unacknowledged certificate");
 }
+
+#[test]
+fn set_timers_moves_rekey_schedule() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let key = P256Signer::generate(&mut rng);
+    let certificate = cert("a", &key.verifier());
+    let mut a = engine("a", BOOT_A, key, certificate, 1, false, 3);
+    let day = Duration::from_secs(86400);
+    assert_eq!(a.next_deadline(), Some(day), "the default rekey interval is 24 h");
+
+    // A new retransmit interval leaves the rekey schedule alone.
+    let now = Duration::from_secs(10);
+    let faster = KexTimers { retransmit_interval: Duration::from_secs(7), ..KexTimers::default() };
+    a.set_timers(faster, now);
+    assert_eq!(a.next_deadline(), Some(day));
+
+    // A new rekey interval restarts the schedule from now.
+    let hour = Duration::from_secs(3600);
+    let hourly = KexTimers { rekey_interval: Some(hour), ..KexTimers::default() };
+    let actions = a.set_timers(hourly, now);
+    assert_eq!(a.next_deadline(), Some(now + hour));
+    assert!(
+        actions.iter().any(|x| matches!(x, Action::ArmTimer { at } if *at == now + hour)),
+        "{actions:?}"
+    );
+
+    let never = KexTimers { rekey_interval: None, ..KexTimers::default() };
+    a.set_timers(never, now);
+    assert_eq!(a.next_deadline(), None, "no rotation is due when rekeying is off");
+}

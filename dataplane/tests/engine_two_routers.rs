@@ -804,3 +804,31 @@ fn ipv6_waypoints_carry_ipv4_and_ipv6() {
     assert_eq!(back.len(), 1);
     assert_restored(&reply, &back[0], R1_LAN_MAC, HOST1_MAC);
 }
+
+#[test]
+fn metadata_resent_after_path_down() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"one"));
+    net.run();
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"two"));
+    net.run();
+    assert!(!has_metadata(&forward_frames(&net)[1]), "the handshake is complete");
+
+    // A packet while no path is in service: the peer may restart meanwhile.
+    let mut down = router_epoch("r1", true);
+    down.peers[0].paths[0].in_service = false;
+    net.r1_epoch.publish(down);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"down"));
+    net.run();
+    assert_eq!(net.r1.engine().counters().drops(DropReason::PathDown), 1);
+
+    net.r1_epoch.publish(router_epoch("r1", true));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"back"));
+    net.run();
+    let forward = forward_frames(&net);
+    assert_eq!(forward.len(), 3, "one, two and back reach the WAN");
+    assert!(has_metadata(&forward[2]), "the first packet after the outage carries metadata");
+    assert_eq!(net.at_host5().len(), 3);
+}

@@ -261,6 +261,29 @@ impl Certificates {
         Some(self.pki.check_peer_named(&router, &expected, &chain, now, alarms))
     }
 
+    /// Follows a reloaded plan: peers appended to it get a fresh state, and the peers in
+    /// `reset` (removed, or replaced by another router) forget their certificate, so the
+    /// next exchange validates from scratch.
+    pub fn sync_peers(&mut self, plan: &Plan, reset: &[usize]) {
+        for (index, peer) in plan.peers.iter().enumerate() {
+            let fresh = PeerCertificateState {
+                router: peer.name.clone(),
+                expected_name: peer.peering_common_name.clone(),
+                certificate: None,
+                access: PeerAccess::Full,
+                rejected: None,
+            };
+            match self.peers.get_mut(index) {
+                None => self.peers.push(fresh),
+                Some(state) if reset.contains(&index) => {
+                    self.pki.forget(&state.router);
+                    *state = fresh;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Returns the access of peer `index`, or full access for an unknown index.
     pub fn access(&self, index: usize) -> PeerAccess {
         self.peers.get(index).map_or(PeerAccess::Full, |p| p.access)

@@ -57,7 +57,7 @@ impl Keyring {
     /// Whether a path carries traffic: BFD up, the peering has keys both ways, and the
     /// peer's certificate has not removed the peering.
     pub fn path_in_service(&self, plan: &Plan, path: usize) -> bool {
-        let Some(peer) = plan.paths.get(path).map(|p| p.peer) else {
+        let Some(peer) = plan.paths.get(path).filter(|p| !p.retired).map(|p| p.peer) else {
             return false;
         };
         self.access(peer) != PeerAccess::Removed
@@ -108,8 +108,10 @@ impl Keyring {
                     .filter(|(_, path)| path.peer == index)
                     .map(|(path_index, path)| Path {
                         interface: path.port as u16,
-                        local: path.local,
-                        peer: path.remote,
+                        // A retired path keeps its index but no waypoints, so a packet from
+                        // a new path between the same addresses never matches it.
+                        local: if path.retired { unspecified(path.local) } else { path.local },
+                        peer: if path.retired { unspecified(path.remote) } else { path.remote },
                         gateway: None,
                         in_service: self.path_in_service(plan, path_index),
                     })
@@ -185,6 +187,14 @@ pub enum PeerAccess {
     /// The certificate is invalid under fail-hard: the peering is removed until a valid
     /// certificate arrives.
     Removed,
+}
+
+/// Returns the unspecified address of `address`'s family.
+fn unspecified(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
 }
 
 /// Derives the dataplane's working key from a metadata key bundle of the exchange.

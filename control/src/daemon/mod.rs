@@ -12,6 +12,7 @@ mod engine;
 mod keyring;
 pub mod keystore;
 mod plan;
+mod reload;
 mod sys;
 mod workers;
 
@@ -32,6 +33,7 @@ use svr_dataplane::worker::{Polling, Port, WorkerConfig};
 
 pub use keyring::PeerAccess;
 pub use plan::{CrlPlan, PathPlan, PeerPlan, Plan, PlanError, PortPlan, RoutePlan, ServicePlan};
+pub use reload::{Reload, ReloadError, prepare as prepare_reload, read_plan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
 use crate::bfd::driver::{Driver, DriverHandle};
@@ -81,7 +83,7 @@ pub struct Options {
 pub struct Signals {
     /// SIGTERM or SIGINT: stop.
     pub stop: Arc<AtomicBool>,
-    /// SIGHUP: reload the trusted CAs.
+    /// SIGHUP: reload the configuration file and the trusted CAs.
     pub reload: Arc<AtomicBool>,
 }
 
@@ -140,7 +142,10 @@ pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
 }
 
 struct Daemon {
+    options: Options,
     plan: Plan,
+    /// ML-KEM parameter sets whose key pairs were made at start-up.
+    ml_kem_levels: std::collections::BTreeSet<kex::MlKemLevel>,
     started: Instant,
     identity: Arc<OwnIdentity>,
     certs: Certificates,
@@ -149,7 +154,8 @@ struct Daemon {
     kex: kex::Engine,
     next_timer: Option<Duration>,
     bfd: DriverHandle,
-    bfd_paths: Vec<PathId>,
+    /// Per plan path: its BFD session, or `None` for a retired path.
+    bfd_paths: Vec<Option<PathId>>,
     bfd_stop: Arc<AtomicBool>,
     bfd_thread: Option<JoinHandle<()>>,
     keyring: Keyring,
@@ -224,8 +230,8 @@ impl Daemon {
         let levels: std::collections::BTreeSet<_> =
             plan.peers.iter().filter_map(|p| p.algorithm.ml_kem()).collect();
         let ml_kem = levels
-            .into_iter()
-            .map(|level| keystore::load_or_generate(&state_dir, level, &protection, &mut rng))
+            .iter()
+            .map(|&level| keystore::load_or_generate(&state_dir, level, &protection, &mut rng))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DaemonError::Pki(format!("ML-KEM key: {e}")))?;
         let ml_kem_keys = MlKemKeys::new(&ml_kem);
@@ -262,6 +268,8 @@ impl Daemon {
         info!(socket = %options.socket.display(), "management socket open");
 
         let mut daemon = Daemon {
+            options: options.clone(),
+            ml_kem_levels: levels,
             alarms: AlarmTable::new(&plan.node),
             plan,
             started,
@@ -329,7 +337,7 @@ impl Daemon {
             }
 
             if signals.reload.swap(false, Ordering::Relaxed) {
-                self.reload_trust();
+                self.reload();
             }
 
             changed |= self.poll_certificates();
@@ -355,7 +363,7 @@ impl Daemon {
     /// Hands a message from a peer path to the key exchange; returns whether anything the
     /// workers use changed.
     fn receive(&mut self, path: PathId, bytes: &[u8]) -> bool {
-        let Some(index) = self.bfd_paths.iter().position(|p| *p == path) else {
+        let Some(index) = self.bfd_paths.iter().position(|p| *p == Some(path)) else {
             return false;
         };
         let peer = self.plan.paths[index].peer;
@@ -422,7 +430,7 @@ impl Daemon {
             return;
         }
         let paths: Vec<usize> = (0..self.plan.paths.len())
-            .filter(|&i| self.plan.paths[i].peer == peer.0 as usize)
+            .filter(|&i| self.plan.paths[i].peer == peer.0 as usize && !self.plan.paths[i].retired)
             .collect();
         let up = paths.iter().copied().find(|&i| self.keyring.path_up[i]);
         let targets = match up {
@@ -430,7 +438,10 @@ impl Daemon {
             None => paths,
         };
         for path in targets {
-            if let Err(error) = self.bfd.send_metadata(self.bfd_paths[path], bytes.clone()) {
+            let Some(id) = self.bfd_paths.get(path).copied().flatten() else {
+                continue;
+            };
+            if let Err(error) = self.bfd.send_metadata(id, bytes.clone()) {
                 warn!(%error, "cannot queue a key-exchange message");
             }
         }
@@ -474,7 +485,10 @@ impl Daemon {
     fn poll_paths(&mut self) -> bool {
         let mut changed = false;
         for index in 0..self.bfd_paths.len() {
-            let up = self.bfd.is_up(self.bfd_paths[index]);
+            let Some(id) = self.bfd_paths[index] else {
+                continue;
+            };
+            let up = self.bfd.is_up(id);
             if up == self.keyring.path_up[index] {
                 continue;
             }
@@ -515,12 +529,17 @@ impl Daemon {
         self.publisher.publish(epoch);
     }
 
+    /// Puts `trust` in force, and has every certificate checked again when it differs.
+    fn replace_trust(&mut self, trust: TrustStore) {
+        if self.certs.pki.trust.replace_with(trust) {
+            self.certs.recheck_soon();
+        }
+    }
+
     fn reload_trust(&mut self) {
         match load_trust(&self.plan) {
             Ok(trust) => {
-                if self.certs.pki.trust.replace_with(trust) {
-                    self.certs.recheck_soon();
-                }
+                self.replace_trust(trust);
                 info!("trusted CAs reloaded");
             }
             Err(error) => error!(%error, "cannot reload trusted CAs; keeping the previous set"),
@@ -599,6 +618,7 @@ impl Daemon {
             .paths
             .iter()
             .enumerate()
+            .filter(|(_, path)| !path.retired)
             .map(|(index, path)| {
                 let peer = &self.plan.peers[path.peer];
                 let snapshot = self.kex.snapshot(PeerId(path.peer as u32));
@@ -636,6 +656,7 @@ impl Daemon {
             .paths
             .iter()
             .enumerate()
+            .filter(|(_, path)| !path.retired)
             .map(|(index, path)| PeerPathCertificate {
                 local_router: self.plan.router.clone(),
                 peer: self.plan.peers[path.peer].name.clone(),
@@ -733,7 +754,7 @@ fn load_trust(plan: &Plan) -> Result<TrustStore, DaemonError> {
 /// The BFD thread and what the control loop keeps of it.
 struct BfdThread {
     handle: DriverHandle,
-    paths: Vec<PathId>,
+    paths: Vec<Option<PathId>>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
@@ -742,6 +763,7 @@ fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
     let specs: Vec<PathSpec> = plan
         .paths
         .iter()
+        .filter(|path| !path.retired)
         .map(|path| {
             let mut spec = PathSpec::new(crate::bfd::Flavour::PeerPath, path.local, path.remote);
             spec.config = path.bfd;
@@ -749,7 +771,18 @@ fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
         })
         .collect();
     let (mut driver, handle) = Driver::new(specs).map_err(|e| DaemonError::Bfd(e.to_string()))?;
-    let ids = (0..plan.paths.len()).map(PathId).collect();
+    // The driver numbers the sessions of active paths in plan order.
+    let mut next = 0;
+    let ids = plan
+        .paths
+        .iter()
+        .map(|path| {
+            (!path.retired).then(|| {
+                next += 1;
+                PathId(next - 1)
+            })
+        })
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()

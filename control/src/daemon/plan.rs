@@ -99,6 +99,9 @@ pub struct PeerPlan {
     pub ml_kem_keygen_priority: u32,
     /// The key exchange of this peering.
     pub algorithm: KexAlgorithm,
+    /// Removed by a configuration reload. The entry keeps its index, so sessions that
+    /// refer to the peer by index never reach another peer, but it has no keys or paths.
+    pub retired: bool,
 }
 
 /// One peer path.
@@ -114,6 +117,9 @@ pub struct PathPlan {
     pub remote: IpAddr,
     /// BFD timers merged from router, peer, neighborhood and adjacency.
     pub bfd: SessionConfig,
+    /// Removed by a configuration reload: the path keeps its index but has no BFD
+    /// session and is never in service.
+    pub retired: bool,
 }
 
 /// A service.
@@ -324,6 +330,7 @@ fn peers(config: &Config, router: &Router) -> Vec<PeerPlan> {
                 peering_common_name,
                 ml_kem_keygen_priority: priority,
                 algorithm: kex_algorithm(&config.key_exchange_algorithm(router, peer)),
+                retired: false,
             }
         })
         .collect()
@@ -365,7 +372,7 @@ fn paths(
             settings.multiplier,
         )
         .unwrap_or_default();
-        paths.push(PathPlan { peer, port, local, remote, bfd });
+        paths.push(PathPlan { peer, port, local, remote, bfd, retired: false });
     }
     Ok(paths)
 }

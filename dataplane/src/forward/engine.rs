@@ -517,7 +517,15 @@ impl Engine {
             return Ok(());
         }
 
-        let (new_id, path) = epoch.path_in_service(session.peer).ok_or(DropReason::PathDown)?;
+        let Some((new_id, path)) = epoch.path_in_service(session.peer) else {
+            // The peer may restart while no path reaches it and so lose its end of the
+            // session. The session sends metadata again once a path is back, which lets a
+            // restarted egress create it anew.
+            if let Some(session) = self.sessions.get_mut(id) {
+                session.send_metadata = true;
+            }
+            return Err(DropReason::PathDown);
+        };
         if path.local.is_ipv4() != path.peer.is_ipv4() {
             return Err(DropReason::NoRoute);
         }

@@ -434,6 +434,24 @@ impl Engine {
         self.ctx.unknown_peer_count
     }
 
+    /// Replaces the timers, as a configuration reload does. Retransmit and timeout timers
+    /// already armed keep their time and use the new values when next armed. A changed
+    /// rekey interval restarts the metadata and peer rekey schedules from `now`.
+    pub fn set_timers(&mut self, timers: KexTimers, now: Duration) -> Vec<Action> {
+        let rekey_changed = timers.rekey_interval != self.ctx.config.timers.rekey_interval;
+        self.ctx.config.timers = timers;
+        if rekey_changed {
+            let next = timers.rekey_interval.map(|i| now + i);
+            self.ctx.next_metadata_rotation = next;
+            for peer in self.peers.values_mut() {
+                if peer.rekey_at.is_some() {
+                    peer.rekey_at = next;
+                }
+            }
+        }
+        self.finish()
+    }
+
     /// This router's current metadata key index.
     pub fn metadata_key_index(&self) -> u32 {
         self.ctx.current_index()

@@ -1,0 +1,579 @@
+//! Configuration reload on SIGHUP: reads the file again, compares the router's new setup
+//! with the running one, and applies the changes that can take effect while it runs.
+//!
+//! The comparison ([`prepare`]) is pure. It keeps every peer and peer path at the index the
+//! running router gave it, because the workers' sessions refer to peers and paths by index.
+//! A removed peer or path stays behind as a retired entry that never carries traffic, and
+//! new ones are appended. Settings read only at start-up keep their running values and are
+//! listed in [`Reload::restart_needed`]. A reload with any error changes nothing.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use tracing::{error, info, warn};
+
+use super::plan::{PathPlan, PeerPlan, Plan, PlanError, RoutePlan};
+use super::{BfdThread, Daemon, load_trust, start_bfd};
+use crate::alarm::AlarmCause;
+use crate::config::{self, LoadError};
+use crate::kex::{self, MlKemLevel, PeerConfig, PeerId};
+
+/// The outcome of comparing a new setup with the running one.
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// The setup to run from now on: the new one, with the running values of every
+    /// setting that needs a restart, and the running indices of peers and paths.
+    pub plan: Plan,
+    /// One line per change that the reload applies.
+    pub changes: Vec<String>,
+    /// Changes that take effect only after a restart; the reload leaves them out.
+    pub restart_needed: Vec<String>,
+    /// Indices of peers added, or added back after an earlier removal.
+    pub peers_added: Vec<usize>,
+    /// Indices of peers removed (now retired).
+    pub peers_removed: Vec<usize>,
+    /// Indices of peers whose peering-common-name or ml-kem-keygen-priority changed. The
+    /// key exchange drops their state and starts again with the certificate exchange.
+    pub peers_replaced: Vec<usize>,
+    /// Indices of peers whose key-exchange algorithm changed: they exchange new keys and
+    /// keep the old ones until then.
+    pub peers_algorithm: Vec<usize>,
+    /// Whether peer paths were added or removed, so BFD restarts with the new set.
+    pub paths_changed: bool,
+    /// Indices of paths whose BFD timers changed.
+    pub bfd_changed: Vec<usize>,
+    /// Whether services, tenants or service routes changed.
+    pub forwarding_changed: bool,
+    /// Whether the key-exchange timers changed.
+    pub timers_changed: bool,
+}
+
+impl Reload {
+    /// Returns whether the reload changes nothing that applies while running.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// A reason a reload is rejected. The router keeps running its previous setup.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The configuration file cannot be read.
+    Read(LoadError),
+    /// One configuration error in the file, with its line and column.
+    Invalid { path: PathBuf, error: String },
+    /// The file no longer defines the running router.
+    RouterMissing { router: String },
+    /// The new configuration cannot run as this router.
+    Plan(PlanError),
+    /// A change needs something that only a restart sets up.
+    NeedsRestart { change: String },
+    /// Two peers would share a peering-common-name, or a peer would use this router's.
+    DuplicateCommonName { name: String },
+    /// The trusted CAs of the new configuration cannot be loaded.
+    Trust(String),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Read(error) => write!(f, "{error}"),
+            ReloadError::Invalid { path, error } => write!(f, "{}: {error}", path.display()),
+            ReloadError::RouterMissing { router } => {
+                write!(f, "the configuration no longer defines router {router}")
+            }
+            ReloadError::Plan(error) => write!(f, "{error}"),
+            ReloadError::NeedsRestart { change } => {
+                write!(f, "{change}; this needs a restart of svrd")
+            }
+            ReloadError::DuplicateCommonName { name } => {
+                write!(f, "peering-common-name {name} is used twice; expected one per router")
+            }
+            ReloadError::Trust(message) => write!(f, "trusted CAs: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReloadError::Read(error) => Some(error),
+            ReloadError::Plan(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the configuration file and resolves the setup of `router` from it.
+pub fn read_plan(path: &Path, router: &str) -> Result<Plan, Vec<ReloadError>> {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(LoadError::Invalid { path, errors }) => {
+            return Err(errors
+                .errors
+                .iter()
+                .map(|error| ReloadError::Invalid { path: path.clone(), error: error.to_string() })
+                .collect());
+        }
+        Err(error) => return Err(vec![ReloadError::Read(error)]),
+    };
+    let Some(found) = config.router(router) else {
+        return Err(vec![ReloadError::RouterMissing { router: router.to_string() }]);
+    };
+    Plan::resolve(&config, found).map_err(|error| vec![ReloadError::Plan(error)])
+}
+
+/// Compares `new` with the `running` setup. `ml_kem_levels` are the ML-KEM parameter sets
+/// whose key pairs the router made at start-up.
+pub fn prepare(
+    running: &Plan,
+    new: Plan,
+    ml_kem_levels: &BTreeSet<MlKemLevel>,
+) -> Result<Reload, Vec<ReloadError>> {
+    let mut errors = Vec::new();
+    let mut reload = Reload {
+        plan: running.clone(),
+        changes: Vec::new(),
+        restart_needed: startup_changes(running, &new),
+        peers_added: Vec::new(),
+        peers_removed: Vec::new(),
+        peers_replaced: Vec::new(),
+        peers_algorithm: Vec::new(),
+        paths_changed: false,
+        bfd_changed: Vec::new(),
+        forwarding_changed: false,
+        timers_changed: false,
+    };
+
+    // Ports: new index to running index, by device-interface name.
+    let port_map: Vec<Option<usize>> = new
+        .ports
+        .iter()
+        .map(|port| running.ports.iter().position(|p| p.name == port.name))
+        .collect();
+
+    let peer_map = align_peers(running, &new, ml_kem_levels, &mut reload, &mut errors);
+    align_paths(running, &new, &peer_map, &port_map, &mut reload, &mut errors);
+    let routes = remap_routes(&new, &peer_map, &port_map, &mut errors);
+    check_common_names(&reload.plan, &mut errors);
+
+    let plan = &mut reload.plan;
+    if plan.services != new.services {
+        reload.changes.push(format!("services: {}", names(&new.services, |s| &s.name)));
+        reload.forwarding_changed = true;
+    }
+    if plan.tenants != new.tenants {
+        reload.changes.push(format!("tenants: {}", new.tenants.join(", ")));
+        reload.forwarding_changed = true;
+    }
+    if plan.routes != routes {
+        reload.changes.push(format!("service routes: {} entries", routes.len()));
+        reload.forwarding_changed = true;
+    }
+    if plan.timers != new.timers {
+        reload.changes.push(format!(
+            "key-exchange timers: retransmit {:?}, timeout {:?}, rekey {}",
+            new.timers.retransmit_interval,
+            new.timers.timeout,
+            describe_interval(new.timers.rekey_interval)
+        ));
+        reload.timers_changed = true;
+    }
+    if plan.payload_rekey_interval != new.payload_rekey_interval {
+        reload.changes.push(format!(
+            "payload-key-rekey-interval: {}",
+            describe_interval(new.payload_rekey_interval)
+        ));
+    }
+    if plan.trusted_cas != new.trusted_cas {
+        reload.changes.push(format!("trusted CAs: {} sources", new.trusted_cas.len()));
+    }
+    plan.services = new.services;
+    plan.tenants = new.tenants;
+    plan.routes = routes;
+    plan.timers = new.timers;
+    plan.payload_rekey_interval = new.payload_rekey_interval;
+    plan.trusted_cas = new.trusted_cas;
+
+    if errors.is_empty() { Ok(reload) } else { Err(errors) }
+}
+
+/// Lists the differences in settings that are read only at start-up.
+fn startup_changes(running: &Plan, new: &Plan) -> Vec<String> {
+    let mut lines = Vec::new();
+    if running.node != new.node {
+        lines.push(format!("node {} -> {}", running.node, new.node));
+    }
+    if running.peering_common_name != new.peering_common_name {
+        lines.push(format!(
+            "peering-common-name {} -> {}",
+            running.peering_common_name, new.peering_common_name
+        ));
+    }
+    if running.ml_kem_keygen_priority != new.ml_kem_keygen_priority {
+        lines.push("ml-kem-keygen-priority".to_string());
+    }
+    if running.eskm != new.eskm {
+        lines.push(format!("enhanced-security-key-management {}", new.eskm));
+    }
+    if running.certificate != new.certificate {
+        lines.push("the router's client-certificate".to_string());
+    }
+    if running.busy_polling != new.busy_polling {
+        let mode = if new.busy_polling { "busy" } else { "adaptive" };
+        lines.push(format!("dataplane polling-mode {mode}"));
+    }
+    if running.worker_cores != new.worker_cores {
+        lines.push(format!("dataplane worker-cores {:?}", new.worker_cores));
+    }
+    for port in &new.ports {
+        match running.ports.iter().find(|p| p.name == port.name) {
+            None => lines.push(format!("device-interface {} added", port.name)),
+            Some(old) if old != port => {
+                lines.push(format!("device-interface {} changed", port.name));
+            }
+            Some(_) => {}
+        }
+    }
+    for port in &running.ports {
+        if !new.ports.iter().any(|p| p.name == port.name) {
+            lines.push(format!("device-interface {} removed", port.name));
+        }
+    }
+    lines
+}
+
+/// Places the new peers at their running indices; returns the new index of each.
+fn align_peers(
+    running: &Plan,
+    new: &Plan,
+    ml_kem_levels: &BTreeSet<MlKemLevel>,
+    reload: &mut Reload,
+    errors: &mut Vec<ReloadError>,
+) -> Vec<usize> {
+    let peers = &mut reload.plan.peers;
+    let mut map = Vec::with_capacity(new.peers.len());
+    for peer in &new.peers {
+        if let Some(level) = peer.algorithm.ml_kem()
+            && !ml_kem_levels.contains(&level)
+        {
+            errors.push(ReloadError::NeedsRestart {
+                change: format!(
+                    "peer {} uses {level}, whose key pair this router makes only at start-up",
+                    peer.name
+                ),
+            });
+        }
+        let slot = match running.peers.iter().position(|p| p.name == peer.name) {
+            Some(slot) => {
+                let old = &running.peers[slot];
+                if old.retired {
+                    reload.peers_added.push(slot);
+                    reload.changes.push(format!("peer {} added", peer.name));
+                } else if old.peering_common_name != peer.peering_common_name
+                    || old.ml_kem_keygen_priority != peer.ml_kem_keygen_priority
+                {
+                    reload.peers_replaced.push(slot);
+                    reload.changes.push(format!(
+                        "peer {}: peering-common-name {}, ml-kem-keygen-priority {}; keys \
+                         exchanged again",
+                        peer.name, peer.peering_common_name, peer.ml_kem_keygen_priority
+                    ));
+                } else if old.algorithm != peer.algorithm {
+                    reload.peers_algorithm.push(slot);
+                    reload
+                        .changes
+                        .push(format!("peer {}: key exchange {}", peer.name, peer.algorithm));
+                }
+                peers[slot] = PeerPlan { retired: false, ..peer.clone() };
+                slot
+            }
+            None => {
+                peers.push(PeerPlan { retired: false, ..peer.clone() });
+                reload.peers_added.push(peers.len() - 1);
+                reload.changes.push(format!("peer {} added", peer.name));
+                peers.len() - 1
+            }
+        };
+        map.push(slot);
+    }
+    for (slot, old) in running.peers.iter().enumerate() {
+        if !old.retired && !new.peers.iter().any(|p| p.name == old.name) {
+            peers[slot].retired = true;
+            reload.peers_removed.push(slot);
+            reload.changes.push(format!("peer {} removed", old.name));
+        }
+    }
+    map
+}
+
+/// Places the new peer paths at their running indices. A path is the same path when its
+/// peer, port and both waypoints are.
+fn align_paths(
+    running: &Plan,
+    new: &Plan,
+    peer_map: &[usize],
+    port_map: &[Option<usize>],
+    reload: &mut Reload,
+    errors: &mut Vec<ReloadError>,
+) {
+    let mut matched = vec![false; running.paths.len()];
+    for path in &new.paths {
+        let peer = peer_map[path.peer];
+        let Some(port) = port_map[path.port] else {
+            errors.push(ReloadError::NeedsRestart {
+                change: format!(
+                    "peer path {} -> {} leaves from device-interface {}, which is not running",
+                    path.local, path.remote, new.ports[path.port].name
+                ),
+            });
+            continue;
+        };
+        let aligned = PathPlan { peer, port, retired: false, ..path.clone() };
+        let peer_name = &reload.plan.peers[peer].name;
+        let same = |p: &PathPlan| {
+            p.peer == peer && p.port == port && p.local == path.local && p.remote == path.remote
+        };
+        match running.paths.iter().position(same) {
+            Some(slot) => {
+                matched[slot] = true;
+                let old = &running.paths[slot];
+                if old.retired {
+                    reload.paths_changed = true;
+                    reload.changes.push(format!(
+                        "peer path {} -> {} to {peer_name} added",
+                        path.local, path.remote
+                    ));
+                } else if old.bfd != path.bfd {
+                    reload.bfd_changed.push(slot);
+                    reload.changes.push(format!(
+                        "peer path {} -> {} to {peer_name}: bfd timers",
+                        path.local, path.remote
+                    ));
+                }
+                reload.plan.paths[slot] = aligned;
+            }
+            None => {
+                reload.plan.paths.push(aligned);
+                reload.paths_changed = true;
+                reload.changes.push(format!(
+                    "peer path {} -> {} to {peer_name} added",
+                    path.local, path.remote
+                ));
+            }
+        }
+    }
+    for (slot, old) in running.paths.iter().enumerate() {
+        if !old.retired && !matched[slot] {
+            reload.plan.paths[slot].retired = true;
+            reload.paths_changed = true;
+            reload.changes.push(format!("peer path {} -> {} removed", old.local, old.remote));
+        }
+    }
+    // A path with new BFD timers restarts anyway when the path set changes.
+    if reload.paths_changed {
+        reload.bfd_changed.clear();
+    }
+}
+
+/// Rewrites the new service routes to the running indices of peers and ports.
+fn remap_routes(
+    new: &Plan,
+    peer_map: &[usize],
+    port_map: &[Option<usize>],
+    errors: &mut Vec<ReloadError>,
+) -> Vec<RoutePlan> {
+    let mut routes = Vec::with_capacity(new.routes.len());
+    for route in &new.routes {
+        match route {
+            RoutePlan::Peer { service, peer } => {
+                routes.push(RoutePlan::Peer { service: service.clone(), peer: peer_map[*peer] });
+            }
+            RoutePlan::Local { service, port, gateway } => match port_map[*port] {
+                Some(running) => routes.push(RoutePlan::Local {
+                    service: service.clone(),
+                    port: running,
+                    gateway: *gateway,
+                }),
+                None => errors.push(ReloadError::NeedsRestart {
+                    change: format!(
+                        "service-route for {service} leaves from device-interface {}, which \
+                         is not running",
+                        new.ports[*port].name
+                    ),
+                }),
+            },
+        }
+    }
+    routes
+}
+
+/// Rejects a setup in which two active peers, or a peer and this router, share a
+/// peering-common-name: the key exchange could not tell them apart.
+fn check_common_names(plan: &Plan, errors: &mut Vec<ReloadError>) {
+    let mut seen = BTreeSet::from([plan.peering_common_name.as_str()]);
+    for peer in plan.peers.iter().filter(|p| !p.retired) {
+        if !seen.insert(peer.peering_common_name.as_str()) {
+            errors
+                .push(ReloadError::DuplicateCommonName { name: peer.peering_common_name.clone() });
+        }
+    }
+}
+
+fn names<T>(items: &[T], name: impl Fn(&T) -> &String) -> String {
+    let list: Vec<&str> = items.iter().map(|item| name(item).as_str()).collect();
+    if list.is_empty() { "none".to_string() } else { list.join(", ") }
+}
+
+fn describe_interval(interval: Option<std::time::Duration>) -> String {
+    interval.map_or("never".to_string(), |every| format!("{every:?}"))
+}
+
+impl Daemon {
+    /// Reloads the configuration file. Every error is logged and leaves the running setup
+    /// as it was, except that the trusted CAs it names are read again.
+    pub(super) fn reload(&mut self) -> bool {
+        info!(file = %self.options.config.display(), "reloading the configuration");
+        let prepared = read_plan(&self.options.config, &self.plan.router)
+            .and_then(|new| prepare(&self.plan, new, &self.ml_kem_levels))
+            .and_then(|reload| match load_trust(&reload.plan) {
+                Ok(trust) => Ok((reload, trust)),
+                Err(error) => Err(vec![ReloadError::Trust(error.to_string())]),
+            });
+        let (reload, trust) = match prepared {
+            Ok(prepared) => prepared,
+            Err(errors) => {
+                for error in &errors {
+                    error!(%error, "configuration reload rejected");
+                }
+                error!(
+                    errors = errors.len(),
+                    "configuration not reloaded; the running configuration stays in force"
+                );
+                self.reload_trust();
+                return false;
+            }
+        };
+        for change in &reload.restart_needed {
+            warn!(%change, "configuration change needs a restart of svrd; not applied");
+        }
+        if reload.is_empty() {
+            self.replace_trust(trust);
+            info!("configuration reloaded: no change that applies while running");
+            return false;
+        }
+        if let Err(error) = self.apply(&reload) {
+            error!(%error, "configuration reload failed; the running configuration stays in force");
+            return false;
+        }
+        self.replace_trust(trust);
+        for change in &reload.changes {
+            info!(%change, "configuration change applied");
+        }
+        info!(changes = reload.changes.len(), "configuration reloaded");
+        true
+    }
+
+    /// Applies a prepared reload. Only a BFD restart can fail; it is done first, and on
+    /// failure BFD runs the previous paths again.
+    fn apply(&mut self, reload: &Reload) -> Result<(), super::DaemonError> {
+        if reload.paths_changed {
+            self.restart_bfd(&reload.plan).or_else(|error| {
+                let previous = self.plan.clone();
+                self.restart_bfd(&previous).map_err(|again| {
+                    error!(error = %again, "bfd cannot run the previous peer paths either");
+                    again
+                })?;
+                Err(error)
+            })?;
+        }
+        self.plan = reload.plan.clone();
+
+        let peers = self.plan.peers.len();
+        let keyring = &mut self.keyring;
+        keyring.peer_metadata.resize(peers, None);
+        keyring.pair_secrets.resize(peers, Vec::new());
+        keyring.peer_in_service.resize(peers, false);
+        keyring.path_up.resize(self.plan.paths.len(), false);
+        let reset: Vec<usize> =
+            reload.peers_removed.iter().chain(&reload.peers_replaced).copied().collect();
+        self.certs.sync_peers(&self.plan, &reset);
+        for &slot in reload.peers_removed.iter().chain(&reload.peers_replaced) {
+            self.keyring.peer_metadata[slot] = None;
+            self.keyring.pair_secrets[slot].clear();
+            self.keyring.peer_in_service[slot] = false;
+            let name = self.plan.peers[slot].name.clone();
+            self.alarms.clear(&AlarmCause::PeerUnauthenticated { peer: name.clone() });
+            self.alarms.clear(&AlarmCause::PeerCertificateInvalid { peer: name });
+        }
+        for (index, path) in self.plan.paths.iter().enumerate() {
+            if path.retired {
+                self.keyring.path_up[index] = false;
+            }
+        }
+        for &slot in &reload.bfd_changed {
+            let path = &self.plan.paths[slot];
+            if let Some(id) = self.bfd_paths.get(slot).copied().flatten()
+                && let Err(error) = self.bfd.set_config(id, path.bfd)
+            {
+                warn!(%error, local = %path.local, remote = %path.remote, "cannot change bfd timers");
+            }
+        }
+
+        let now = self.now();
+        let mut actions = Vec::new();
+        for &slot in reload.peers_removed.iter().chain(&reload.peers_replaced) {
+            actions.extend(self.kex.remove_peer(PeerId(slot as u32), now));
+        }
+        for &slot in reload.peers_added.iter().chain(&reload.peers_replaced) {
+            let peer = &self.plan.peers[slot];
+            let config = PeerConfig {
+                peering_common_name: peer.peering_common_name.clone(),
+                ml_kem_keygen_priority: peer.ml_kem_keygen_priority,
+                algorithm: peer.algorithm,
+            };
+            match self.kex.add_peer(PeerId(slot as u32), config, now) {
+                Ok(more) => actions.extend(more),
+                Err(error) => error!(peer = %peer.name, %error, "key exchange rejected the peer"),
+            }
+        }
+        for &slot in &reload.peers_algorithm {
+            let algorithm = self.plan.peers[slot].algorithm;
+            actions.extend(self.kex.set_algorithm(PeerId(slot as u32), algorithm, now));
+        }
+        if reload.timers_changed {
+            let timers = kex::KexTimers {
+                switch_delay: self.options.key_grace,
+                grace: self.options.key_grace,
+                ..self.plan.timers
+            };
+            actions.extend(self.kex.set_timers(timers, now));
+        }
+        self.handle(actions);
+        self.publish();
+        Ok(())
+    }
+
+    /// Stops the BFD thread and starts one for the active paths of `plan`. Every path then
+    /// starts down.
+    // NOTE: the BFD driver cannot add or remove sessions while it runs. Its shutdown sends
+    // AdminDown on every old session, so paths that did not change also go down until
+    // their new sessions come up.
+    fn restart_bfd(&mut self, plan: &Plan) -> Result<(), super::DaemonError> {
+        self.bfd_stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.bfd_thread.take() {
+            let _ = thread.join();
+        }
+        let BfdThread { handle, paths, stop, thread } = start_bfd(plan)?;
+        self.bfd = handle;
+        self.bfd_paths = paths;
+        self.bfd_stop = stop;
+        self.bfd_thread = Some(thread);
+        // The key exchange hears of each path again when BFD brings it up.
+        self.keyring.path_up = vec![false; plan.paths.len()];
+        Ok(())
+    }
+}

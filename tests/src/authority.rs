@@ -1,0 +1,233 @@
+//! Writes authority configurations for the end-to-end tests: routers with a LAN port and
+//! WAN ports, peers and adjacencies, services and service routes, under ESKM with
+//! self-signed router certificates.
+
+use std::fmt::Write;
+
+/// A service and the prefixes it reaches.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Service name.
+    pub name: String,
+    /// Tenants allowed to reach it.
+    pub tenants: Vec<String>,
+    /// Destination prefixes, `ADDRESS/LENGTH`.
+    pub prefixes: Vec<String>,
+}
+
+/// A device interface of a router.
+#[derive(Debug, Clone)]
+pub struct Port {
+    /// Device-interface name, also its Linux interface name.
+    pub name: String,
+    /// Tenant of a LAN port; `None` for a WAN port.
+    pub tenant: Option<String>,
+    /// Addresses, `ADDRESS/LENGTH`.
+    pub addresses: Vec<String>,
+    /// Adjacencies of a WAN port: the peer's waypoint address and the peer's name.
+    pub adjacencies: Vec<(String, String)>,
+}
+
+impl Port {
+    /// Returns a LAN port of `tenant`.
+    pub fn lan(name: &str, tenant: &str, addresses: &[&str]) -> Port {
+        Port {
+            name: name.into(),
+            tenant: Some(tenant.into()),
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            adjacencies: Vec::new(),
+        }
+    }
+
+    /// Returns a WAN port with one address and adjacencies `(peer address, peer)`.
+    pub fn wan(name: &str, address: &str, adjacencies: &[(&str, &str)]) -> Port {
+        Port {
+            name: name.into(),
+            tenant: None,
+            addresses: vec![address.into()],
+            adjacencies: adjacencies.iter().map(|(a, p)| (a.to_string(), p.to_string())).collect(),
+        }
+    }
+}
+
+/// Where a service goes from a router.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// To a peer over SVR.
+    Peer { service: String, peer: String },
+    /// Out of a local port, to a gateway when one is given.
+    Local { service: String, port: String, gateway: Option<String> },
+}
+
+/// A router of the authority.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Router name; its peering-common-name is `svrt-NAME`.
+    pub name: String,
+    /// Ports, LAN and WAN.
+    pub ports: Vec<Port>,
+    /// Service routes.
+    pub routes: Vec<Route>,
+}
+
+impl Router {
+    /// Returns the peers named in the router's adjacencies, in order, without repeats.
+    pub fn peers(&self) -> Vec<String> {
+        let mut peers: Vec<String> = Vec::new();
+        for port in &self.ports {
+            for (_, peer) in &port.adjacencies {
+                if !peers.contains(peer) {
+                    peers.push(peer.clone());
+                }
+            }
+        }
+        peers
+    }
+}
+
+/// The whole authority.
+#[derive(Debug, Clone, Default)]
+pub struct Authority {
+    /// Tenants.
+    pub tenants: Vec<String>,
+    /// Services.
+    pub services: Vec<Service>,
+    /// Routers.
+    pub routers: Vec<Router>,
+}
+
+impl Service {
+    /// Returns a service reachable by `tenants` at `prefixes`.
+    pub fn new(name: &str, tenants: &[&str], prefixes: &[&str]) -> Service {
+        Service {
+            name: name.into(),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+impl Route {
+    /// Returns a route of `service` to `peer`.
+    pub fn peer(service: &str, peer: &str) -> Route {
+        Route::Peer { service: service.into(), peer: peer.into() }
+    }
+
+    /// Returns a route of `service` out of `port`.
+    pub fn local(service: &str, port: &str, gateway: Option<&str>) -> Route {
+        Route::Local {
+            service: service.into(),
+            port: port.into(),
+            gateway: gateway.map(Into::into),
+        }
+    }
+}
+
+impl Authority {
+    /// Returns the configuration text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "config\n    authority\n        name svrtest\n        \
+             enhanced-security-key-management true\n\n        security encrypt-aes256\n            \
+             encrypt true\n            encryption-cipher aes-cbc-256\n            hmac true\n            \
+             hmac-cipher sha384\n        exit\n\n",
+        );
+        for tenant in &self.tenants {
+            let _ = writeln!(out, "        tenant {tenant}\n        exit");
+        }
+        for service in &self.services {
+            let _ = writeln!(out, "        service {}", service.name);
+            for prefix in &service.prefixes {
+                let _ = writeln!(out, "            address {prefix}");
+            }
+            let _ = writeln!(out, "            security encrypt-aes256");
+            for tenant in &service.tenants {
+                let _ = writeln!(
+                    out,
+                    "            access-policy {tenant}\n                permission allow\n            exit"
+                );
+            }
+            let _ = writeln!(out, "        exit");
+        }
+        for router in &self.routers {
+            render_router(&mut out, router);
+        }
+        out.push_str("    exit\nexit\n");
+        out
+    }
+}
+
+fn render_router(out: &mut String, router: &Router) {
+    let name = &router.name;
+    let _ = writeln!(out, "        router {name}\n            peering-common-name svrt-{name}");
+    for peer in router.peers() {
+        let _ = writeln!(
+            out,
+            "            peer {peer}\n                router-name {peer}\n                \
+             peering-common-name svrt-{peer}\n            exit"
+        );
+    }
+    for (index, route) in router.routes.iter().enumerate() {
+        match route {
+            Route::Peer { service, peer } => {
+                let _ = writeln!(
+                    out,
+                    "            service-route route-{index}\n                service-name \
+                     {service}\n                peer {peer}\n            exit"
+                );
+            }
+            Route::Local { service, port, gateway } => {
+                let gateway = gateway
+                    .as_ref()
+                    .map(|g| format!("                    gateway-ip {g}\n"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "            service-route route-{index}\n                service-name \
+                     {service}\n                next-hop {name}-node {port}-net\n{gateway}                \
+                     exit\n            exit"
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "            node {name}-node\n                role combo\n                dataplane\n                    \
+         driver af-xdp\n                    polling-mode adaptive\n                exit"
+    );
+    for port in &router.ports {
+        let _ = writeln!(
+            out,
+            "                device-interface {0}\n                    interface-name {0}\n                    \
+             network-interface {0}-net",
+            port.name
+        );
+        if let Some(tenant) = &port.tenant {
+            let _ = writeln!(out, "                        tenant {tenant}");
+        }
+        for address in &port.addresses {
+            let (ip, length) = address.split_once('/').unwrap_or((address, "24"));
+            let _ = writeln!(
+                out,
+                "                        address {ip}\n                            prefix-length \
+                 {length}\n                        exit"
+            );
+        }
+        if !port.adjacencies.is_empty() {
+            let _ = writeln!(
+                out,
+                "                        neighborhood {0}\n                            topology mesh\n                        exit",
+                port.name
+            );
+        }
+        for (address, peer) in &port.adjacencies {
+            let _ = writeln!(
+                out,
+                "                        adjacency {address} {peer}\n                        exit"
+            );
+        }
+        let _ = writeln!(out, "                    exit\n                exit");
+    }
+    let _ = writeln!(out, "            exit\n        exit");
+}

@@ -1,0 +1,592 @@
+//! End-to-end tests of svrd processes in network namespaces: a hub with two spokes, a
+//! router restarted under traffic, hosts of one IP family over waypoints of the other, and
+//! configuration reload on SIGHUP. Each test builds its own namespaces and removes them,
+//! with every process it started, when it ends or fails.
+#![allow(clippy::expect_used, clippy::panic, reason = "a harness step that fails ends the test")]
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use svr_tests::authority::{Authority, Port, Route, Router, Service};
+use svr_tests::harness::{
+    Namespaces, Svrd, TempDir, is_root, ping, ping_until, tcp_transfer, wait_for,
+};
+
+/// Time allowed for the key exchange of every peer path.
+const KEYS: Duration = Duration::from_secs(30);
+
+fn require_root(test: &str) {
+    assert!(
+        is_root(),
+        "{test} creates network namespaces and needs root: run it as root on Debian 12 \
+         with the packages of scripts/install-deps"
+    );
+}
+
+/// The waypoint family of the two-router topology.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Wan {
+    V4,
+    V6,
+}
+
+/// host1 - r1 = wan = r2 - host5, with one svrd per router.
+///
+/// Addresses: LAN 1 is 10.244.1.0/24 and fd44:1::/64, LAN 5 is 10.244.5.0/24 and
+/// fd44:5::/64 (host5 also has 10.244.5.20), and the WAN is 10.244.10.0/24 or fd44:10::/64.
+struct TwoRouters {
+    // Fields drop in order: the routers stop before their namespaces go.
+    r1: Svrd,
+    r2: Svrd,
+    config: PathBuf,
+    dir: TempDir,
+    ns: Namespaces,
+    wan: Wan,
+}
+
+impl TwoRouters {
+    /// Returns the authority. With `extra_service` it has the service to-host6 for
+    /// 10.244.5.20.
+    fn authority(wan: Wan, extra_service: bool) -> Authority {
+        let (r1_wan, r2_wan) = match wan {
+            Wan::V4 => ("10.244.10.1/24", "10.244.10.2/24"),
+            Wan::V6 => ("fd44:10::1/64", "fd44:10::2/64"),
+        };
+        let address = |cidr: &'static str| cidr.split('/').next().unwrap_or(cidr);
+        let mut services = vec![
+            Service::new("to-host5", &["corp"], &["10.244.5.10/32", "fd44:5::/64"]),
+            Service::new("to-host1", &["corp"], &["10.244.1.0/24", "fd44:1::/64"]),
+        ];
+        let mut r1_routes =
+            vec![Route::peer("to-host5", "r2"), Route::local("to-host1", "lan", None)];
+        let mut r2_routes =
+            vec![Route::peer("to-host1", "r1"), Route::local("to-host5", "lan", None)];
+        if extra_service {
+            services.push(Service::new("to-host6", &["corp"], &["10.244.5.20/32"]));
+            r1_routes.push(Route::peer("to-host6", "r2"));
+            r2_routes.push(Route::local("to-host6", "lan", None));
+        }
+        Authority {
+            tenants: vec!["corp".into()],
+            services,
+            routers: vec![
+                Router {
+                    name: "r1".into(),
+                    ports: vec![
+                        Port::lan("lan", "corp", &["10.244.1.1/24", "fd44:1::1/64"]),
+                        Port::wan("wan", r1_wan, &[(address(r2_wan), "r2")]),
+                    ],
+                    routes: r1_routes,
+                },
+                Router {
+                    name: "r2".into(),
+                    ports: vec![
+                        Port::lan("lan", "corp", &["10.244.5.1/24", "fd44:5::1/64"]),
+                        Port::wan("wan", r2_wan, &[(address(r1_wan), "r1")]),
+                    ],
+                    routes: r2_routes,
+                },
+            ],
+        }
+    }
+
+    /// Builds the topology, writes the authority and starts both routers, then waits for
+    /// the keys on the peer path.
+    fn start(tag: &str, wan: Wan, extra_service: bool) -> TwoRouters {
+        let mut ns = Namespaces::new(tag);
+        let dir = TempDir::new(&format!("daemon-{tag}")).expect("temporary directory");
+        for (name, router) in [("host1", false), ("r1", true), ("r2", true), ("host5", false)] {
+            ns.add(name, router).expect("add namespace");
+        }
+        ns.link("host1", "lan", "r1", "lan").expect("link host1-r1");
+        ns.link("r1", "wan", "r2", "wan").expect("link r1-r2");
+        ns.link("r2", "lan", "host5", "lan").expect("link r2-host5");
+        for (host, cidr) in [
+            ("host1", "10.244.1.10/24"),
+            ("host1", "fd44:1::10/64"),
+            ("r1", "10.244.1.1/24"),
+            ("r1", "fd44:1::1/64"),
+            ("r2", "10.244.5.1/24"),
+            ("r2", "fd44:5::1/64"),
+            ("host5", "10.244.5.10/24"),
+            ("host5", "10.244.5.20/24"),
+            ("host5", "fd44:5::10/64"),
+        ] {
+            ns.addr(host, "lan", cidr).expect("add address");
+        }
+        let (r1_wan, r2_wan) = match wan {
+            Wan::V4 => ("10.244.10.1/24", "10.244.10.2/24"),
+            Wan::V6 => ("fd44:10::1/64", "fd44:10::2/64"),
+        };
+        ns.addr("r1", "wan", r1_wan).expect("r1 wan address");
+        ns.addr("r2", "wan", r2_wan).expect("r2 wan address");
+        for (host, gateway) in [
+            ("host1", "10.244.1.1"),
+            ("host1", "fd44:1::1"),
+            ("host5", "10.244.5.1"),
+            ("host5", "fd44:5::1"),
+        ] {
+            ns.default_route(host, gateway).expect("default route");
+        }
+
+        // svrd reads next hops from the kernels' neighbour tables, so fill them first.
+        let r2_wan_ip = r2_wan.split('/').next().unwrap_or_default();
+        for (from, to) in [
+            ("host1", "10.244.1.1"),
+            ("host1", "fd44:1::1"),
+            ("host5", "10.244.5.1"),
+            ("host5", "fd44:5::1"),
+            ("r2", "10.244.5.20"),
+            ("r1", r2_wan_ip),
+        ] {
+            ns.warm(from, to).expect("neighbour warm-up ping");
+        }
+
+        svr_tests::harness::svrd_binary().expect("build svrd");
+        let begun = Instant::now();
+        let config = dir.join("authority.cfg");
+        fs::write(&config, Self::authority(wan, extra_service).render()).expect("write config");
+        let mut r1 = Svrd::start(&ns, "r1", "r1", &config, &dir.0).expect("start svrd r1");
+        let mut r2 = Svrd::start(&ns, "r2", "r2", &config, &dir.0).expect("start svrd r2");
+        r1.wait_complete(1, KEYS).expect("r1 keys");
+        r2.wait_complete(1, KEYS).expect("r2 keys");
+        eprintln!("keys exchanged {:?} after the start", begun.elapsed());
+        TwoRouters { r1, r2, config, dir, ns, wan }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- r1 log ---\n{}\n--- r2 log ---\n{}",
+            self.r1.log_tail(25),
+            self.r2.log_tail(25)
+        )
+    }
+}
+
+/// Checks a 2 MiB TCP transfer from `server` at `address` to `client` arrives intact.
+fn assert_transfer(lab: &TwoRouters, server: &str, client: &str, address: &str, port: u16) {
+    let transfer = tcp_transfer(&lab.ns, &lab.dir, server, client, address, port, 2 << 20)
+        .unwrap_or_else(|e| panic!("TCP transfer to {address} failed: {e}\n{}", lab.logs()));
+    assert_eq!(transfer.bytes, 2 << 20, "bytes received from {address}\n{}", lab.logs());
+    assert_eq!(transfer.received, transfer.sent, "SHA-256 of the transfer from {address}");
+    eprintln!("TCP 2 MiB from {address} in {:?}", transfer.took);
+}
+
+#[test]
+fn netns_daemon_reload_adds_service() {
+    require_root("netns_daemon_reload_adds_service");
+    let started = Instant::now();
+    let mut lab = TwoRouters::start("rl", Wan::V4, false);
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "ping host5\n{}", lab.logs());
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.20", 2), 0, "10.244.5.20 has no service yet");
+
+    // Add the service to-host6 and reload both routers. r1's block, the first in the file,
+    // also pins its worker to a core, which takes effect only at start-up.
+    let text = TwoRouters::authority(lab.wan, true).render().replacen(
+        "polling-mode adaptive",
+        "polling-mode adaptive\n                    worker-cores 1",
+        1,
+    );
+    fs::write(&lab.config, &text).expect("write the new configuration");
+    lab.r1.signal("HUP").expect("SIGHUP r1");
+    lab.r2.signal("HUP").expect("SIGHUP r2");
+    let applied = wait_for(Duration::from_secs(10), || {
+        lab.r1.log_text().contains("configuration reloaded")
+            && lab.r2.log_text().contains("configuration reloaded")
+    });
+    assert!(applied, "both routers log the reload\n{}", lab.logs());
+    let log = lab.r1.log_text();
+    assert!(log.contains("to-host6"), "r1 logs the new service\n{log}");
+    let restart = log
+        .lines()
+        .find(|l| l.contains("configuration change needs a restart of svrd; not applied"));
+    assert!(
+        restart.is_some_and(|l| l.contains("worker-cores")),
+        "r1 reports the worker-cores change as needing a restart\n{log}"
+    );
+    assert!(
+        !lab.r2.log_text().contains("needs a restart"),
+        "r2's start-up settings did not change"
+    );
+    assert!(
+        ping_until(&lab.ns, "host1", "10.244.5.20", Duration::from_secs(5)),
+        "ping to the new service after SIGHUP\n{}",
+        lab.logs()
+    );
+    assert_transfer(&lab, "host5", "host1", "10.244.5.20", 7101);
+    assert_eq!(lab.r1.paths_complete().expect("r1 paths"), (1, 1), "the peer path stays up");
+
+    // A broken file: every error is logged and the running configuration stays.
+    let broken = text.replace("permission allow", "permission sometimes");
+    fs::write(&lab.config, broken).expect("write a broken configuration");
+    lab.r1.signal("HUP").expect("SIGHUP r1");
+    let rejected = wait_for(Duration::from_secs(10), || {
+        lab.r1.log_text().contains("configuration not reloaded")
+    });
+    assert!(rejected, "r1 logs the rejected reload\n{}", lab.logs());
+    let log = lab.r1.log_text();
+    let errors = log.lines().filter(|l| l.contains("configuration reload rejected")).count();
+    assert_eq!(errors, 3, "one log line per invalid permission (three services)\n{log}");
+    assert!(lab.r1.is_running(), "r1 keeps running after a broken file");
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.20", 3), 3, "old configuration still in force");
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "first service still in force");
+    eprintln!("reload test took {:?}", started.elapsed());
+}
+
+/// Counts the replies in a ping output file.
+fn replies(path: &std::path::Path) -> usize {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" icmp_seq="))
+        .count()
+}
+
+#[test]
+fn netns_daemon_restart_under_traffic() {
+    require_root("netns_daemon_restart_under_traffic");
+    let started = Instant::now();
+    let mut lab = TwoRouters::start("rs", Wan::V4, false);
+    let index_before = lab.r1.request(&["show", "security", "key-status"]).expect("key status");
+
+    // One ping flow runs through the whole test: 5 per second for at most 40 s.
+    let ping_log = lab.dir.join("ping.log");
+    let ping_file = fs::File::create(&ping_log).expect("create ping log");
+    let mut flow = Command::new("ip")
+        .args(["netns", "exec", &lab.ns.name("host1"), "ping", "-i", "0.2", "-c", "200"])
+        .args(["-W", "1", "10.244.5.10"])
+        .stdout(ping_file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the ping flow");
+    assert!(
+        wait_for(Duration::from_secs(5), || replies(&ping_log) >= 5),
+        "the ping flow gets replies before the restart\n{}",
+        lab.logs()
+    );
+
+    // SIGTERM ends svrd cleanly.
+    let status = lab.r2.stop().expect("r2 was running");
+    assert!(status.success(), "svrd r2 exit status after SIGTERM: {status}");
+    let before_restart = replies(&ping_log);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(replies(&ping_log) <= before_restart + 1, "no replies while r2 is stopped");
+    assert!(
+        wait_for(Duration::from_secs(10), || lab.r1.paths_complete().is_ok_and(|(c, _)| c == 0)),
+        "r1 sees its peer path go down\n{}",
+        lab.logs()
+    );
+
+    let restarted = Instant::now();
+    lab.r2 = Svrd::start(&lab.ns, "r2", "r2", &lab.config, &lab.dir.0).expect("restart r2");
+    lab.r2.wait_complete(1, KEYS).expect("r2 keys after the restart");
+    lab.r1.wait_complete(1, KEYS).expect("r1 keys after the restart");
+    eprintln!("keys exchanged again {:?} after the restart", restarted.elapsed());
+
+    // The flow that ran across the restart gets replies again.
+    let resumed = wait_for(Duration::from_secs(10), || replies(&ping_log) >= before_restart + 5);
+    let _ = Command::new("kill").args(["-INT", &flow.id().to_string()]).output();
+    let _ = flow.wait();
+    assert!(
+        resumed,
+        "the ping flow resumes after the restart: {} replies before, {} in all\n{}",
+        before_restart,
+        replies(&ping_log),
+        lab.logs()
+    );
+
+    // New flows work, and the alarms of the outage are cleared.
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "new ping\n{}", lab.logs());
+    assert_transfer(&lab, "host5", "host1", "10.244.5.10", 7201);
+    let cleared = wait_for(Duration::from_secs(10), || {
+        lab.r1.alarms().is_ok_and(|a| a.is_empty()) && lab.r2.alarms().is_ok_and(|a| a.is_empty())
+    });
+    assert!(
+        cleared,
+        "alarms after the restart: r1 {:?}, r2 {:?}",
+        lab.r1.alarms(),
+        lab.r2.alarms()
+    );
+    let index_after = lab.r1.request(&["show", "security", "key-status"]).expect("key status");
+    assert_eq!(
+        index_before.data[0]["metadata_rekey_index"], index_after.data[0]["metadata_rekey_index"],
+        "r1 keeps its own metadata key across the peer's restart"
+    );
+    eprintln!("restart test took {:?}", started.elapsed());
+}
+
+/// Runs ping and a TCP transfer over IPv4 and over IPv6 across `wan` waypoints.
+fn cross_family(tag: &str, wan: Wan) {
+    let started = Instant::now();
+    let lab = TwoRouters::start(tag, wan, false);
+    assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "IPv4 ping\n{}", lab.logs());
+    assert_eq!(ping(&lab.ns, "host1", "fd44:5::10", 3), 3, "IPv6 ping\n{}", lab.logs());
+    assert_transfer(&lab, "host5", "host1", "10.244.5.10", 7301);
+    assert_transfer(&lab, "host5", "host1", "fd44:5::10", 7302);
+    // And from the other side, towards host1.
+    assert_eq!(ping(&lab.ns, "host5", "fd44:1::10", 3), 3, "IPv6 ping back\n{}", lab.logs());
+    let stats = lab.r1.request(&["show", "stats"]).expect("r1 stats");
+    let created = stats.data["forwarding"]["sessions_created"].as_u64().unwrap_or(0);
+    assert!(created >= 4, "r1 created sessions for both families: {created}");
+    eprintln!("{wan:?} waypoints test took {:?}", started.elapsed());
+}
+
+#[test]
+fn netns_daemon_ipv6_hosts_ipv4_waypoints() {
+    require_root("netns_daemon_ipv6_hosts_ipv4_waypoints");
+    cross_family("v4", Wan::V4);
+}
+
+#[test]
+fn netns_daemon_ipv4_hosts_ipv6_waypoints() {
+    require_root("netns_daemon_ipv4_hosts_ipv6_waypoints");
+    cross_family("v6", Wan::V6);
+}
+
+/// Returns the MAC address of `interface` in namespace `ns`.
+fn mac(ns: &Namespaces, name: &str, interface: &str) -> String {
+    let path = format!("/sys/class/net/{interface}/address");
+    let output = ns.exec(name, &["cat", &path]).expect("read a MAC address");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The hub-and-spoke authority. Each spoke peers only with the hub: the spokes' WAN ports
+/// share a neighborhood with one hub port each, and none with each other.
+///
+/// NOTE: the dataplane does not forward an SVR session from one peer on to another yet.
+/// The hub therefore ends each session from a spoke on its LAN port `loop-a`. The veth
+/// peer of `loop-a` is `loop-b`, another LAN port of the hub, of tenant `transit`, where
+/// the packet starts a new session to the other spoke. The payload is therefore decrypted and encrypted again
+/// at the hub, not carried end to end.
+/// Without `with_spoke2` the hub has neither a peer spoke2 nor a path to it.
+fn hub_authority(with_spoke2: bool) -> Authority {
+    let gateway = Some("10.245.99.2");
+    let spoke2_adjacency: &[(&str, &str)] =
+        if with_spoke2 { &[("10.245.12.2", "spoke2")] } else { &[] };
+    Authority {
+        tenants: vec!["corp".into(), "transit".into()],
+        services: vec![
+            Service::new("to-lan1", &["corp"], &["10.245.1.0/24"]),
+            Service::new("to-lan2", &["corp"], &["10.245.2.0/24"]),
+            Service::new("to-lan1-transit", &["transit"], &["10.245.1.0/24"]),
+            Service::new("to-lan2-transit", &["transit"], &["10.245.2.0/24"]),
+        ],
+        routers: vec![
+            Router {
+                name: "spoke1".into(),
+                ports: vec![
+                    Port::lan("lan", "corp", &["10.245.1.1/24"]),
+                    Port::wan("wan1", "10.245.11.2/24", &[("10.245.11.1", "hub")]),
+                ],
+                routes: vec![
+                    Route::peer("to-lan2", "hub"),
+                    Route::local("to-lan1-transit", "lan", None),
+                ],
+            },
+            Router {
+                name: "hub".into(),
+                ports: vec![
+                    Port::wan("wan1", "10.245.11.1/24", &[("10.245.11.2", "spoke1")]),
+                    Port::wan("wan2", "10.245.12.1/24", spoke2_adjacency),
+                    Port::lan("loop-a", "corp", &["10.245.99.1/30"]),
+                    Port::lan("loop-b", "transit", &["10.245.99.2/30"]),
+                ],
+                routes: vec![
+                    Route::local("to-lan1", "loop-a", gateway),
+                    Route::local("to-lan2", "loop-a", gateway),
+                    Route::peer("to-lan1-transit", "spoke1"),
+                ]
+                .into_iter()
+                .chain(with_spoke2.then(|| Route::peer("to-lan2-transit", "spoke2")))
+                .collect(),
+            },
+            Router {
+                name: "spoke2".into(),
+                ports: vec![
+                    Port::lan("lan", "corp", &["10.245.2.1/24"]),
+                    Port::wan("wan2", "10.245.12.2/24", &[("10.245.12.1", "hub")]),
+                ],
+                routes: vec![
+                    Route::peer("to-lan1", "hub"),
+                    Route::local("to-lan2-transit", "lan", None),
+                ],
+            },
+        ],
+    }
+}
+
+/// Builds host1 - spoke1 = hub = spoke2 - host2, with the hub's loop between `loop-a` and
+/// `loop-b`, and fills the neighbour tables svrd reads.
+fn hub_topology(tag: &str) -> (Namespaces, TempDir) {
+    let mut ns = Namespaces::new(tag);
+    let dir = TempDir::new(&format!("daemon-{tag}")).expect("temporary directory");
+    for (name, router) in
+        [("host1", false), ("spoke1", true), ("hub", true), ("spoke2", true), ("host2", false)]
+    {
+        ns.add(name, router).expect("add namespace");
+    }
+    ns.link("host1", "lan", "spoke1", "lan").expect("link host1");
+    ns.link("spoke1", "wan1", "hub", "wan1").expect("link spoke1-hub");
+    ns.link("spoke2", "wan2", "hub", "wan2").expect("link spoke2-hub");
+    ns.link("spoke2", "lan", "host2", "lan").expect("link host2");
+    ns.link("hub", "loop-a", "hub", "loop-b").expect("link the hub's loop");
+    for (name, interface, cidr) in [
+        ("host1", "lan", "10.245.1.10/24"),
+        ("spoke1", "lan", "10.245.1.1/24"),
+        ("spoke1", "wan1", "10.245.11.2/24"),
+        ("hub", "wan1", "10.245.11.1/24"),
+        ("hub", "wan2", "10.245.12.1/24"),
+        ("hub", "loop-a", "10.245.99.1/30"),
+        ("hub", "loop-b", "10.245.99.2/30"),
+        ("spoke2", "wan2", "10.245.12.2/24"),
+        ("spoke2", "lan", "10.245.2.1/24"),
+        ("host2", "lan", "10.245.2.10/24"),
+    ] {
+        ns.addr(name, interface, cidr).expect("add address");
+    }
+    ns.default_route("host1", "10.245.1.1").expect("host1 route");
+    ns.default_route("host2", "10.245.2.1").expect("host2 route");
+    for (from, to) in [
+        ("host1", "10.245.1.1"),
+        ("host2", "10.245.2.1"),
+        ("spoke1", "10.245.11.1"),
+        ("spoke2", "10.245.12.1"),
+        ("hub", "10.245.11.2"),
+        ("hub", "10.245.12.2"),
+    ] {
+        ns.warm(from, to).expect("neighbour warm-up ping");
+    }
+    // The loop's next hops: out of loop-a to loop-b, and back out of loop-b to loop-a.
+    let (mac_a, mac_b) = (mac(&ns, "hub", "loop-a"), mac(&ns, "hub", "loop-b"));
+    for (address, mac, interface) in [
+        ("10.245.99.2", &mac_b, "loop-a"),
+        ("10.245.1.10", &mac_a, "loop-b"),
+        ("10.245.2.10", &mac_a, "loop-b"),
+    ] {
+        ns.exec(
+            "hub",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                address,
+                "lladdr",
+                mac,
+                "dev",
+                interface,
+                "nud",
+                "permanent",
+            ],
+        )
+        .expect("static neighbour on the hub's loop");
+    }
+
+    (ns, dir)
+}
+
+#[test]
+fn netns_daemon_hub_and_spokes() {
+    require_root("netns_daemon_hub_and_spokes");
+    let started = Instant::now();
+    let (ns, dir) = hub_topology("hb");
+    let config = dir.join("authority.cfg");
+    fs::write(&config, hub_authority(true).render()).expect("write config");
+    let mut spoke1 = Svrd::start(&ns, "spoke1", "spoke1", &config, &dir.0).expect("spoke1");
+    let mut hub = Svrd::start(&ns, "hub", "hub", &config, &dir.0).expect("hub");
+    let mut spoke2 = Svrd::start(&ns, "spoke2", "spoke2", &config, &dir.0).expect("spoke2");
+    hub.wait_complete(2, KEYS).expect("hub keys with both spokes");
+    spoke1.wait_complete(1, KEYS).expect("spoke1 keys");
+    spoke2.wait_complete(1, KEYS).expect("spoke2 keys");
+    let logs = || {
+        format!(
+            "--- spoke1 ---\n{}\n--- hub ---\n{}\n--- spoke2 ---\n{}",
+            spoke1.log_tail(15),
+            hub.log_tail(25),
+            spoke2.log_tail(15)
+        )
+    };
+
+    assert_eq!(ping(&ns, "host1", "10.245.2.10", 5), 5, "host1 to host2\n{}", logs());
+    assert_eq!(ping(&ns, "host2", "10.245.1.10", 5), 5, "host2 to host1\n{}", logs());
+    let transfer = tcp_transfer(&ns, &dir, "host2", "host1", "10.245.2.10", 7401, 2 << 20)
+        .unwrap_or_else(|e| panic!("TCP transfer through the hub failed: {e}\n{}", logs()));
+    assert_eq!(transfer.bytes, 2 << 20, "bytes received through the hub");
+    assert_eq!(transfer.received, transfer.sent, "SHA-256 of the transfer through the hub");
+    eprintln!("TCP 2 MiB through the hub in {:?}", transfer.took);
+
+    // Every flow crossed the hub: two sessions there per flow, none lost to key drops.
+    let stats = hub.request(&["show", "stats"]).expect("hub stats");
+    let created = stats.data["forwarding"]["sessions_created"].as_u64().unwrap_or(0);
+    assert!(created >= 6, "the hub created sessions for 3 flows: {created}\n{stats:?}");
+    for reason in ["no-key", "bad-tag", "replay"] {
+        let drops = stats.data["drops"][reason].as_u64().unwrap_or(0);
+        assert_eq!(drops, 0, "hub drops for {reason}");
+    }
+    drop((spoke1, hub, spoke2));
+    let prefix = ns.name("");
+    drop(ns);
+    let list = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains(&prefix), "namespaces {prefix}* left behind:\n{list}");
+    eprintln!("hub-and-spoke test took {:?}", started.elapsed());
+}
+
+#[test]
+fn netns_daemon_reload_adds_peer() {
+    require_root("netns_daemon_reload_adds_peer");
+    let started = Instant::now();
+    let (ns, dir) = hub_topology("rp");
+    let config = dir.join("authority.cfg");
+    fs::write(&config, hub_authority(false).render()).expect("write config");
+    let mut spoke1 = Svrd::start(&ns, "spoke1", "spoke1", &config, &dir.0).expect("spoke1");
+    let mut hub = Svrd::start(&ns, "hub", "hub", &config, &dir.0).expect("hub");
+    hub.wait_complete(1, KEYS).expect("hub keys with spoke1");
+    spoke1.wait_complete(1, KEYS).expect("spoke1 keys");
+    assert_eq!(ping(&ns, "host1", "10.245.2.10", 2), 0, "the hub has no way to spoke2 yet");
+
+    // Add spoke2 to the hub: a new peer, a new BFD session and a new service route.
+    fs::write(&config, hub_authority(true).render()).expect("write config with spoke2");
+    hub.signal("HUP").expect("SIGHUP the hub");
+    spoke1.signal("HUP").expect("SIGHUP spoke1");
+    let mut spoke2 = Svrd::start(&ns, "spoke2", "spoke2", &config, &dir.0).expect("spoke2");
+    hub.wait_complete(2, KEYS).expect("hub keys with both spokes after the reload");
+    spoke2.wait_complete(1, KEYS).expect("spoke2 keys");
+    spoke1.wait_complete(1, KEYS).expect("spoke1 keys after the hub's BFD restart");
+    let log = hub.log_text();
+    assert!(log.contains("peer spoke2 added"), "the hub logs the new peer\n{log}");
+    assert!(
+        log.contains("peer path 10.245.12.1 -> 10.245.12.2 to spoke2 added"),
+        "the hub logs the new path\n{log}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            spoke1.log_text().contains("no change that applies while running")
+        }),
+        "spoke1's part of the file did not change\n{}",
+        spoke1.log_tail(10)
+    );
+    assert!(
+        ping_until(&ns, "host1", "10.245.2.10", Duration::from_secs(5)),
+        "host1 reaches host2 through the hub after the reload\n{}",
+        hub.log_tail(25)
+    );
+    assert_eq!(ping(&ns, "host1", "10.245.2.10", 3), 3, "steady ping through the hub");
+
+    // Remove spoke2 again: its peer and path go, spoke1's stay.
+    fs::write(&config, hub_authority(false).render()).expect("write config without spoke2");
+    hub.signal("HUP").expect("SIGHUP the hub");
+    assert!(
+        wait_for(Duration::from_secs(10), || hub.log_text().contains("peer spoke2 removed")),
+        "the hub logs the removed peer\n{}",
+        hub.log_tail(25)
+    );
+    hub.wait_complete(1, KEYS).expect("the hub keeps spoke1's path only");
+    assert_eq!(ping(&ns, "host1", "10.245.2.10", 2), 0, "no way to spoke2 after the removal");
+    let stats = hub.request(&["show", "stats"]).expect("hub stats");
+    assert_eq!(stats.data["drops"]["bad-tag"].as_u64(), Some(0), "hub bad-tag drops");
+    drop((spoke1, spoke2, hub));
+    drop((ns, dir));
+    eprintln!("reload-peer test took {:?}", started.elapsed());
+}
