@@ -229,9 +229,11 @@ pub enum Verdict {
 
 /// Authentication state of one peer path, both directions.
 pub struct PathAuth {
-    /// Held generations, oldest first. Packets are sent under the oldest, which both
-    /// routers hold until the exchange that replaces it is confirmed.
+    /// Held generations, oldest first.
     keys: Vec<KeyGeneration>,
+    /// Key id of the newest generation a verified packet from the peer has used: the peer
+    /// is known to hold it.
+    peer_key_id: Option<u8>,
     /// bfd.XmitAuthSeq: the sequence number of the next packet sent.
     transmit_sequence: u32,
     /// bfd.RcvAuthSeq when bfd.AuthSeqKnown is set.
@@ -247,6 +249,7 @@ impl PathAuth {
     pub fn new(initial_sequence: u32) -> PathAuth {
         PathAuth {
             keys: Vec::new(),
+            peer_key_id: None,
             transmit_sequence: initial_sequence,
             receive_sequence: None,
             required: false,
@@ -261,6 +264,9 @@ impl PathAuth {
             self.reset_requirement();
         }
         self.keys = keys;
+        if !self.keys.iter().any(|k| Some(k.key_id) == self.peer_key_id) {
+            self.peer_key_id = None;
+        }
     }
 
     /// Returns true when packets sent on the path carry an authentication section.
@@ -284,15 +290,26 @@ impl PathAuth {
     pub fn reset_requirement(&mut self) {
         self.required = false;
         self.receive_sequence = None;
+        self.peer_key_id = None;
+    }
+
+    /// Returns the generation packets are sent under: the newest the peer has been seen
+    /// to use, or else the oldest held, which both routers keep until the exchange that
+    /// replaces it is confirmed. A router that retires the old generation thus moves its
+    /// peer to the new one with its first packet.
+    fn transmit_generation(&self) -> Option<&KeyGeneration> {
+        let proven = self.peer_key_id.and_then(|id| self.keys.iter().rfind(|k| k.key_id == id));
+        proven.or(self.keys.first())
     }
 
     /// Builds the datagram for a 24-byte control packet `head` followed by `trailer`. With
     /// a key held it sets the A bit and the Length field, inserts the section under the
-    /// oldest generation and advances the sequence number (Meticulous: every packet).
+    /// generation [`PathAuth::transmit_generation`] picks and advances the sequence number
+    /// (Meticulous: every packet).
     pub fn seal(&mut self, head: &[u8; CONTROL_LEN], trailer: &[u8]) -> Vec<u8> {
         let mut datagram = Vec::with_capacity(AUTHENTICATED_LEN + trailer.len());
         datagram.extend_from_slice(head);
-        let Some(generation) = self.keys.first() else {
+        let Some(generation) = self.transmit_generation() else {
             datagram.extend_from_slice(trailer);
             return datagram;
         };
@@ -350,6 +367,7 @@ impl PathAuth {
             let expected = compute_digest(&generation.receive, &zeroed);
             matched |= expected.ct_eq(&section.digest);
         }
+        let position = self.keys.iter().rposition(|k| k.key_id == section.key_id);
         if !bool::from(matched) {
             return Err(AuthError::DigestMismatch { key_id: section.key_id });
         }
@@ -369,6 +387,13 @@ impl PathAuth {
         }
 
         self.receive_sequence = Some(section.sequence);
+
+        // The peer holds this generation; move to it if it is newer than the one in use.
+        let current =
+            self.peer_key_id.and_then(|id| self.keys.iter().rposition(|k| k.key_id == id));
+        if current.is_none_or(|current| position.is_some_and(|p| p > current)) {
+            self.peer_key_id = Some(section.key_id);
+        }
         if !self.required {
             debug!(key_id = section.key_id, "bfd authentication now required on path");
             self.required = true;
@@ -381,6 +406,7 @@ impl fmt::Debug for PathAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PathAuth")
             .field("key_ids", &self.key_ids())
+            .field("peer_key_id", &self.peer_key_id)
             .field("required", &self.required)
             .field("receive_sequence", &self.receive_sequence)
             .finish_non_exhaustive()

@@ -310,8 +310,7 @@ impl Engine {
     }
 
     /// Replaces the pair-key generations of a peer path, oldest first. Packets go out
-    /// authenticated under the oldest from the next one on; an empty list returns the path
-    /// to plain BFD.
+    /// authenticated from the next one on; an empty list returns the path to plain BFD.
     pub fn set_keys(&mut self, path: PathId, keys: Vec<KeyGeneration>) -> Result<(), EngineError> {
         let entry = self.paths.get_mut(path.0).ok_or(EngineError::UnknownPath { path })?;
         let auth = entry.auth.as_mut().ok_or(EngineError::AuthenticationNotCarried { path })?;
