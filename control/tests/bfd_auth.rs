@@ -514,7 +514,7 @@ impl Pair {
         self.b.session(PathId(0)).unwrap().state()
     }
 
-    /// A plain packet from A's discriminators in `state`, as an attacker would forge it.
+    /// Forges a plain packet with A's discriminators in `state`, as an attacker would.
     fn spoof(&self, state: State) -> Vec<u8> {
         let captured = self.captured.last().unwrap();
         let (packet, _) = ControlPacket::parse(captured).unwrap();
@@ -561,7 +561,8 @@ fn keys_make_auth_required() {
 
 #[test]
 fn one_sided_key_stays_up() {
-    // A holds the key first: B cannot verify and accepts, A keeps accepting B's plain packets.
+    // A gets the key first. B cannot verify and accepts, and A keeps accepting B's plain
+    // packets.
     let mut pair = Pair::new();
     pair.run_until(t(5_000));
     pair.a.set_keys(PathId(0), vec![keys_a(&OLD)]).unwrap();

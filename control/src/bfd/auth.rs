@@ -1,7 +1,7 @@
-//! Authentication of peer-path BFD packets: the HMAC-SHA-256 section svrd adds in the
-//! Meticulous Keyed layout of RFC 5880 section 4.4, the per-direction keys derived from a
-//! pair secret, and the per-path receive rules (when authentication becomes required, the
-//! sequence window, key rotation). Pure code: no sockets, time passed in.
+//! Authentication of peer-path BFD packets. It owns the HMAC-SHA-256 section svrd adds in
+//! the Meticulous Keyed layout of RFC 5880 section 4.4, the per-direction keys derived
+//! from a pair secret, and the per-path receive rules: when authentication becomes
+//! required, the sequence window and key rotation. Pure code with no sockets.
 //!
 //! The reasoning behind the choices is in `docs/bfd-metadata.md`, section "Authentication".
 
@@ -104,7 +104,7 @@ impl AuthSection {
     }
 }
 
-/// Why a peer-path packet failed authentication. [`AuthError::Missing`] is counted as
+/// A reason a peer-path packet failed authentication. [`AuthError::Missing`] is counted as
 /// auth-missing, every other variant as auth-bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -170,7 +170,7 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
-/// The BFD keys of one pair-key generation, as one router sees them.
+/// The BFD keys of one pair-key generation, from one router's side.
 pub struct KeyGeneration {
     key_id: u8,
     transmit: Zeroizing<[u8; DIGEST_LEN]>,
@@ -179,8 +179,8 @@ pub struct KeyGeneration {
 
 impl KeyGeneration {
     /// Derives the keys of a generation from its pair secret. `local` and `remote` are the
-    /// peering-common-names of this router and of the peer: the peer derives the same two
-    /// keys with the names swapped, so each direction has its own key and a packet
+    /// peering-common-names of this router and of the peer. The peer derives the same two
+    /// keys with the names swapped, so each direction has its own key, and a packet
     /// reflected back to its sender does not verify.
     pub fn derive(pair_secret: &[u8; 32], local: &str, remote: &str) -> KeyGeneration {
         let hkdf = Hkdf::<Sha256>::new(None, pair_secret);
@@ -193,8 +193,8 @@ impl KeyGeneration {
         KeyGeneration { key_id: key_id[0], transmit, receive }
     }
 
-    /// The Auth Key ID: one byte derived from the pair secret, so both routers name a
-    /// generation alike without sharing a counter. Two generations may share it (one
+    /// Returns the Auth Key ID, one byte derived from the pair secret, so both routers name
+    /// a generation alike without sharing a counter. Two generations may share it (one
     /// chance in 256), and the receiver then tries both.
     pub fn key_id(&self) -> u8 {
         self.key_id
@@ -217,7 +217,7 @@ impl fmt::Debug for KeyGeneration {
     }
 }
 
-/// How an accepted packet was authenticated.
+/// The kind of check an accepted packet passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// The digest and sequence number were checked under this key id.
@@ -359,7 +359,7 @@ impl PathAuth {
             };
         }
 
-        // The section parsed, so the datagram holds at least AUTHENTICATED_LEN bytes.
+        // The section parsed, so the datagram has at least AUTHENTICATED_LEN bytes.
         let mut zeroed = datagram.to_vec();
         zeroed[DIGEST_OFFSET..DIGEST_OFFSET + DIGEST_LEN].fill(0);
         let mut matched = subtle::Choice::from(0);
@@ -388,7 +388,7 @@ impl PathAuth {
 
         self.receive_sequence = Some(section.sequence);
 
-        // The peer holds this generation; move to it if it is newer than the one in use.
+        // The peer has this generation, so send under it if it is newer than the one in use.
         let current =
             self.peer_key_id.and_then(|id| self.keys.iter().rposition(|k| k.key_id == id));
         if current.is_none_or(|current| position.is_some_and(|p| p > current)) {

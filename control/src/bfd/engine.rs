@@ -335,12 +335,12 @@ impl Engine {
                 reassembler.expire(now);
             }
             if path.session.next_deadline().is_some_and(|at| at <= now) {
-                let heard = path.session.remote_discriminator() != 0;
+                let remote_known = path.session.remote_discriminator() != 0;
                 let actions = path.session.handle_timers(now);
 
                 // The detection time expired (it clears bfd.RemoteDiscr): a peer that
                 // restarted without its keys must be heard again so it can re-key.
-                if heard
+                if remote_known
                     && path.session.remote_discriminator() == 0
                     && let Some(auth) = path.auth.as_mut()
                     && auth.required()
@@ -541,8 +541,8 @@ impl Engine {
     /// Counts a dropped datagram and logs it, at warn for peer faults (rate-limited).
     fn count_drop(&mut self, reason: &DropReason, remote: IpAddr, now: Instant) {
         self.counters.count(reason);
-        // Malformed packets, a wrong TTL and failed authentication are peer faults (or an
-        // attack); the rest happens in normal operation, for example while a session
+        // Malformed packets, a wrong TTL and failed authentication are peer faults or an
+        // attack. The other reasons occur in normal operation, for example while a session
         // restarts.
         let peer_fault = matches!(
             reason,
@@ -610,7 +610,7 @@ impl Engine {
     }
 
     /// Builds the datagram for a control packet and trailer, authenticated when the path
-    /// holds a key.
+    /// has a key.
     fn seal(&mut self, path: PathId, head: &[u8; CONTROL_LEN], trailer: &[u8]) -> Vec<u8> {
         match self.paths.get_mut(path.0).and_then(|p| p.auth.as_mut()) {
             Some(auth) => auth.seal(head, trailer),
