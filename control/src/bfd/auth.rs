@@ -279,6 +279,11 @@ impl PathAuth {
         self.required
     }
 
+    /// Returns the last accepted sequence number (bfd.RcvAuthSeq), if one is known.
+    pub fn last_sequence(&self) -> Option<u32> {
+        self.receive_sequence
+    }
+
     /// Ids of the held generations, oldest first.
     pub fn key_ids(&self) -> Vec<u8> {
         self.keys.iter().map(|k| k.key_id).collect()
