@@ -27,6 +27,9 @@ const PYTHON: &str = "/usr/bin/python3";
 const R1_WAN_A: &str = "10.231.10.1";
 const R2_WAN_A: &str = "10.231.10.2";
 
+/// Debug log message of a BFD session state change.
+const STATE_CHANGED: &str = "bfd session state changed";
+
 /// Forged packets of each kind (plain, rewritten authenticated) sent to r2.
 const FORGERIES: u32 = 10;
 
@@ -309,7 +312,9 @@ fn netns_bfd_spoofed_down_ignored() {
     // transmit interval is one second.
     std::thread::sleep(Duration::from_secs(3));
 
-    let downs_before = lab.log("r2").matches("peer path down").count();
+    // A forged Down is answered at once, so a flap can last only milliseconds, which is too
+    // short for the daemon's path view. The BFD session's own state changes show it.
+    let changes_before = lab.log("r2").matches(STATE_CHANGED).count();
     let missing_before = lab.bfd_drops("r2", "auth_missing");
     let bad_before = lab.bfd_drops("r2", "auth_bad");
 
@@ -332,8 +337,8 @@ fn netns_bfd_spoofed_down_ignored() {
     assert!(missing >= u64::from(FORGERIES), "auth_missing rose by {missing}");
     assert!(bad >= u64::from(FORGERIES), "auth_bad rose by {bad}");
 
-    let downs = lab.log("r2").matches("peer path down").count() - downs_before;
-    assert_eq!(downs, 0, "r2 paths went down:\n{}", tail(&lab.log("r2"), 40));
+    let changes = lab.log("r2").matches(STATE_CHANGED).count() - changes_before;
+    assert_eq!(changes, 0, "r2 bfd sessions changed state:\n{}", tail(&lab.log("r2"), 40));
     let status = lab.path_status("r2");
     assert_eq!(status, ["MKEY_EXCH_COMP", "MKEY_EXCH_COMP"], "r2 paths after the forgeries");
 }
