@@ -312,7 +312,7 @@ fn netns_bfd_spoofed_down_ignored() {
     // transmit interval is one second.
     std::thread::sleep(Duration::from_secs(3));
 
-    // A forged Down is answered at once, so a flap can last only milliseconds, which is too
+    // The peers reply to a forged Down at once, so a flap can last only milliseconds, too
     // short for the daemon's path view. The BFD session's own state changes show it.
     let changes_before = lab.log("r2").matches(STATE_CHANGED).count();
     let missing_before = lab.bfd_drops("r2", "auth_missing");
