@@ -243,13 +243,22 @@ fn reject_zero_your_discriminator() {
 }
 
 #[test]
-fn reject_authentication() {
+fn authentication_bit_parses() {
+    // Whether authentication is in use is session state, so the codec only checks the
+    // length minimum of the A bit and returns the section inside the Length field.
     let mut datagram = valid().to_vec();
     // A simple-password section: type 1, length 4, key id 1, one password byte.
     datagram.extend_from_slice(&[1, 4, 1, b'x']);
     datagram[1] |= 0x04;
     datagram[3] = 28;
-    assert_eq!(ControlPacket::parse(&datagram), Err(ParseError::AuthenticationUnsupported));
+    let (packet, length) = ControlPacket::parse(&datagram).unwrap();
+    assert!(packet.flags.authentication_present);
+    assert_eq!(length, 28);
+    datagram[3] = 25;
+    assert_eq!(
+        ControlPacket::parse(&datagram),
+        Err(ParseError::LengthTooShort { length: 25, minimum: 26 })
+    );
 }
 
 #[test]

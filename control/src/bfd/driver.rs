@@ -19,6 +19,7 @@ use nix::sys::socket::{
 use rand::RngExt;
 use tracing::{debug, error, warn};
 
+use super::auth::KeyGeneration;
 use super::engine::{DropCounters, Engine, EngineError, Output, PathId, PathSpec};
 use super::metadata::ReassemblyCounters;
 use super::packet::{Diagnostic, State};
@@ -148,6 +149,7 @@ enum Command {
     SetConfig(PathId, SessionConfig, Sender<Result<(), EngineError>>),
     AdminDown(PathId, Diagnostic, Sender<Result<(), EngineError>>),
     AdminUp(PathId, Sender<Result<(), EngineError>>),
+    SetKeys(PathId, Vec<KeyGeneration>, Sender<Result<(), EngineError>>),
 }
 
 #[derive(Debug)]
@@ -236,6 +238,12 @@ impl DriverHandle {
     /// Re-enables `path` after [`DriverHandle::admin_down`].
     pub fn admin_up(&self, path: PathId) -> Result<(), DriverError> {
         self.request(|reply| Command::AdminUp(path, reply))
+    }
+
+    /// Replaces the pair-key generations that authenticate BFD on the peer path `path`,
+    /// oldest first (see [`Engine::set_keys`]).
+    pub fn set_keys(&self, path: PathId, keys: Vec<KeyGeneration>) -> Result<(), DriverError> {
+        self.request(|reply| Command::SetKeys(path, keys, reply))
     }
 
     /// Waits up to `timeout` for the next complete metadata message from any path.
@@ -410,6 +418,9 @@ impl Driver {
                     (self.engine.admin_down(path, diagnostic, now), reply)
                 }
                 Command::AdminUp(path, reply) => (self.engine.admin_up(path, now), reply),
+                Command::SetKeys(path, keys, reply) => {
+                    (self.engine.set_keys(path, keys).map(|()| Vec::new()), reply)
+                }
             };
             let answer = match result {
                 Ok(outputs) => {

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tracing::{debug, trace, warn};
 
+use super::auth::{self, AuthError, KeyGeneration, PathAuth};
 use super::metadata::{self, MetadataError, Reassembled, Reassembler, ReassemblyLimits};
 use super::packet::{CONTROL_LEN, ControlPacket, Diagnostic, Flags, ParseError, State};
 use super::session::{Action, Session, SessionConfig};
@@ -75,6 +76,9 @@ pub enum DropReason {
     SourceMismatch,
     /// The metadata after the control packet was rejected by the reassembler.
     Metadata(MetadataError),
+    /// A peer-path packet failed authentication. Any metadata it carried was still
+    /// processed: key-exchange messages are signed on their own.
+    Authentication(AuthError),
 }
 
 impl fmt::Display for DropReason {
@@ -95,6 +99,9 @@ impl fmt::Display for DropReason {
                 f.write_str("bfd packet source address differs from the session's peer")
             }
             DropReason::Metadata(error) => write!(f, "bfd metadata rejected: {error}"),
+            DropReason::Authentication(error) => {
+                write!(f, "bfd packet failed authentication: {error}")
+            }
         }
     }
 }
@@ -104,6 +111,7 @@ impl std::error::Error for DropReason {
         match self {
             DropReason::Malformed(error) => Some(error),
             DropReason::Metadata(error) => Some(error),
+            DropReason::Authentication(error) => Some(error),
             _ => None,
         }
     }
@@ -127,6 +135,11 @@ pub struct DropCounters {
     pub no_session: u64,
     pub source_mismatch: u64,
     pub metadata_rejected: u64,
+    /// Peer-path packets without an authentication section where one is required.
+    pub auth_missing: u64,
+    /// Peer-path packets whose authentication section is malformed, names no held key
+    /// while one is required, fails the digest or repeats an old sequence number.
+    pub auth_bad: u64,
 }
 
 impl DropCounters {
@@ -149,6 +162,8 @@ impl DropCounters {
             DropReason::NoSession => &mut self.no_session,
             DropReason::SourceMismatch => &mut self.source_mismatch,
             DropReason::Metadata(_) => &mut self.metadata_rejected,
+            DropReason::Authentication(error) if error.is_missing() => &mut self.auth_missing,
+            DropReason::Authentication(_) => &mut self.auth_bad,
         };
         *counter += 1;
     }
@@ -169,6 +184,8 @@ impl DropCounters {
             + self.no_session
             + self.source_mismatch
             + self.metadata_rejected
+            + self.auth_missing
+            + self.auth_bad
     }
 }
 
@@ -184,6 +201,10 @@ pub enum EngineError {
         path: PathId,
     },
     Metadata(MetadataError),
+    /// Keys were offered for a single-hop session, which runs no authentication.
+    AuthenticationNotCarried {
+        path: PathId,
+    },
 }
 
 impl fmt::Display for EngineError {
@@ -194,6 +215,11 @@ impl fmt::Display for EngineError {
                 write!(f, "bfd path {} is a single-hop session, which carries no metadata", path.0)
             }
             EngineError::Metadata(error) => write!(f, "bfd metadata cannot be sent: {error}"),
+            EngineError::AuthenticationNotCarried { path } => write!(
+                f,
+                "bfd path {} is a single-hop session, which runs no authentication",
+                path.0
+            ),
         }
     }
 }
@@ -212,6 +238,8 @@ struct Path {
     spec: PathSpec,
     session: Session,
     reassembler: Option<Reassembler>,
+    /// Authentication state; peer paths only.
+    auth: Option<PathAuth>,
 }
 
 /// Many BFD sessions, driven by one caller.
@@ -245,7 +273,8 @@ impl Engine {
         let session = Session::new(discriminator, spec.config, self.rng.random());
         let reassembler =
             spec.flavour.carries_metadata().then(|| Reassembler::new(spec.reassembly));
-        self.paths.push(Path { spec, session, reassembler });
+        let auth = (spec.flavour == Flavour::PeerPath).then(|| PathAuth::new(self.rng.random()));
+        self.paths.push(Path { spec, session, reassembler, auth });
         PathId(self.paths.len() - 1)
     }
 
@@ -275,6 +304,22 @@ impl Engine {
         &self.counters
     }
 
+    /// Authentication state of a peer path; `None` for single-hop paths.
+    pub fn authentication(&self, path: PathId) -> Option<&PathAuth> {
+        self.paths.get(path.0).and_then(|p| p.auth.as_ref())
+    }
+
+    /// Replaces the pair-key generations of a peer path, oldest first. Packets go out
+    /// authenticated from the next one on; an empty list returns the path to plain BFD.
+    pub fn set_keys(&mut self, path: PathId, keys: Vec<KeyGeneration>) -> Result<(), EngineError> {
+        let entry = self.paths.get_mut(path.0).ok_or(EngineError::UnknownPath { path })?;
+        let auth = entry.auth.as_mut().ok_or(EngineError::AuthenticationNotCarried { path })?;
+        let ids: Vec<u8> = keys.iter().map(KeyGeneration::key_id).collect();
+        debug!(path = path.0, key_ids = ?ids, "bfd authentication keys installed");
+        auth.set_keys(keys);
+        Ok(())
+    }
+
     /// Returns the earliest instant at which [`Engine::handle_timers`] has work.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.paths.iter().filter_map(|p| p.session.next_deadline()).min()
@@ -290,7 +335,19 @@ impl Engine {
                 reassembler.expire(now);
             }
             if path.session.next_deadline().is_some_and(|at| at <= now) {
+                let remote_known = path.session.remote_discriminator() != 0;
                 let actions = path.session.handle_timers(now);
+
+                // The detection time expired (it clears bfd.RemoteDiscr): a peer that
+                // restarted without its keys must be heard again so it can re-key.
+                if remote_known
+                    && path.session.remote_discriminator() == 0
+                    && let Some(auth) = path.auth.as_mut()
+                    && auth.required()
+                {
+                    debug!(path = index, "bfd detection time expired, authentication reset");
+                    auth.reset_requirement();
+                }
                 self.apply(PathId(index), actions, &mut outputs);
             }
         }
@@ -310,17 +367,7 @@ impl Engine {
     ) -> Result<Vec<Output>, DropReason> {
         let result = self.receive_checked(flavour, local, remote, ttl, datagram, now);
         if let Err(reason) = &result {
-            self.counters.count(reason);
-            // Malformed packets and a wrong TTL are peer faults; the rest happens in normal
-            // operation, for example while a session restarts.
-            let peer_fault =
-                matches!(reason, DropReason::Malformed(_) | DropReason::TtlNot255 { .. });
-            match (peer_fault, self.drop_log.allow(now)) {
-                (true, Some(suppressed)) => {
-                    warn!(%remote, %reason, suppressed, "bfd packet dropped");
-                }
-                _ => trace!(%remote, %reason, "bfd packet dropped"),
-            }
+            self.count_drop(reason, remote, now);
         }
         result
     }
@@ -336,9 +383,16 @@ impl Engine {
         if !entry.spec.flavour.carries_metadata() {
             return Err(EngineError::MetadataNotCarried { path });
         }
-        let max_data =
-            metadata::max_fragment_data(entry.spec.path_mtu, entry.spec.remote.is_ipv6())
-                .map_err(EngineError::Metadata)?;
+        // The authentication section takes room from every fragment.
+        let auth_room = match &entry.auth {
+            Some(auth) if auth.has_key() => auth::SECTION_LEN,
+            _ => 0,
+        };
+        let max_data = metadata::max_fragment_data(
+            entry.spec.path_mtu.saturating_sub(auth_room),
+            entry.spec.remote.is_ipv6(),
+        )
+        .map_err(EngineError::Metadata)?;
         let message_id = self.next_message_id;
         let sections = metadata::fragment(
             message_id,
@@ -353,12 +407,7 @@ impl Engine {
         let head = entry.session.build_packet(Flags::default()).to_bytes();
         let outputs = sections
             .into_iter()
-            .map(|section| {
-                let mut datagram = Vec::with_capacity(CONTROL_LEN + section.len());
-                datagram.extend_from_slice(&head);
-                datagram.extend_from_slice(&section);
-                Output::Transmit { path, datagram }
-            })
+            .map(|section| Output::Transmit { path, datagram: self.seal(path, &head, &section) })
             .collect();
         debug!(path = path.0, message_id, bytes = message.len(), "bfd metadata message queued");
         Ok(outputs)
@@ -432,7 +481,27 @@ impl Engine {
         }
 
         let (packet, length) = ControlPacket::parse(datagram).map_err(DropReason::Malformed)?;
+
+        // "If the A bit is set and no authentication is in use (bfd.AuthType is zero), the
+        // packet MUST be discarded." Single-hop sessions never run authentication.
+        if flavour == Flavour::SingleHop && packet.flags.authentication_present {
+            return Err(DropReason::Malformed(ParseError::AuthenticationUnsupported));
+        }
+
         let index = self.demultiplex(flavour, local, remote, &packet)?;
+
+        // Authentication is checked first, but its verdict applies only to the session:
+        // key-exchange messages in the metadata carry their own signatures and must get
+        // through even when BFD authentication fails, for example after a peer restarts.
+        let verdict = match self.paths[index].auth.as_mut() {
+            Some(auth) => auth.check(
+                datagram,
+                length,
+                packet.flags.authentication_present,
+                packet.detect_mult,
+            ),
+            None => Ok(auth::Verdict::Unverified),
+        };
 
         // Metadata is checked before the session sees the packet, so a datagram whose
         // metadata is rejected moves no state.
@@ -449,14 +518,42 @@ impl Engine {
             }
         }
 
-        trace!(path = index, state = %packet.state, "bfd packet received");
-        let actions = self.paths[index].session.receive(&packet, now);
         let mut outputs = Vec::new();
-        self.apply(PathId(index), actions, &mut outputs);
+        match verdict {
+            Ok(verdict) => {
+                trace!(path = index, state = %packet.state, ?verdict, "bfd packet received");
+                let actions = self.paths[index].session.receive(&packet, now);
+                self.apply(PathId(index), actions, &mut outputs);
+            }
+            // A completed message still goes to the caller, so the drop is counted here
+            // and the datagram is returned as accepted.
+            Err(error) if message.is_some() => {
+                self.count_drop(&DropReason::Authentication(error), remote, now);
+            }
+            Err(error) => return Err(DropReason::Authentication(error)),
+        }
         if let Some(message) = message {
             outputs.push(Output::Metadata { path: PathId(index), message });
         }
         Ok(outputs)
+    }
+
+    /// Counts a dropped datagram and logs it, at warn for peer faults (rate-limited).
+    fn count_drop(&mut self, reason: &DropReason, remote: IpAddr, now: Instant) {
+        self.counters.count(reason);
+        // Malformed packets, a wrong TTL and failed authentication are peer faults or an
+        // attack. The other reasons occur in normal operation, for example while a session
+        // restarts.
+        let peer_fault = matches!(
+            reason,
+            DropReason::Malformed(_) | DropReason::TtlNot255 { .. } | DropReason::Authentication(_)
+        );
+        match (peer_fault, self.drop_log.allow(now)) {
+            (true, Some(suppressed)) => {
+                warn!(%remote, %reason, suppressed, "bfd packet dropped");
+            }
+            _ => trace!(%remote, %reason, "bfd packet dropped"),
+        }
     }
 
     /// Selects the session a packet belongs to (RFC 5880 section 6.8.6).
@@ -500,7 +597,8 @@ impl Engine {
         for action in actions {
             match action {
                 Action::Send(packet) => {
-                    outputs.push(Output::Transmit { path, datagram: packet.to_bytes().to_vec() });
+                    let datagram = self.seal(path, &packet.to_bytes(), &[]);
+                    outputs.push(Output::Transmit { path, datagram });
                 }
                 Action::StateChanged { from, to, diagnostic } => {
                     outputs.push(Output::StateChanged { path, from, to, diagnostic });
@@ -508,6 +606,15 @@ impl Engine {
                 // The caller asks next_deadline() after every call instead.
                 Action::ArmTimer(_) => {}
             }
+        }
+    }
+
+    /// Builds the datagram for a control packet and trailer, authenticated when the path
+    /// has a key.
+    fn seal(&mut self, path: PathId, head: &[u8; CONTROL_LEN], trailer: &[u8]) -> Vec<u8> {
+        match self.paths.get_mut(path.0).and_then(|p| p.auth.as_mut()) {
+            Some(auth) => auth.seal(head, trailer),
+            None => [head.as_slice(), trailer].concat(),
         }
     }
 

@@ -3,9 +3,11 @@
 //! packet.
 //!
 //! `packet` is the wire codec, `session` the per-session state machine, `timers` the clock
-//! type and jitter, `metadata` the framing carried on peer paths, `engine` the pure
-//! demultiplexer over many sessions, and `driver` the UDP socket loop around the engine.
+//! type and jitter, `metadata` the framing carried on peer paths, `auth` the authentication
+//! of peer-path packets, `engine` the pure demultiplexer over many sessions, and `driver`
+//! the UDP socket loop around the engine.
 
+pub mod auth;
 pub mod driver;
 pub mod engine;
 pub mod metadata;

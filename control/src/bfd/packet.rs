@@ -139,7 +139,8 @@ pub struct Flags {
     pub final_: bool,
     /// C: the sender's BFD runs independently of its control plane.
     pub control_plane_independent: bool,
-    /// A: an authentication section follows (not implemented here; such packets are rejected).
+    /// A: an authentication section follows. Peer paths check it (see `bfd::auth`);
+    /// single-hop sessions run no authentication and drop such packets.
     pub authentication_present: bool,
     /// D: the sender wants to run in Demand mode.
     pub demand: bool,
@@ -189,7 +190,8 @@ pub enum ParseError {
     ZeroMyDiscriminator,
     /// Your Discriminator is zero while the state is neither Down nor AdminDown.
     ZeroYourDiscriminator { state: State },
-    /// The A bit is set but this implementation runs no BFD authentication.
+    /// The A bit is set on a single-hop packet, and single-hop sessions run no
+    /// authentication. The engine raises it: the codec itself accepts the A bit.
     AuthenticationUnsupported,
 }
 
@@ -356,7 +358,8 @@ pub struct ControlPacket {
 
 impl ControlPacket {
     /// Parses a datagram and applies the stateless checks of RFC 5880 section 6.8.6, in the
-    /// order the RFC lists them. Returns the packet and the length the Length field covers.
+    /// order the RFC lists them. Returns the packet and the length the Length field covers,
+    /// which includes any authentication section.
     pub fn parse(datagram: &[u8]) -> Result<(ControlPacket, usize), ParseError> {
         let view = ControlView::new_checked(datagram)?;
 
@@ -406,10 +409,8 @@ impl ControlPacket {
         }
 
         // "If the A bit is set and no authentication is in use (bfd.AuthType is zero), the
-        // packet MUST be discarded." This implementation never enables authentication.
-        if flags.authentication_present {
-            return Err(ParseError::AuthenticationUnsupported);
-        }
+        // packet MUST be discarded." Whether authentication is in use depends on the
+        // session, so the engine applies this check.
 
         let packet = ControlPacket {
             diagnostic: view.diagnostic(),
@@ -433,7 +434,8 @@ impl ControlPacket {
         buffer[0] = (VERSION << 5) | self.diagnostic.to_bits();
         buffer[1] = (self.state.to_bits() << 6) | self.flags.to_bits();
         buffer[2] = self.detect_mult;
-        // CONTROL_LEN is 24: no authentication section is ever emitted.
+        // CONTROL_LEN is 24. On peer paths `bfd::auth` appends the authentication section
+        // and rewrites the A bit and this field.
         buffer[3] = CONTROL_LEN as u8;
         buffer[4..8].copy_from_slice(&self.my_discriminator.to_be_bytes());
         buffer[8..12].copy_from_slice(&self.your_discriminator.to_be_bytes());

@@ -7,6 +7,7 @@
 //! alarms), replies to management requests, and publishes a new key epoch to the workers
 //! whenever anything they use has changed.
 
+mod bfdauth;
 mod certs;
 mod engine;
 mod keyring;
@@ -474,6 +475,7 @@ impl Daemon {
             let same =
                 old.len() == secrets.len() && old.iter().zip(&secrets).all(|(a, b)| **a == **b);
             if !same {
+                bfdauth::install_keys(&self.bfd, &self.plan, &self.bfd_paths, index, &secrets);
                 self.keyring.pair_secrets[index] = secrets;
                 changed = true;
             }

@@ -364,6 +364,15 @@ fn paths(
                 network_interface: path.network_interface.name.clone(),
             })?;
         let settings = config.bfd_settings(router, path.network_interface, path.adjacency);
+        // RFC 5880 simple password needs a password, and the configuration has no leaf for
+        // one. Peer paths authenticate with keys from the pair secret instead.
+        if settings.authentication_type == crate::config::BfdAuthentication::Simple {
+            tracing::warn!(
+                peer = %path.adjacency.peer.name,
+                "bfd authentication-type simple is not supported (no password can be \
+                 configured); the path uses sha256 (HMAC-SHA-256 with pair-key material)"
+            );
+        }
         // The configuration's ranges are within BFD's, so this only falls back to the
         // defaults if the two ever disagree.
         let bfd = SessionConfig::new(
