@@ -14,7 +14,7 @@ use crate::bfd::driver::DriverHandle;
 pub(super) fn install_keys(
     bfd: &DriverHandle,
     plan: &Plan,
-    bfd_paths: &[PathId],
+    bfd_paths: &[Option<PathId>],
     peer: usize,
     secrets: &[Zeroizing<[u8; 32]>],
 ) {
@@ -31,7 +31,7 @@ pub(super) fn install_keys(
         if path.peer != peer {
             continue;
         }
-        let Some(&id) = bfd_paths.get(index) else {
+        let Some(id) = bfd_paths.get(index).copied().flatten() else {
             continue;
         };
         if let Err(error) = bfd.set_keys(id, keys.clone()) {

@@ -504,6 +504,7 @@ impl Daemon {
         for &slot in reload.peers_removed.iter().chain(&reload.peers_replaced) {
             self.keyring.peer_metadata[slot] = None;
             self.keyring.pair_secrets[slot].clear();
+            super::bfdauth::install_keys(&self.bfd, &self.plan, &self.bfd_paths, slot, &[]);
             self.keyring.peer_in_service[slot] = false;
             let name = self.plan.peers[slot].name.clone();
             self.alarms.clear(&AlarmCause::PeerUnauthenticated { peer: name.clone() });
@@ -574,6 +575,12 @@ impl Daemon {
         self.bfd_thread = Some(thread);
         // The key exchange hears of each path again when BFD brings it up.
         self.keyring.path_up = vec![false; plan.paths.len()];
+        // The new BFD sessions authenticate with the pair keys already agreed.
+        for (peer, secrets) in self.keyring.pair_secrets.iter().enumerate() {
+            if !secrets.is_empty() {
+                super::bfdauth::install_keys(&self.bfd, plan, &self.bfd_paths, peer, secrets);
+            }
+        }
         Ok(())
     }
 }
