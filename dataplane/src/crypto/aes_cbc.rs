@@ -14,6 +14,7 @@ use aes::cipher::{
 use zeroize::ZeroizeOnDrop;
 
 use super::CryptoError;
+use super::mb::RoundKeys;
 
 /// AES block length in bytes.
 pub const BLOCK_LEN: usize = 16;
@@ -26,6 +27,8 @@ pub type Iv = [u8; BLOCK_LEN];
 #[derive(Clone)]
 pub struct CbcKey {
     schedule: Aes256Enc,
+    /// The same schedule in the form the multi-buffer lanes read; `None` without AES-NI.
+    lanes: Option<RoundKeys>,
 }
 
 impl ZeroizeOnDrop for CbcKey {}
@@ -39,7 +42,12 @@ impl core::fmt::Debug for CbcKey {
 impl CbcKey {
     /// Expands a 256-bit key.
     pub fn new(key: &[u8; 32]) -> CbcKey {
-        CbcKey { schedule: Aes256Enc::new(&Array::from(*key)) }
+        CbcKey { schedule: Aes256Enc::new(&Array::from(*key)), lanes: RoundKeys::expand(key) }
+    }
+
+    /// The round keys for [`mb`](super::mb), when this CPU has AES-NI.
+    pub(crate) fn round_keys(&self) -> Option<&RoundKeys> {
+        self.lanes.as_ref()
     }
 
     /// Encrypts one block with the raw cipher. Used to derive IVs from sequence numbers

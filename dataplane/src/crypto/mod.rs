@@ -28,6 +28,7 @@ mod aes_cbc;
 mod error;
 mod hmac;
 mod keys;
+pub mod mb;
 mod seal;
 
 pub use aes_cbc::{BLOCK_LEN, CbcKey, Iv, padded_len};
