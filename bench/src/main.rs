@@ -5,6 +5,7 @@
 mod clock;
 mod crypto;
 mod handshake;
+mod mb;
 mod openssl_ref;
 mod stats;
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Seal and open throughput per core against OpenSSL doing the same per-packet work.
     Crypto(crypto::Options),
+    /// Burst seal throughput per core: one-packet path, multi-buffer engine and ipsec-mb.
+    Mb(mb::Options),
     /// Key-exchange handshakes per second per algorithm, and DH against OpenSSL's FFDH.
     Handshake(handshake::Options),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crypto(options) => crypto::run(&options),
         Command::Handshake(options) => handshake::run(&options),
+        Command::Mb(options) => mb::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
