@@ -17,9 +17,50 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::crypto::aes_cbc::BLOCK_LEN;
 
-/// Packets encrypted in one lockstep group. Eight chains of 14 rounds keep both AES units
-/// of a current x86 core busy; more lanes spill the chaining values out of registers.
+/// Packets encrypted in one lockstep group with 128-bit AES-NI. Eight chains of 14 rounds
+/// keep both AES units of a current x86 core busy.
 pub(crate) const LANES: usize = 8;
+
+/// Packets encrypted in one lockstep group with VAES: four per 512-bit register, in four
+/// registers.
+pub(crate) const VAES_LANES: usize = 16;
+
+/// Which AES instructions run the lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AesPath {
+    /// 128-bit `aesenc`, one block per instruction.
+    AesNi,
+    /// 512-bit `vaesenc` (VAES with AVX-512F), four blocks per instruction.
+    Vaes,
+}
+
+impl AesPath {
+    /// The widest path this CPU runs; AES-NI itself was checked when the keys were made.
+    pub(crate) fn detect() -> AesPath {
+        if AesPath::Vaes.is_available() { AesPath::Vaes } else { AesPath::AesNi }
+    }
+
+    /// Whether this CPU has the instructions of the path.
+    pub(crate) fn is_available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected;
+            match self {
+                AesPath::AesNi => is_x86_feature_detected!("aes"),
+                AesPath::Vaes => {
+                    is_x86_feature_detected!("aes")
+                        && is_x86_feature_detected!("vaes")
+                        && is_x86_feature_detected!("avx512f")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+}
 
 /// Number of round keys of AES-256 (14 rounds plus the initial whitening key).
 const ROUND_KEYS: usize = 15;
@@ -78,14 +119,27 @@ static NO_KEYS: RoundKeys = RoundKeys { keys: [[0; BLOCK_LEN]; ROUND_KEYS] };
 /// Callers check first that the CPU has AES-NI, which [`RoundKeys::expand`] did when it
 /// returned the keys the lanes hold.
 pub(crate) fn cbc_encrypt_lanes(lanes: &mut [CbcLane<'_>]) {
+    cbc_encrypt_lanes_with(AesPath::detect(), lanes);
+}
+
+/// [`cbc_encrypt_lanes`] on a chosen path; a path this CPU lacks runs as
+/// [`AesPath::AesNi`].
+pub(crate) fn cbc_encrypt_lanes_with(path: AesPath, lanes: &mut [CbcLane<'_>]) {
     #[cfg(target_arch = "x86_64")]
-    for group in lanes.chunks_mut(LANES) {
-        // SAFETY: every lane holds a RoundKeys, and RoundKeys exist only after
-        // `expand` detected AES-NI on this CPU.
-        unsafe { cbc_encrypt_group(group) };
+    if path == AesPath::Vaes && path.is_available() {
+        for group in lanes.chunks_mut(VAES_LANES) {
+            // SAFETY: VAES, AVX-512F and AES-NI were detected by `is_available`.
+            unsafe { vaes::cbc_encrypt_group(group) };
+        }
+    } else {
+        for group in lanes.chunks_mut(LANES) {
+            // SAFETY: every lane contains a RoundKeys, and RoundKeys exist only after
+            // `expand` detected AES-NI on this CPU.
+            unsafe { cbc_encrypt_group(group) };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = lanes;
+    let _ = (path, lanes);
 }
 
 /// Expands an AES-256 key (FIPS 197, 5.2). Even round keys come from the previous even key
@@ -227,6 +281,123 @@ unsafe fn steps<const K: usize>(lanes: &mut [CbcLane<'_>], from: usize, to: usiz
     }
 }
 
+/// Lockstep CBC with VAES: lane `4g + i` of a group is 128-bit part `i` of register `g`.
+#[cfg(target_arch = "x86_64")]
+mod vaes {
+    use core::arch::x86_64::{
+        __m128i, __m512i, _mm_loadu_si128, _mm_setzero_si128, _mm_storeu_si128,
+        _mm512_aesenc_epi128, _mm512_aesenclast_epi128, _mm512_extracti32x4_epi32,
+        _mm512_inserti32x4, _mm512_setzero_si512, _mm512_xor_si512,
+    };
+
+    use super::{CbcLane, ROUND_KEYS};
+
+    /// Encrypts up to sixteen lanes, longest first, in phases of the lanes that still have
+    /// blocks; a phase uses only the registers its lanes need.
+    ///
+    /// # Safety
+    /// The CPU must support VAES, AVX-512F and AES-NI.
+    #[target_feature(enable = "aes,vaes,avx512f")]
+    pub(super) unsafe fn cbc_encrypt_group(group: &mut [CbcLane<'_>]) {
+        group.sort_unstable_by_key(|lane| core::cmp::Reverse(lane.blocks.len()));
+        let mut done = 0;
+        for active in (1..=group.len()).rev() {
+            let end = group[active - 1].blocks.len();
+            if end > done {
+                let lanes = &mut group[..active];
+                match active.div_ceil(4) {
+                    1 => steps::<1>(lanes, done, end),
+                    2 => steps::<2>(lanes, done, end),
+                    3 => steps::<3>(lanes, done, end),
+                    _ => steps::<4>(lanes, done, end),
+                }
+                done = end;
+            }
+        }
+    }
+
+    /// Encrypts blocks `from..to` of every lane in `lanes`, which fill `G` registers; the
+    /// parts of the last register past the final lane compute on zeros and are dropped.
+    /// Every lane has at least `to` blocks, which the phase order above guarantees.
+    #[target_feature(enable = "aes,vaes,avx512f")]
+    fn steps<const G: usize>(lanes: &mut [CbcLane<'_>], from: usize, to: usize) {
+        let active = lanes.len().min(4 * G);
+        let mut keys = [[_mm512_setzero_si512(); ROUND_KEYS]; G];
+        let mut chains = [_mm512_setzero_si512(); G];
+        for g in 0..G {
+            for (round, key) in keys[g].iter_mut().enumerate() {
+                *key = gather(active, g, |j| lanes[j].keys.keys[round]);
+            }
+            chains[g] = gather(active, g, |j| lanes[j].chain);
+        }
+
+        for index in from..to {
+            let mut state = [_mm512_setzero_si512(); G];
+            for g in 0..G {
+                let plain = gather(active, g, |j| lanes[j].blocks[index]);
+                state[g] = _mm512_xor_si512(_mm512_xor_si512(plain, chains[g]), keys[g][0]);
+            }
+            // One round of every register before the next round, so the G chains overlap.
+            #[allow(clippy::needless_range_loop, reason = "the round indexes each register's keys")]
+            for round in 1..ROUND_KEYS - 1 {
+                for g in 0..G {
+                    state[g] = _mm512_aesenc_epi128(state[g], keys[g][round]);
+                }
+            }
+            for g in 0..G {
+                chains[g] = _mm512_aesenclast_epi128(state[g], keys[g][ROUND_KEYS - 1]);
+                scatter(active, g, chains[g], |j, block| lanes[j].blocks[index] = block);
+            }
+        }
+
+        for (g, chain) in chains.into_iter().enumerate() {
+            scatter(active, g, chain, |j, block| lanes[j].chain = block);
+        }
+    }
+
+    /// Builds register `g` from the 16-byte values `read(j)` of lanes `4g..4g + 4` below
+    /// `active`, with zeros for the others.
+    #[target_feature(enable = "avx512f")]
+    fn gather(active: usize, g: usize, mut read: impl FnMut(usize) -> [u8; 16]) -> __m512i {
+        let part = |i: usize, read: &mut dyn FnMut(usize) -> [u8; 16]| -> __m128i {
+            let j = 4 * g + i;
+            if j < active {
+                let block = read(j);
+                // SAFETY: `block` is 16 bytes, one unaligned load.
+                unsafe { _mm_loadu_si128(block.as_ptr().cast()) }
+            } else {
+                _mm_setzero_si128()
+            }
+        };
+        let mut v = _mm512_setzero_si512();
+        v = _mm512_inserti32x4::<0>(v, part(0, &mut read));
+        v = _mm512_inserti32x4::<1>(v, part(1, &mut read));
+        v = _mm512_inserti32x4::<2>(v, part(2, &mut read));
+        _mm512_inserti32x4::<3>(v, part(3, &mut read))
+    }
+
+    /// Hands the 128-bit parts of register `g` to `write` for lanes `4g..4g + 4` below
+    /// `active`.
+    #[target_feature(enable = "avx512f")]
+    fn scatter(active: usize, g: usize, v: __m512i, mut write: impl FnMut(usize, [u8; 16])) {
+        let parts = [
+            _mm512_extracti32x4_epi32::<0>(v),
+            _mm512_extracti32x4_epi32::<1>(v),
+            _mm512_extracti32x4_epi32::<2>(v),
+            _mm512_extracti32x4_epi32::<3>(v),
+        ];
+        for (i, part) in parts.into_iter().enumerate() {
+            let j = 4 * g + i;
+            if j < active {
+                let mut block = [0u8; 16];
+                // SAFETY: `block` is 16 bytes, one unaligned store.
+                unsafe { _mm_storeu_si128(block.as_mut_ptr().cast(), part) };
+                write(j, block);
+            }
+        }
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
@@ -251,16 +422,24 @@ mod tests {
         let Some(keys) = RoundKeys::expand(&core::array::from_fn(|i| i as u8)) else {
             return;
         };
-        let mut block: [[u8; 16]; 1] = [core::array::from_fn(|i| (i as u8) * 0x11)];
-        let mut lane = CbcLane { keys: &keys, chain: [0; 16], blocks: &mut block };
-        cbc_encrypt_lanes(core::slice::from_mut(&mut lane));
-        assert_eq!(hex::encode(block[0]), "8ea2b7ca516745bfeafc49904b496089");
+        for path in paths() {
+            let mut block: [[u8; 16]; 1] = [core::array::from_fn(|i| (i as u8) * 0x11)];
+            let mut lane = CbcLane { keys: &keys, chain: [0; 16], blocks: &mut block };
+            cbc_encrypt_lanes_with(path, core::slice::from_mut(&mut lane));
+            assert_eq!(hex::encode(block[0]), "8ea2b7ca516745bfeafc49904b496089", "{path:?}");
+        }
+    }
+
+    fn paths() -> Vec<AesPath> {
+        [AesPath::AesNi, AesPath::Vaes].into_iter().filter(|p| p.is_available()).collect()
     }
 
     #[test]
     fn lanes_of_every_length_match_reference() {
-        let lengths = [0usize, 1, 2, 3, 5, 8, 13, 21, 34, 1, 0, 7];
-        for count in 1..=lengths.len() {
+        let lengths = [0usize, 1, 2, 3, 5, 8, 13, 21, 34, 1, 0, 7, 9, 4, 4, 40, 2, 0, 6, 11];
+        for (path, count) in
+            paths().into_iter().flat_map(|p| (1..=lengths.len()).map(move |c| (p, c)))
+        {
             let keys: Vec<[u8; 32]> =
                 (0..count).map(|j| core::array::from_fn(|i| (i * 7 + j * 13) as u8)).collect();
             let ivs: Vec<[u8; 16]> =
@@ -279,16 +458,19 @@ mod tests {
                 .zip(&ivs)
                 .map(|((blocks, keys), iv)| CbcLane { keys, chain: *iv, blocks })
                 .collect();
-            cbc_encrypt_lanes(&mut lanes);
+            cbc_encrypt_lanes_with(path, &mut lanes);
             for lane in &lanes {
                 let last = lane.blocks.last().copied();
-                assert!(last.is_none() || last == Some(lane.chain), "chain of {count} lanes");
+                assert!(
+                    last.is_none() || last == Some(lane.chain),
+                    "{path:?} chain, {count} lanes"
+                );
             }
             drop(lanes);
             for j in 0..count {
                 let mut expected = plain[j].clone();
                 reference_cbc(&keys[j], &ivs[j], &mut expected);
-                assert_eq!(ours[j], expected, "lane {j} of {count}");
+                assert_eq!(ours[j], expected, "{path:?} lane {j} of {count}");
             }
         }
     }
