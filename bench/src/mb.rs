@@ -46,10 +46,10 @@ pub struct Options {
     /// The DPDK crypto benchmark; the library column is left out when it cannot run.
     #[arg(long, default_value = "dpdk-test-crypto-perf")]
     crypto_perf: String,
-    /// Where to write the results as JSON.
+    /// Output path of the results as JSON.
     #[arg(long, default_value = "target/bench/mb.json")]
     json: PathBuf,
-    /// Where to write the results as a Markdown table.
+    /// Output path of the results as a Markdown table.
     #[arg(long, default_value = "target/bench/mb.md")]
     markdown: PathBuf,
 }

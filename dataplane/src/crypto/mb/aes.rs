@@ -1,11 +1,12 @@
-//! AES-256 with AES-NI across many keys at once: the key schedule in the form the lanes
+//! AES-256 with AES-NI and VAES across many keys at once: the key schedule in the form the lanes
 //! read, and CBC encryption of several packets in lockstep.
 //!
 //! CBC encryption of one packet is a chain: each block waits for the previous ciphertext,
 //! so one packet keeps a single `aesenc` in flight while the unit could run several. Here
-//! block `i` of up to [`LANES`] packets is encrypted in one step, each under its own key,
-//! so the steps of different packets overlap in the pipeline. A packet that has no block
-//! `i` leaves the step, and the remaining lanes continue with fewer registers.
+//! block `i` of up to [`LANES`] packets (AES-NI) or [`VAES_LANES`] packets (VAES) is
+//! encrypted in one step, each under its own key, so the steps of different packets
+//! overlap in the pipeline. A packet that has no block `i` leaves the step, and the
+//! remaining lanes continue with fewer registers.
 
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::{
@@ -25,7 +26,7 @@ pub(crate) const LANES: usize = 8;
 /// registers.
 pub(crate) const VAES_LANES: usize = 16;
 
-/// Which AES instructions run the lanes.
+/// The AES instructions that run the lanes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AesPath {
     /// 128-bit `aesenc`, one block per instruction.
@@ -35,12 +36,13 @@ pub(crate) enum AesPath {
 }
 
 impl AesPath {
-    /// The widest path this CPU runs; AES-NI itself was checked when the keys were made.
+    /// Returns the widest path this CPU runs. AES-NI itself was checked when the keys were
+    /// expanded.
     pub(crate) fn detect() -> AesPath {
         if AesPath::Vaes.is_available() { AesPath::Vaes } else { AesPath::AesNi }
     }
 
-    /// Whether this CPU has the instructions of the path.
+    /// Reports whether this CPU has the instructions of the path.
     pub(crate) fn is_available(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -103,7 +105,7 @@ pub(crate) struct CbcLane<'a> {
 }
 
 impl CbcLane<'_> {
-    /// A lane with no blocks, to fill unused entries of a fixed-size array.
+    /// Returns a lane with no blocks, to fill unused entries of a fixed-size array.
     pub(crate) fn empty() -> CbcLane<'static> {
         CbcLane { keys: &NO_KEYS, chain: [0; BLOCK_LEN], blocks: &mut [] }
     }
@@ -142,9 +144,10 @@ pub(crate) fn cbc_encrypt_lanes_with(path: AesPath, lanes: &mut [CbcLane<'_>]) {
     let _ = (path, lanes);
 }
 
-/// Expands an AES-256 key (FIPS 197, 5.2). Even round keys come from the previous even key
-/// and `SubWord(RotWord(w)) ^ rcon` of the last odd word; odd keys from the previous odd
-/// key and `SubWord(w)` of the last even word, which `aeskeygenassist` computes.
+/// Expands an AES-256 key (FIPS 197, 5.2). Each even round key is derived from the previous
+/// even key and `SubWord(RotWord(w)) ^ rcon` of the last odd word. Each odd key is derived
+/// from the previous odd key and `SubWord(w)` of the last even word. `aeskeygenassist`
+/// computes both word functions.
 ///
 /// # Safety
 /// The CPU must support AES-NI.
@@ -316,9 +319,9 @@ mod vaes {
         }
     }
 
-    /// Encrypts blocks `from..to` of every lane in `lanes`, which fill `G` registers; the
+    /// Encrypts blocks `from..to` of every lane in `lanes`, which fill `G` registers. The
     /// parts of the last register past the final lane compute on zeros and are dropped.
-    /// Every lane has at least `to` blocks, which the phase order above guarantees.
+    /// Every lane has at least `to` blocks because of the phase order above.
     #[target_feature(enable = "aes,vaes,avx512f")]
     fn steps<const G: usize>(lanes: &mut [CbcLane<'_>], from: usize, to: usize) {
         let active = lanes.len().min(4 * G);

@@ -5,10 +5,10 @@
 //! waits for the one before it, so the core's vector units sit mostly idle. Across a burst
 //! the packets are independent, so this module runs them side by side:
 //!
-//! - payload IVs: one AES block per packet, up to eight packets per step, each under its
-//!   own key;
-//! - CBC encryption: block `i` of up to eight packets per step (AES-NI), lanes leaving as
-//!   their packets end;
+//! - payload IVs: one AES block per packet, each under its own key, for up to sixteen
+//!   packets per step with VAES or eight with 128-bit AES-NI;
+//! - CBC encryption: block `i` of the same sixteen or eight packets per step, with lanes
+//!   leaving as their packets end;
 //! - HMAC: SHA-512 compression of eight packets at once with AVX-512, four with AVX2, or
 //!   one with the sha2 crate's compression function ([`Width`]), from the keyed states a
 //!   [`MacKey`](crate::crypto::MacKey) keeps.
@@ -59,7 +59,7 @@ impl Width {
     /// Every width, narrowest first.
     pub const ALL: [Width; 3] = [Width::Scalar, Width::Avx2, Width::Avx512];
 
-    /// The widest width this CPU runs.
+    /// Returns the widest width this CPU runs.
     pub fn detect() -> Width {
         if Width::Avx512.is_available() {
             Width::Avx512
@@ -70,7 +70,7 @@ impl Width {
         }
     }
 
-    /// Whether this CPU has the instructions the width needs.
+    /// Reports whether this CPU has the instructions the width needs.
     pub fn is_available(self) -> bool {
         match self {
             Width::Scalar => true,
@@ -118,7 +118,7 @@ pub struct SealJob<'a> {
 }
 
 impl<'a> SealJob<'a> {
-    /// A packet whose payload is `buf[..len]`, to be sealed in place as packet `number` of
+    /// Creates a job that seals the payload `buf[..len]` in place as packet `number` of
     /// `direction`.
     pub fn new(
         keys: &'a SessionKeys,
@@ -130,12 +130,12 @@ impl<'a> SealJob<'a> {
         SealJob { keys, direction, number, buf, len, result: None }
     }
 
-    /// The sealed length, or why the packet was not sealed; `None` until a burst ran.
+    /// Returns the sealed length or the error, or `None` before a burst ran.
     pub fn result(&self) -> Option<Result<usize, CryptoError>> {
         self.result
     }
 
-    /// The packet buffer.
+    /// Returns the packet buffer.
     pub fn buf(&self) -> &[u8] {
         self.buf
     }
@@ -156,7 +156,8 @@ pub struct OpenJob<'a> {
 }
 
 impl<'a> OpenJob<'a> {
-    /// A sealed packet to open in place under `keys`, checked against `window`.
+    /// Creates a job that opens a sealed packet in place under `keys`, checked against
+    /// `window`.
     pub fn new(
         keys: &'a SessionKeys,
         direction: Direction,
@@ -166,13 +167,13 @@ impl<'a> OpenJob<'a> {
         OpenJob { keys, direction, window, packet, result: None }
     }
 
-    /// The plaintext length at the start of the packet, or why it was rejected; `None`
-    /// until a burst ran.
+    /// Returns the plaintext length at the start of the packet or the error, or `None`
+    /// before a burst ran.
     pub fn result(&self) -> Option<Result<usize, OpenError>> {
         self.result
     }
 
-    /// The packet buffer.
+    /// Returns the packet buffer.
     pub fn packet(&self) -> &[u8] {
         self.packet
     }
@@ -211,7 +212,7 @@ pub fn open_burst_with(width: Width, jobs: &mut [OpenJob<'_>]) {
     }
 }
 
-/// What a job of a slice needs between the stages.
+/// The state of one job between the stages of a slice.
 #[derive(Clone, Copy)]
 struct Staged {
     sequence: Sequence,
@@ -290,7 +291,7 @@ fn prepare_seal(job: &mut SealJob<'_>) -> Result<Staged, CryptoError> {
     Ok(Staged { sequence, body_len })
 }
 
-/// The block whose encryption is the payload IV; the layout is drawn at
+/// Builds the block whose encryption is the payload IV. The layout is drawn at
 /// [`payload_iv`](crate::crypto::payload_iv).
 fn iv_input(direction: Direction, sequence: Sequence) -> Iv {
     let mut block = [0u8; BLOCK_LEN];

@@ -3,8 +3,8 @@
 //!
 //! Each 64-bit lane of a vector register carries the state of a different message, so one
 //! instruction runs the same step of the compression function (FIPS 180-4, 6.4.2) for
-//! every lane: eight lanes in a 512-bit register with AVX-512, four in a 256-bit register
-//! with AVX2. The blocks of the lanes are transposed on load, so that register `t` holds
+//! every lane. A 512-bit AVX-512 register has eight lanes, and a 256-bit AVX2 register has
+//! four. The blocks of the lanes are transposed on load, so that register `t` holds
 //! message word `t` of every lane. SHA-384 uses the same compression with other initial
 //! values (FIPS 180-4, 6.5), so the HMAC keyed states decide which of the two a lane runs.
 //!
@@ -155,8 +155,8 @@ enum Phase {
     Outer,
 }
 
-/// What one lane is working on: which job, which phase, and the padded blocks that do not
-/// come straight from the message.
+/// The work of one lane: its job, the phase, and the padded blocks that are not read from
+/// the message in place.
 struct Lane {
     job: usize,
     phase: Phase,
