@@ -31,6 +31,7 @@ mod sha512;
 pub(crate) use aes::RoundKeys;
 
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use self::aes::{CbcLane, cbc_encrypt_lanes};
 use self::sha512::{MacJob, TAG_BUF_LEN, hmac_burst};
@@ -408,6 +409,9 @@ fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
             staged[index] = None;
         }
     }
+
+    // The tags computed for rejected packets would tell a forger the right tag.
+    tags.zeroize();
 
     let mut ivs = [[0u8; BLOCK_LEN]; MAX_BURST];
     for ((job, stage), iv) in jobs.iter().zip(&staged).zip(ivs.iter_mut()) {

@@ -13,6 +13,7 @@
 //! a tag takes the next message of the burst.
 
 use sha2::block_api::compress512;
+use zeroize::Zeroize;
 
 use super::Width;
 
@@ -141,6 +142,7 @@ pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [[u8; TAG
             for (word, value) in state.iter_mut().zip(lane) {
                 word[0] = value;
             }
+            lane.zeroize();
         }),
     }
 }
@@ -254,7 +256,10 @@ fn schedule<const L: usize>(
             advance(lane, &mut state, index, jobs, tags);
         }
     }
-    state.iter_mut().flatten().for_each(|word| *word = 0);
+    // The chaining values and the inner digests in the outer blocks are as secret as the
+    // keyed states they came from.
+    state.zeroize();
+    lanes.iter_mut().for_each(|lane| lane.outer.zeroize());
 }
 
 /// Moves a lane past the block it just compressed.
@@ -317,6 +322,7 @@ fn finish_scalar<const L: usize>(
             compress512(&mut words, core::slice::from_ref(lane.block(jobs)));
         }
         load_lane(state, index, &words);
+        words.zeroize();
         advance(lane, state, index, jobs, tags);
     }
 }
