@@ -1,6 +1,6 @@
-//! Burst seal throughput per core: svrd's one-packet path, its multi-buffer engine at each
-//! SHA-512 lane width, and Intel's ipsec-mb library through `dpdk-test-crypto-perf`, all in
-//! one run.
+//! Burst seal and open throughput per core: svrd's one-packet path, its multi-buffer engine
+//! at each SHA-512 lane width, and, for sealing, Intel's ipsec-mb library through
+//! `dpdk-test-crypto-perf`, all in one run.
 //!
 //! svrd's figures count payload bytes. Per packet it derives the IV with one AES block,
 //! pads with PKCS#7 (a 1424-byte payload becomes 1440 bytes of ciphertext), encrypts with
@@ -9,6 +9,10 @@
 //! over a buffer of exactly the payload size with the IV supplied, so it does slightly less
 //! work per packet than svrd. Each round measures every case once, the library included,
 //! so load from other processes spreads over all columns alike.
+//!
+//! Opening verifies the tag in constant time, decrypts and updates a replay window; each
+//! packet is first copied back from its sealed form, on both svrd paths alike. The library
+//! has no open column, because its throughput test verifies only with a file of vectors.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -16,8 +20,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use svr_dataplane::crypto::mb::{SealJob, Width, seal_burst_with};
-use svr_dataplane::crypto::{Direction, PayloadSecret, SessionKeys, Suite, seal_fast_path};
+use svr_dataplane::crypto::mb::{OpenJob, SealJob, Width, open_burst_with, seal_burst_with};
+use svr_dataplane::crypto::{
+    Direction, PayloadSecret, SessionKeys, Suite, open_fast_path, seal_fast_path,
+};
+use svr_dataplane::replay::ReplayWindow;
 
 use crate::stats::Summary;
 
@@ -46,6 +53,10 @@ pub struct Options {
     /// The DPDK crypto benchmark; the library column is left out when it cannot run.
     #[arg(long, default_value = "dpdk-test-crypto-perf")]
     crypto_perf: String,
+    /// Seconds to wait before each round for the machine to go quiet (other processes using
+    /// under 10% of the CPUs for one second); 0 starts every round at once.
+    #[arg(long, default_value_t = 0)]
+    quiet_wait_s: u64,
     /// Output path of the results as JSON.
     #[arg(long, default_value = "target/bench/mb.json")]
     json: PathBuf,
@@ -54,9 +65,25 @@ pub struct Options {
     markdown: PathBuf,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Seal,
+    Open,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Seal => "seal",
+            Operation::Open => "open",
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Row {
     mac: &'static str,
+    operation: &'static str,
     size: usize,
     single_gbps: Summary,
     /// One entry per width this CPU runs, narrowest first.
@@ -77,15 +104,23 @@ struct Report {
     burst: usize,
     sessions: usize,
     library_ops: u64,
+    /// Rounds that started on a quiet machine, out of `rounds`.
+    quiet_rounds: usize,
     rows: Vec<Row>,
 }
 
-/// Samples of one (suite, size) cell, one per round.
+/// Samples of one (suite, size, operation) cell, one per round.
 #[derive(Default)]
 struct Samples {
     single: Vec<f64>,
     burst: Vec<Vec<f64>>,
     library: Vec<f64>,
+}
+
+/// Samples of one (suite, size) case for both operations.
+struct CaseSamples {
+    seal: Samples,
+    open: Samples,
 }
 
 pub fn run(options: &Options) -> Result<(), String> {
@@ -107,13 +142,20 @@ pub fn run(options: &Options) -> Result<(), String> {
             cases.push(case);
         }
     }
-    let mut samples: Vec<Samples> = cases
-        .iter()
-        .map(|_| Samples { burst: vec![Vec::new(); widths.len()], ..Samples::default() })
-        .collect();
+    let empty = || Samples { burst: vec![Vec::new(); widths.len()], ..Samples::default() };
+    let mut samples: Vec<CaseSamples> =
+        cases.iter().map(|_| CaseSamples { seal: empty(), open: empty() }).collect();
 
     let mut library_works = true;
+    let mut quiet_rounds = 0;
     for round in 0..options.rounds {
+        if options.quiet_wait_s > 0 {
+            let quiet = wait_for_quiet(Duration::from_secs(options.quiet_wait_s));
+            quiet_rounds += usize::from(quiet);
+            if !quiet {
+                eprintln!("round {}: machine still busy, measuring anyway", round + 1);
+            }
+        }
         for (suite_index, suite) in SUITES.into_iter().enumerate() {
             if !library_works {
                 break;
@@ -121,7 +163,7 @@ pub fn run(options: &Options) -> Result<(), String> {
             match run_library(options, suite, core) {
                 Ok(figures) => {
                     for (size_index, size) in SIZES.into_iter().enumerate() {
-                        let cell = &mut samples[suite_index * SIZES.len() + size_index];
+                        let cell = &mut samples[suite_index * SIZES.len() + size_index].seal;
                         if let Some(&(_, gbps)) = figures.iter().find(|(s, _)| *s == size) {
                             cell.library.push(gbps);
                         }
@@ -133,21 +175,31 @@ pub fn run(options: &Options) -> Result<(), String> {
                 }
             }
         }
-        for (case, cell) in cases.iter_mut().zip(samples.iter_mut()) {
-            cell.single.push(case.measure(None, run_time)?);
-            for (width, column) in widths.iter().zip(cell.burst.iter_mut()) {
-                column.push(case.measure(Some(*width), run_time)?);
+        for (case, cells) in cases.iter_mut().zip(samples.iter_mut()) {
+            for (operation, cell) in
+                [(Operation::Seal, &mut cells.seal), (Operation::Open, &mut cells.open)]
+            {
+                cell.single.push(case.measure(operation, None, run_time)?);
+                for (width, column) in widths.iter().zip(cell.burst.iter_mut()) {
+                    column.push(case.measure(operation, Some(*width), run_time)?);
+                }
             }
         }
         eprintln!("round {} of {} done", round + 1, options.rounds);
     }
 
-    let rows: Vec<Row> =
-        cases.iter().zip(&samples).map(|(case, cell)| row(case, cell, &widths)).collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for operation in [Operation::Seal, Operation::Open] {
+        for (case, cells) in cases.iter().zip(&samples) {
+            let cell = if operation == Operation::Seal { &cells.seal } else { &cells.open };
+            rows.push(row(case, operation, cell, &widths));
+        }
+    }
     for row in &rows {
         eprintln!(
-            "{:<12} {:>5} B  one-packet {:>6.2}  widest {:>6.2}  library {:>6.2} Gbit/s",
+            "{:<12} {} {:>5} B  one-packet {:>6.2}  widest {:>6.2}  library {:>6.2} Gbit/s",
             row.mac,
+            row.operation,
             row.size,
             row.single_gbps.median,
             row.burst_gbps.last().map_or(0.0, |(_, s)| s.median),
@@ -163,6 +215,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         burst: options.burst,
         sessions: options.sessions,
         library_ops: options.library_ops,
+        quiet_rounds,
         rows,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -173,7 +226,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-fn row(case: &Case, cell: &Samples, widths: &[Width]) -> Row {
+fn row(case: &Case, operation: Operation, cell: &Samples, widths: &[Width]) -> Row {
     let single_gbps = Summary::of(&cell.single);
     let burst_gbps: Vec<(&'static str, Summary)> =
         widths.iter().zip(&cell.burst).map(|(w, s)| (w.name(), Summary::of(s))).collect();
@@ -181,6 +234,7 @@ fn row(case: &Case, cell: &Samples, widths: &[Width]) -> Row {
     let widest = burst_gbps.last().map_or(0.0, |(_, s)| s.median);
     Row {
         mac: case.suite.mac().name(),
+        operation: operation.name(),
         size: case.size,
         single_gbps,
         widest_over_library: library_gbps.map(|l| widest / l.median),
@@ -197,6 +251,9 @@ struct Case {
     sessions: Vec<SessionKeys>,
     plain: Vec<Vec<u8>>,
     buffers: Vec<Vec<u8>>,
+    /// The payloads sealed by the one-packet path as packet 1, for the open runs.
+    sealed: Vec<Vec<u8>>,
+    windows: Vec<ReplayWindow>,
 }
 
 impl Case {
@@ -216,13 +273,15 @@ impl Case {
             plain.push(payload);
         }
         let buffers = vec![vec![0u8; capacity]; options.burst];
-        Ok(Case { suite, size, sessions, plain, buffers })
+        let windows = vec![ReplayWindow::new(); options.burst];
+        let mut case = Case { suite, size, sessions, plain, buffers, sealed: Vec::new(), windows };
+        case.sealed = case.seal_each()?;
+        Ok(case)
     }
 
-    /// Checks that every width seals the burst exactly as the one-packet path does, so the
-    /// columns compare the same work.
-    fn check_agreement(&self, widths: &[Width]) -> Result<(), String> {
-        let mut expected = Vec::new();
+    /// Seals every payload with the one-packet path as packet 1 of its session.
+    fn seal_each(&self) -> Result<Vec<Vec<u8>>, String> {
+        let mut sealed = Vec::new();
         for (i, payload) in self.plain.iter().enumerate() {
             let mut buf = self.buffers[i].clone();
             buf[..self.size].copy_from_slice(payload);
@@ -230,8 +289,15 @@ impl Case {
             let n = seal_fast_path(keys, Direction::Forward, 1, &mut buf, self.size)
                 .map_err(|e| e.to_string())?;
             buf.truncate(n);
-            expected.push(buf);
+            sealed.push(buf);
         }
+        Ok(sealed)
+    }
+
+    /// Checks that every width seals the burst exactly as the one-packet path does and
+    /// opens it again, so the columns compare the same work.
+    fn check_agreement(&self, widths: &[Width]) -> Result<(), String> {
+        let expected = &self.sealed;
         for &width in widths {
             let mut bufs: Vec<Vec<u8>> = self
                 .plain
@@ -261,14 +327,102 @@ impl Case {
                     return Err(format!("{} packet {i} differs from seal_fast_path", width.name()));
                 }
             }
+
+            let mut packets = expected.clone();
+            let mut windows = vec![ReplayWindow::new(); packets.len()];
+            let mut jobs: Vec<OpenJob<'_>> = packets
+                .iter_mut()
+                .zip(windows.iter_mut())
+                .enumerate()
+                .map(|(i, (packet, window))| {
+                    let keys = &self.sessions[i % self.sessions.len()];
+                    OpenJob::new(keys, Direction::Forward, window, packet)
+                })
+                .collect();
+            open_burst_with(width, &mut jobs);
+            for (i, job) in jobs.iter().enumerate() {
+                let opened = match job.result() {
+                    Some(Ok(n)) => &job.packet()[..n],
+                    other => return Err(format!("{} open {i}: {other:?}", width.name())),
+                };
+                if opened != self.plain[i].as_slice() {
+                    return Err(format!("{} packet {i} opened to other bytes", width.name()));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Runs `operation` on bursts for about `run_time`, one packet at a time when `width`
+    /// is `None`; returns payload Gbit/s.
+    fn measure(
+        &mut self,
+        operation: Operation,
+        width: Option<Width>,
+        run_time: Duration,
+    ) -> Result<f64, String> {
+        match operation {
+            Operation::Seal => self.measure_seal(width, run_time),
+            Operation::Open => self.measure_open(width, run_time),
+        }
+    }
+
+    /// Opens the sealed burst over and over, each time from a fresh copy and fresh windows.
+    fn measure_open(&mut self, width: Option<Width>, run_time: Duration) -> Result<f64, String> {
+        let sessions = &self.sessions;
+        let mut packets = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < run_time {
+            for _ in 0..8 {
+                for ((buf, sealed), window) in
+                    self.buffers.iter_mut().zip(&self.sealed).zip(self.windows.iter_mut())
+                {
+                    buf.clear();
+                    buf.extend_from_slice(sealed);
+                    *window = ReplayWindow::new();
+                }
+                match width {
+                    None => {
+                        for (i, (buf, window)) in
+                            self.buffers.iter_mut().zip(self.windows.iter_mut()).enumerate()
+                        {
+                            let keys = &sessions[i % sessions.len()];
+                            let n = open_fast_path(keys, Direction::Forward, window, buf)
+                                .map_err(|e| e.to_string())?;
+                            black_box(&buf[..n]);
+                        }
+                    }
+                    Some(width) => {
+                        let mut jobs: Vec<OpenJob<'_>> = self
+                            .buffers
+                            .iter_mut()
+                            .zip(self.windows.iter_mut())
+                            .enumerate()
+                            .map(|(i, (buf, window))| {
+                                let keys = &sessions[i % sessions.len()];
+                                OpenJob::new(keys, Direction::Forward, window, buf)
+                            })
+                            .collect();
+                        open_burst_with(width, &mut jobs);
+                        if let Some(Err(error)) = jobs[0].result() {
+                            return Err(error.to_string());
+                        }
+                        black_box(&jobs);
+                    }
+                }
+                packets += self.buffers.len() as u64;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(packets as f64 * self.size as f64 * 8.0 / seconds / 1e9)
     }
 
     /// Seals bursts for about `run_time`, one packet at a time when `width` is `None`;
     /// returns payload Gbit/s. Sealing in place re-encrypts the previous ciphertext, which
     /// costs the same as fresh plaintext.
-    fn measure(&mut self, width: Option<Width>, run_time: Duration) -> Result<f64, String> {
+    fn measure_seal(&mut self, width: Option<Width>, run_time: Duration) -> Result<f64, String> {
+        let capacity = self.size + 16 + 8 + 64;
+        self.buffers.iter_mut().for_each(|buf| buf.resize(capacity, 0));
         let size = self.size;
         let sessions = &self.sessions;
         let mut number = 1u64;
@@ -309,6 +463,32 @@ impl Case {
         let seconds = start.elapsed().as_secs_f64();
         Ok(packets as f64 * size as f64 * 8.0 / seconds / 1e9)
     }
+}
+
+/// Waits up to `limit` for a second in which all CPUs together are less than 10% busy;
+/// returns whether one came. The figures come from the aggregate line of `/proc/stat`.
+fn wait_for_quiet(limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let Some(before) = cpu_times() else { return false };
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(after) = cpu_times() else { return false };
+        let total = after.0.saturating_sub(before.0);
+        let idle = after.1.saturating_sub(before.1);
+        if total > 0 && (total - idle) * 10 < total {
+            return true;
+        }
+    }
+    false
+}
+
+/// Returns (total, idle) jiffies of all CPUs, idle counting iowait too.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((fields.iter().sum(), idle))
 }
 
 /// Runs the library over every size for `suite`, its worker on `core`; returns
@@ -384,30 +564,32 @@ fn parse_library_csv(text: &str) -> Result<Vec<(usize, f64)>, String> {
 fn markdown(report: &Report, widths: &[Width]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Core {:?}, clock estimated at {:.2} GHz; {} rounds, {} ms per svrd run, {} library \
-         ops per size; bursts of {} packets over {} sessions; Gbit/s of payload, median \
-         (min-max).\n\n",
+        "Core {:?}, clock estimated at {:.2} GHz; {} rounds ({} started quiet), {} ms per \
+         svrd run, {} library ops per size; bursts of {} packets over {} sessions; Gbit/s \
+         of payload, median (min-max).\n\n",
         report.core,
         report.core_ghz,
         report.rounds,
+        report.quiet_rounds,
         report.run_ms,
         report.library_ops,
         report.burst,
         report.sessions
     ));
-    out.push_str("| MAC | payload B | one-packet |");
+    out.push_str("| MAC | op | payload B | one-packet |");
     for width in widths {
         out.push_str(&format!(" burst {} |", width.name()));
     }
     out.push_str(" ipsec-mb | widest / ipsec-mb | widest / one-packet |\n");
-    out.push_str("| --- | ---: | ---: |");
+    out.push_str("| --- | --- | ---: | ---: |");
     for _ in widths {
         out.push_str(" ---: |");
     }
     out.push_str(" ---: | ---: | ---: |\n");
     let cell = |s: &Summary| format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max);
     for row in &report.rows {
-        out.push_str(&format!("| {} | {} | {} |", row.mac, row.size, cell(&row.single_gbps)));
+        let single = cell(&row.single_gbps);
+        out.push_str(&format!("| {} | {} | {} | {single} |", row.mac, row.operation, row.size));
         for (_, summary) in &row.burst_gbps {
             out.push_str(&format!(" {} |", cell(summary)));
         }
