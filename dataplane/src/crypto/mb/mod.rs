@@ -227,6 +227,7 @@ fn seal_slice(width: Width, jobs: &mut [SealJob<'_>]) {
 
     // Arguments are checked as the one-packet path checks them, and the payload padded.
     for (index, job) in jobs.iter_mut().enumerate() {
+        job.result = None;
         match prepare_seal(job) {
             Ok(stage) => {
                 ivs[index] = iv_input(job.direction, stage.sequence);
@@ -270,7 +271,8 @@ fn seal_slice(width: Width, jobs: &mut [SealJob<'_>]) {
 
     for (tag, &index) in tags[..count].iter().zip(&owners[..count]) {
         let job = &mut jobs[index];
-        if let Some(stage) = staged[index] {
+        // A job whose encryption failed already carries its error.
+        if let (Some(stage), None) = (staged[index], job.result) {
             let tag_len = job.keys.suite().tag_len();
             let start = stage.body_len + SEQUENCE_LEN;
             job.buf[start..start + tag_len].copy_from_slice(&tag[..tag_len]);
@@ -352,6 +354,8 @@ fn encrypt_payloads(
             None => {
                 // Without AES-NI each packet goes through the aes crate; the buffer was
                 // checked above, so this repeats the same padding and cannot fail.
+                // NOTE: no test runs this branch on a CPU with AES-NI, where keys always
+                // carry round keys.
                 if let Err(error) = cbc.encrypt_padded(iv, job.buf, job.len) {
                     job.result = Some(Err(error));
                 }

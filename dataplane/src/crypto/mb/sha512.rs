@@ -123,17 +123,18 @@ impl MacJob<'_> {
 }
 
 /// Computes the HMAC tag of every job into the matching entry of `tags`, with as many
-/// lanes as `width` gives. The caller has checked that `width` is available on this CPU.
+/// lanes as `width` gives; a width this CPU lacks runs as [`Width::Scalar`].
 pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [[u8; TAG_BUF_LEN]]) {
+    let width = if width.is_available() { width } else { Width::Scalar };
     match width {
         #[cfg(target_arch = "x86_64")]
         Width::Avx512 => schedule::<8>(jobs, tags, |state, blocks| {
-            // SAFETY: the caller checked that this CPU has AVX-512F and AVX-512BW.
+            // SAFETY: `is_available` detected AVX-512F and AVX-512BW just above.
             unsafe { avx512::compress(state, blocks) }
         }),
         #[cfg(target_arch = "x86_64")]
         Width::Avx2 => schedule::<4>(jobs, tags, |state, blocks| {
-            // SAFETY: the caller checked that this CPU has AVX2.
+            // SAFETY: `is_available` detected AVX2 just above.
             unsafe { avx2::compress(state, blocks) }
         }),
         _ => schedule::<1>(jobs, tags, |state, blocks| {
