@@ -57,6 +57,11 @@ pub struct Options {
     /// under 10% of the CPUs for one second); 0 starts every round at once.
     #[arg(long, default_value_t = 0)]
     quiet_wait_s: u64,
+    /// Keeps the first core spinning during svrd's runs. The library's EAL main thread
+    /// spins on that core while its worker runs, which pushes other processes onto the
+    /// worker's core; spinning there too gives svrd the same competition.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    spin_first_core: bool,
     /// Output path of the results as JSON.
     #[arg(long, default_value = "target/bench/mb.json")]
     json: PathBuf,
@@ -106,6 +111,7 @@ struct Report {
     library_ops: u64,
     /// Rounds that started on a quiet machine, out of `rounds`.
     quiet_rounds: usize,
+    spin_first_core: bool,
     rows: Vec<Row>,
 }
 
@@ -175,6 +181,7 @@ pub fn run(options: &Options) -> Result<(), String> {
                 }
             }
         }
+        let spinner = options.spin_first_core.then(Spinner::start);
         for (case, cells) in cases.iter_mut().zip(samples.iter_mut()) {
             for (operation, cell) in
                 [(Operation::Seal, &mut cells.seal), (Operation::Open, &mut cells.open)]
@@ -185,6 +192,7 @@ pub fn run(options: &Options) -> Result<(), String> {
                 }
             }
         }
+        drop(spinner);
         eprintln!("round {} of {} done", round + 1, options.rounds);
     }
 
@@ -216,6 +224,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         sessions: options.sessions,
         library_ops: options.library_ops,
         quiet_rounds,
+        spin_first_core: options.spin_first_core,
         rows,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -465,6 +474,38 @@ impl Case {
     }
 }
 
+/// A thread that spins on the first core until dropped.
+struct Spinner {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start() -> Spinner {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            if let Some(first) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
+                core_affinity::set_for_current(first);
+            }
+            while !flag.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        Spinner { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Waits up to `limit` for a second in which all CPUs together are less than 10% busy;
 /// returns whether one came. The figures come from the aggregate line of `/proc/stat`.
 fn wait_for_quiet(limit: Duration) -> bool {
@@ -565,13 +606,14 @@ fn markdown(report: &Report, widths: &[Width]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "Core {:?}, clock estimated at {:.2} GHz; {} rounds ({} started quiet), {} ms per \
-         svrd run, {} library ops per size; bursts of {} packets over {} sessions; Gbit/s \
-         of payload, median (min-max).\n\n",
+         svrd run (first core spinning: {}), {} library ops per size; bursts of {} packets \
+         over {} sessions; Gbit/s of payload, median (min-max).\n\n",
         report.core,
         report.core_ghz,
         report.rounds,
         report.quiet_rounds,
         report.run_ms,
+        report.spin_first_core,
         report.library_ops,
         report.burst,
         report.sessions
