@@ -28,7 +28,8 @@ use svr_dataplane::replay::ReplayWindow;
 
 use crate::stats::Summary;
 
-/// Payload sizes measured, in bytes; the library needs multiples of the AES block.
+/// Payload sizes measured by default, in bytes; the library needs multiples of the AES
+/// block.
 const SIZES: [usize; 5] = [64, 256, 512, 1024, 1424];
 
 const SUITES: [Suite; 2] = [Suite::AesCbc256HmacSha384, Suite::AesCbc256HmacSha512];
@@ -62,6 +63,9 @@ pub struct Options {
     /// worker's core; spinning there too gives svrd the same competition.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     spin_first_core: bool,
+    /// Payload sizes in bytes, multiples of 16 for the library.
+    #[arg(long, value_delimiter = ',', default_values_t = SIZES)]
+    sizes: Vec<usize>,
     /// Output path of the results as JSON.
     #[arg(long, default_value = "target/bench/mb.json")]
     json: PathBuf,
@@ -133,6 +137,9 @@ pub fn run(options: &Options) -> Result<(), String> {
     if options.burst == 0 || options.sessions == 0 || options.rounds == 0 {
         return Err("--burst, --sessions and --rounds must be at least 1".into());
     }
+    if let Some(size) = options.sizes.iter().find(|s| **s == 0 || **s % 16 != 0) {
+        return Err(format!("invalid size {size}: expected a positive multiple of 16"));
+    }
     let core = crate::pin_to_last_core();
     let ghz = crate::clock::core_ghz();
     eprintln!("pinned to core {core:?}, core clock estimated at {ghz:.2} GHz");
@@ -141,7 +148,7 @@ pub fn run(options: &Options) -> Result<(), String> {
 
     let mut cases = Vec::new();
     for suite in SUITES {
-        for size in SIZES {
+        for &size in &options.sizes {
             let case = Case::new(suite, size, options)?;
             case.check_agreement(&widths)
                 .map_err(|e| format!("{} {size} B: {e}", suite.mac().name()))?;
@@ -168,8 +175,9 @@ pub fn run(options: &Options) -> Result<(), String> {
             }
             match run_library(options, suite, core) {
                 Ok(figures) => {
-                    for (size_index, size) in SIZES.into_iter().enumerate() {
-                        let cell = &mut samples[suite_index * SIZES.len() + size_index].seal;
+                    for (size_index, &size) in options.sizes.iter().enumerate() {
+                        let cell =
+                            &mut samples[suite_index * options.sizes.len() + size_index].seal;
                         if let Some(&(_, gbps)) = figures.iter().find(|(s, _)| *s == size) {
                             cell.library.push(gbps);
                         }
@@ -545,7 +553,8 @@ fn run_library(
     };
     let worker = core.unwrap_or(1);
     let prefix = format!("svrbench-mb-{}", std::process::id());
-    let sizes = SIZES.map(|s| s.to_string()).join(",");
+    let sizes: Vec<String> = options.sizes.iter().map(|s| s.to_string()).collect();
+    let sizes = sizes.join(",");
     let ops = options.library_ops.to_string();
     let lcores = format!("0@0,1@{worker}");
     let output = Command::new(&options.crypto_perf)

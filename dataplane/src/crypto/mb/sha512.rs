@@ -370,28 +370,41 @@ macro_rules! sha512_round {
 }
 
 /// Expands to the 80 rounds of SHA-512 over the transposed block `$w`, as five runs of the
-/// sixteen rounds that share one window of the message schedule.
+/// sixteen rounds that share one window of the message schedule. The runs are written out
+/// with constant indices so that the message words and the working variables stay in
+/// registers.
 #[cfg(target_arch = "x86_64")]
 macro_rules! sha512_rounds {
     ($w:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident) => {
-        for chunk in 0..5 {
-            sha512_round!($w, chunk, 0, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 1, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 2, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 3, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 4, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 5, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 6, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 7, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 8, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 9, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 10, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 11, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 12, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 13, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 14, $a, $b, $c, $d, $e, $f, $g, $h);
-            sha512_round!($w, chunk, 15, $a, $b, $c, $d, $e, $f, $g, $h);
-        }
+        sha512_sixteen!($w, 0, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_sixteen!($w, 1, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_sixteen!($w, 2, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_sixteen!($w, 3, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_sixteen!($w, 4, $a, $b, $c, $d, $e, $f, $g, $h);
+    };
+}
+
+/// Expands to rounds `16 * $chunk` to `16 * $chunk + 15`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! sha512_sixteen {
+    ($w:ident, $chunk:literal, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident,
+     $g:ident, $h:ident) => {
+        sha512_round!($w, $chunk, 0, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 1, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 2, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 3, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 4, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 5, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 6, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 7, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 8, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 9, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 10, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 11, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 12, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 13, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 14, $a, $b, $c, $d, $e, $f, $g, $h);
+        sha512_round!($w, $chunk, 15, $a, $b, $c, $d, $e, $f, $g, $h);
     };
 }
 
