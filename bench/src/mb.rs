@@ -10,7 +10,7 @@
 //! work per packet than svrd. Each round measures every case once, the library included,
 //! so load from other processes spreads over all columns alike.
 //!
-//! Opening verifies the tag in constant time, decrypts and updates a replay window; each
+//! Opening verifies the tag in constant time, decrypts and updates a replay window. Each
 //! packet is first copied back from its sealed form, on both svrd paths alike. The library
 //! has no open column, because its throughput test verifies only with a file of vectors.
 
@@ -60,7 +60,7 @@ pub struct Options {
     quiet_wait_s: u64,
     /// Keeps the first core spinning during svrd's runs. The library's EAL main thread
     /// spins on that core while its worker runs, which pushes other processes onto the
-    /// worker's core; spinning there too gives svrd the same competition.
+    /// worker's core. Spinning there too gives svrd the same competition.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     spin_first_core: bool,
     /// Payload sizes in bytes, multiples of 16 for the library.

@@ -123,7 +123,7 @@ impl MacJob<'_> {
 }
 
 /// Computes the HMAC tag of every job into the matching entry of `tags`, with as many
-/// lanes as `width` gives; a width this CPU lacks runs as [`Width::Scalar`].
+/// lanes as `width` gives. A width this CPU lacks runs as [`Width::Scalar`].
 pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [[u8; TAG_BUF_LEN]]) {
     let width = if width.is_available() { width } else { Width::Scalar };
     match width {
