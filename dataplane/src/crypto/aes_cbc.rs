@@ -11,10 +11,9 @@ use aes::cipher::{
     BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit,
     KeyInit,
 };
-use zeroize::ZeroizeOnDrop;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::CryptoError;
-use super::mb::RoundKeys;
 
 /// AES block length in bytes.
 pub const BLOCK_LEN: usize = 16;
@@ -27,8 +26,9 @@ pub type Iv = [u8; BLOCK_LEN];
 #[derive(Clone)]
 pub struct CbcKey {
     schedule: Aes256Enc,
-    /// The same schedule in the form the multi-buffer lanes read; `None` without AES-NI.
-    lanes: Option<RoundKeys>,
+    /// The key itself, which the multi-buffer lanes expand into their own schedule form.
+    /// Keeping 32 bytes instead of a second 240-byte schedule keeps sessions small.
+    key: Zeroizing<[u8; 32]>,
 }
 
 impl ZeroizeOnDrop for CbcKey {}
@@ -42,12 +42,12 @@ impl core::fmt::Debug for CbcKey {
 impl CbcKey {
     /// Expands a 256-bit key.
     pub fn new(key: &[u8; 32]) -> CbcKey {
-        CbcKey { schedule: Aes256Enc::new(&Array::from(*key)), lanes: RoundKeys::expand(key) }
+        CbcKey { schedule: Aes256Enc::new(&Array::from(*key)), key: Zeroizing::new(*key) }
     }
 
-    /// The round keys for [`mb`](super::mb), when this CPU has AES-NI.
-    pub(crate) fn round_keys(&self) -> Option<&RoundKeys> {
-        self.lanes.as_ref()
+    /// Returns the key bytes, for [`mb`](super::mb) to expand.
+    pub(crate) fn key_bytes(&self) -> &[u8; 32] {
+        &self.key
     }
 
     /// Encrypts one block with the raw cipher. Used to derive IVs from sequence numbers

@@ -28,12 +28,10 @@
 mod aes;
 mod sha512;
 
-pub(crate) use aes::RoundKeys;
-
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use self::aes::{CbcLane, cbc_encrypt_lanes};
+use self::aes::{CbcLane, RoundKeys, cbc_encrypt_lanes};
 use self::sha512::{MacJob, TAG_BUF_LEN, hmac_burst};
 use super::aes_cbc::{BLOCK_LEN, Iv, padded_len};
 use super::seal::{OpenError, SEQUENCE_LEN, Sequence, open_trailer};
@@ -237,8 +235,9 @@ fn seal_slice(width: Width, jobs: &mut [SealJob<'_>]) {
         }
     }
 
-    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &mut ivs);
-    encrypt_payloads(jobs, &staged, &ivs);
+    let schedules = expand_keys(jobs.iter().map(|job| job.keys), &staged);
+    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &schedules, &mut ivs);
+    encrypt_payloads(jobs, &staged, &schedules, &ivs);
 
     for (job, stage) in jobs.iter_mut().zip(&staged) {
         if let Some(stage) = stage {
@@ -307,19 +306,35 @@ fn iv_input(direction: Direction, sequence: Sequence) -> Iv {
     block
 }
 
+/// Expands the AES key of each staged job into the form the lanes read; `None` for jobs
+/// that are not staged and on CPUs without AES-NI. The schedules wipe themselves on drop.
+fn expand_keys<'k>(
+    keys: impl Iterator<Item = &'k SessionKeys>,
+    staged: &[Option<Staged>; MAX_BURST],
+) -> [Option<RoundKeys>; MAX_BURST] {
+    let mut schedules: [Option<RoundKeys>; MAX_BURST] = core::array::from_fn(|_| None);
+    for ((keys, stage), schedule) in keys.zip(staged).zip(schedules.iter_mut()) {
+        if stage.is_some() {
+            *schedule = RoundKeys::expand(keys.cbc().key_bytes());
+        }
+    }
+    schedules
+}
+
 /// Encrypts each staged job's IV input block under its own key, in place.
 fn derive_ivs<'k>(
     keys: impl Iterator<Item = &'k SessionKeys>,
     staged: &[Option<Staged>; MAX_BURST],
+    schedules: &[Option<RoundKeys>; MAX_BURST],
     ivs: &mut [Iv; MAX_BURST],
 ) {
     let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
     let mut count = 0;
-    for ((keys, stage), iv) in keys.zip(staged).zip(ivs.iter_mut()) {
+    for (((keys, stage), schedule), iv) in keys.zip(staged).zip(schedules).zip(ivs.iter_mut()) {
         if stage.is_none() {
             continue;
         }
-        match keys.cbc().round_keys() {
+        match schedule {
             Some(round_keys) => {
                 lanes[count] = CbcLane {
                     keys: round_keys,
@@ -338,14 +353,15 @@ fn derive_ivs<'k>(
 fn encrypt_payloads(
     jobs: &mut [SealJob<'_>],
     staged: &[Option<Staged>; MAX_BURST],
+    schedules: &[Option<RoundKeys>; MAX_BURST],
     ivs: &[Iv; MAX_BURST],
 ) {
     let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
     let mut count = 0;
-    for ((job, stage), iv) in jobs.iter_mut().zip(staged).zip(ivs) {
+    for (((job, stage), schedule), iv) in jobs.iter_mut().zip(staged).zip(schedules).zip(ivs) {
         let Some(stage) = stage else { continue };
         let cbc = job.keys.cbc();
-        match cbc.round_keys() {
+        match schedule {
             Some(round_keys) => {
                 let (blocks, _) = job.buf[..stage.body_len].as_chunks_mut::<BLOCK_LEN>();
                 lanes[count] = CbcLane { keys: round_keys, chain: *iv, blocks };
@@ -354,8 +370,8 @@ fn encrypt_payloads(
             None => {
                 // Without AES-NI each packet goes through the aes crate; the buffer was
                 // checked above, so this repeats the same padding and cannot fail.
-                // NOTE: no test runs this branch on a CPU with AES-NI, where keys always
-                // carry round keys.
+                // NOTE: no test runs this branch on a CPU with AES-NI, where every key
+                // expands.
                 if let Err(error) = cbc.encrypt_padded(iv, job.buf, job.len) {
                     job.result = Some(Err(error));
                 }
@@ -423,7 +439,8 @@ fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
             *iv = iv_input(job.direction, stage.sequence);
         }
     }
-    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &mut ivs);
+    let schedules = expand_keys(jobs.iter().map(|job| job.keys), &staged);
+    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &schedules, &mut ivs);
 
     for ((job, stage), iv) in jobs.iter_mut().zip(&staged).zip(&ivs) {
         let Some(stage) = stage else { continue };
