@@ -306,8 +306,9 @@ fn iv_input(direction: Direction, sequence: Sequence) -> Iv {
     block
 }
 
-/// Expands the AES key of each staged job into the form the lanes read; `None` for jobs
-/// that are not staged and on CPUs without AES-NI. The schedules wipe themselves on drop.
+/// Expands the AES key of each staged job into the form the lanes read. Entries stay
+/// `None` for jobs that are not staged and on CPUs without AES-NI. The schedules wipe
+/// themselves on drop.
 fn expand_keys<'k>(
     keys: impl Iterator<Item = &'k SessionKeys>,
     staged: &[Option<Staged>; MAX_BURST],
