@@ -13,6 +13,7 @@ mod forward;
 mod generator;
 mod handshake;
 mod loadgen;
+mod mb;
 mod netns;
 mod openssl_ref;
 mod pipeline;
@@ -40,6 +41,8 @@ struct Cli {
 enum Command {
     /// Seal and open throughput per core against OpenSSL doing the same per-packet work.
     Crypto(crypto::Options),
+    /// Burst seal throughput per core: one-packet path, multi-buffer engine and ipsec-mb.
+    Mb(mb::Options),
     /// Key-exchange handshakes per second per algorithm, and DH against OpenSSL's FFDH.
     Handshake(handshake::Options),
     /// Forwarded packets per second and latency through two routers, against crypto-only
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crypto(options) => crypto::run(&options),
         Command::Handshake(options) => handshake::run(&options),
+        Command::Mb(options) => mb::run(&options),
         Command::Forward(options) => forward::run(&options),
         Command::Sessions(options) => sessions::run(&options),
         Command::Loadgen(options) => loadgen::run(&options),

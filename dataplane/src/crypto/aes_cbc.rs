@@ -11,7 +11,7 @@ use aes::cipher::{
     BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit,
     KeyInit,
 };
-use zeroize::ZeroizeOnDrop;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::CryptoError;
 
@@ -26,6 +26,9 @@ pub type Iv = [u8; BLOCK_LEN];
 #[derive(Clone)]
 pub struct CbcKey {
     schedule: Aes256Enc,
+    /// The key itself, which the multi-buffer lanes expand into their own schedule form.
+    /// Keeping 32 bytes instead of a second 240-byte schedule keeps sessions small.
+    key: Zeroizing<[u8; 32]>,
 }
 
 impl ZeroizeOnDrop for CbcKey {}
@@ -39,7 +42,12 @@ impl core::fmt::Debug for CbcKey {
 impl CbcKey {
     /// Expands a 256-bit key.
     pub fn new(key: &[u8; 32]) -> CbcKey {
-        CbcKey { schedule: Aes256Enc::new(&Array::from(*key)) }
+        CbcKey { schedule: Aes256Enc::new(&Array::from(*key)), key: Zeroizing::new(*key) }
+    }
+
+    /// Returns the key bytes, for [`mb`](super::mb) to expand.
+    pub(crate) fn key_bytes(&self) -> &[u8; 32] {
+        &self.key
     }
 
     /// Encrypts one block with the raw cipher. Used to derive IVs from sequence numbers

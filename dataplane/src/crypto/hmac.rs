@@ -139,6 +139,12 @@ impl MacKey {
         self.algorithm
     }
 
+    /// The SHA-512 chaining values after the `ipad` and the `opad` block, for
+    /// [`mb`](super::mb).
+    pub(crate) fn states(&self) -> (&[u64; 8], &[u64; 8]) {
+        (&self.inner, &self.outer)
+    }
+
     /// Computes the full-length tag of `message`.
     pub fn tag(&self, message: &[u8]) -> Tag {
         let mut state = self.inner;
