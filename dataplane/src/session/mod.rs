@@ -13,12 +13,15 @@
 //!   with metadata arrives, and the egress sends reverse metadata (with disable-forward-
 //!   metadata, TLV 18) until a forward packet without metadata arrives.
 
+mod index;
 mod keys;
+mod metadata;
 mod table;
 
 use std::time::{Duration, Instant};
 
 pub use keys::{PayloadKeys, RotationError, SESSION_SUITE};
+pub use metadata::{RouteTlvs, SessionMetadata};
 pub use table::{PORT_FIRST, PORT_LAST, PortPool, SessionId, SessionTable, TableError};
 
 use crate::crypto::Direction;
@@ -69,9 +72,9 @@ pub struct Session {
     pub window: ReplayWindow,
     /// Whether the next packet sent carries metadata.
     pub send_metadata: bool,
-    /// The payload TLVs of the metadata this router sends, built when the session starts or
-    /// its payload key changes so that sending allocates nothing.
-    pub metadata_tlvs: Vec<PayloadTlv>,
+    /// The payload TLVs of the metadata this router sends, other than the context and
+    /// UUID, which are built from the fields above.
+    pub metadata: SessionMetadata,
     /// When a packet of the session was last sent or received.
     pub last_seen: Instant,
     /// Idle time after which the session is deleted.
@@ -125,6 +128,17 @@ impl Session {
         }
         self.sent = number;
         Some(number)
+    }
+
+    /// The first two payload TLVs of the metadata this router sends: the forward context
+    /// (ingress) or reverse context (egress), then the session UUID. `None` only when the
+    /// original tuple has no context form, which session creation already rejects.
+    pub fn metadata_head(&self) -> Option<[PayloadTlv; 2]> {
+        let context = match self.role {
+            Role::Ingress => PayloadTlv::ForwardContext(self.original.to_context()?),
+            Role::Egress => PayloadTlv::ReverseContext(self.original.reversed().to_context()?),
+        };
+        Some([context, PayloadTlv::SessionUuid(self.uuid)])
     }
 
     /// Whether the session has been idle past its timeout at `now`.

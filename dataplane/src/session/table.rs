@@ -2,15 +2,15 @@
 //! indexes into it, by the LAN 5-tuple and by the outer waypoint 5-tuple, plus the pool of
 //! waypoint ports the worker allocates from.
 //!
-//! Every structure is allocated with its full capacity when the shard is made. The hash
-//! maps never grow because the slab caps how many sessions exist, so once warm no
-//! insertion or removal allocates.
+//! Every structure is allocated with its full capacity when the shard is made. The
+//! indexes never grow because the slab caps how many sessions exist, so no insertion or
+//! removal allocates.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Instant;
 
 use super::Session;
+use super::index::TupleIndex;
 use crate::forward::FiveTuple;
 use crate::shard::{FLOW_CLASSES, class_owner, port_class};
 
@@ -29,8 +29,8 @@ pub struct SessionId(u32);
 pub struct SessionTable {
     slots: Vec<Option<Session>>,
     free: Vec<u32>,
-    by_lan: HashMap<FiveTuple, u32>,
-    by_wan: HashMap<FiveTuple, u32>,
+    by_lan: TupleIndex,
+    by_wan: TupleIndex,
     ports: PortPool,
     sweep_at: usize,
     len: usize,
@@ -45,8 +45,8 @@ impl SessionTable {
         SessionTable {
             slots,
             free: (0..capacity as u32).rev().collect(),
-            by_lan: HashMap::with_capacity(capacity),
-            by_wan: HashMap::with_capacity(capacity),
+            by_lan: TupleIndex::new(capacity),
+            by_wan: TupleIndex::new(capacity),
             ports: PortPool::new(worker, workers),
             sweep_at: 0,
             len: 0,
@@ -70,17 +70,27 @@ impl SessionTable {
 
     /// The session whose LAN packets have `tuple`.
     pub fn find_lan(&self, tuple: &FiveTuple) -> Option<SessionId> {
-        self.by_lan.get(tuple).map(|index| SessionId(*index))
+        let found = self.by_lan.find(tuple, |slot| {
+            self.session_at(slot).is_some_and(|session| session.lan_key() == *tuple)
+        });
+        found.map(SessionId)
     }
 
     /// The session whose packets from the peer have the outer `tuple`.
     pub fn find_wan(&self, tuple: &FiveTuple) -> Option<SessionId> {
-        self.by_wan.get(tuple).map(|index| SessionId(*index))
+        let found = self.by_wan.find(tuple, |slot| {
+            self.session_at(slot).is_some_and(|session| session.wan_key() == *tuple)
+        });
+        found.map(SessionId)
     }
 
     /// The session `id`.
     pub fn get(&self, id: SessionId) -> Option<&Session> {
         self.slots.get(id.0 as usize)?.as_ref()
+    }
+
+    fn session_at(&self, slot: u32) -> Option<&Session> {
+        self.slots.get(slot as usize)?.as_ref()
     }
 
     /// The session `id`, writable.
@@ -91,18 +101,18 @@ impl SessionTable {
     /// Adds a session and indexes it by its LAN and WAN tuples.
     pub fn insert(&mut self, session: Session) -> Result<SessionId, TableError> {
         let (lan, wan) = (session.lan_key(), session.wan_key());
-        if self.by_lan.contains_key(&lan) {
+        if self.find_lan(&lan).is_some() {
             return Err(TableError::Exists { tuple: lan });
         }
-        if self.by_wan.contains_key(&wan) {
+        if self.find_wan(&wan).is_some() {
             return Err(TableError::Exists { tuple: wan });
         }
         let Some(index) = self.free.pop() else {
             return Err(TableError::Full { capacity: self.slots.len() });
         };
         self.slots[index as usize] = Some(session);
-        self.by_lan.insert(lan, index);
-        self.by_wan.insert(wan, index);
+        self.by_lan.insert(&lan, index);
+        self.by_wan.insert(&wan, index);
         self.len += 1;
         Ok(SessionId(index))
     }
@@ -113,23 +123,23 @@ impl SessionTable {
         id: SessionId,
         waypoints: FiveTuple,
     ) -> Result<(), TableError> {
-        if self.by_wan.contains_key(&waypoints.reversed()) {
+        if self.find_wan(&waypoints.reversed()).is_some() {
             return Err(TableError::Exists { tuple: waypoints.reversed() });
         }
         let Some(session) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else {
             return Err(TableError::Unknown { id });
         };
-        self.by_wan.remove(&session.wan_key());
+        self.by_wan.remove(&session.wan_key(), id.0);
         session.waypoints = waypoints;
-        self.by_wan.insert(session.wan_key(), id.0);
+        self.by_wan.insert(&session.wan_key(), id.0);
         Ok(())
     }
 
     /// Deletes session `id`, returning its ingress waypoint port to the pool.
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
         let session = self.slots.get_mut(id.0 as usize)?.take()?;
-        self.by_lan.remove(&session.lan_key());
-        self.by_wan.remove(&session.wan_key());
+        self.by_lan.remove(&session.lan_key(), id.0);
+        self.by_wan.remove(&session.wan_key(), id.0);
         if session.role == super::Role::Ingress {
             self.ports.release(session.waypoints.source_port);
         }
