@@ -39,7 +39,10 @@ impl TupleIndex {
     /// An index for up to `capacity` keys. Slot numbers must be below `u32::MAX`.
     pub(super) fn new(capacity: usize) -> TupleIndex {
         let len = capacity.saturating_mul(2).max(8).next_power_of_two();
-        TupleIndex { entries: vec![VACANT; len], mask: len - 1, hasher: RandomState::new() }
+        let mut entries = Vec::with_capacity(len);
+        super::hugepage::advise(entries.spare_capacity_mut());
+        entries.resize(len, VACANT);
+        TupleIndex { entries, mask: len - 1, hasher: RandomState::new() }
     }
 
     /// Heap bytes the index takes.

@@ -13,6 +13,7 @@
 //!   with metadata arrives, and the egress sends reverse metadata (with disable-forward-
 //!   metadata, TLV 18) until a forward packet without metadata arrives.
 
+mod hugepage;
 mod index;
 mod keys;
 mod metadata;

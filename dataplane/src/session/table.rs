@@ -41,6 +41,7 @@ impl SessionTable {
     /// worker `worker` of `workers`.
     pub fn new(capacity: usize, worker: usize, workers: usize) -> SessionTable {
         let mut slots = Vec::with_capacity(capacity);
+        super::hugepage::advise(slots.spare_capacity_mut());
         slots.resize_with(capacity, || None);
         SessionTable {
             slots,
