@@ -10,7 +10,7 @@
 //! The hash is SipHash with a random key per index ([`RandomState`]), because LAN tuples
 //! are chosen by hosts and a fixed hash would let them build long probe runs.
 
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 
 use crate::forward::FiveTuple;
 
@@ -118,8 +118,6 @@ impl TupleIndex {
     }
 
     fn hash(&self, tuple: &FiveTuple) -> u32 {
-        let mut hasher = self.hasher.build_hasher();
-        tuple.hash(&mut hasher);
-        hasher.finish() as u32
+        self.hasher.hash_one(tuple) as u32
     }
 }
