@@ -52,7 +52,7 @@ pub struct PayloadTlvs<'a> {
 }
 
 impl<'a> PayloadTlvs<'a> {
-    /// The TLVs of `runs`, in order.
+    /// Joins `runs` into one sequence of TLVs, in order.
     pub fn new(runs: [&'a [PayloadTlv]; 3]) -> PayloadTlvs<'a> {
         PayloadTlvs { runs }
     }

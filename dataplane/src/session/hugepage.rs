@@ -17,7 +17,7 @@ const HUGE_PAGE: usize = 2 << 20;
 
 /// Asks the kernel to back the huge-page-aligned part of `spare` with transparent huge
 /// pages, before its pages are first touched. The call is advice: when the kernel has
-/// transparent huge pages off, or the range holds no whole huge page, nothing changes.
+/// transparent huge pages off, or the range contains no whole huge page, nothing changes.
 pub(super) fn advise<T>(spare: &mut [MaybeUninit<T>]) {
     let start = spare.as_mut_ptr() as usize;
     let end = start + std::mem::size_of_val(spare);

@@ -5,7 +5,7 @@
 //! match by asking the caller whether the slot's session has the key, so one lookup reads
 //! one cache line of the index (eight entries) and the session it finds. The array is
 //! sized at creation to at least twice the number of slots, so it is at most half full
-//! and probe runs stay short; it never grows.
+//! and probe runs stay short. It never grows.
 //!
 //! The hash is SipHash with a random key per index ([`RandomState`]), because LAN tuples
 //! are chosen by hosts and a fixed hash would let them build long probe runs.
@@ -36,7 +36,7 @@ pub(super) struct TupleIndex {
 }
 
 impl TupleIndex {
-    /// An index for up to `capacity` keys. Slot numbers must be below `u32::MAX`.
+    /// Creates an index for up to `capacity` keys. Slot numbers must be below `u32::MAX`.
     pub(super) fn new(capacity: usize) -> TupleIndex {
         let len = capacity.saturating_mul(2).max(8).next_power_of_two();
         let mut entries = Vec::with_capacity(len);
@@ -51,8 +51,8 @@ impl TupleIndex {
         self.entries.capacity() * std::mem::size_of::<Entry>()
     }
 
-    /// The slot whose key is `tuple`, where `matches(slot)` says whether slot `slot` holds
-    /// `tuple`.
+    /// Finds the slot whose key is `tuple`. `matches(slot)` returns whether slot `slot`
+    /// contains `tuple`.
     pub(super) fn find(&self, tuple: &FiveTuple, matches: impl Fn(u32) -> bool) -> Option<u32> {
         let hash = self.hash(tuple);
         let mut at = hash as usize & self.mask;

@@ -25,7 +25,8 @@ pub struct SessionMetadata {
 }
 
 impl SessionMetadata {
-    /// The payload TLVs in wire order, after the `head` of [`Session::metadata_head`].
+    /// Returns the payload TLVs in wire order, starting with `head` from
+    /// [`Session::metadata_head`].
     pub fn tlvs<'a>(&'a self, head: &'a [PayloadTlv]) -> PayloadTlvs<'a> {
         let route = self.route.as_deref().unwrap_or_default();
         PayloadTlvs::new([head, route, std::slice::from_ref(&self.last)])
@@ -41,8 +42,9 @@ pub struct RouteTlvs {
 }
 
 impl RouteTlvs {
-    /// The route TLVs for `tenant` and `service` in `epoch`: tenant, service, source
-    /// router, then session-encrypted when the service encrypts.
+    /// Returns the route TLVs for `tenant` and `service` in `epoch`, building them when
+    /// missing or stale: tenant, service, source router, then session-encrypted when the
+    /// service encrypts.
     pub fn tlvs(
         &mut self,
         epoch: &KeyEpoch,
@@ -73,7 +75,7 @@ impl RouteTlvs {
     }
 }
 
-/// Whether `tlvs` were built from these names and policy.
+/// Returns whether `tlvs` were built from these names and policy.
 fn current(tlvs: &[PayloadTlv], tenant: &str, service: &str, router: &str, encrypt: bool) -> bool {
     match tlvs {
         [PayloadTlv::Tenant(t), PayloadTlv::Service(s), PayloadTlv::SourceRouter(r), rest @ ..] => {

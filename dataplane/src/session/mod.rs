@@ -131,8 +131,8 @@ impl Session {
         Some(number)
     }
 
-    /// The first two payload TLVs of the metadata this router sends: the forward context
-    /// (ingress) or reverse context (egress), then the session UUID. `None` only when the
+    /// Builds the first two payload TLVs of the metadata this router sends: the forward
+    /// context (ingress) or reverse context (egress), then the session UUID. `None` only when the
     /// original tuple has no context form, which session creation already rejects.
     pub fn metadata_head(&self) -> Option<[PayloadTlv; 2]> {
         let context = match self.role {

@@ -286,7 +286,8 @@ mod tests {
     use crate::replay::ReplayWindow;
     use crate::session::{PayloadKeys, Role, SESSION_SUITE, SessionMetadata};
 
-    /// An ingress session whose LAN tuple comes from `host` and waypoint port from `port`.
+    /// Builds an ingress session whose LAN tuple comes from `host` and waypoint port from
+    /// `port`.
     fn session(host: u16, port: u16) -> Session {
         let original = FiveTuple {
             source: IpAddr::V4(Ipv4Addr::new(10, 200, (host >> 8) as u8, host as u8)),
