@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
@@ -19,9 +20,11 @@ use serde::Serialize;
 use svr_dataplane::crypto::{PayloadKeyTlv, PayloadSecret, SessionKeys};
 use svr_dataplane::forward::FiveTuple;
 use svr_dataplane::io::mem::{MemConfig, mem_pair};
-use svr_dataplane::packet::{Ipv4Context, PayloadKeyBlob, PayloadTlv, SessionContext};
+use svr_dataplane::packet::{PayloadKeyBlob, PayloadTlv};
 use svr_dataplane::replay::ReplayWindow;
-use svr_dataplane::session::{PayloadKeys, Role, SESSION_SUITE, Session, SessionTable};
+use svr_dataplane::session::{
+    PayloadKeys, Role, SESSION_SUITE, Session, SessionMetadata, SessionTable,
+};
 
 use crate::alloc_count;
 use crate::generator::{Generator, SizeMix};
@@ -153,9 +156,10 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
     let mut tuples = Vec::with_capacity(count);
     let mut metadata_heap = 0u64;
     let mut insert_allocations = 0u64;
+    let route = bench_route();
     for index in 0..count {
         let heap_before = alloc_count::live_bytes();
-        let session = bench_session(index)?;
+        let session = bench_session(index, &route)?;
         metadata_heap += alloc_count::live_bytes() - heap_before;
         tuples.push(session.lan_key());
         let allocations_before = alloc_count::allocations();
@@ -208,8 +212,20 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
     Ok((row, breakdown))
 }
 
+/// The route TLVs every benchmark session shares, as the engine builds them for one
+/// tenant and service.
+fn bench_route() -> Arc<[PayloadTlv]> {
+    vec![
+        PayloadTlv::Tenant("lab".into()),
+        PayloadTlv::Service("bench".into()),
+        PayloadTlv::SourceRouter("r1".into()),
+        PayloadTlv::SessionEncrypted,
+    ]
+    .into()
+}
+
 /// Builds ingress session number `index`, with the engine's metadata and distinct tuples.
-fn bench_session(index: usize) -> Result<Session, String> {
+fn bench_session(index: usize, route: &Arc<[PayloadTlv]>) -> Result<Session, String> {
     let host = Ipv4Addr::from(0x0ae6_0000u32 + (index as u32 % 60_000) + 256);
     let source_port = 1024 + (index / 60_000) as u16;
     let original = FiveTuple {
@@ -238,22 +254,8 @@ fn bench_session(index: usize) -> Result<Session, String> {
     };
     let blob = PayloadKeyBlob::new(tlv.emit().to_vec()).map_err(|e| e.to_string())?;
     let uuid = uuid::Uuid::new_v4();
-    let context = SessionContext::V4(Ipv4Context {
-        source: host,
-        destination: crate::topology::HOST5,
-        source_port,
-        destination_port: 5201,
-        protocol: 17,
-    });
-    let metadata_tlvs = vec![
-        PayloadTlv::ForwardContext(context),
-        PayloadTlv::SessionUuid(uuid),
-        PayloadTlv::Tenant("lab".into()),
-        PayloadTlv::Service("bench".into()),
-        PayloadTlv::SourceRouter("r1".into()),
-        PayloadTlv::SessionEncrypted,
-        PayloadTlv::PayloadKey(blob),
-    ];
+    let metadata =
+        SessionMetadata { route: Some(Arc::clone(route)), last: PayloadTlv::PayloadKey(blob) };
     let keys: SessionKeys = tlv.session_keys();
 
     Ok(Session {
@@ -272,7 +274,7 @@ fn bench_session(index: usize) -> Result<Session, String> {
         sent: 0,
         window: ReplayWindow::new(),
         send_metadata: true,
-        metadata_tlvs,
+        metadata,
         last_seen: Instant::now(),
         idle_timeout: Duration::from_secs(600),
     })

@@ -40,7 +40,33 @@ pub struct OutgoingMetadata<'a> {
     /// Header TLVs other than the Security ID, which is added from `keys`.
     pub header_tlvs: &'a [HeaderTlv],
     /// Payload TLVs, encrypted on the wire.
-    pub payload_tlvs: &'a [PayloadTlv],
+    pub payload_tlvs: PayloadTlvs<'a>,
+}
+
+/// Payload TLVs in wire order, given as up to three consecutive runs. Sessions keep the
+/// TLVs that a whole route shares (tenant, service and router names) once per route, and
+/// pass them as the middle run between their own TLVs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PayloadTlvs<'a> {
+    runs: [&'a [PayloadTlv]; 3],
+}
+
+impl<'a> PayloadTlvs<'a> {
+    /// Joins `runs` into one sequence of TLVs, in order.
+    pub fn new(runs: [&'a [PayloadTlv]; 3]) -> PayloadTlvs<'a> {
+        PayloadTlvs { runs }
+    }
+
+    /// Iterates over the TLVs in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a PayloadTlv> + use<'a> {
+        self.runs.into_iter().flatten()
+    }
+}
+
+impl<'a> From<&'a [PayloadTlv]> for PayloadTlvs<'a> {
+    fn from(tlvs: &'a [PayloadTlv]) -> PayloadTlvs<'a> {
+        PayloadTlvs { runs: [tlvs, &[], &[]] }
+    }
 }
 
 /// Everything needed to seal one packet of a session.
@@ -160,7 +186,7 @@ fn emit_metadata(out: &mut [u8], metadata: &OutgoingMetadata<'_>) -> Result<usiz
 
     let section = &mut out[header_len..header_len + section_len];
     let mut at = BLOCK_LEN;
-    for tlv in metadata.payload_tlvs {
+    for tlv in metadata.payload_tlvs.iter() {
         at += tlv.emit(&mut section[at..]);
     }
     let written = encrypt_metadata_section(metadata.keys, section, at - BLOCK_LEN)?;

@@ -571,7 +571,7 @@ fn failed_first_packet_leaves_no_session() {
             keys: &r2_key,
             tag_key: r1_to_r2.send(),
             header_tlvs: &[],
-            payload_tlvs: &tlvs,
+            payload_tlvs: tlvs.as_slice().into(),
         }),
     };
     let mut frame = vec![0u8; 1500];

@@ -17,7 +17,7 @@ use svr_dataplane::packet::{
 };
 use svr_dataplane::replay::ReplayWindow;
 use svr_dataplane::sealed::{
-    Opened, Outgoing, OutgoingMetadata, ReceiveError, Received, SealError, classify,
+    Opened, Outgoing, OutgoingMetadata, PayloadTlvs, ReceiveError, Received, SealError, classify,
     decrypt_carried, open_with_metadata, open_without_metadata, peek_sequence, seal,
 };
 use uuid::Uuid;
@@ -85,7 +85,7 @@ fn seal_first_packet(
             keys: &to.metadata,
             tag_key: to.sender_to_it.send(),
             header_tlvs: &[],
-            payload_tlvs: tlvs,
+            payload_tlvs: tlvs.into(),
         }),
     };
     let len = seal(&mut out, &packet, payload).unwrap();
@@ -221,7 +221,7 @@ fn caller_security_id_is_refused() {
             keys: &r2.metadata,
             tag_key: r2.sender_to_it.send(),
             header_tlvs: &[HeaderTlv::SecurityId(9)],
-            payload_tlvs: &[],
+            payload_tlvs: PayloadTlvs::default(),
         }),
     };
     assert_eq!(seal(&mut [0u8; 512], &packet, b"x"), Err(SealError::SecurityIdGiven));
@@ -295,7 +295,7 @@ fn hub_reseals_metadata_and_keeps_payload_ciphertext() {
                 keys: &spoke2.metadata,
                 tag_key: spoke2.sender_to_it.send(),
                 header_tlvs: &[],
-                payload_tlvs: &metadata.payload_tlvs,
+                payload_tlvs: metadata.payload_tlvs.as_slice().into(),
             }),
         },
         &carried,
@@ -430,6 +430,7 @@ fn another_peer_of_the_receiver_cannot_forge_metadata() {
     );
     let key = payload_key();
     let mut out = vec![0u8; 2048];
+    let claimed = forward_tlvs(&key);
     let forged = Outgoing {
         session: &key.session_keys(),
         direction: Direction::Forward,
@@ -439,7 +440,7 @@ fn another_peer_of_the_receiver_cannot_forge_metadata() {
             keys: &r2.metadata,
             tag_key: r3_to_r2.send(),
             header_tlvs: &[],
-            payload_tlvs: &forward_tlvs(&key),
+            payload_tlvs: claimed.as_slice().into(),
         }),
     };
     let len = seal(&mut out, &forged, b"claims to come from r1").unwrap();

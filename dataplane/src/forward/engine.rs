@@ -47,7 +47,8 @@ use crate::sealed::{
     sealed_len_bound,
 };
 use crate::session::{
-    PayloadKeys, Role, RotationError, Session, SessionId, SessionTable, TableError,
+    PayloadKeys, Role, RotationError, RouteTlvs, Session, SessionId, SessionMetadata, SessionTable,
+    TableError,
 };
 use crate::shard::flow_class;
 
@@ -113,6 +114,7 @@ impl Default for EngineConfig {
 pub struct Engine {
     config: EngineConfig,
     sessions: SessionTable,
+    routes: RouteTlvs,
     counters: Counters,
     warnings: WarnLimiter,
     reassembly: Reassembler,
@@ -152,6 +154,7 @@ impl Engine {
     pub fn new(config: EngineConfig, ports: usize) -> Engine {
         Engine {
             sessions: SessionTable::new(config.sessions, config.worker, config.workers),
+            routes: RouteTlvs::default(),
             counters: Counters::new(ports),
             warnings: WarnLimiter { last: None, suppressed: 0 },
             reassembly: Reassembler::new(config.reassembly),
@@ -282,10 +285,8 @@ impl Engine {
         }
         let tlv = session.keys.start_rotation(now, grace)?;
         let blob = payload_key_blob(&tlv).map_err(RotationError::Random)?;
-        for entry in &mut session.metadata_tlvs {
-            if let PayloadTlv::PayloadKey(old) = entry {
-                *old = blob.clone();
-            }
+        if let PayloadTlv::PayloadKey(old) = &mut session.metadata.last {
+            *old = blob;
         }
         session.send_metadata = true;
         debug!(session = %session.uuid, key_id = tlv.key_id, "payload key rotation started");
@@ -437,7 +438,8 @@ impl Engine {
         if path.local.is_ipv4() != path.peer.is_ipv4() {
             return Err(DropReason::NoRoute);
         }
-        let context = tuple.to_context().ok_or(DropReason::Malformed)?;
+        // The context TLV is built from the tuple at send time; check that it has one.
+        tuple.to_context().ok_or(DropReason::Malformed)?;
         let service_entry = &epoch.services[usize::from(service)];
 
         let tlv = PayloadKeyTlv {
@@ -447,16 +449,10 @@ impl Engine {
         };
         let blob = payload_key_blob(&tlv).map_err(|_| DropReason::NoKey)?;
         let uuid = uuid::Uuid::new_v4();
-        let mut metadata_tlvs = Vec::with_capacity(7);
-        metadata_tlvs.push(PayloadTlv::ForwardContext(context));
-        metadata_tlvs.push(PayloadTlv::SessionUuid(uuid));
-        metadata_tlvs.push(PayloadTlv::Tenant(epoch.tenants[usize::from(tenant)].clone()));
-        metadata_tlvs.push(PayloadTlv::Service(service_entry.name.clone()));
-        metadata_tlvs.push(PayloadTlv::SourceRouter(epoch.router.clone()));
-        if service_entry.encrypt {
-            metadata_tlvs.push(PayloadTlv::SessionEncrypted);
-        }
-        metadata_tlvs.push(PayloadTlv::PayloadKey(blob));
+        let metadata = SessionMetadata {
+            route: Some(self.routes.tlvs(epoch, tenant, service)),
+            last: PayloadTlv::PayloadKey(blob),
+        };
 
         let (local_port, peer_port) = self
             .sessions
@@ -485,7 +481,7 @@ impl Engine {
             sent: 0,
             window: ReplayWindow::new(),
             send_metadata: true,
-            metadata_tlvs,
+            metadata,
             last_seen: now,
             idle_timeout: self.config.idle_timeout,
         };
@@ -798,7 +794,7 @@ impl Engine {
                 (by_name.ok_or(DropReason::NoRoute)?, None)
             }
         };
-        let reverse = original.reversed().to_context().ok_or(DropReason::Malformed)?;
+        original.reversed().to_context().ok_or(DropReason::Malformed)?;
 
         let session = Session {
             role: Role::Egress,
@@ -816,11 +812,7 @@ impl Engine {
             sent: 0,
             window: ReplayWindow::new(),
             send_metadata: true,
-            metadata_tlvs: vec![
-                PayloadTlv::ReverseContext(reverse),
-                PayloadTlv::SessionUuid(uuid),
-                PayloadTlv::DisableForwardMetadata,
-            ],
+            metadata: SessionMetadata { route: None, last: PayloadTlv::DisableForwardMetadata },
             last_seen: now,
             idle_timeout: self.config.idle_timeout,
         };
@@ -863,16 +855,22 @@ fn seal_towards_peer(
     // Take the number only once the packet will certainly be sent, so that a drop leaves
     // no gap the receiver would have to skip.
     let number = session.sent.checked_add(1).ok_or(DropReason::NoKey)?;
+    let head = match metadata_keys {
+        Some(_) => Some(session.metadata_head().ok_or(DropReason::Malformed)?),
+        None => None,
+    };
     let outgoing = Outgoing {
         session: session.keys.sending(),
         direction: session.send_direction(),
         number,
         encrypt: session.encrypt,
-        metadata: metadata_keys.map(|(keys, tag_key)| OutgoingMetadata {
-            keys,
-            tag_key,
-            header_tlvs: &[],
-            payload_tlvs: &session.metadata_tlvs,
+        metadata: metadata_keys.zip(head.as_ref()).map(|((keys, tag_key), head)| {
+            OutgoingMetadata {
+                keys,
+                tag_key,
+                header_tlvs: &[],
+                payload_tlvs: session.metadata.tlvs(head),
+            }
         }),
     };
 

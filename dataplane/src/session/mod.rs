@@ -13,12 +13,16 @@
 //!   with metadata arrives, and the egress sends reverse metadata (with disable-forward-
 //!   metadata, TLV 18) until a forward packet without metadata arrives.
 
+mod hugepage;
+mod index;
 mod keys;
+mod metadata;
 mod table;
 
 use std::time::{Duration, Instant};
 
 pub use keys::{PayloadKeys, RotationError, SESSION_SUITE};
+pub use metadata::{RouteTlvs, SessionMetadata};
 pub use table::{PORT_FIRST, PORT_LAST, PortPool, SessionId, SessionTable, TableError};
 
 use crate::crypto::Direction;
@@ -69,9 +73,9 @@ pub struct Session {
     pub window: ReplayWindow,
     /// Whether the next packet sent carries metadata.
     pub send_metadata: bool,
-    /// The payload TLVs of the metadata this router sends, built when the session starts or
-    /// its payload key changes so that sending allocates nothing.
-    pub metadata_tlvs: Vec<PayloadTlv>,
+    /// The payload TLVs of the metadata this router sends, other than the context and
+    /// UUID, which are built from the fields above.
+    pub metadata: SessionMetadata,
     /// When a packet of the session was last sent or received.
     pub last_seen: Instant,
     /// Idle time after which the session is deleted.
@@ -127,6 +131,17 @@ impl Session {
         Some(number)
     }
 
+    /// Builds the first two payload TLVs of the metadata this router sends: the forward
+    /// context (ingress) or reverse context (egress), then the session UUID. `None` only when the
+    /// original tuple has no context form, which session creation already rejects.
+    pub fn metadata_head(&self) -> Option<[PayloadTlv; 2]> {
+        let context = match self.role {
+            Role::Ingress => PayloadTlv::ForwardContext(self.original.to_context()?),
+            Role::Egress => PayloadTlv::ReverseContext(self.original.reversed().to_context()?),
+        };
+        Some([context, PayloadTlv::SessionUuid(self.uuid)])
+    }
+
     /// Whether the session has been idle past its timeout at `now`.
     pub fn expired(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last_seen) >= self.idle_timeout
@@ -140,7 +155,16 @@ mod tests {
     #[test]
     fn session_size_bound() {
         let size = std::mem::size_of::<Session>();
-        println!("size_of::<Session>() = {size} bytes");
-        assert!(size <= 1024, "a session takes {size} bytes, more than 1 KiB");
+        assert!(size <= 920, "a session takes {size} bytes");
+        let slot = std::mem::size_of::<Option<Session>>();
+        assert_eq!(slot, size, "the slot needs a tag beside the session");
+    }
+
+    #[test]
+    fn session_part_sizes() {
+        use std::mem::size_of;
+        assert!(size_of::<PayloadKeys>() <= 544, "{}", size_of::<PayloadKeys>());
+        assert!(size_of::<ReplayWindow>() <= 144, "{}", size_of::<ReplayWindow>());
+        assert!(size_of::<SessionMetadata>() <= 72, "{}", size_of::<SessionMetadata>());
     }
 }

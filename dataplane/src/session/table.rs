@@ -2,15 +2,15 @@
 //! indexes into it, by the LAN 5-tuple and by the outer waypoint 5-tuple, plus the pool of
 //! waypoint ports the worker allocates from.
 //!
-//! Every structure is allocated with its full capacity when the shard is made. The hash
-//! maps never grow because the slab caps how many sessions exist, so once warm no
-//! insertion or removal allocates.
+//! Every structure is allocated with its full capacity when the shard is made. The
+//! indexes never grow because the slab caps how many sessions exist, so no insertion or
+//! removal allocates.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Instant;
 
 use super::Session;
+use super::index::TupleIndex;
 use crate::forward::FiveTuple;
 use crate::shard::{FLOW_CLASSES, class_owner, port_class};
 
@@ -29,8 +29,8 @@ pub struct SessionId(u32);
 pub struct SessionTable {
     slots: Vec<Option<Session>>,
     free: Vec<u32>,
-    by_lan: HashMap<FiveTuple, u32>,
-    by_wan: HashMap<FiveTuple, u32>,
+    by_lan: TupleIndex,
+    by_wan: TupleIndex,
     ports: PortPool,
     sweep_at: usize,
     len: usize,
@@ -41,12 +41,13 @@ impl SessionTable {
     /// worker `worker` of `workers`.
     pub fn new(capacity: usize, worker: usize, workers: usize) -> SessionTable {
         let mut slots = Vec::with_capacity(capacity);
+        super::hugepage::advise(slots.spare_capacity_mut());
         slots.resize_with(capacity, || None);
         SessionTable {
             slots,
             free: (0..capacity as u32).rev().collect(),
-            by_lan: HashMap::with_capacity(capacity),
-            by_wan: HashMap::with_capacity(capacity),
+            by_lan: TupleIndex::new(capacity),
+            by_wan: TupleIndex::new(capacity),
             ports: PortPool::new(worker, workers),
             sweep_at: 0,
             len: 0,
@@ -70,17 +71,27 @@ impl SessionTable {
 
     /// The session whose LAN packets have `tuple`.
     pub fn find_lan(&self, tuple: &FiveTuple) -> Option<SessionId> {
-        self.by_lan.get(tuple).map(|index| SessionId(*index))
+        let found = self.by_lan.find(tuple, |slot| {
+            self.session_at(slot).is_some_and(|session| session.lan_key() == *tuple)
+        });
+        found.map(SessionId)
     }
 
     /// The session whose packets from the peer have the outer `tuple`.
     pub fn find_wan(&self, tuple: &FiveTuple) -> Option<SessionId> {
-        self.by_wan.get(tuple).map(|index| SessionId(*index))
+        let found = self.by_wan.find(tuple, |slot| {
+            self.session_at(slot).is_some_and(|session| session.wan_key() == *tuple)
+        });
+        found.map(SessionId)
     }
 
     /// The session `id`.
     pub fn get(&self, id: SessionId) -> Option<&Session> {
         self.slots.get(id.0 as usize)?.as_ref()
+    }
+
+    fn session_at(&self, slot: u32) -> Option<&Session> {
+        self.slots.get(slot as usize)?.as_ref()
     }
 
     /// The session `id`, writable.
@@ -91,18 +102,18 @@ impl SessionTable {
     /// Adds a session and indexes it by its LAN and WAN tuples.
     pub fn insert(&mut self, session: Session) -> Result<SessionId, TableError> {
         let (lan, wan) = (session.lan_key(), session.wan_key());
-        if self.by_lan.contains_key(&lan) {
+        if self.find_lan(&lan).is_some() {
             return Err(TableError::Exists { tuple: lan });
         }
-        if self.by_wan.contains_key(&wan) {
+        if self.find_wan(&wan).is_some() {
             return Err(TableError::Exists { tuple: wan });
         }
         let Some(index) = self.free.pop() else {
             return Err(TableError::Full { capacity: self.slots.len() });
         };
         self.slots[index as usize] = Some(session);
-        self.by_lan.insert(lan, index);
-        self.by_wan.insert(wan, index);
+        self.by_lan.insert(&lan, index);
+        self.by_wan.insert(&wan, index);
         self.len += 1;
         Ok(SessionId(index))
     }
@@ -113,23 +124,23 @@ impl SessionTable {
         id: SessionId,
         waypoints: FiveTuple,
     ) -> Result<(), TableError> {
-        if self.by_wan.contains_key(&waypoints.reversed()) {
+        if self.find_wan(&waypoints.reversed()).is_some() {
             return Err(TableError::Exists { tuple: waypoints.reversed() });
         }
         let Some(session) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else {
             return Err(TableError::Unknown { id });
         };
-        self.by_wan.remove(&session.wan_key());
+        self.by_wan.remove(&session.wan_key(), id.0);
         session.waypoints = waypoints;
-        self.by_wan.insert(session.wan_key(), id.0);
+        self.by_wan.insert(&session.wan_key(), id.0);
         Ok(())
     }
 
     /// Deletes session `id`, returning its ingress waypoint port to the pool.
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
         let session = self.slots.get_mut(id.0 as usize)?.take()?;
-        self.by_lan.remove(&session.lan_key());
-        self.by_wan.remove(&session.wan_key());
+        self.by_lan.remove(&session.lan_key(), id.0);
+        self.by_wan.remove(&session.wan_key(), id.0);
         if session.role == super::Role::Ingress {
             self.ports.release(session.waypoints.source_port);
         }
@@ -263,7 +274,175 @@ impl std::error::Error for TableError {}
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::crypto::{PAYLOAD_KEY_TLV_LEN, PayloadSecret, SessionKeys};
+    use crate::packet::PayloadTlv;
+    use crate::replay::ReplayWindow;
+    use crate::session::{PayloadKeys, Role, SESSION_SUITE, SessionMetadata};
+
+    /// Builds an ingress session whose LAN tuple comes from `host` and waypoint port from
+    /// `port`.
+    fn session(host: u16, port: u16) -> Session {
+        let original = FiveTuple {
+            source: IpAddr::V4(Ipv4Addr::new(10, 200, (host >> 8) as u8, host as u8)),
+            destination: IpAddr::V4(Ipv4Addr::new(10, 201, 0, 1)),
+            source_port: 40_000,
+            destination_port: 5201,
+            protocol: 17,
+        };
+        let waypoints = FiveTuple {
+            source: IpAddr::V4(Ipv4Addr::new(10, 202, 0, 1)),
+            destination: IpAddr::V4(Ipv4Addr::new(10, 202, 0, 2)),
+            source_port: PORT_FIRST + 2 * port,
+            destination_port: PORT_FIRST + 2 * port + 1,
+            protocol: 17,
+        };
+        let secret = PayloadSecret::from_bytes([host as u8; 32]);
+        Session {
+            role: Role::Ingress,
+            uuid: uuid::Uuid::from_u128(u128::from(host)),
+            original,
+            waypoints,
+            peer: 0,
+            path: None,
+            wan_interface: 1,
+            lan_interface: 0,
+            service: 0,
+            tenant: 0,
+            encrypt: true,
+            keys: PayloadKeys::new(SessionKeys::derive(SESSION_SUITE, 0, &secret)),
+            sent: u64::from(host),
+            window: ReplayWindow::new(),
+            send_metadata: true,
+            metadata: SessionMetadata { route: None, last: PayloadTlv::DisableForwardMetadata },
+            last_seen: Instant::now(),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert { host: u16, port: u16 },
+        Remove { host: u16 },
+        Move { host: u16, port: u16 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u16..48, 0u16..48).prop_map(|(host, port)| Op::Insert { host, port }),
+            2 => (0u16..48).prop_map(|host| Op::Remove { host }),
+            1 => (0u16..48, 0u16..48).prop_map(|(host, port)| Op::Move { host, port }),
+        ]
+    }
+
+    /// Applies `ops` to a table of `capacity` slots and to a model of two hash maps, and
+    /// checks after each step that every tuple finds the session the model expects.
+    fn check_against_model(capacity: usize, ops: &[Op]) {
+        let mut table = SessionTable::new(capacity, 0, 1);
+        // LAN tuple host -> waypoint port of the session that has it.
+        let mut model: HashMap<u16, u16> = HashMap::new();
+        let probe = |host| session(host, 0).lan_key();
+        let wan_of = |port| session(0, port).wan_key();
+
+        for op in ops {
+            match *op {
+                Op::Insert { host, port } => {
+                    let taken = model.contains_key(&host) || model.values().any(|&p| p == port);
+                    let result = table.insert(session(host, port));
+                    if taken {
+                        assert!(matches!(result, Err(TableError::Exists { .. })), "{op:?}");
+                    } else if model.len() == capacity {
+                        assert_eq!(result, Err(TableError::Full { capacity }), "{op:?}");
+                    } else {
+                        assert!(result.is_ok(), "{op:?}: {result:?}");
+                        model.insert(host, port);
+                    }
+                }
+                Op::Remove { host } => {
+                    let id = table.find_lan(&probe(host));
+                    assert_eq!(id.is_some(), model.contains_key(&host), "{op:?}");
+                    if let Some(id) = id {
+                        let removed = table.remove(id).unwrap();
+                        assert_eq!(removed.sent, u64::from(host));
+                        model.remove(&host);
+                    }
+                }
+                Op::Move { host, port } => {
+                    let Some(id) = table.find_lan(&probe(host)) else { continue };
+                    let mut waypoints = session(0, port).waypoints;
+                    waypoints.source_port = PORT_FIRST + 2 * port;
+                    let taken = model.values().any(|&p| p == port);
+                    let result = table.move_waypoints(id, waypoints);
+                    assert_eq!(result.is_ok(), !taken, "{op:?}: {result:?}");
+                    if !taken {
+                        model.insert(host, port);
+                    }
+                }
+            }
+
+            assert_eq!(table.len(), model.len());
+            for host in 0..48 {
+                let found = table.find_lan(&probe(host)).and_then(|id| table.get(id));
+                assert_eq!(found.map(|s| s.sent), model.get(&host).map(|_| u64::from(host)));
+            }
+            for port in 0..48 {
+                let found = table.find_wan(&wan_of(port)).and_then(|id| table.get(id));
+                let expected = model.iter().find(|(_, p)| **p == port).map(|(h, _)| *h);
+                assert_eq!(found.map(|s| s.sent), expected.map(u64::from), "port {port}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn table_matches_model(capacity in 1usize..40, ops in prop::collection::vec(op(), 1..80)) {
+            check_against_model(capacity, &ops);
+        }
+    }
+
+    #[test]
+    fn lookups_at_many_sizes() {
+        for size in [1usize, 7, 8, 100, 1000, 4000] {
+            let mut table = SessionTable::new(size, 0, 1);
+            let sessions = (0..size as u16).map(|i| session(i, i));
+            let ids: Vec<SessionId> = sessions.map(|s| table.insert(s).unwrap()).collect();
+            // Remove every third session, so later lookups cross shifted probe runs.
+            for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+                assert_eq!(table.remove(*id).map(|s| s.sent), Some(i as u64));
+            }
+            for i in 0..size as u16 {
+                let lan = table.find_lan(&session(i, i).lan_key()).and_then(|id| table.get(id));
+                let wan = table.find_wan(&session(i, i).wan_key()).and_then(|id| table.get(id));
+                let expected = (i % 3 != 0).then_some(u64::from(i));
+                assert_eq!(lan.map(|s| s.sent), expected, "size {size}, LAN {i}");
+                assert_eq!(wan.map(|s| s.sent), expected, "size {size}, WAN {i}");
+            }
+            assert_eq!(table.len(), size - size.div_ceil(3));
+        }
+    }
+
+    #[test]
+    fn session_budget_under_1_kib() {
+        // The slot, both index entries amortised over the index length, the free-list
+        // entry, and the payload-key TLV bytes, which are the only per-session heap.
+        let capacity = 1 << 20;
+        let index = super::super::index::TupleIndex::new(capacity);
+        let slot = std::mem::size_of::<Option<Session>>();
+        let indexes = 2 * index.heap_bytes() / capacity;
+        let free = std::mem::size_of::<u32>();
+        let total = slot + indexes + free + PAYLOAD_KEY_TLV_LEN;
+        assert!(slot <= 920, "slot of {slot} bytes");
+        assert!(indexes <= 34, "indexes take {indexes} bytes per session");
+        assert!(total <= 1024, "a session takes {total} bytes");
+    }
 
     #[test]
     fn port_pool_even_and_odd() {
