@@ -38,7 +38,7 @@ fn r1_to_r2(r1: &ClassicKeys, r2: &ClassicKeys) -> bool {
             keys: r1.peer_metadata[0].as_ref().unwrap(),
             tag_key: sending.send(),
             header_tlvs: &[],
-            payload_tlvs: &tlvs,
+            payload_tlvs: (&tlvs[..]).into(),
         }),
     };
     let mut buffer = vec![0u8; 512];

@@ -16,7 +16,7 @@ use crate::crypto::{MacKey, MetadataKeys, SEQUENCE_LEN, Sequence, padded_len};
 use crate::epoch::{InterfaceId, KeyEpoch};
 use crate::io::Frame;
 use crate::packet::{BASE_HEADER_LEN, COOKIE, Fragment, HeaderTlv, PayloadTlv};
-use crate::sealed::{Outgoing, OutgoingMetadata, seal, sealed_len_bound};
+use crate::sealed::{Outgoing, OutgoingMetadata, PayloadTlvs, seal, sealed_len_bound};
 use crate::session::Session;
 
 /// The way a LAN packet crosses the WAN.
@@ -60,6 +60,7 @@ pub(super) fn choose_fit(
     let peer = epoch.peers.get(usize::from(session.peer)).ok_or(DropReason::NoRoute)?;
     let keys = peer.metadata_keys.as_ref().ok_or(DropReason::NoKey)?;
     let pair = peer.pair_keys.first().ok_or(DropReason::NoKey)?;
+    let head = session.metadata_head().ok_or(DropReason::Malformed)?;
     let outgoing = Outgoing {
         session: session.keys.sending(),
         direction: session.send_direction(),
@@ -69,7 +70,7 @@ pub(super) fn choose_fit(
             keys,
             tag_key: pair.send(),
             header_tlvs: &[],
-            payload_tlvs: &session.metadata_tlvs,
+            payload_tlvs: session.metadata.tlvs(&head),
         }),
     };
     let ip_udp = outer_header_len(session.waypoints.source) - ETHERNET_LEN;
@@ -155,8 +156,12 @@ pub(super) fn seal_fragments(
     // Once the handshake is done a fragment carries only the session UUID, which binds it
     // to the session because the tag does not cover the outer ports.
     let carrier = [PayloadTlv::SessionUuid(session.uuid)];
-    let payload_tlvs: &[PayloadTlv] =
-        if session.send_metadata { &session.metadata_tlvs } else { &carrier };
+    let head = session.metadata_head().ok_or(DropReason::Malformed)?;
+    let payload_tlvs: PayloadTlvs<'_> = if session.send_metadata {
+        session.metadata.tlvs(&head)
+    } else {
+        PayloadTlvs::from(&carrier[..])
+    };
 
     let header_len = outer_header_len(session.waypoints.source);
     let ip_udp = header_len - ETHERNET_LEN;
@@ -234,7 +239,7 @@ pub(super) fn seal_fragments(
 fn fragment_packet<'a>(
     session: &'a Session,
     (keys, tag_key): (&'a MetadataKeys, &'a MacKey),
-    payload_tlvs: &'a [PayloadTlv],
+    payload_tlvs: PayloadTlvs<'a>,
     header_tlvs: &'a [HeaderTlv],
     number: u64,
 ) -> Outgoing<'a> {

@@ -439,7 +439,7 @@ mod tests {
         let indexes = 2 * index.heap_bytes() / capacity;
         let free = std::mem::size_of::<u32>();
         let total = slot + indexes + free + PAYLOAD_KEY_TLV_LEN;
-        assert!(slot <= 920, "slot of {slot} bytes");
+        assert!(slot <= 944, "slot of {slot} bytes");
         assert!(indexes <= 34, "indexes take {indexes} bytes per session");
         assert!(total <= 1024, "a session takes {total} bytes");
     }
