@@ -634,3 +634,27 @@ fn dsa_signature_algorithm_rejected() {
         "{err}"
     );
 }
+
+const ESCAPE_CN: &str = "r3\u{1b}]0;title\u{7}\u{1b}[2J";
+
+#[test]
+fn name_mismatch_escapes_control() {
+    let ca = root("ca");
+    let ee = issue(ee_params(ESCAPE_CN, 2), Key::p256(), &ca);
+    let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(!text.contains('\u{7}'), "{text:?}");
+    assert!(text.contains("r3\\x1b]0;title\\x07"), "{text:?}");
+}
+
+#[test]
+fn untrusted_subject_escapes_control() {
+    let ca = root("ca");
+    let other = root("other");
+    let ee = issue(ee_params(ESCAPE_CN, 2), Key::p256(), &other);
+    let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("\\x1b"), "{text:?}");
+}

@@ -394,7 +394,7 @@ mod tests {
         }
     }
 
-    /// Answers every request with an ok reply naming the command, until the server drops.
+    /// Replies ok to every request, with the command as text, until the server drops.
     fn answer(requests: mpsc::Receiver<Pending>) {
         thread::spawn(move || {
             for (command, reply_to) in requests {
@@ -498,7 +498,7 @@ mod tests {
         let mut stream = UnixStream::connect(&path).unwrap();
         let began = Instant::now();
 
-        // One byte a second never completes a request, but each read succeeds.
+        // A byte every half second never completes a request, but each read succeeds.
         let mut closed = false;
         for _ in 0..12 {
             if stream.write_all(b" ").is_err() {
