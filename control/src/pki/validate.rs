@@ -42,6 +42,12 @@ const KNOWN_EXTENSIONS: [&str; 6] = [
     OID_EXT_KEY_USAGE,
 ];
 
+/// Detail of a file that holds neither a DER certificate nor a PEM `CERTIFICATE` block.
+const NOT_A_CERTIFICATE: &str = "not a DER or PEM certificate";
+
+/// The line that opens a PEM certificate block.
+const PEM_BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 /// The configured trusted CA certificates (`trusted-ca-certificate`), with a generation
 /// number that changes whenever the set changes so cached results can be dropped.
 #[derive(Debug, Clone, Default)]
@@ -66,13 +72,32 @@ impl TrustStore {
         Ok(count)
     }
 
+    /// Adds the certificates of one CA file: a PEM bundle, or one DER certificate.
+    pub fn add_certificates(&mut self, bytes: &[u8]) -> Result<usize, ValidationError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(malformed("CA certificate file", "empty file"));
+        }
+        // A DER certificate starts with a SEQUENCE tag; PEM text never does.
+        if bytes.first() == Some(&0x30) {
+            if X509Certificate::from_der(bytes).is_err() {
+                return Err(malformed("CA certificate file", NOT_A_CERTIFICATE));
+            }
+            self.add_der(bytes.to_vec())?;
+            return Ok(1);
+        }
+        if !bytes.windows(PEM_BEGIN.len()).any(|window| window == PEM_BEGIN) {
+            return Err(malformed("CA certificate file", NOT_A_CERTIFICATE));
+        }
+        self.add_pem_bundle(bytes)
+    }
+
     /// Reads PEM bundle files, one per `trusted-ca-certificate` entry.
     pub fn from_pem_files(paths: &[PathBuf]) -> Result<Self, IdentityError> {
         let mut store = Self::new();
         for path in paths {
             let pem = std::fs::read(path)
                 .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
-            store.add_pem_bundle(&pem).map_err(|e| IdentityError::Certificate {
+            store.add_certificates(&pem).map_err(|e| IdentityError::Certificate {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
