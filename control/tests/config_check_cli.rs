@@ -195,3 +195,31 @@ fn check_with_router() {
         )
     );
 }
+
+#[test]
+fn read_file_stops_at_limit() {
+    use svr_control::config::{MAX_FILE_LEN, read_file};
+    let error = read_file(std::path::Path::new("/dev/zero")).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(&MAX_FILE_LEN.to_string()), "{message}");
+    assert!(message.contains("64 MiB"), "{message}");
+}
+
+#[test]
+fn read_file_names_invalid_utf8_position() {
+    let file = TempFile::new("latin1.cfg", "");
+    std::fs::write(file.path(), b"config\n  authority \"caf\xe9\"\n").unwrap();
+    let error = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap_err();
+    assert_eq!(error.to_string(), "invalid UTF-8 at line 2, column 17");
+
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("line 2, column 17"), "{}", stdout(&out));
+}
+
+#[test]
+fn read_file_skips_byte_order_mark() {
+    let file = TempFile::new("bom.cfg", "\u{feff}config\nexit\n");
+    let text = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap();
+    assert_eq!(text, "config\nexit\n");
+}
