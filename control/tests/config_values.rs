@@ -523,7 +523,7 @@ fn prefix_length_ranges() {
     );
     assert_eq!(
         value_errors(&text("10.0.0.1", "-1")),
-        vec!["line 12, column 1: prefix-length -1: must be 0-128"]
+        vec!["line 12, column 1: prefix-length -1: must be 0-32 for an IPv4 address"]
     );
 }
 
