@@ -130,6 +130,18 @@ fn missing_interface_stops_start_up() {
         stderr.contains("svrd: dataplane: eth-lan: interface \"eth-lan\" not found"),
         "{stderr}"
     );
+    // The fatal error is printed once, and the log has no colour when it is not a terminal.
+    assert_eq!(stderr.matches("interface \"eth-lan\" not found").count(), 1, "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+#[test]
+fn config_errors_printed_at_start() {
+    let file = TempFile::new("start-invalid.cfg", "config\nauthority\nname\nfoo\n");
+    let out = svrd(&["--config", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3, column 1: name: missing value"), "{stderr}");
 }
 
 #[test]
