@@ -235,3 +235,9 @@ fn read_file_skips_byte_order_mark() {
     let text = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap();
     assert_eq!(text, "config\nexit\n");
 }
+
+#[test]
+fn svrctl_version_names_itself() {
+    let out = Command::new(env!("CARGO_BIN_EXE_svrctl")).arg("--version").output().unwrap();
+    assert_eq!(stdout(&out), format!("svrctl {}\n", env!("CARGO_PKG_VERSION")));
+}

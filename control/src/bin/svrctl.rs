@@ -12,6 +12,7 @@ const DEFAULT_SOCKET: &str = "/run/svrd/svrd.sock";
 
 #[derive(Parser)]
 #[command(
+    name = "svrctl",
     version,
     about = "Query and command a running svrd",
     after_help = format!("Commands:\n  {}", COMMANDS.join("\n  "))
