@@ -56,8 +56,8 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     Err(report)
 }
 
-/// Largest configuration file read, in bytes. Configurations of thousands of routers are
-/// a few MiB; the cap stops a wrong path such as `/dev/zero` from filling memory.
+/// Largest configuration file read, in bytes. The cap stops a wrong path such as
+/// `/dev/zero` from filling memory.
 pub const MAX_FILE_LEN: u64 = 64 << 20;
 
 /// Reads a configuration file as UTF-8 text of at most [`MAX_FILE_LEN`] bytes, without a

@@ -317,7 +317,7 @@ impl std::fmt::Debug for PrivateKey {
 const ENCRYPTED_KEY: &str =
     "encrypted private keys are not supported; decrypt it with openssl pkey";
 
-/// Whether `needle` occurs in `bytes`.
+/// Returns whether `needle` occurs in `bytes`.
 fn contains(bytes: &[u8], needle: &[u8]) -> bool {
     bytes.windows(needle.len()).any(|window| window == needle)
 }
