@@ -268,7 +268,11 @@ impl AlarmTable {
         for row in &rows {
             push_row(&row.iter().map(String::as_str).collect::<Vec<_>>());
         }
-        out.push_str(&format!("\nThere are {} active alarms\n", rows.len()));
+        let count = match rows.len() {
+            1 => "\nThere is 1 active alarm\n".to_owned(),
+            n => format!("\nThere are {n} active alarms\n"),
+        };
+        out.push_str(&count);
         out
     }
 

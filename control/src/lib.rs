@@ -9,3 +9,4 @@ pub mod daemon;
 pub mod kex;
 pub mod mgmt;
 pub mod pki;
+pub mod printable;

@@ -130,6 +130,18 @@ fn missing_interface_stops_start_up() {
         stderr.contains("svrd: dataplane: eth-lan: interface \"eth-lan\" not found"),
         "{stderr}"
     );
+    // The fatal error is printed once, and the log has no colour when it is not a terminal.
+    assert_eq!(stderr.matches("interface \"eth-lan\" not found").count(), 1, "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+#[test]
+fn config_errors_printed_at_start() {
+    let file = TempFile::new("start-invalid.cfg", "config\nauthority\nname\nfoo\n");
+    let out = svrd(&["--config", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3, column 1: name: missing value"), "{stderr}");
 }
 
 #[test]
@@ -194,4 +206,38 @@ fn check_with_router() {
              {path}: invalid: 1 error, 0 warnings\n"
         )
     );
+}
+
+#[test]
+fn read_file_stops_at_limit() {
+    use svr_control::config::{MAX_FILE_LEN, read_file};
+    let error = read_file(std::path::Path::new("/dev/zero")).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(&MAX_FILE_LEN.to_string()), "{message}");
+    assert!(message.contains("64 MiB"), "{message}");
+}
+
+#[test]
+fn read_file_names_invalid_utf8_position() {
+    let file = TempFile::new("latin1.cfg", "");
+    std::fs::write(file.path(), b"config\n  authority \"caf\xe9\"\n").unwrap();
+    let error = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap_err();
+    assert_eq!(error.to_string(), "invalid UTF-8 at line 2, column 17");
+
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("line 2, column 17"), "{}", stdout(&out));
+}
+
+#[test]
+fn read_file_skips_byte_order_mark() {
+    let file = TempFile::new("bom.cfg", "\u{feff}config\nexit\n");
+    let text = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap();
+    assert_eq!(text, "config\nexit\n");
+}
+
+#[test]
+fn svrctl_version_names_itself() {
+    let out = Command::new(env!("CARGO_BIN_EXE_svrctl")).arg("--version").output().unwrap();
+    assert_eq!(stdout(&out), format!("svrctl {}\n", env!("CARGO_PKG_VERSION")));
 }

@@ -529,3 +529,24 @@ fn error_undefined_reference_list_capped() {
          t2, t3, t4, t5, t6, t7 and 2 more)"
     );
 }
+
+#[test]
+fn long_value_clipped_in_message() {
+    let long = "9".repeat(300);
+    let text = format!(
+        "config\n authority\n  security-key-management\n   peer-key-timeout {long}\n  \
+         exit\n exit\nexit\n"
+    );
+    let errors = svr_control::config::parse_authority(&text).unwrap_err().to_string();
+    assert!(!errors.contains(&long), "{errors}");
+    assert!(errors.contains(&format!("{}…", "9".repeat(64))), "{errors}");
+}
+
+#[test]
+fn ipv4_prefix_length_range_named() {
+    let text = "config\n authority\n  router r1\n   node n1\n    device-interface d1\n     \
+                interface-name e1\n     network-interface n1\n      address 10.0.0.1\n       \
+                prefix-length 24x\n      exit\n     exit\n    exit\n   exit\n  exit\n exit\nexit\n";
+    let errors = svr_control::config::parse_authority(text).unwrap_err().to_string();
+    assert!(errors.contains("prefix-length 24x: must be 0-32 for an IPv4 address"), "{errors}");
+}

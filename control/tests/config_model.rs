@@ -341,3 +341,49 @@ fn warning_peer_name_taken() {
         ]
     );
 }
+
+/// Checks `count` tenants, or as many device-interfaces under one node, and returns how long
+/// parsing took.
+fn time_many_entries(count: usize, devices: bool) -> std::time::Duration {
+    let mut text = String::from("config\n authority\n");
+    if devices {
+        text.push_str("  router r1\n   node n1\n");
+        for i in 0..count {
+            text.push_str(&format!(
+                "    device-interface d{i}\n     interface-name e{}\n    exit\n",
+                i % 1000
+            ));
+        }
+        text.push_str("   exit\n  exit\n");
+    } else {
+        for i in 0..count {
+            text.push_str(&format!("  tenant t{i}\n   description \"tenant {i}\"\n  exit\n"));
+        }
+    }
+    text.push_str(" exit\nexit\n");
+    let began = std::time::Instant::now();
+    let _ = parse_authority(&text);
+    began.elapsed()
+}
+
+// The bound is generous so a loaded machine does not fail the test; a check quadratic in
+// the number of entries takes well over a minute for 50,000.
+#[test]
+fn many_tenants_check_fast() {
+    let elapsed = time_many_entries(50_000, false);
+    assert!(elapsed < std::time::Duration::from_secs(10), "50,000 tenants took {elapsed:?}");
+}
+
+#[test]
+fn many_device_interfaces_check_fast() {
+    let elapsed = time_many_entries(50_000, true);
+    assert!(elapsed < std::time::Duration::from_secs(10), "50,000 interfaces took {elapsed:?}");
+}
+
+#[test]
+fn duplicate_entry_still_reported() {
+    let text = "config\n authority\n  tenant a\n  exit\n  tenant b\n  exit\n  tenant a\n  exit\n \
+                exit\nexit\n";
+    let errors = parse_authority(text).unwrap_err();
+    assert!(errors.to_string().contains("duplicate"), "{errors}");
+}

@@ -519,11 +519,11 @@ fn prefix_length_ranges() {
     );
     assert_eq!(
         value_errors(&text("2001:db8::1", "129")),
-        vec!["line 12, column 1: prefix-length 129: must be 0-128"]
+        vec!["line 12, column 1: prefix-length 129: must be 0-128 for an IPv6 address"]
     );
     assert_eq!(
         value_errors(&text("10.0.0.1", "-1")),
-        vec!["line 12, column 1: prefix-length -1: must be 0-128"]
+        vec!["line 12, column 1: prefix-length -1: must be 0-32 for an IPv4 address"]
     );
 }
 

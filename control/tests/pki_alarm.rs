@@ -173,7 +173,7 @@ fn peer_invalid_message_and_detail_render() {
         "{header}"
     );
     assert!(listing.contains("combo-east-1:1"), "{listing}");
-    assert!(listing.contains("There are 1 active alarms"), "{listing}");
+    assert!(listing.contains("There is 1 active alarm\n"), "{listing}");
 }
 
 #[test]

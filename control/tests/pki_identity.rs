@@ -231,3 +231,42 @@ fn trust_store_from_pem_files() {
     let err = TrustStore::from_pem_files(&[dir.path().join("none.pem")]).unwrap_err();
     assert!(matches!(err, IdentityError::Io { .. }), "{err}");
 }
+
+#[test]
+fn empty_certificate_says_so() {
+    let key = Key::p256();
+    let err = OwnIdentity::from_bytes(b"", &key.pkcs8(), IdentityOrigin::Installed).unwrap_err();
+    assert!(matches!(err, IdentityError::Certificate { .. }), "{err}");
+    assert!(err.to_string().ends_with(": empty file"), "{err}");
+}
+
+#[test]
+fn garbage_certificate_says_so() {
+    let key = Key::p256();
+    let err =
+        OwnIdentity::from_bytes(b"garbage\n", &key.pkcs8(), IdentityOrigin::Installed).unwrap_err();
+    assert!(err.to_string().ends_with(": not a DER or PEM certificate"), "{err}");
+}
+
+#[test]
+fn empty_key_says_so() {
+    let ca = root("ca");
+    let ee = issue(ee_params("r1", 3), Key::p256(), &ca);
+    let err = OwnIdentity::from_bytes(&ee.der, b"\n", IdentityOrigin::Installed).unwrap_err();
+    assert!(matches!(err, IdentityError::PrivateKey { .. }), "{err}");
+    assert!(err.to_string().ends_with(": empty file"), "{err}");
+}
+
+#[test]
+fn encrypted_key_says_so() {
+    let ca = root("ca");
+    let ee = issue(ee_params("r1", 3), Key::p256(), &ca);
+    let pem = pem_encode("ENCRYPTED PRIVATE KEY", &[0x30, 0x00]);
+    let err =
+        OwnIdentity::from_bytes(&ee.der, pem.as_bytes(), IdentityOrigin::Installed).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("encrypted private keys are not supported; decrypt it with openssl pkey"),
+        "{err}"
+    );
+}

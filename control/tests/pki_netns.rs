@@ -130,6 +130,12 @@ impl Lab {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs `svrctl ARGS` against ROUTER's svrd and returns its whole output.
+    fn svrctl_output(&self, router: &str, args: &[&str]) -> Output {
+        let socket = self.path(&format!("{router}.sock"));
+        Command::new(SVRCTL).arg("--socket").arg(&socket).args(args).output().expect("run svrctl")
+    }
+
     fn json(&self, router: &str, command: &[&str]) -> serde_json::Value {
         let mut args = vec!["--json"];
         args.extend_from_slice(command);
@@ -573,4 +579,30 @@ fn netns_self_signed_alarm_until_reload() {
         !has_alarm(&lab.alarms("r2"), "Peer r1 certificate is invalid")
     });
     assert!(lab.echoes(42001, 3) >= 2, "no traffic after the certificate was replaced");
+}
+
+#[test]
+fn netns_reload_bad_ca_fails() {
+    let mut lab = Lab::new("c");
+    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: false, self_signed_r1: false });
+    let ca = lab.path("pki").join("ca.pem");
+    let good = fs::read(&ca).unwrap();
+
+    // Each broken CA file makes the reload fail with the file's name, and svrctl exit
+    // non-zero; the good file then reloads again.
+    let cases: [(&str, Option<&[u8]>); 3] =
+        [("garbage", Some(b"not a certificate at all\n")), ("empty", Some(b"")), ("missing", None)];
+    for (case, contents) in cases {
+        match contents {
+            Some(bytes) => fs::write(&ca, bytes).unwrap(),
+            None => fs::remove_file(&ca).unwrap(),
+        }
+        let output = lab.svrctl_output("r1", &["reload", "local", "certificates"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{case}: reload succeeded: {stderr}");
+        assert!(stderr.contains(&ca.display().to_string()), "{case}: {stderr}");
+        fs::write(&ca, &good).unwrap();
+    }
+    let output = lab.svrctl_output("r1", &["reload", "local", "certificates"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }

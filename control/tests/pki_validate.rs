@@ -634,3 +634,57 @@ fn dsa_signature_algorithm_rejected() {
         "{err}"
     );
 }
+
+const ESCAPE_CN: &str = "r3\u{1b}]0;title\u{7}\u{1b}[2J";
+
+#[test]
+fn name_mismatch_escapes_control() {
+    let ca = root("ca");
+    let ee = issue(ee_params(ESCAPE_CN, 2), Key::p256(), &ca);
+    let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(!text.contains('\u{7}'), "{text:?}");
+    assert!(text.contains("r3\\x1b]0;title\\x07"), "{text:?}");
+}
+
+#[test]
+fn untrusted_subject_escapes_control() {
+    let ca = root("ca");
+    let other = root("other");
+    let ee = issue(ee_params(ESCAPE_CN, 2), Key::p256(), &other);
+    let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("\\x1b"), "{text:?}");
+}
+
+#[test]
+fn ca_file_der_accepted() {
+    let ca = root("ca");
+    let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
+    let mut store = TrustStore::new();
+    assert_eq!(store.add_certificates(&ca.der).unwrap(), 1);
+    assert!(check(&[&ee], "r2", NOW, &store).is_ok());
+}
+
+#[test]
+fn ca_file_pem_accepted() {
+    let ca = root("ca");
+    let mut store = TrustStore::new();
+    assert_eq!(store.add_certificates(ca.pem().as_bytes()).unwrap(), 1);
+}
+
+#[test]
+fn ca_file_empty_says_so() {
+    let err = TrustStore::new().add_certificates(b"\n").unwrap_err();
+    assert_eq!(err.to_string(), "malformed CA certificate file: empty file");
+}
+
+#[test]
+fn ca_file_garbage_says_so() {
+    let err = TrustStore::new().add_certificates(b"garbage\n").unwrap_err();
+    assert_eq!(err.to_string(), "malformed CA certificate file: not a DER or PEM certificate");
+    let err = TrustStore::new().add_certificates(&[0x30, 0x03, 1, 2, 3]).unwrap_err();
+    assert_eq!(err.to_string(), "malformed CA certificate file: not a DER or PEM certificate");
+}

@@ -2,9 +2,9 @@
 # Test PKI made with the openssl command line (3.0): one CA and end-entity router
 # certificates for SVR peering, all ECDSA P-256.
 
-# Makes a CA in DIR: DIR/ca.pem and DIR/ca.key, subject CN=NAME, valid DAYS (default 30).
+# Makes a CA in DIR: DIR/ca.pem and DIR/ca.key, subject CN=NAME, valid DAYS (default 365).
 pki_make_ca() {
-    local dir=$1 name=$2 days=${3:-30}
+    local dir=$1 name=$2 days=${3:-365}
     openssl req -x509 -new -noenc -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
         -keyout "$dir/ca.key" -out "$dir/ca.pem" -days "$days" -sha256 \
         -subj "/CN=$name" \
@@ -18,7 +18,7 @@ pki_make_ca() {
 # (the key beside the certificate, where svrd looks for it). CN is the router's
 # peering-common-name and the SAN URI is urn:ssr:peering:CN.
 pki_make_router_cert() {
-    local dir=$1 ca_dir=$2 file=$3 cn=$4 days=${5:-30}
+    local dir=$1 ca_dir=$2 file=$3 cn=$4 days=${5:-365}
     local ext="$dir/$file.ext"
     openssl req -new -noenc -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
         -keyout "$dir/$file.key" -out "$dir/$file.csr" -subj "/CN=$cn" 2>/dev/null

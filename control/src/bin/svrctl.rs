@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use svr_control::mgmt::{COMMANDS, Command, request};
+use svr_control::printable::escape_control_keep_lines;
 
 /// Default management socket of svrd.
 const DEFAULT_SOCKET: &str = "/run/svrd/svrd.sock";
 
 #[derive(Parser)]
 #[command(
+    name = "svrctl",
     version,
     about = "Query and command a running svrd",
     after_help = format!("Commands:\n  {}", COMMANDS.join("\n  "))
@@ -53,9 +55,10 @@ fn main() -> ExitCode {
             }
         }
     } else if reply.ok {
-        print!("{}", reply.text);
+        // The text can quote peer certificates, so control sequences are shown, not run.
+        print!("{}", escape_control_keep_lines(&reply.text));
     } else {
-        eprintln!("svrctl: {}", reply.text);
+        eprintln!("svrctl: {}", escape_control_keep_lines(&reply.text));
     }
     if reply.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

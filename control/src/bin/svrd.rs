@@ -1,6 +1,7 @@
 //! svrd: the router daemon. Runs one router of an SSR-style configuration, or checks a
 //! configuration file.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -67,7 +68,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
 
+    // A configuration with errors is reported in full here, as --check would, rather
+    // than as a count from inside the daemon.
+    if let Err(svr_control::config::LoadError::Invalid { .. }) = svr_control::config::load(&config)
+    {
+        let report = check::check_file(&config, args.router.as_deref());
+        eprint!("{}", report.render());
+        return ExitCode::FAILURE;
+    }
+
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -99,7 +110,7 @@ fn main() -> ExitCode {
     match daemon::run(&options, &signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "svrd failed");
+            // Printed once, without the log's timestamp and colour, as the last line.
             eprintln!("svrd: {error}");
             ExitCode::FAILURE
         }

@@ -96,7 +96,7 @@ pub fn check_text(file: &str, text: &str, router: Option<&str>) -> CheckReport {
 /// Reads and checks `path`; a file that cannot be read is reported as one error.
 pub fn check_file(path: &Path, router: Option<&str>) -> CheckReport {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match super::read_file(path) {
         Ok(text) => check_text(&file, &text, router),
         Err(e) => CheckReport {
             messages: vec![format!("cannot read the file: {e}")],

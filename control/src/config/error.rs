@@ -104,6 +104,25 @@ pub enum ConfigErrorKind {
     Inconsistent { keyword: String, value: String, reason: String },
 }
 
+/// Characters of a value shown in a message; a longer value is cut there and ends in `…`.
+const MAX_SHOWN_CHARS: usize = 64;
+
+/// A value from the configuration text as a message shows it: cut to [`MAX_SHOWN_CHARS`]
+/// characters, with control characters escaped.
+struct Clip<'a>(&'a str);
+
+impl fmt::Display for Clip<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cut = self.0.char_indices().nth(MAX_SHOWN_CHARS).map(|(i, _)| i);
+        let shown = &self.0[..cut.unwrap_or(self.0.len())];
+        f.write_str(&crate::printable::escape_control(shown))?;
+        if cut.is_some() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.span, self.kind)
@@ -122,14 +141,14 @@ impl fmt::Display for ConfigErrorKind {
                 "unknown escape \\{escape} in quoted string: use \\\", \\\\, \\n, \\t or \\r"
             ),
             K::QuoteInsideWord { word } => {
-                write!(f, "unexpected quote inside {word}: quote the whole value")
+                write!(f, "unexpected quote inside {}: quote the whole value", Clip(word))
             }
             K::MissingRoot { found } => {
-                write!(f, "{found}: the configuration must start with config or configure")
+                write!(f, "{}: the configuration must start with config or configure", Clip(found))
             }
             K::Empty => write!(f, "empty configuration: expected config followed by authority"),
             K::UnknownKeyword { keyword, block, suggestion, belongs_in, allowed } => {
-                write!(f, "unknown keyword {keyword} in {block}")?;
+                write!(f, "unknown keyword {} in {block}", Clip(keyword))?;
                 match (suggestion, belongs_in) {
                     (Some(s), _) => write!(f, ": did you mean {s}?"),
                     (None, Some(path)) => write!(f, ": it belongs in {path}"),
@@ -138,7 +157,7 @@ impl fmt::Display for ConfigErrorKind {
             }
             K::MissingValue { keyword } => write!(f, "{keyword}: missing value"),
             K::UnexpectedToken { keyword, token } => {
-                write!(f, "{keyword}: unexpected {token} at the end of the statement")
+                write!(f, "{keyword}: unexpected {} at the end of the statement", Clip(token))
             }
             K::AfterFinalExit { keyword } => {
                 write!(f, "{keyword}: statement after the exit that closes config")
@@ -156,7 +175,12 @@ impl fmt::Display for ConfigErrorKind {
                 write!(f, "{keyword}: duplicate block, first opened at line {}", first.line)
             }
             K::DuplicateLeaf { keyword, value, first } => {
-                write!(f, "{keyword} {value}: set twice in one block, first at line {}", first.line)
+                write!(
+                    f,
+                    "{keyword} {}: set twice in one block, first at line {}",
+                    Clip(value),
+                    first.line
+                )
             }
             K::ChoiceConflict { choice, case, other, first } => write!(
                 f,
@@ -174,9 +198,10 @@ impl fmt::Display for ConfigErrorKind {
                 write!(f, "{keyword} (value not shown): must be {allowed}")
             }
             K::InvalidValue { keyword, value, allowed } => {
-                write!(f, "{keyword} {value}: must be {allowed}")
+                write!(f, "{keyword} {}: must be {allowed}", Clip(value))
             }
             K::UndefinedReference { keyword, kind, name, defined } => {
+                let name = Clip(name);
                 write!(f, "{keyword} {name}: no {kind} {name} is defined")?;
                 match defined.len() {
                     0 => write!(f, " (none are)"),
@@ -198,9 +223,11 @@ impl fmt::Display for ConfigErrorKind {
                 write!(f, "device-interface {device_interface}: driver {driver} needs {needs}")
             }
             K::FamilyMismatch { keyword, value, expected } => {
-                write!(f, "{keyword} {value}: must be an {expected} address")
+                write!(f, "{keyword} {}: must be an {expected} address", Clip(value))
             }
-            K::Inconsistent { keyword, value, reason } => write!(f, "{keyword} {value}: {reason}"),
+            K::Inconsistent { keyword, value, reason } => {
+                write!(f, "{keyword} {}: {reason}", Clip(value))
+            }
         }
     }
 }

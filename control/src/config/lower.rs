@@ -2,6 +2,7 @@
 //! checks what one block can check alone (key leaves, duplicate entries, address families,
 //! key lengths, device bindings).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -145,16 +146,18 @@ impl<'a> Lower<'a> {
     /// duplicates.
     fn entries(&mut self, id: NodeId, keyword: &str) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();
+        // The first entry's span for each key, so a duplicate is found in constant time.
+        let mut seen: HashMap<Vec<Value>, Span> = HashMap::new();
         let ids: Vec<NodeId> = self.tree.children_named(id, keyword).map(|(c, _)| c).collect();
         for entry_id in ids {
             let Some(entry) = self.resolve_keys(entry_id) else { continue };
-            if let Some(first) = out.iter().find(|e| e.keys == entry.keys) {
+            if let Some(&first) = seen.get(&entry.keys) {
                 let key =
                     (0..entry.keys.len()).map(|i| entry.key_str(i)).collect::<Vec<_>>().join(" ");
-                let first = first.span;
                 self.error(entry.span, K::DuplicateEntry { list: keyword.to_owned(), key, first });
                 continue;
             }
+            seen.insert(entry.keys.clone(), entry.span);
             out.push(entry);
         }
         out

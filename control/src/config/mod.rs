@@ -56,10 +56,46 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     Err(report)
 }
 
+/// Largest configuration file read, in bytes. The cap stops a wrong path such as
+/// `/dev/zero` from filling memory.
+pub const MAX_FILE_LEN: u64 = 64 << 20;
+
+/// Reads a configuration file as UTF-8 text of at most [`MAX_FILE_LEN`] bytes, without a
+/// leading byte-order mark. Text that is not UTF-8 is an error naming its line and column.
+pub fn read_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_LEN + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_LEN {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = if size > MAX_FILE_LEN { format!("{size} bytes") } else { "larger".into() };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("file is {size}, over the limit of {MAX_FILE_LEN} bytes (64 MiB)"),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("invalid UTF-8 at line {line}, column {column}"),
+        )
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    })
+}
+
 /// Reads and parses a configuration file.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        read_file(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
     parse_authority(&text).map_err(|errors| LoadError::Invalid { path: path.to_path_buf(), errors })
 }
 

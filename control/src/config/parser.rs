@@ -6,12 +6,14 @@
 //! the product's flat form `config authority router r1 name r1`. The blocks it walks
 //! through are merged with entries already opened with the same keys.
 
+use std::net::IpAddr;
+
 use super::error::{ConfigError, ConfigErrorKind, Span};
 use super::lexer::{Statement, Token};
 use super::schema::{self, Kind, Schema};
 use super::suggest;
 use super::tree::{Node, NodeId, Tree};
-use super::value;
+use super::value::{self, Value};
 
 /// Parses statements into a tree, collecting every structural and value error.
 pub fn parse(statements: Vec<Statement>, errors: &mut Vec<ConfigError>) -> Tree {
@@ -58,6 +60,19 @@ fn is_root_word(text: &str) -> bool {
 }
 
 impl Parser<'_> {
+    /// Narrows the allowed range of a leaf by its block: the prefix-length of an IPv4
+    /// address is at most 32, although the type allows 128 for IPv6.
+    fn allowed_in(&self, parent: NodeId, schema: &Schema, allowed: String) -> String {
+        if schema.canonical() != "prefix-length" {
+            return allowed;
+        }
+        match self.tree.node(parent).keys.first() {
+            Some((_, Value::Ip(IpAddr::V4(_)))) => "0-32 for an IPv4 address".to_owned(),
+            Some((_, Value::Ip(IpAddr::V6(_)))) => "0-128 for an IPv6 address".to_owned(),
+            _ => allowed,
+        }
+    }
+
     fn error(&mut self, span: Span, kind: ConfigErrorKind) {
         self.errors.push(ConfigError { span, kind });
     }
@@ -172,6 +187,7 @@ impl Parser<'_> {
         let value = match value::check(ty, &value_token.text) {
             Ok(v) => v,
             Err(allowed) => {
+                let allowed = self.allowed_in(parent, schema, allowed);
                 self.error(
                     keyword.span,
                     ConfigErrorKind::InvalidValue {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::schema::Type;
 
 /// A leaf or key value that passed its type check.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     Str(String),
     Bool(bool),

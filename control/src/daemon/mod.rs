@@ -742,13 +742,14 @@ fn key_protection(options: &Options) -> Result<KeyProtection, DaemonError> {
 fn load_trust(plan: &Plan) -> Result<TrustStore, DaemonError> {
     let mut trust = TrustStore::new();
     for source in &plan.trusted_cas {
-        let pem = match source {
-            CertificateSource::File(path) => {
-                std::fs::read(path).map_err(|e| DaemonError::Pki(format!("{path}: {e}")))?
-            }
-            CertificateSource::Content(text) => text.clone().into_bytes(),
+        let (bytes, origin) = match source {
+            CertificateSource::File(path) => (
+                std::fs::read(path).map_err(|e| DaemonError::Pki(format!("{path}: {e}")))?,
+                path.as_str(),
+            ),
+            CertificateSource::Content(text) => (text.clone().into_bytes(), "inline CA content"),
         };
-        trust.add_pem_bundle(&pem).map_err(|e| DaemonError::Pki(e.to_string()))?;
+        trust.add_certificates(&bytes).map_err(|e| DaemonError::Pki(format!("{origin}: {e}")))?;
     }
     Ok(trust)
 }

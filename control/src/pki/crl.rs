@@ -344,7 +344,8 @@ impl RevocationSet {
             }
             if list.serials.contains(&serial) {
                 return Err(ValidationError::Revoked {
-                    subject: cert.subject().to_string(),
+                    subject: crate::printable::escape_control(&cert.subject().to_string())
+                        .into_owned(),
                     serial: cert.raw_serial_as_string(),
                     crl: list.source.clone(),
                 });

@@ -246,12 +246,23 @@ impl OwnIdentity {
     ) -> Result<Self, IdentityError> {
         let bad_cert =
             |detail: String| IdentityError::Certificate { path: cert_path.to_owned(), detail };
-        let chain = if cert_bytes.starts_with(b"-----BEGIN") {
+        if cert_bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(bad_cert("empty file".into()));
+        }
+        let pem = contains(cert_bytes, b"-----BEGIN");
+        let chain = if pem {
             super::validate::pem_certificates(cert_bytes).map_err(|e| bad_cert(e.to_string()))?
         } else {
             vec![cert_bytes.to_vec()]
         };
-        let cert = parse_certificate(&chain[0]).map_err(|e| bad_cert(e.to_string()))?;
+        let cert = parse_certificate(&chain[0]).map_err(|e| {
+            // Bytes that are neither PEM nor a DER SEQUENCE get no parser detail.
+            if !pem && cert_bytes.first() != Some(&0x30) {
+                bad_cert("not a DER or PEM certificate".into())
+            } else {
+                bad_cert(e.to_string())
+            }
+        })?;
         let public_key = certificate_key(&cert).map_err(|e| bad_cert(e.to_string()))?;
         let key = PrivateKey::parse(key_bytes, &public_key)
             .map_err(|detail| IdentityError::PrivateKey { path: key_path.to_owned(), detail })?;
@@ -302,10 +313,28 @@ impl std::fmt::Debug for PrivateKey {
     }
 }
 
+/// Reason given for a private key protected by a passphrase.
+const ENCRYPTED_KEY: &str =
+    "encrypted private keys are not supported; decrypt it with openssl pkey";
+
+/// Returns whether `needle` occurs in `bytes`.
+fn contains(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|window| window == needle)
+}
+
 impl PrivateKey {
     /// Parses PEM or DER in PKCS#8, SEC1 (EC) or PKCS#1 (RSA) form. The certificate's key type
     /// decides whether RSA signs with PSS.
     fn parse(bytes: &[u8], cert_key: &PublicKey) -> Result<Self, String> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err("empty file".into());
+        }
+        // PKCS#8 EncryptedPrivateKeyInfo, or a traditional PEM key with an encryption header.
+        if contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+            || contains(bytes, b"Proc-Type: 4,ENCRYPTED")
+        {
+            return Err(ENCRYPTED_KEY.into());
+        }
         let (label, der) = if bytes.starts_with(b"-----BEGIN") {
             let (_, pem) =
                 x509_parser::pem::parse_x509_pem(bytes).map_err(|e| format!("PEM: {e}"))?;

@@ -13,10 +13,12 @@ use sha2_010::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Name;
 
 use super::crl::RevocationSet;
 use super::crypto::{KeyRejection, PublicKey, SignatureAlg};
 use super::error::{IdentityError, ValidationError};
+use crate::printable::escape_control;
 
 /// Maximum number of certificates a peer may send (its own plus intermediates).
 pub const MAX_CHAIN: usize = 8;
@@ -39,6 +41,12 @@ const KNOWN_EXTENSIONS: [&str; 6] = [
     OID_AUTHORITY_KEY_ID,
     OID_EXT_KEY_USAGE,
 ];
+
+/// Detail of a file that holds neither a DER certificate nor a PEM `CERTIFICATE` block.
+const NOT_A_CERTIFICATE: &str = "not a DER or PEM certificate";
+
+/// The line that opens a PEM certificate block.
+const PEM_BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// The configured trusted CA certificates (`trusted-ca-certificate`), with a generation
 /// number that changes whenever the set changes so cached results can be dropped.
@@ -64,13 +72,32 @@ impl TrustStore {
         Ok(count)
     }
 
+    /// Adds the certificates of one CA file: a PEM bundle, or one DER certificate.
+    pub fn add_certificates(&mut self, bytes: &[u8]) -> Result<usize, ValidationError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(malformed("CA certificate file", "empty file"));
+        }
+        // A DER certificate starts with a SEQUENCE tag; PEM text never does.
+        if bytes.first() == Some(&0x30) {
+            if X509Certificate::from_der(bytes).is_err() {
+                return Err(malformed("CA certificate file", NOT_A_CERTIFICATE));
+            }
+            self.add_der(bytes.to_vec())?;
+            return Ok(1);
+        }
+        if !bytes.windows(PEM_BEGIN.len()).any(|window| window == PEM_BEGIN) {
+            return Err(malformed("CA certificate file", NOT_A_CERTIFICATE));
+        }
+        self.add_pem_bundle(bytes)
+    }
+
     /// Reads PEM bundle files, one per `trusted-ca-certificate` entry.
     pub fn from_pem_files(paths: &[PathBuf]) -> Result<Self, IdentityError> {
         let mut store = Self::new();
         for path in paths {
             let pem = std::fs::read(path)
                 .map_err(|source| IdentityError::Io { path: path.clone(), source })?;
-            store.add_pem_bundle(&pem).map_err(|e| IdentityError::Certificate {
+            store.add_certificates(&pem).map_err(|e| IdentityError::Certificate {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
@@ -267,7 +294,7 @@ pub fn validate_peer_at(
         name: expected_name.to_owned(),
         public_key: ee_key,
         fingerprint: fingerprint(&chain[0]),
-        subject: ee.subject().to_string(),
+        subject: name_text(ee.subject()),
         serial: ee.raw_serial_as_string(),
         not_before: window.0,
         not_after: window.1,
@@ -336,13 +363,13 @@ fn validate_self_signed(
 ) -> Result<(), ValidationError> {
     if ee.subject().as_raw() != ee.issuer().as_raw() {
         return Err(ValidationError::Untrusted {
-            subject: ee.subject().to_string(),
-            issuer: ee.issuer().to_string(),
+            subject: name_text(ee.subject()),
+            issuer: name_text(ee.issuer()),
         });
     }
     let alg = signature_alg(ee)?;
     if !ee_key.verify_with(alg, ee.tbs_certificate.as_ref(), &ee.signature_value.data) {
-        return Err(ValidationError::SignatureInvalid { subject: ee.subject().to_string() });
+        return Err(ValidationError::SignatureInvalid { subject: name_text(ee.subject()) });
     }
     revocations.check(ee, ee.subject().as_raw(), ee_key)
 }
@@ -389,12 +416,12 @@ fn build_path<'c, 'a>(
         let Some((i, key)) = next else {
             if signature_failed {
                 return Err(ValidationError::SignatureInvalid {
-                    subject: child.subject().to_string(),
+                    subject: name_text(child.subject()),
                 });
             }
             return Err(ValidationError::Untrusted {
-                subject: child.subject().to_string(),
-                issuer: child.issuer().to_string(),
+                subject: name_text(child.subject()),
+                issuer: name_text(child.issuer()),
             });
         };
         used.insert(i);
@@ -403,8 +430,8 @@ fn build_path<'c, 'a>(
     }
 
     Err(ValidationError::Untrusted {
-        subject: chain[0].subject().to_string(),
-        issuer: chain[0].issuer().to_string(),
+        subject: name_text(chain[0].subject()),
+        issuer: name_text(chain[0].issuer()),
     })
 }
 
@@ -417,7 +444,7 @@ fn check_issuers(
 ) -> Result<(), ValidationError> {
     for (index, link) in path.iter().enumerate() {
         let cert = link.cert;
-        let issuer = cert.subject().to_string();
+        let issuer = name_text(cert.subject());
         let bc =
             cert.basic_constraints().map_err(|e| malformed("basic constraints", &e.to_string()))?;
         let Some(bc) = bc.filter(|bc| bc.value.ca) else {
@@ -482,15 +509,21 @@ fn check_name(ee: &X509Certificate<'_>, expected: &str) -> Result<(), Validation
         return Ok(());
     }
 
-    let mut got: Vec<String> = cns.iter().map(|cn| format!("CN={cn}")).collect();
-    got.extend(uris.iter().map(|u| format!("URI:{u}")));
+    let mut got: Vec<String> = cns.iter().map(|cn| format!("CN={}", escape_control(cn))).collect();
+    got.extend(uris.iter().map(|u| format!("URI:{}", escape_control(u))));
     let got =
         if got.is_empty() { "no common name or peering URI".to_owned() } else { got.join(", ") };
     Err(ValidationError::NameMismatch { expected: expected.to_owned(), got })
 }
 
+/// Returns a certificate name as text with its control characters escaped, because the
+/// name comes from the peer and ends up in alarms and logs.
+fn name_text(name: &X509Name<'_>) -> String {
+    escape_control(&name.to_string()).into_owned()
+}
+
 fn check_end_entity(ee: &X509Certificate<'_>) -> Result<(), ValidationError> {
-    let subject = || ee.subject().to_string();
+    let subject = || name_text(ee.subject());
     let bc = ee.basic_constraints().map_err(|e| malformed("basic constraints", &e.to_string()))?;
     if bc.is_some_and(|bc| bc.value.ca) {
         return Err(ValidationError::EndEntityIsCa { subject: subject() });
@@ -527,7 +560,7 @@ fn check_extensions(cert: &X509Certificate<'_>) -> Result<(), ValidationError> {
         }
         if ext.critical && !KNOWN_EXTENSIONS.contains(&oid.as_str()) {
             return Err(ValidationError::UnknownCriticalExtension {
-                subject: cert.subject().to_string(),
+                subject: name_text(cert.subject()),
                 oid,
             });
         }
@@ -540,12 +573,12 @@ fn check_validity(cert: &X509Certificate<'_>, now: i64) -> Result<(), Validation
     let not_after = cert.validity().not_after.timestamp();
     if now < not_before {
         return Err(ValidationError::NotYetValid {
-            subject: cert.subject().to_string(),
+            subject: name_text(cert.subject()),
             not_before,
         });
     }
     if now > not_after {
-        return Err(ValidationError::Expired { subject: cert.subject().to_string(), not_after });
+        return Err(ValidationError::Expired { subject: name_text(cert.subject()), not_after });
     }
     Ok(())
 }
@@ -553,7 +586,7 @@ fn check_validity(cert: &X509Certificate<'_>, now: i64) -> Result<(), Validation
 fn signature_alg(cert: &X509Certificate<'_>) -> Result<SignatureAlg, ValidationError> {
     SignatureAlg::from_identifier(&cert.signature_algorithm).map_err(|algorithm| {
         ValidationError::UnsupportedSignatureAlgorithm {
-            subject: cert.subject().to_string(),
+            subject: name_text(cert.subject()),
             algorithm,
         }
     })
@@ -561,7 +594,7 @@ fn signature_alg(cert: &X509Certificate<'_>) -> Result<SignatureAlg, ValidationE
 
 /// Decodes a certificate's public key, mapping a rejected key to the matching variant.
 pub(crate) fn certificate_key(cert: &X509Certificate<'_>) -> Result<PublicKey, ValidationError> {
-    let subject = || cert.subject().to_string();
+    let subject = || name_text(cert.subject());
     PublicKey::from_spki(cert.public_key()).map_err(|rejection| match rejection {
         KeyRejection::Unsupported(algorithm) => {
             ValidationError::UnsupportedKey { subject: subject(), algorithm }
