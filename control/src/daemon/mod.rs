@@ -212,6 +212,15 @@ impl Daemon {
                 .map_err(|e| DaemonError::Pki(e.to_string()))?,
         );
         let trust = load_trust(&plan)?;
+        if let Some((certificate, _)) = &plan.certificate {
+            crate::pki::own_check::check_installed(
+                &identity,
+                &plan.peering_common_name,
+                &trust,
+                SystemTime::now(),
+            )
+            .map_err(|e| DaemonError::Pki(format!("{}: {e}", certificate.display())))?;
+        }
         info!(
             common_name = %plan.peering_common_name,
             self_signed = identity.is_self_signed(),

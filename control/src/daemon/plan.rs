@@ -153,6 +153,10 @@ pub enum PlanError {
     UnknownPeer { peer: String },
     /// A service route names a service or interface that is not defined.
     UnknownReference { what: &'static str, name: String },
+    /// The router's client-certificate is given as `content`, which has no private key.
+    CertificateContent { certificate: String, line: u32 },
+    /// Client certificates are configured but none is this router's.
+    NoOwnCertificate { router: String, expected: Vec<String>, found: Vec<String> },
 }
 
 impl fmt::Display for PlanError {
@@ -176,6 +180,20 @@ impl fmt::Display for PlanError {
             ),
             PlanError::UnknownPeer { peer } => write!(f, "adjacency names unknown peer {peer}"),
             PlanError::UnknownReference { what, name } => write!(f, "unknown {what} {name}"),
+            PlanError::CertificateContent { certificate, line } => write!(
+                f,
+                "line {line}: client-certificate {certificate} is given as content, but the \
+                 router's own certificate needs its private key; give it as `file PATH`, with \
+                 the key in PATH.key"
+            ),
+            PlanError::NoOwnCertificate { router, expected, found } => write!(
+                f,
+                "router {router}: no client-certificate is named {} (found {}); name the \
+                 router's certificate after the router or its peering-common-name, or remove \
+                 the client-certificates to use a self-signed one",
+                expected.join(" or "),
+                found.join(", ")
+            ),
         }
     }
 }
@@ -228,21 +246,7 @@ impl Plan {
                 ..KexTimers::default()
             },
             payload_rekey_interval: interval(skm.payload_key_rekey_interval),
-            // One authority file serves every router, so a router takes the
-            // client-certificate named after it, or else the first one.
-            certificate: authority
-                .client_certificates
-                .iter()
-                .find(|c| c.name == router.name)
-                .or(authority.client_certificates.first())
-                .and_then(|certificate| match &certificate.source {
-                    CertificateSource::File(file) => {
-                        let pem = PathBuf::from(file);
-                        let key = pem.with_extension("key");
-                        Some((pem, key))
-                    }
-                    CertificateSource::Content(_) => None,
-                }),
+            certificate: own_certificate(authority, router)?,
             trusted_cas: authority
                 .trusted_ca_certificates
                 .iter()
@@ -274,6 +278,56 @@ impl Plan {
             busy_polling: matches!(node.dataplane.polling_mode, crate::config::PollingMode::Busy),
             worker_cores: node.dataplane.worker_cores.clone(),
         })
+    }
+}
+
+/// Picks the router's client-certificate and returns its certificate and key files.
+///
+/// One authority file serves every router, so a router takes the client-certificate named
+/// after it or after its peering-common-name. Failing that, it takes the only one named
+/// after no router, whose name the daemon checks against the certificate at start. It
+/// never takes a certificate named after another router.
+fn own_certificate(
+    authority: &crate::config::Authority,
+    router: &Router,
+) -> Result<Option<(PathBuf, PathBuf)>, PlanError> {
+    let certificates = &authority.client_certificates;
+    if certificates.is_empty() {
+        return Ok(None);
+    }
+    let own_names: Vec<&str> = [Some(router.name.as_str()), router.peering_common_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let named_after_a_router = |name: &str| {
+        authority
+            .routers
+            .iter()
+            .any(|r| r.name == name || r.peering_common_name.as_deref() == Some(name))
+    };
+    let own = certificates.iter().find(|c| own_names.contains(&c.name.as_str()));
+    let unnamed: Vec<_> = certificates.iter().filter(|c| !named_after_a_router(&c.name)).collect();
+    let chosen = match (own, unnamed.as_slice()) {
+        (Some(own), _) => own,
+        (None, [only]) => *only,
+        (None, _) => {
+            return Err(PlanError::NoOwnCertificate {
+                router: router.name.clone(),
+                expected: own_names.iter().map(|n| (*n).to_owned()).collect(),
+                found: certificates.iter().map(|c| c.name.clone()).collect(),
+            });
+        }
+    };
+    match &chosen.source {
+        CertificateSource::File(file) => {
+            let pem = PathBuf::from(file);
+            let key = pem.with_extension("key");
+            Ok(Some((pem, key)))
+        }
+        CertificateSource::Content(_) => Err(PlanError::CertificateContent {
+            certificate: chosen.name.clone(),
+            line: chosen.span.line,
+        }),
     }
 }
 
