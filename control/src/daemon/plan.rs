@@ -148,7 +148,18 @@ pub enum PlanError {
     /// A device interface has no Linux interface name for AF_XDP.
     NoInterfaceName { device_interface: String },
     /// A network interface of a peer path has no address to use as waypoint.
-    NoWaypoint { network_interface: String },
+    NoWaypoint { network_interface: String, peer: String, line: u32 },
+    /// Two device interfaces of the node name the same Linux interface.
+    DuplicateInterfaceName { interface_name: String, first: String, second: String, line: u32 },
+    /// The BFD settings in force on a peer path have a maximum-hold-down-time that is not
+    /// above their hold-down-time.
+    HoldDownNotBelowMaximum {
+        network_interface: String,
+        peer: String,
+        hold_down: Duration,
+        maximum: Duration,
+        line: u32,
+    },
     /// An adjacency names a peer that is not defined.
     UnknownPeer { peer: String },
     /// A service route names a service or interface that is not defined.
@@ -173,10 +184,31 @@ impl fmt::Display for PlanError {
                 "device-interface {device_interface} has no interface-name; AF_XDP needs the \
                  Linux interface to bind to"
             ),
-            PlanError::NoWaypoint { network_interface } => write!(
+            PlanError::NoWaypoint { network_interface, peer, line } => write!(
                 f,
-                "network-interface {network_interface} has an adjacency but no address to use \
-                 as waypoint"
+                "line {line}: network-interface {network_interface} has an adjacency to {peer} \
+                 but no address of the adjacency's IP family to use as waypoint; add an \
+                 address block"
+            ),
+            PlanError::DuplicateInterfaceName { interface_name, first, second, line } => write!(
+                f,
+                "line {line}: device-interface {second} has interface-name {interface_name}, \
+                 which device-interface {first} already uses; each Linux interface can be \
+                 bound once"
+            ),
+            PlanError::HoldDownNotBelowMaximum {
+                network_interface,
+                peer,
+                hold_down,
+                maximum,
+                line,
+            } => write!(
+                f,
+                "line {line}: bfd on network-interface {network_interface} towards {peer}: \
+                 maximum-hold-down-time {} must be above hold-down-time {} (seconds, after \
+                 the authority, router, interface and adjacency settings are merged)",
+                maximum.as_secs(),
+                hold_down.as_secs()
             ),
             PlanError::UnknownPeer { peer } => write!(f, "adjacency names unknown peer {peer}"),
             PlanError::UnknownReference { what, name } => write!(f, "unknown {what} {name}"),
@@ -338,6 +370,14 @@ fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
             .interface_name
             .clone()
             .ok_or_else(|| PlanError::NoInterfaceName { device_interface: device.name.clone() })?;
+        if let Some(first) = ports.iter().find(|p: &&PortPlan| p.linux_name == linux_name) {
+            return Err(PlanError::DuplicateInterfaceName {
+                interface_name: linux_name,
+                first: first.name.clone(),
+                second: device.name.clone(),
+                line: device.span.line,
+            });
+        }
         let network = device.network_interfaces.first();
         ports.push(PortPlan {
             name: device.name.clone(),
@@ -409,8 +449,19 @@ fn paths(
             .find(|a| a.is_ipv4() == remote.is_ipv4())
             .ok_or_else(|| PlanError::NoWaypoint {
                 network_interface: path.network_interface.name.clone(),
+                peer: path.adjacency.peer.name.clone(),
+                line: path.adjacency.span.line,
             })?;
         let settings = config.bfd_settings(router, path.network_interface, path.adjacency);
+        if settings.maximum_hold_down_time <= settings.hold_down_time {
+            return Err(PlanError::HoldDownNotBelowMaximum {
+                network_interface: path.network_interface.name.clone(),
+                peer: path.adjacency.peer.name.clone(),
+                hold_down: settings.hold_down_time,
+                maximum: settings.maximum_hold_down_time,
+                line: path.adjacency.span.line,
+            });
+        }
         // The configuration's ranges are within BFD's, so this only falls back to the
         // defaults if the two ever disagree.
         let bfd = SessionConfig::new(
