@@ -69,6 +69,9 @@ pub enum AlarmCause {
     PeerUnauthenticated { peer: String },
     /// A configured CRL could not be fetched or applied.
     CrlUnavailable { source: String },
+    /// The Linux interface under a port was deleted, or replaced by a new interface of the
+    /// same name that the port is not yet bound to.
+    InterfaceLost { interface: String },
 }
 
 /// Everything an alarm shows except its id and time.
@@ -386,6 +389,21 @@ pub fn crl_unavailable(router: &str, source: &str, detail: &str) -> AlarmSpec {
         Category::System,
         format!("Certificate revocation list {source} cannot be retrieved: {detail}"),
     )
+}
+
+/// Process name shown for alarms raised by the dataplane's port handling.
+pub const DATAPLANE_PROCESS: &str = "dataplane";
+
+/// Builds the alarm for a port whose Linux interface was deleted or replaced. It stays
+/// until the port is bound to an interface of that name again.
+pub fn interface_lost(interface: &str, detail: &str) -> AlarmSpec {
+    AlarmSpec {
+        severity: Severity::Critical,
+        source: interface.to_owned(),
+        category: Category::Interface,
+        process: DATAPLANE_PROCESS.to_owned(),
+        message: format!("Interface {interface} is not bound to the dataplane: {detail}"),
+    }
 }
 
 fn pki_spec(severity: Severity, source: &str, category: Category, message: String) -> AlarmSpec {

@@ -60,3 +60,72 @@ fn dpdk_driver_is_refused_with_reason() {
     assert_eq!(error, PlanError::DriverNotSupported { driver: "dpdk" });
     assert!(error.to_string().starts_with("dataplane driver dpdk: "), "{error}");
 }
+
+/// Returns the sample with its one client-certificate replaced by `blocks`.
+fn with_client_certificates(blocks: &str) -> String {
+    let original = "        client-certificate  svr-peering\n            name  svr-peering\n            file  svr-peering\n        exit\n";
+    let text = sample();
+    assert!(text.contains(original), "the sample's client-certificate block changed");
+    text.replacen(original, blocks, 1)
+}
+
+fn client_file(name: &str, file: &str) -> String {
+    format!(
+        "        client-certificate  {name}\n            name  {name}\n            file  {file}\n        exit\n"
+    )
+}
+
+#[test]
+fn certificate_only_unnamed_one_taken() {
+    let plan = plan(&sample(), "r1").unwrap();
+    let (pem, key) = plan.certificate.unwrap();
+    assert_eq!(pem.to_str(), Some("svr-peering"));
+    assert_eq!(key.to_str(), Some("svr-peering.key"));
+}
+
+#[test]
+fn certificate_by_router_name() {
+    let blocks = client_file("r2", "/pki/r2.pem") + &client_file("r1", "/pki/r1.pem");
+    let plan = plan(&with_client_certificates(&blocks), "r1").unwrap();
+    assert_eq!(plan.certificate.unwrap().0.to_str(), Some("/pki/r1.pem"));
+}
+
+#[test]
+fn certificate_by_peering_common_name() {
+    let blocks = client_file("r2-alias", "/pki/r2.pem") + &client_file("r1-alias", "/pki/r1.pem");
+    let plan = plan(&with_client_certificates(&blocks), "r1").unwrap();
+    assert_eq!(plan.certificate.unwrap().0.to_str(), Some("/pki/r1.pem"));
+}
+
+#[test]
+fn certificate_of_other_router_not_taken() {
+    let blocks = client_file("r2", "/pki/r2.pem");
+    let error = plan(&with_client_certificates(&blocks), "r1").unwrap_err();
+    assert_eq!(
+        error,
+        PlanError::NoOwnCertificate {
+            router: "r1".into(),
+            expected: vec!["r1".into(), "r1-alias".into()],
+            found: vec!["r2".into()],
+        }
+    );
+    assert!(error.to_string().contains("no client-certificate is named r1 or r1-alias"), "{error}");
+}
+
+#[test]
+fn certificate_two_unnamed_ambiguous() {
+    let blocks = client_file("site-a", "/pki/a.pem") + &client_file("site-b", "/pki/b.pem");
+    let error = plan(&with_client_certificates(&blocks), "r1").unwrap_err();
+    assert!(matches!(error, PlanError::NoOwnCertificate { .. }), "{error:?}");
+}
+
+#[test]
+fn certificate_content_rejected() {
+    let block = "        client-certificate  r1\n            name  r1\n            content  \"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n\"\n        exit\n";
+    let error = plan(&with_client_certificates(block), "r1").unwrap_err();
+    assert!(
+        matches!(&error, PlanError::CertificateContent { certificate, .. } if certificate == "r1"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("give it as `file PATH`"), "{error}");
+}

@@ -16,10 +16,14 @@ pub enum DropReason {
     Replay,
     /// A WAN packet without metadata for which no session exists.
     NoSession,
-    /// No key to open or seal the packet: an unknown Security ID, a peer without a
-    /// metadata key, a payload key id the session does not hold, or no payload key TLV
-    /// in a session's first packet.
+    /// No key to open or seal the packet. Either a Security ID or payload key id was in use
+    /// lately but has expired or is not yet learned, or a peer has no metadata key, or a
+    /// session's first packet has no payload key TLV.
     NoKey,
+    /// A received packet names a Security ID or payload key id that the router never
+    /// held lately. Random bytes sent to a waypoint port end here, not in `NoKey`, so
+    /// noise does not look like a key-rotation loss.
+    UnknownKeyId,
     /// No service matches the packet, or its tenant may not reach the service.
     NoService,
     /// The service has no usable route, or no neighbour entry exists for the next hop.
@@ -44,12 +48,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::BadTag,
         DropReason::Replay,
         DropReason::NoSession,
         DropReason::NoKey,
+        DropReason::UnknownKeyId,
         DropReason::NoService,
         DropReason::NoRoute,
         DropReason::PathDown,
@@ -69,6 +74,7 @@ impl DropReason {
             DropReason::Replay => "replay",
             DropReason::NoSession => "no-session",
             DropReason::NoKey => "no-key",
+            DropReason::UnknownKeyId => "unknown-key-id",
             DropReason::NoService => "no-service",
             DropReason::NoRoute => "no-route",
             DropReason::PathDown => "path-down",

@@ -177,6 +177,17 @@ impl KeyEpoch {
         self.own_metadata_keys.iter().find(|keys| keys.index() == index)
     }
 
+    /// Returns whether `index`, which names no held metadata key, is one or two below a
+    /// held key's index or one above it. Such an index was retired by a rotation or is about
+    /// to be installed, so it is not one this router never used.
+    pub fn recent_metadata_index(&self, index: u32) -> bool {
+        self.own_metadata_keys.iter().any(|keys| {
+            let held = keys.index();
+            held.checked_sub(index).is_some_and(|behind| (1..=2).contains(&behind))
+                || index.checked_sub(held) == Some(1)
+        })
+    }
+
     /// Finds the first service that `tenant` may reach and that contains the destination.
     pub fn match_service(
         &self,

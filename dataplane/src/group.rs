@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use crate::counters::{DropReason, PortCounters, SharedCounters};
 use crate::epoch::EpochReader;
+use crate::epoch::InterfaceId;
 use crate::handoff::{HandoffConfig, Mesh, MeshError};
-use crate::worker::{ControlQueues, Port, Worker, WorkerConfig};
+use crate::worker::{ControlQueues, Port, PortSwaps, Worker, WorkerConfig};
 
 /// Settings of a group of workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,28 @@ pub struct WorkerGroup {
     stop: Arc<AtomicBool>,
     rotate: Arc<AtomicBool>,
     counters: GroupCounters,
+    replacer: PortReplacer,
+}
+
+/// Hands a replacement port to the worker that polls the port it replaces, for an
+/// interface that was deleted and created again while the workers run.
+#[derive(Debug, Clone)]
+pub struct PortReplacer {
+    /// The worker that polls each port, by interface id.
+    owners: Vec<usize>,
+    /// Each worker's replacement queue, by worker index.
+    queues: Vec<Arc<PortSwaps>>,
+}
+
+impl PortReplacer {
+    /// Queues `port` to take over interface `id` at its worker's next poll. Returns the
+    /// port when `id` is not a port of the group or the worker's queue is full.
+    pub fn replace(&self, id: InterfaceId, port: Port) -> Result<(), Port> {
+        let Some(queue) = self.owners.get(usize::from(id)).and_then(|w| self.queues.get(*w)) else {
+            return Err(port);
+        };
+        queue.push((id, port)).map_err(|(_, port)| port)
+    }
 }
 
 impl WorkerGroup {
@@ -99,7 +122,9 @@ impl WorkerGroup {
         }
         let counters =
             GroupCounters { workers: workers.iter().map(Worker::shared_counters).collect() };
-        Ok(WorkerGroup { workers, stop, rotate, counters })
+        let replacer =
+            PortReplacer { owners, queues: workers.iter().map(Worker::port_swaps).collect() };
+        Ok(WorkerGroup { workers, stop, rotate, counters, replacer })
     }
 
     /// The workers, by index.
@@ -122,6 +147,11 @@ impl WorkerGroup {
     /// worker: the first worker clears it and passes it on to the others.
     pub fn rotation_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.rotate)
+    }
+
+    /// The handle that replaces a port while the workers run.
+    pub fn port_replacer(&self) -> PortReplacer {
+        self.replacer.clone()
     }
 
     /// The sum of the workers' counters, readable from other threads.

@@ -101,8 +101,16 @@ impl ControlQueues {
     }
 }
 
+/// Capacity of a worker's replacement-port queue.
+const PORT_SWAP_DEPTH: usize = 8;
+
 /// A port a worker polls.
 pub type Port = Box<dyn PacketIo + Send>;
+
+/// Replacement ports for a worker, each with the interface id it takes over: the control
+/// thread pushes one when a port's interface was deleted and created again, and the worker
+/// installs it at the start of its next poll.
+pub type PortSwaps = ArrayQueue<(InterfaceId, Port)>;
 
 /// One poll-mode worker and its ports.
 pub struct Worker {
@@ -116,6 +124,7 @@ pub struct Worker {
     rotate: Arc<AtomicBool>,
     shared: Arc<SharedCounters>,
     shard: Option<ShardLink>,
+    swaps: Arc<PortSwaps>,
     empty_polls: u32,
     next_wait: usize,
 }
@@ -185,6 +194,7 @@ impl Worker {
             rotate: Arc::new(AtomicBool::new(false)),
             shared: Arc::new(SharedCounters::new(count)),
             shard,
+            swaps: Arc::new(ArrayQueue::new(PORT_SWAP_DEPTH)),
             empty_polls: 0,
             next_wait: 0,
             config,
@@ -205,6 +215,11 @@ impl Worker {
     /// Counters other threads may read while the worker runs.
     pub fn shared_counters(&self) -> Arc<SharedCounters> {
         Arc::clone(&self.shared)
+    }
+
+    /// The queue through which other threads replace this worker's ports.
+    pub fn port_swaps(&self) -> Arc<PortSwaps> {
+        Arc::clone(&self.swaps)
     }
 
     /// The packet engine.
@@ -241,6 +256,9 @@ impl Worker {
     /// received from ports or other workers.
     pub fn poll_once(&mut self, now: Instant) -> usize {
         self.check_rotation(now);
+        if !self.swaps.is_empty() {
+            self.install_port_swaps();
+        }
         let epoch = self.reader.pin();
         let Worker { engine, ports, rx, control, shard, .. } = self;
         let mut received = receive_handoffs(engine, &epoch, now, ports, shard.as_mut());
@@ -326,6 +344,24 @@ impl Worker {
             self.run();
             self
         })
+    }
+
+    /// Installs the queued replacement ports. A port's transmit burst is returned to the old
+    /// port's pool first, because its frames belong to that pool; the old port closes when
+    /// dropped here.
+    fn install_port_swaps(&mut self) {
+        while let Some((id, port)) = self.swaps.pop() {
+            let index = usize::from(id);
+            let Some(slot) = self.ports.ports.get_mut(index) else {
+                warn!(port = index, "replacement for an unknown port dropped");
+                continue;
+            };
+            if let (Some(old), Some(burst)) = (slot.as_mut(), self.ports.tx.get_mut(index)) {
+                old.free_burst(burst);
+            }
+            *slot = Some(port);
+            debug!(worker = self.config.engine.worker, port = index, "port replaced");
+        }
     }
 
     /// Starts a rotation on this worker's sessions when requested, and passes the request

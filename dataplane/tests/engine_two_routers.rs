@@ -342,6 +342,57 @@ fn unknown_security_id_dropped() {
 }
 
 #[test]
+fn never_held_security_id_unknown() {
+    let mut net = Net::new();
+    let mut epoch = router_epoch("r2", false);
+    epoch.own_metadata_keys = vec![metadata_key(50, 0x33)];
+    epoch.generation = 2;
+    net.r2_epoch.publish(epoch);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"never r2's index"));
+    net.run();
+    assert_eq!(net.r2.engine().counters().drops(DropReason::UnknownKeyId), 1);
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoKey), 0);
+}
+
+/// Random bytes in place of the SVR payload of a live session's packets, sent to its
+/// waypoint ports: the key id byte is random, so nearly all count as unknown key ids.
+#[test]
+fn noise_on_live_session_unknown_key_id() {
+    let mut net = Net::new();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"one"));
+    net.run();
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"no metadata"));
+    net.run();
+    let plain = forward_frames(&net)[1].clone();
+    assert!(!has_metadata(&plain));
+    assert_eq!(net.at_host5().len(), 2, "the session before the noise");
+
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let sent = 200;
+    for _ in 0..sent {
+        let mut frame = plain.clone();
+        for byte in &mut frame[42..] {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        fix_outer_lengths(&mut frame);
+        Net::send(&mut net.wire2, &frame);
+    }
+    net.run();
+
+    let counters = net.r2.engine().counters();
+    let unknown = counters.drops(DropReason::UnknownKeyId);
+    let no_key = counters.drops(DropReason::NoKey);
+    assert_eq!(net.at_host5().len(), 0, "noise delivered");
+    assert!(unknown >= 180, "{unknown} of {sent} counted as unknown-key-id");
+    assert!(no_key <= 12, "{no_key} of {sent} counted as no-key");
+}
+
+#[test]
 fn wan_packet_without_session_dropped() {
     let mut net = Net::new();
     net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"one"));

@@ -1,4 +1,10 @@
 //! `svrd --check FILE`: parse a configuration file and report every error and warning.
+//!
+//! After parsing, each router to check is resolved as the daemon resolves it at start
+//! (ports, peer paths, BFD settings, the router's certificate). The certificate and CA
+//! files of the plan are read too, so a file that passes the check does not fail the
+//! daemon's start for those reasons. What needs the host (interfaces, XDP, the TPM) is
+//! not checked.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -66,11 +72,41 @@ pub fn check_text(file: &str, text: &str, router: Option<&str>) -> CheckReport {
                 warnings: config.warnings().len(),
                 routers: config.authority.routers.len(),
             };
-            if let Some(name) = router
-                && let Err(e) = config.select_router(Some(name), "")
-            {
-                report.messages.push(e.to_string());
+            let routers: Vec<&super::Router> = match router {
+                Some(name) => match config.select_router(Some(name), "") {
+                    Ok(one) => vec![one],
+                    Err(e) => {
+                        report.messages.push(e.to_string());
+                        report.errors += 1;
+                        return report;
+                    }
+                },
+                // Without --router the daemon only runs a router with a node, so routers
+                // without one are left out here too.
+                None => config.authority.routers.iter().filter(|r| !r.nodes.is_empty()).collect(),
+            };
+            if config.authority.routers.is_empty() {
+                report.messages.push(
+                    "the authority defines no router; svrd runs one router of the authority, \
+                     so add a router block with a node"
+                        .to_owned(),
+                );
                 report.errors += 1;
+                return report;
+            }
+            if routers.is_empty() {
+                report.messages.push(
+                    "warning: no router has a node, so svrd cannot run any router of this \
+                     authority; add a node block to the router to run"
+                        .to_owned(),
+                );
+                report.warnings += 1;
+            }
+            for router in routers {
+                for problem in plan_problems(&config, router) {
+                    report.messages.push(problem);
+                    report.errors += 1;
+                }
             }
             report
         }
@@ -91,6 +127,69 @@ pub fn check_text(file: &str, text: &str, router: Option<&str>) -> CheckReport {
             }
         }
     }
+}
+
+/// Resolves `router` as the daemon does at start, then reads the certificate and CA files
+/// of its plan. Returns every problem found, each naming the router.
+fn plan_problems(config: &super::Config, router: &super::Router) -> Vec<String> {
+    let plan = match crate::daemon::Plan::resolve(config, router) {
+        Ok(plan) => plan,
+        // This message names the router already.
+        Err(error @ crate::daemon::PlanError::NoNode { .. }) => return vec![error.to_string()],
+        Err(error) => return vec![format!("router {}: {error}", router.name)],
+    };
+    let mut problems = Vec::new();
+    if let Some((certificate, key)) = &plan.certificate {
+        match std::fs::read(certificate) {
+            Ok(pem) => {
+                let parsed = crate::pki::validate::pem_certificates(&pem).and_then(|chain| {
+                    let first = chain.first().ok_or(crate::pki::ValidationError::Malformed {
+                        what: "certificate file",
+                        detail: "no CERTIFICATE block".into(),
+                    })?;
+                    crate::pki::validate::parse_certificate(first).map(|_| ())
+                });
+                if let Err(error) = parsed {
+                    problems.push(format!(
+                        "client-certificate file {}: not a certificate: {error}",
+                        certificate.display()
+                    ));
+                }
+            }
+            Err(error) => problems.push(format!(
+                "client-certificate file {}: cannot be read: {error}",
+                certificate.display()
+            )),
+        }
+        if !key.exists() {
+            problems.push(format!(
+                "client-certificate file {}: its private key {} is missing",
+                certificate.display(),
+                key.display()
+            ));
+        }
+    }
+    for source in &plan.trusted_cas {
+        let (origin, pem) = match source {
+            super::CertificateSource::File(path) => match std::fs::read(path) {
+                Ok(pem) => (format!("file {path}"), pem),
+                Err(error) => {
+                    problems.push(format!(
+                        "trusted-ca-certificate file {path}: cannot be read: {error}"
+                    ));
+                    continue;
+                }
+            },
+            super::CertificateSource::Content(text) => {
+                ("content".to_owned(), text.as_bytes().to_vec())
+            }
+        };
+        if let Err(error) = crate::pki::TrustStore::new().add_pem_bundle(&pem) {
+            problems
+                .push(format!("trusted-ca-certificate {origin}: not a CA certificate: {error}"));
+        }
+    }
+    problems.into_iter().map(|problem| format!("router {}: {problem}", router.name)).collect()
 }
 
 /// Reads and checks `path`; a file that cannot be read is reported as one error.

@@ -271,6 +271,9 @@ pub enum SelectRouterError {
 impl fmt::Display for SelectRouterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SelectRouterError::NotFound { name, routers } if routers.is_empty() => {
+                write!(f, "router {name} not found: the authority defines no router")
+            }
             SelectRouterError::NotFound { name, routers } => {
                 write!(
                     f,

@@ -12,6 +12,7 @@ mod certs;
 mod engine;
 mod keyring;
 pub mod keystore;
+mod links;
 mod plan;
 mod reload;
 mod sys;
@@ -28,8 +29,8 @@ use tracing::{debug, error, info, warn};
 use svr_dataplane::counters::DropReason;
 use svr_dataplane::epoch::{EpochPublisher, epoch_channel};
 use svr_dataplane::forward::EngineConfig as ForwardConfig;
-use svr_dataplane::group::{GroupCounters, RunningGroup};
-use svr_dataplane::io::afxdp::{PortRange, XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
+use svr_dataplane::group::{GroupCounters, PortReplacer, RunningGroup};
+use svr_dataplane::io::afxdp::{PortRange, XdpAttachment};
 use svr_dataplane::worker::{Polling, Port, WorkerConfig};
 
 pub use keyring::PeerAccess;
@@ -165,7 +166,9 @@ struct Daemon {
     worker_rotate: Arc<AtomicBool>,
     worker_thread: Option<RunningGroup>,
     counters: GroupCounters,
-    _attachments: Vec<Arc<XdpAttachment>>,
+    port_replacer: PortReplacer,
+    attachments: Vec<Arc<XdpAttachment>>,
+    links: links::Links,
     alarms: AlarmTable,
     metadata_rekeyed_at: Instant,
     metadata_index: u32,
@@ -216,6 +219,15 @@ impl Daemon {
                 .map_err(|e| DaemonError::Pki(e.to_string()))?,
         );
         let trust = load_trust(&plan)?;
+        if let Some((certificate, _)) = &plan.certificate {
+            crate::pki::own_check::check_installed(
+                &identity,
+                &plan.peering_common_name,
+                &trust,
+                SystemTime::now(),
+            )
+            .map_err(|e| DaemonError::Pki(format!("{}: {e}", certificate.display())))?;
+        }
         info!(
             common_name = %plan.peering_common_name,
             self_signed = identity.is_self_signed(),
@@ -251,6 +263,7 @@ impl Daemon {
         let mut keyring = Keyring::new(&plan, macs);
         let (publisher, reader) = epoch_channel(keyring.epoch(&plan));
         let (attachments, ports) = open_ports(&plan)?;
+        let links = links::Links::new(attachments.iter().map(|a| a.ifindex()).collect());
         let worker_config = WorkerConfig {
             engine: ForwardConfig { rotation_grace: options.key_grace, ..ForwardConfig::default() },
             polling: if plan.busy_polling {
@@ -260,8 +273,13 @@ impl Daemon {
             },
             ..WorkerConfig::default()
         };
-        let workers::Workers { stop: worker_stop, rotate: worker_rotate, counters, running } =
-            workers::start_workers(worker_config, &plan.worker_cores, ports, &reader)?;
+        let workers::Workers {
+            stop: worker_stop,
+            rotate: worker_rotate,
+            counters,
+            port_replacer,
+            running,
+        } = workers::start_workers(worker_config, &plan.worker_cores, ports, &reader)?;
         let worker_thread = Some(running);
 
         let (mgmt, requests) = mgmt::Server::start(&options.socket)
@@ -290,7 +308,9 @@ impl Daemon {
             worker_rotate,
             worker_thread,
             counters,
-            _attachments: attachments,
+            port_replacer,
+            attachments,
+            links,
             metadata_rekeyed_at: Instant::now(),
             metadata_index: 0,
             mgmt,
@@ -319,6 +339,7 @@ impl Daemon {
                 }
             }
 
+            changed |= self.poll_links();
             changed |= self.poll_paths();
 
             let now = self.now();
@@ -490,7 +511,10 @@ impl Daemon {
             let Some(id) = self.bfd_paths[index] else {
                 continue;
             };
-            let up = self.bfd.is_up(id);
+            // A path whose port lost its interface stays down whatever BFD sees, because
+            // BFD runs on kernel sockets that work without the port's XDP program.
+            let port = self.plan.paths[index].port;
+            let up = self.bfd.is_up(id) && self.links.is_bound(port);
             if up == self.keyring.path_up[index] {
                 continue;
             }
@@ -804,18 +828,10 @@ fn open_ports(plan: &Plan) -> Result<(Vec<Arc<XdpAttachment>>, Vec<Port>), Daemo
     let mut attachments = Vec::new();
     let mut ports: Vec<Port> = Vec::new();
     for port in &plan.ports {
-        let filter = match port.tenant {
-            Some(_) => XdpFilter::Lan { local_addrs: port.addresses.clone() },
-            None => XdpFilter::Wan { udp_ports: vec![WAYPOINT_PORTS] },
-        };
-        let attachment = XdpAttachment::attach(&port.linux_name, XdpMode::Skb, &filter, 1)
-            .map_err(|e| DaemonError::Dataplane(format!("{}: {e}", port.linux_name)))?;
-        let attachment = Arc::new(attachment);
-        let xsk = Xsk::open(&XskConfig::default(), &attachment)
-            .map_err(|e| DaemonError::Dataplane(format!("{}: {e}", port.linux_name)))?;
+        let (attachment, xsk) = links::open_port(port)?;
         info!(port = %port.name, interface = %port.linux_name, lan = port.tenant.is_some(), "port open (af-xdp)");
         attachments.push(attachment);
-        ports.push(Box::new(xsk));
+        ports.push(xsk);
     }
     Ok((attachments, ports))
 }

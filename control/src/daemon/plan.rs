@@ -154,11 +154,26 @@ pub enum PlanError {
     /// A device interface has no Linux interface name for AF_XDP.
     NoInterfaceName { device_interface: String },
     /// A network interface of a peer path has no address to use as waypoint.
-    NoWaypoint { network_interface: String },
+    NoWaypoint { network_interface: String, peer: String, line: u32 },
+    /// Two device interfaces of the node name the same Linux interface.
+    DuplicateInterfaceName { interface_name: String, first: String, second: String, line: u32 },
+    /// The BFD settings in force on a peer path have a maximum-hold-down-time that is not
+    /// above their hold-down-time.
+    HoldDownNotBelowMaximum {
+        network_interface: String,
+        peer: String,
+        hold_down: Duration,
+        maximum: Duration,
+        line: u32,
+    },
     /// An adjacency names a peer that is not defined.
     UnknownPeer { peer: String },
     /// A service route names a service or interface that is not defined.
     UnknownReference { what: &'static str, name: String },
+    /// The router's client-certificate is given as `content`, which has no private key.
+    CertificateContent { certificate: String, line: u32 },
+    /// Client certificates are configured but none is this router's.
+    NoOwnCertificate { router: String, expected: Vec<String>, found: Vec<String> },
 }
 
 impl fmt::Display for PlanError {
@@ -175,13 +190,48 @@ impl fmt::Display for PlanError {
                 "device-interface {device_interface} has no interface-name; AF_XDP needs the \
                  Linux interface to bind to"
             ),
-            PlanError::NoWaypoint { network_interface } => write!(
+            PlanError::NoWaypoint { network_interface, peer, line } => write!(
                 f,
-                "network-interface {network_interface} has an adjacency but no address to use \
-                 as waypoint"
+                "line {line}: network-interface {network_interface} has an adjacency to {peer} \
+                 but no address of the adjacency's IP family to use as waypoint; add an \
+                 address block"
+            ),
+            PlanError::DuplicateInterfaceName { interface_name, first, second, line } => write!(
+                f,
+                "line {line}: device-interface {second} has interface-name {interface_name}, \
+                 which device-interface {first} already uses; each Linux interface can be \
+                 bound once"
+            ),
+            PlanError::HoldDownNotBelowMaximum {
+                network_interface,
+                peer,
+                hold_down,
+                maximum,
+                line,
+            } => write!(
+                f,
+                "line {line}: bfd on network-interface {network_interface} towards {peer}: \
+                 maximum-hold-down-time {} must be above hold-down-time {} (seconds, after \
+                 the authority, router, interface and adjacency settings are merged)",
+                maximum.as_secs(),
+                hold_down.as_secs()
             ),
             PlanError::UnknownPeer { peer } => write!(f, "adjacency names unknown peer {peer}"),
             PlanError::UnknownReference { what, name } => write!(f, "unknown {what} {name}"),
+            PlanError::CertificateContent { certificate, line } => write!(
+                f,
+                "line {line}: client-certificate {certificate} is given as content, but the \
+                 router's own certificate needs its private key; give it as `file PATH`, with \
+                 the key in PATH.key"
+            ),
+            PlanError::NoOwnCertificate { router, expected, found } => write!(
+                f,
+                "router {router}: no client-certificate is named {} (found {}); name the \
+                 router's certificate after the router or its peering-common-name, or remove \
+                 the client-certificates to use a self-signed one",
+                expected.join(" or "),
+                found.join(", ")
+            ),
         }
     }
 }
@@ -234,21 +284,7 @@ impl Plan {
                 ..KexTimers::default()
             },
             payload_rekey_interval: interval(skm.payload_key_rekey_interval),
-            // One authority file serves every router, so a router takes the
-            // client-certificate named after it, or else the first one.
-            certificate: authority
-                .client_certificates
-                .iter()
-                .find(|c| c.name == router.name)
-                .or(authority.client_certificates.first())
-                .and_then(|certificate| match &certificate.source {
-                    CertificateSource::File(file) => {
-                        let pem = PathBuf::from(file);
-                        let key = pem.with_extension("key");
-                        Some((pem, key))
-                    }
-                    CertificateSource::Content(_) => None,
-                }),
+            certificate: own_certificate(authority, router)?,
             trusted_cas: authority
                 .trusted_ca_certificates
                 .iter()
@@ -283,6 +319,56 @@ impl Plan {
     }
 }
 
+/// Picks the router's client-certificate and returns its certificate and key files.
+///
+/// One authority file serves every router, so a router takes the client-certificate named
+/// after it or after its peering-common-name. Failing that, it takes the only one named
+/// after no router, whose name the daemon checks against the certificate at start. It
+/// never takes a certificate named after another router.
+fn own_certificate(
+    authority: &crate::config::Authority,
+    router: &Router,
+) -> Result<Option<(PathBuf, PathBuf)>, PlanError> {
+    let certificates = &authority.client_certificates;
+    if certificates.is_empty() {
+        return Ok(None);
+    }
+    let own_names: Vec<&str> = [Some(router.name.as_str()), router.peering_common_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let named_after_a_router = |name: &str| {
+        authority
+            .routers
+            .iter()
+            .any(|r| r.name == name || r.peering_common_name.as_deref() == Some(name))
+    };
+    let own = certificates.iter().find(|c| own_names.contains(&c.name.as_str()));
+    let unnamed: Vec<_> = certificates.iter().filter(|c| !named_after_a_router(&c.name)).collect();
+    let chosen = match (own, unnamed.as_slice()) {
+        (Some(own), _) => own,
+        (None, [only]) => *only,
+        (None, _) => {
+            return Err(PlanError::NoOwnCertificate {
+                router: router.name.clone(),
+                expected: own_names.iter().map(|n| (*n).to_owned()).collect(),
+                found: certificates.iter().map(|c| c.name.clone()).collect(),
+            });
+        }
+    };
+    match &chosen.source {
+        CertificateSource::File(file) => {
+            let pem = PathBuf::from(file);
+            let key = pem.with_extension("key");
+            Ok(Some((pem, key)))
+        }
+        CertificateSource::Content(_) => Err(PlanError::CertificateContent {
+            certificate: chosen.name.clone(),
+            line: chosen.span.line,
+        }),
+    }
+}
+
 fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
     let mut ports = Vec::new();
     for device in &node.device_interfaces {
@@ -290,6 +376,14 @@ fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
             .interface_name
             .clone()
             .ok_or_else(|| PlanError::NoInterfaceName { device_interface: device.name.clone() })?;
+        if let Some(first) = ports.iter().find(|p: &&PortPlan| p.linux_name == linux_name) {
+            return Err(PlanError::DuplicateInterfaceName {
+                interface_name: linux_name,
+                first: first.name.clone(),
+                second: device.name.clone(),
+                line: device.span.line,
+            });
+        }
         let network = device.network_interfaces.first();
         ports.push(PortPlan {
             name: device.name.clone(),
@@ -362,8 +456,19 @@ fn paths(
             .find(|a| a.is_ipv4() == remote.is_ipv4())
             .ok_or_else(|| PlanError::NoWaypoint {
                 network_interface: path.network_interface.name.clone(),
+                peer: path.adjacency.peer.name.clone(),
+                line: path.adjacency.span.line,
             })?;
         let settings = config.bfd_settings(router, path.network_interface, path.adjacency);
+        if settings.maximum_hold_down_time <= settings.hold_down_time {
+            return Err(PlanError::HoldDownNotBelowMaximum {
+                network_interface: path.network_interface.name.clone(),
+                peer: path.adjacency.peer.name.clone(),
+                hold_down: settings.hold_down_time,
+                maximum: settings.maximum_hold_down_time,
+                line: path.adjacency.span.line,
+            });
+        }
         // RFC 5880 simple password needs a password, and the configuration has no leaf for
         // one. Peer paths authenticate with keys from the pair secret instead.
         if settings.authentication_type == crate::config::BfdAuthentication::Simple {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use svr_dataplane::epoch::EpochReader;
-use svr_dataplane::group::{GroupConfig, GroupCounters, RunningGroup, WorkerGroup};
+use svr_dataplane::group::{GroupConfig, GroupCounters, PortReplacer, RunningGroup, WorkerGroup};
 use svr_dataplane::handoff::HandoffConfig;
 use svr_dataplane::worker::{ControlQueues, Port, WorkerConfig};
 use tracing::info;
@@ -25,6 +25,8 @@ pub(super) struct Workers {
     pub rotate: Arc<AtomicBool>,
     /// The workers' counters, summed.
     pub counters: GroupCounters,
+    /// Replaces a port while the workers run.
+    pub port_replacer: PortReplacer,
     pub running: RunningGroup,
 }
 
@@ -48,7 +50,8 @@ pub(super) fn start_workers(
     let group = WorkerGroup::new(&group_config, ports, reader, &control)
         .map_err(|e| DaemonError::Dataplane(e.to_string()))?;
     let (stop, rotate, counters) = (group.stop_flag(), group.rotation_flag(), group.counters());
+    let port_replacer = group.port_replacer();
     let running = group.spawn().map_err(|e| DaemonError::Dataplane(e.to_string()))?;
     info!(workers = group_config.workers, ports = port_count, "dataplane workers started");
-    Ok(Workers { stop, rotate, counters, running })
+    Ok(Workers { stop, rotate, counters, port_replacer, running })
 }

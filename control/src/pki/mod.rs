@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod error;
 mod http;
 pub mod identity;
+pub mod own_check;
 pub mod peer;
 #[cfg(feature = "tpm")]
 pub mod tpm;

@@ -611,7 +611,13 @@ impl Engine {
         security_id: u32,
         packet: &mut [u8],
     ) -> Result<(SessionId, Range<usize>, Option<Fragment>), DropReason> {
-        let own = epoch.own_metadata_key(security_id).ok_or(DropReason::NoKey)?;
+        let own = epoch.own_metadata_key(security_id).ok_or_else(|| {
+            if epoch.recent_metadata_index(security_id) {
+                DropReason::NoKey
+            } else {
+                DropReason::UnknownKeyId
+            }
+        })?;
         // The tag is under the pair key of the peer whose path the packet arrived on, so
         // the sender is known before anything else is trusted.
         let (sender, _) = epoch
@@ -978,7 +984,10 @@ fn open_session_packet(
 ) -> Result<Range<usize>, DropReason> {
     let tag_len = session.keys.sending().suite().tag_len();
     let sequence = peek_sequence(packet, tag_len).map_err(receive_drop)?;
-    let keys = session.keys.receiving(sequence.key_id()).ok_or(DropReason::NoKey)?;
+    let keys = session
+        .keys
+        .receiving(sequence.key_id())
+        .ok_or_else(|| session.keys.missing_key_reason(sequence.key_id()))?;
     session.window.check(sequence.number()).map_err(|_| DropReason::Replay)?;
     let opened =
         open_without_metadata(packet, keys, session.receive_direction()).map_err(receive_drop)?;

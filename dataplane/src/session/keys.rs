@@ -9,6 +9,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::counters::DropReason;
 use crate::crypto::{CryptoError, KeyId, PayloadKeyTlv, PayloadSecret, SessionKeys, Suite};
 
 /// The keys of one session: the one sealing outgoing packets, and during a rotation the
@@ -51,6 +52,18 @@ impl PayloadKeys {
             .flatten()
             .map(|(keys, _)| keys)
             .find(|keys| keys.key_id() == key_id)
+    }
+
+    /// Returns the drop reason for a packet under `key_id` when no held key has that id.
+    /// The id after the current one and the two before it are ids that a rotation makes
+    /// and retires, so they give `NoKey`. Any other id gives `UnknownKeyId`.
+    ///
+    /// NOTE: the window does not track how many rotations the session had, so on a session
+    /// that never rotated the two ids before the current one also give `NoKey`.
+    pub fn missing_key_reason(&self, key_id: KeyId) -> DropReason {
+        let current = self.current.key_id();
+        let recent = [current.wrapping_add(1), current.wrapping_sub(1), current.wrapping_sub(2)];
+        if recent.contains(&key_id) { DropReason::NoKey } else { DropReason::UnknownKeyId }
     }
 
     /// Whether a next generation is waiting for its switch.
@@ -234,6 +247,21 @@ mod tests {
         };
         assert!(!egress.install_from_peer(&tlv, Instant::now(), GRACE));
         assert!(egress.receiving(5).is_none());
+    }
+
+    #[test]
+    fn missing_key_reason_by_distance() {
+        let held = PayloadKeys::new(keys(10, 1));
+        assert_eq!(held.missing_key_reason(11), DropReason::NoKey);
+        assert_eq!(held.missing_key_reason(9), DropReason::NoKey);
+        assert_eq!(held.missing_key_reason(8), DropReason::NoKey);
+        assert_eq!(held.missing_key_reason(7), DropReason::UnknownKeyId);
+        assert_eq!(held.missing_key_reason(12), DropReason::UnknownKeyId);
+        assert_eq!(held.missing_key_reason(200), DropReason::UnknownKeyId);
+        let wrapped = PayloadKeys::new(keys(0, 1));
+        assert_eq!(wrapped.missing_key_reason(255), DropReason::NoKey);
+        assert_eq!(wrapped.missing_key_reason(254), DropReason::NoKey);
+        assert_eq!(wrapped.missing_key_reason(253), DropReason::UnknownKeyId);
     }
 
     #[test]
