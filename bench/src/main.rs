@@ -20,6 +20,7 @@ mod pipeline;
 mod plot;
 mod probe;
 mod receiver;
+mod rotation;
 mod sessions;
 mod stats;
 mod sweep;
@@ -54,6 +55,8 @@ enum Command {
     Loadgen(loadgen::Options),
     /// Latency and loss against offered load through svrd over AF_XDP.
     Sweep(sweep::Options),
+    /// Latency while every session's payload key rotates, next to steady state.
+    Rotation(rotation::Options),
     /// PNG plots of the JSON results in a folder.
     Plot(plot::Options),
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Loadgen(options) => loadgen::run(&options),
         Command::Sweep(options) => sweep::run(&options),
         Command::Plot(options) => plot::run(&options),
+        Command::Rotation(options) => rotation::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

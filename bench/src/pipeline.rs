@@ -134,6 +134,37 @@ impl Pipeline {
         sample
     }
 
+    /// Like [`Pipeline::run`], with `replies` packets from host5 after every forward burst,
+    /// so the egress can acknowledge metadata, as a payload-key rotation needs.
+    pub fn run_with_replies(
+        &mut self,
+        forward: &mut Generator,
+        reverse: &mut Generator,
+        replies: usize,
+        sink: &mut Receiver,
+        run: Duration,
+    ) -> RunSample {
+        let mut sample = RunSample {
+            delivered: 0,
+            wall: Duration::ZERO,
+            r1_busy: Duration::ZERO,
+            r2_busy: Duration::ZERO,
+            r1_bursts: new_histogram(),
+            r2_bursts: new_histogram(),
+        };
+        let start = Instant::now();
+        while start.elapsed() < run {
+            self.send_forward(forward, 32);
+            self.send_reverse(reverse, replies);
+            sample.delivered += self.step(sink, Some(&mut sample));
+        }
+        for _ in 0..4 {
+            sample.delivered += self.step(sink, Some(&mut sample));
+        }
+        sample.wall = start.elapsed();
+        sample
+    }
+
     /// Sends `count` packets in bursts, stepping after each, and returns how many reached
     /// host5. With a generator of at least `count` flows, each is the first of its flow.
     pub fn first_packets(

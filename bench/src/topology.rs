@@ -72,14 +72,19 @@ pub struct RouterWorker {
 
 /// Builds the worker of `router` over its LAN and WAN ports, with room for `sessions`.
 pub fn router_worker(router: Router, lan: Port, wan: Port, sessions: usize) -> RouterWorker {
+    router_worker_with(router, lan, wan, engine_config(sessions))
+}
+
+/// Builds the worker of `router` over its LAN and WAN ports with engine settings `engine`.
+pub fn router_worker_with(
+    router: Router,
+    lan: Port,
+    wan: Port,
+    engine: EngineConfig,
+) -> RouterWorker {
     let (epoch, reader) = epoch_channel(router_epoch(router));
     let control = Arc::new(ControlQueues::new(16, 2048));
-    let config = WorkerConfig {
-        engine: engine_config(sessions),
-        polling: Polling::Busy,
-        core: None,
-        sweep_budget: 16,
-    };
+    let config = WorkerConfig { engine, polling: Polling::Busy, core: None, sweep_budget: 16 };
     let worker = Worker::new(config, vec![lan, wan], reader, control);
     RouterWorker { worker, epoch }
 }

@@ -76,6 +76,30 @@ fn forward_quick_memory() {
 }
 
 #[test]
+fn rotation_quick_switches_without_loss() {
+    let scratch = Scratch::new();
+    let json = scratch.path("rotation.json");
+    run(bench()
+        .args(["rotation", "--quick", "--flows", "16", "--sizes", "64,1400", "--json"])
+        .arg(&json)
+        .arg("--markdown")
+        .arg(scratch.path("rotation.md")));
+
+    let rows = read_json(&json);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "one row per size");
+    for row in rows {
+        let size = row["frame_bytes"].as_u64().unwrap();
+        assert_eq!(row["rotations_started"].as_u64(), Some(16), "{size} B rotations");
+        // Each router switches once per session: the ingress to send, the egress to open.
+        assert_eq!(row["key_switches"].as_u64(), Some(32), "{size} B key switches");
+        assert_eq!(row["key_drops"].as_u64(), Some(0), "{size} B key drops");
+        assert_eq!(row["rotating_lost"].as_u64(), Some(0), "{size} B lost while rotating");
+        assert!(row["rotating"]["p99_us"].as_f64().unwrap() > 0.0, "{size} B latency");
+    }
+}
+
+#[test]
 fn sessions_quick_small_tables() {
     let scratch = Scratch::new();
     let json = scratch.path("sessions.json");
