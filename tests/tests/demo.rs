@@ -263,9 +263,19 @@ fn svrctl_drop_counters_listed() {
 fn config_demo_loads() {
     let dir = TempDir::new("demo-config");
     let file = dir.0.join("authority.cfg");
-    let output =
-        bash_with_libs(&format!("config_write_two_router '{}' /etc/svrdemo-pki", file.display()));
-    assert_success(&output, "writing the configuration");
+    // svrd --check reads the certificate and CA files the configuration names, so the
+    // demo's PKI is made beside the file, as the demo makes it.
+    let pki = dir.0.join("pki");
+    std::fs::create_dir(&pki).expect("create the PKI folder");
+    let output = bash_with_libs(&format!(
+        "pki_make_ca '{pki}' 'svrdemo CA' && \
+         pki_make_router_cert '{pki}' '{pki}' r1 svrdemo-r1 && \
+         pki_make_router_cert '{pki}' '{pki}' r2 svrdemo-r2 && \
+         config_write_two_router '{file}' '{pki}'",
+        pki = pki.display(),
+        file = file.display()
+    ));
+    assert_success(&output, "writing the PKI and the configuration");
 
     let report = config::check::check_file(&file, Some("r1"));
     assert_eq!(report.exit_code(), 0, "svrd --check rejects the demo file:\n{}", report.render());
@@ -289,8 +299,8 @@ fn config_demo_loads() {
     assert_eq!(
         client_files,
         [
-            ("r1", CertificateSource::File("/etc/svrdemo-pki/r1.pem".into())),
-            ("r2", CertificateSource::File("/etc/svrdemo-pki/r2.pem".into())),
+            ("r1", CertificateSource::File(pki.join("r1.pem").display().to_string())),
+            ("r2", CertificateSource::File(pki.join("r2.pem").display().to_string())),
         ]
     );
 
