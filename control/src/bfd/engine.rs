@@ -522,6 +522,18 @@ impl Engine {
         match verdict {
             Ok(verdict) => {
                 trace!(path = index, state = %packet.state, ?verdict, "bfd packet received");
+                // A verified AdminDown is the peer itself going away. When it comes back it
+                // holds no key, so it must be heard without authentication to re-key.
+                if packet.state == State::AdminDown
+                    && matches!(verdict, auth::Verdict::Verified { .. })
+                    && let Some(auth) = self.paths[index].auth.as_mut()
+                {
+                    debug!(
+                        path = index,
+                        "bfd peer went administratively down, authentication reset"
+                    );
+                    auth.reset_requirement();
+                }
                 let actions = self.paths[index].session.receive(&packet, now);
                 self.apply(PathId(index), actions, &mut outputs);
             }
