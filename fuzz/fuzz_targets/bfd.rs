@@ -16,8 +16,13 @@ fuzz_target!(|datagram: &[u8]| {
         // A parsed packet emits bytes that parse back to the same packet.
         assert!(length >= 24);
         assert!(length <= datagram.len());
-        let (again, _) = ControlPacket::parse(&packet.to_bytes()).expect("emitted packet parses");
-        assert_eq!(again, packet);
+        // The emitted bytes are the control part only, so a packet with the A bit set
+        // (which needs its authentication section) is not expected to parse back alone.
+        if !packet.flags.authentication_present {
+            let (again, _) =
+                ControlPacket::parse(&packet.to_bytes()).expect("emitted packet parses");
+            assert_eq!(again, packet);
+        }
     }
 
     let mut engine = Engine::new(1);
