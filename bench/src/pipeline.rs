@@ -114,24 +114,7 @@ impl Pipeline {
         sink: &mut Receiver,
         run: Duration,
     ) -> RunSample {
-        let mut sample = RunSample {
-            delivered: 0,
-            wall: Duration::ZERO,
-            r1_busy: Duration::ZERO,
-            r2_busy: Duration::ZERO,
-            r1_bursts: new_histogram(),
-            r2_bursts: new_histogram(),
-        };
-        let start = Instant::now();
-        while start.elapsed() < run {
-            self.send_forward(generator, 32);
-            sample.delivered += self.step(sink, Some(&mut sample));
-        }
-        for _ in 0..4 {
-            sample.delivered += self.step(sink, Some(&mut sample));
-        }
-        sample.wall = start.elapsed();
-        sample
+        self.run_inner(generator, None, sink, run)
     }
 
     /// Like [`Pipeline::run`], with `replies` packets from host5 after every forward burst,
@@ -141,6 +124,16 @@ impl Pipeline {
         forward: &mut Generator,
         reverse: &mut Generator,
         replies: usize,
+        sink: &mut Receiver,
+        run: Duration,
+    ) -> RunSample {
+        self.run_inner(forward, Some((reverse, replies)), sink, run)
+    }
+
+    fn run_inner(
+        &mut self,
+        forward: &mut Generator,
+        mut reverse: Option<(&mut Generator, usize)>,
         sink: &mut Receiver,
         run: Duration,
     ) -> RunSample {
@@ -155,7 +148,9 @@ impl Pipeline {
         let start = Instant::now();
         while start.elapsed() < run {
             self.send_forward(forward, 32);
-            self.send_reverse(reverse, replies);
+            if let Some((generator, replies)) = reverse.as_mut() {
+                self.send_reverse(generator, *replies);
+            }
             sample.delivered += self.step(sink, Some(&mut sample));
         }
         for _ in 0..4 {
