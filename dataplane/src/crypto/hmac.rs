@@ -7,9 +7,10 @@
 //! truncated output (FIPS 180-4, 5.3.4 and 6.5), so one compression function serves both.
 
 use sha2::Digest;
-use sha2::block_api::compress512;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::sha512::compress as compress512;
 
 /// SHA-512 block length in bytes.
 const BLOCK_LEN: usize = 128;

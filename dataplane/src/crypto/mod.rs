@@ -34,6 +34,7 @@ mod hmac;
 mod keys;
 pub mod mb;
 mod seal;
+mod sha512;
 
 pub use aes_cbc::{BLOCK_LEN, CbcKey, Iv, padded_len};
 pub use error::CryptoError;
@@ -50,3 +51,9 @@ pub use seal::{
 
 #[cfg(test)]
 mod vectors;
+
+/// The SHA-512 compression this CPU runs for one-packet HMAC: `avx512`, `avx2` or
+/// `portable` (the sha2 crate's).
+pub fn sha512_variant() -> &'static str {
+    sha512::Variant::detect().name()
+}

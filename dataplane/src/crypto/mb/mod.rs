@@ -32,6 +32,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use self::aes::{CbcLane, RoundKeys, cbc_encrypt_lanes};
+pub(crate) use self::sha512::ROUND_CONSTANTS;
 use self::sha512::{MacJob, TAG_BUF_LEN, hmac_burst};
 use super::aes_cbc::{BLOCK_LEN, Iv, padded_len};
 use super::seal::{OpenError, SEQUENCE_LEN, Sequence, open_trailer};

@@ -24,7 +24,7 @@ pub(crate) const BLOCK_LEN: usize = 128;
 pub(crate) const TAG_BUF_LEN: usize = 64;
 
 /// FIPS 180-4, 4.2.3: the 80 SHA-512 round constants.
-const ROUND_CONSTANTS: [u64; 80] = [
+pub(crate) const ROUND_CONSTANTS: [u64; 80] = [
     0x428a2f98d728ae22,
     0x7137449123ef65cd,
     0xb5c0fbcfec4d3b2f,
