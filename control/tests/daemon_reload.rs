@@ -28,6 +28,8 @@ struct Setup {
     node_extra: &'static str,
     /// peering-common-name of the second peer.
     second_name: &'static str,
+    /// Locations of the authority's certificate revocation lists.
+    crls: Vec<&'static str>,
 }
 
 impl Default for Setup {
@@ -41,6 +43,7 @@ impl Default for Setup {
             lan_interface: "lan",
             node_extra: "",
             second_name: "",
+            crls: Vec::new(),
         }
     }
 }
@@ -58,6 +61,13 @@ fn text(setup: &Setup) -> String {
             "            service-route {name}-route\n                service-name {name}\n    \
                          peer {}\n            exit\n",
             setup.peers[0].0
+        ));
+    }
+    let mut crls = String::new();
+    for location in &setup.crls {
+        crls.push_str(&format!(
+            "        certificate-revocation-list \"{location}\"\n            polling-interval 1\n        \
+             exit\n"
         ));
     }
     let mut peers = String::new();
@@ -90,7 +100,7 @@ fn text(setup: &Setup) -> String {
             {algorithm}
             exit
         exit
-        tenant corp
+{crls}        tenant corp
         exit
         service to-lan
             address 10.242.1.0/24
@@ -371,4 +381,40 @@ fn read_plan_dpdk_driver_rejected() {
     let file = TempFile::new("dpdk", &text);
     let errors = read_plan(&file.0, "hub").unwrap_err();
     assert!(matches!(&errors[..], [ReloadError::Plan(_)]), "{errors:?}");
+}
+
+#[test]
+fn reload_crl_added() {
+    let new = Setup { crls: vec!["/var/lib/svrd-test/root.crl"], ..Setup::default() };
+    let outcome = reload(&Setup::default(), &new);
+    assert!(outcome.crls_changed);
+    assert_eq!(outcome.changes, ["certificate revocation lists: /var/lib/svrd-test/root.crl"]);
+    assert_eq!(outcome.plan.crls.len(), 1);
+    assert_eq!(outcome.plan.crls[0].location, "/var/lib/svrd-test/root.crl");
+}
+
+#[test]
+fn reload_crl_removed() {
+    let running = Setup { crls: vec!["http://127.0.0.1:8080/a.crl"], ..Setup::default() };
+    let outcome = reload(&running, &Setup::default());
+    assert!(outcome.crls_changed);
+    assert_eq!(outcome.changes, ["certificate revocation lists: none"]);
+    assert!(outcome.plan.crls.is_empty());
+}
+
+#[test]
+fn reload_crl_unchanged_is_no_change() {
+    let running = Setup { crls: vec!["http://127.0.0.1:8080/a.crl"], ..Setup::default() };
+    let outcome = reload(&running, &running);
+    assert!(!outcome.crls_changed);
+    assert!(outcome.is_empty(), "{:?}", outcome.changes);
+}
+
+#[test]
+fn reload_crl_bad_location_rejected() {
+    let new = Setup { crls: vec!["ftp://127.0.0.1/a.crl"], ..Setup::default() };
+    let errors = reload_errors(&Setup::default(), &new);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let message = errors[0].to_string();
+    assert!(message.contains("ftp://127.0.0.1/a.crl"), "{message}");
 }

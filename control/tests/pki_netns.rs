@@ -104,6 +104,21 @@ impl Lab {
         self.children.push((name.to_owned(), child));
     }
 
+    /// Sends signal NAME (as `kill` spells it) to the process started as `name`.
+    fn signal(&self, name: &str, signal: &str) {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no process {name}"));
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {name} failed");
+    }
+
     fn log(&self, name: &str) -> String {
         fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
     }
@@ -536,6 +551,51 @@ fn netns_crl_fetch_failure_alarm() {
     fs::rename(lab.path("www/ca.crl.away"), lab.path("www/ca.crl")).unwrap();
     lab.wait(Duration::from_secs(15), "r1's CRL alarm cleared", |lab| {
         !has_alarm(&lab.alarms("r1"), "cannot be retrieved")
+    });
+}
+
+#[test]
+fn netns_crl_list_changed_by_reload() {
+    let mut lab = Lab::new("l");
+    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: false, self_signed_r1: false });
+
+    // A second CRL, in a file, revokes r2; the served one stays empty.
+    let pki = lab.path("pki");
+    let revoked = lab.path("revoked.crl");
+    let output = Command::new("openssl")
+        .current_dir(&pki)
+        .args(["ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key"])
+        .args(["-revoke", "r2.pem"])
+        .output()
+        .expect("run openssl ca -revoke");
+    check(&output, "openssl ca -revoke");
+    let output = Command::new("openssl")
+        .current_dir(&pki)
+        .args(["ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key"])
+        .args(["-gencrl", "-out"])
+        .arg(&revoked)
+        .output()
+        .expect("run openssl ca -gencrl");
+    check(&output, "openssl ca -gencrl");
+
+    // r1's configuration now names the file instead of the URL; SIGHUP applies it.
+    let config = lab.path("svrd.cfg");
+    let served = fs::read_to_string(&config).unwrap();
+    let url = format!("http://127.0.0.1:{CRL_PORT}/ca.crl");
+    let with_file = served.replace(&url, revoked.to_str().unwrap());
+    assert_ne!(with_file, served, "the CRL location was not replaced");
+    fs::write(&config, &with_file).unwrap();
+    lab.signal("r1", "HUP");
+    lab.wait(Duration::from_secs(15), "r1's alarm on r2's certificate from the new CRL", |lab| {
+        has_alarm(&lab.alarms("r1"), "Peer r2 certificate is invalid: revoked")
+    });
+    assert!(lab.log("r1").contains("certificate revocation lists"), "reload not logged");
+
+    // Back to the served, empty list: the file's revocations stop applying.
+    fs::write(&config, &served).unwrap();
+    lab.signal("r1", "HUP");
+    lab.wait(Duration::from_secs(15), "r1's alarm cleared once the file is dropped", |lab| {
+        !has_alarm(&lab.alarms("r1"), "certificate is invalid")
     });
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, error, info, warn};
 
 use super::keyring::PeerAccess;
-use super::plan::Plan;
+use super::plan::{CrlPlan, Plan};
 use super::{CertificateVerifier, Daemon, DaemonError, engine, load_trust};
 use crate::alarm::{AlarmCause, AlarmTable};
 use crate::kex::msg::{self, Body};
@@ -88,6 +88,8 @@ impl std::fmt::Debug for Certificates {
 
 /// One configured CRL and its fetch state.
 struct CrlWatch {
+    /// The configuration it was made from, to tell a reload what changed.
+    plan: CrlPlan,
     poller: CrlPoller,
     in_flight: bool,
     stamp: Option<FileStamp>,
@@ -101,6 +103,15 @@ struct FileStamp {
 }
 
 impl CrlWatch {
+    fn new(crl: &CrlPlan, crl_poll: Option<Duration>) -> Result<CrlWatch, DaemonError> {
+        let source = CrlSource::parse(&crl.location).map_err(|e| {
+            DaemonError::Config(format!("certificate-revocation-list {}: {e}", crl.location))
+        })?;
+        let interval = crl_poll.unwrap_or(crl.polling_interval);
+        let poller = CrlPoller::new(source, interval, crl.backoff_interval);
+        Ok(CrlWatch { plan: crl.clone(), poller, in_flight: false, stamp: None })
+    }
+
     /// Reads the file's stamp and returns whether it differs from the one last recorded.
     fn file_changed(&mut self) -> bool {
         let CrlSource::File(path) = self.poller.source() else {
@@ -129,15 +140,11 @@ impl Certificates {
         trust: TrustStore,
         crl_poll: Option<Duration>,
     ) -> Result<Self, DaemonError> {
-        let mut crls = Vec::new();
-        for crl in &plan.crls {
-            let source = CrlSource::parse(&crl.location).map_err(|e| {
-                DaemonError::Config(format!("certificate-revocation-list {}: {e}", crl.location))
-            })?;
-            let interval = crl_poll.unwrap_or(crl.polling_interval);
-            let poller = CrlPoller::new(source, interval, crl.backoff_interval);
-            crls.push(CrlWatch { poller, in_flight: false, stamp: None });
-        }
+        let crls = plan
+            .crls
+            .iter()
+            .map(|crl| CrlWatch::new(crl, crl_poll))
+            .collect::<Result<Vec<_>, _>>()?;
         let fetcher = if crls.is_empty() { None } else { Some(CrlFetcher::spawn()?) };
         let peers = plan
             .peers
@@ -170,8 +177,10 @@ impl Certificates {
         let Some(fetcher) = &self.fetcher else {
             return false;
         };
-        while let Ok((index, result)) = fetcher.results.try_recv() {
-            let Some(watch) = self.crls.get_mut(index) else {
+        while let Ok((index, fetched, result)) = fetcher.results.try_recv() {
+            // A reload may have replaced the list since the fetch started.
+            let Some(watch) = self.crls.get_mut(index).filter(|w| w.poller.source() == &fetched)
+            else {
                 continue;
             };
             watch.in_flight = false;
@@ -222,6 +231,49 @@ impl Certificates {
             self.recheck = true;
         }
         changed
+    }
+
+    /// Replaces the configured CRLs with those of `plan`. A CRL whose location and
+    /// intervals did not change keeps its state; a new one is fetched at once; the
+    /// revocations of a removed one stop applying. Returns the display names of the
+    /// removed sources, whose alarms no longer apply.
+    pub fn set_crls(&mut self, plan: &Plan, crl_poll: Option<Duration>) -> Vec<String> {
+        let mut old: Vec<CrlWatch> = std::mem::take(&mut self.crls);
+        for crl in &plan.crls {
+            if let Some(position) = old.iter().position(|watch| &watch.plan == crl) {
+                self.crls.push(old.swap_remove(position));
+                continue;
+            }
+            match CrlWatch::new(crl, crl_poll) {
+                Ok(watch) => self.crls.push(watch),
+                // The reload checked every location, so this is not expected.
+                Err(error) => error!(%error, "certificate revocation list not added"),
+            }
+        }
+        // In-flight fetches of moved entries report to the wrong index; they are ignored
+        // there and fetched again.
+        for watch in &mut self.crls {
+            if watch.in_flight {
+                watch.in_flight = false;
+                watch.poller.due_now();
+            }
+        }
+        let mut removed = Vec::new();
+        for watch in old {
+            let source = watch.poller.source().display();
+            if self.pki.revocations.remove(&source) {
+                info!(crl = %source, "certificate revocation list removed");
+            }
+            removed.push(source);
+        }
+        if self.fetcher.is_none() && !self.crls.is_empty() {
+            match CrlFetcher::spawn() {
+                Ok(fetcher) => self.fetcher = Some(fetcher),
+                Err(error) => error!(%error, "CRLs are not fetched until svrd restarts"),
+            }
+        }
+        self.recheck = true;
+        removed
     }
 
     /// Makes every CRL due now, as `reload local certificates` does.
@@ -328,11 +380,14 @@ pub fn fetch_due(poller: &CrlPoller, in_flight: bool, file_changed: bool, now: S
     !in_flight && (file_changed || poller.due(now))
 }
 
+type FetchResult = (usize, CrlSource, Result<Vec<u8>, CrlError>);
+
 /// The CRL fetch thread: one fetch at a time, each bounded by [`CRL_FETCH_TIMEOUT`], so a
 /// slow or unreachable CRL server never holds up the control loop.
 struct CrlFetcher {
     requests: mpsc::Sender<(usize, CrlSource)>,
-    results: mpsc::Receiver<(usize, Result<Vec<u8>, CrlError>)>,
+    /// The index and source of each request with what the fetch returned.
+    results: mpsc::Receiver<FetchResult>,
 }
 
 impl CrlFetcher {
@@ -345,7 +400,7 @@ impl CrlFetcher {
             .spawn(move || {
                 while let Ok((index, source)) = inbox.recv() {
                     let result = source.fetch(CRL_FETCH_TIMEOUT, DEFAULT_MAX_CRL_BYTES);
-                    if outbox.send((index, result)).is_err() {
+                    if outbox.send((index, source, result)).is_err() {
                         break;
                     }
                 }

@@ -48,6 +48,8 @@ pub struct Reload {
     pub forwarding_changed: bool,
     /// Whether the key-exchange timers changed.
     pub timers_changed: bool,
+    /// Whether the certificate revocation lists (locations or intervals) changed.
+    pub crls_changed: bool,
 }
 
 impl Reload {
@@ -75,6 +77,8 @@ pub enum ReloadError {
     DuplicateCommonName { name: String },
     /// The trusted CAs of the new configuration cannot be loaded.
     Trust(String),
+    /// A certificate-revocation-list location that svrd cannot fetch from.
+    Crl(String),
 }
 
 impl fmt::Display for ReloadError {
@@ -93,6 +97,7 @@ impl fmt::Display for ReloadError {
                 write!(f, "peering-common-name {name} is used twice; expected one per router")
             }
             ReloadError::Trust(message) => write!(f, "trusted CAs: {message}"),
+            ReloadError::Crl(message) => write!(f, "certificate-revocation-list {message}"),
         }
     }
 }
@@ -146,6 +151,7 @@ pub fn prepare(
         bfd_changed: Vec::new(),
         forwarding_changed: false,
         timers_changed: false,
+        crls_changed: false,
     };
 
     // Ports: new index to running index, by device-interface name.
@@ -191,12 +197,26 @@ pub fn prepare(
     if plan.trusted_cas != new.trusted_cas {
         reload.changes.push(format!("trusted CAs: {} sources", new.trusted_cas.len()));
     }
+    if plan.crls != new.crls {
+        for crl in &new.crls {
+            if let Err(error) = crate::pki::CrlSource::parse(&crl.location) {
+                errors.push(ReloadError::Crl(format!("{}: {error}", crl.location)));
+            }
+        }
+        let locations: Vec<&str> = new.crls.iter().map(|crl| crl.location.as_str()).collect();
+        reload.changes.push(format!(
+            "certificate revocation lists: {}",
+            if locations.is_empty() { "none".to_string() } else { locations.join(", ") }
+        ));
+        reload.crls_changed = true;
+    }
     plan.services = new.services;
     plan.tenants = new.tenants;
     plan.routes = routes;
     plan.timers = new.timers;
     plan.payload_rekey_interval = new.payload_rekey_interval;
     plan.trusted_cas = new.trusted_cas;
+    plan.crls = new.crls;
 
     if errors.is_empty() { Ok(reload) } else { Err(errors) }
 }
@@ -501,6 +521,11 @@ impl Daemon {
         let reset: Vec<usize> =
             reload.peers_removed.iter().chain(&reload.peers_replaced).copied().collect();
         self.certs.sync_peers(&self.plan, &reset);
+        if reload.crls_changed {
+            for source in self.certs.set_crls(&self.plan, self.options.crl_poll) {
+                self.alarms.clear(&AlarmCause::CrlUnavailable { source });
+            }
+        }
         for &slot in reload.peers_removed.iter().chain(&reload.peers_replaced) {
             self.keyring.peer_metadata[slot] = None;
             self.keyring.pair_secrets[slot].clear();
