@@ -716,13 +716,16 @@ mod tests {
     }
 
     fn with_file_crl(path: PathBuf, trust: TrustStore) -> Certificates {
-        let source = CrlSource::File(path);
-        let poller = CrlPoller::new(source, Duration::from_secs(3600), Duration::from_secs(60));
+        let plan = CrlPlan {
+            location: path.display().to_string(),
+            polling_interval: Duration::from_secs(3600),
+            backoff_interval: Duration::from_secs(60),
+        };
         Certificates {
             identity_config: IdentityConfig::generated("r1", std::path::Path::new("/nonexistent")),
             pki: PeerCertificates::new(trust, InvalidCertificateBehavior::FailSoft),
             peers: Vec::new(),
-            crls: vec![CrlWatch { poller, in_flight: false, stamp: None }],
+            crls: vec![CrlWatch::new(&plan, None).unwrap()],
             fetcher: Some(CrlFetcher::spawn().unwrap()),
             recheck: false,
             last_check: Instant::now(),
