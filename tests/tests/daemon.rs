@@ -562,6 +562,11 @@ fn netns_daemon_reload_adds_peer() {
     spoke1.wait_complete(1, KEYS).expect("spoke1 keys after the hub's BFD restart");
     let log = hub.log_text();
     assert!(log.contains("peer spoke2 added"), "the hub logs the new peer\n{log}");
+    // Adding a path leaves the running BFD session of spoke1's path alone: it came up
+    // once, and it did not go down and up again around the reload.
+    let spoke1_ups =
+        log.lines().filter(|l| l.contains("peer path up") && l.contains("spoke1")).count();
+    assert_eq!(spoke1_ups, 1, "spoke1's path restarted on the reload\n{log}");
     assert!(
         log.contains("peer path 10.245.12.1 -> 10.245.12.2 to spoke2 added"),
         "the hub logs the new path\n{log}"
@@ -589,6 +594,10 @@ fn netns_daemon_reload_adds_peer() {
         hub.log_tail(25)
     );
     hub.wait_complete(1, KEYS).expect("the hub keeps spoke1's path only");
+    let log = hub.log_text();
+    let spoke1_ups =
+        log.lines().filter(|l| l.contains("peer path up") && l.contains("spoke1")).count();
+    assert_eq!(spoke1_ups, 1, "spoke1's path restarted when spoke2 was removed\n{log}");
     assert_eq!(ping(&ns, "host1", "10.245.2.10", 2), 0, "no way to spoke2 after the removal");
     let stats = hub.request(&["show", "stats"]).expect("hub stats");
     assert_eq!(stats.data["drops"]["bad-tag"].as_u64(), Some(0), "hub bad-tag drops");

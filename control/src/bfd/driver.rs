@@ -150,6 +150,7 @@ enum Command {
     AdminDown(PathId, Diagnostic, Sender<Result<(), EngineError>>),
     AdminUp(PathId, Sender<Result<(), EngineError>>),
     SetKeys(PathId, Vec<KeyGeneration>, Sender<Result<(), EngineError>>),
+    AddPath(PathSpec, Sender<Result<PathId, DriverError>>),
 }
 
 #[derive(Debug)]
@@ -246,6 +247,18 @@ impl DriverHandle {
         self.request(|reply| Command::SetKeys(path, keys, reply))
     }
 
+    /// Adds a session for `spec` to the running driver, binding a socket for its local
+    /// address when none is bound yet, and starts it. The other sessions are not touched.
+    pub fn add_path(&self, spec: PathSpec) -> Result<PathId, DriverError> {
+        let (reply, answer) = mpsc::channel();
+        self.commands.send(Command::AddPath(spec, reply)).map_err(|_| DriverError::Stopped)?;
+        match answer.recv_timeout(Duration::from_secs(2)) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(DriverError::TimedOut),
+            Err(RecvTimeoutError::Disconnected) => Err(DriverError::Stopped),
+        }
+    }
+
     /// Waits up to `timeout` for the next complete metadata message from any path.
     pub fn recv_metadata(&self, timeout: Duration) -> Option<(PathId, Vec<u8>)> {
         lock(&self.shared.metadata).recv_timeout(timeout).ok()
@@ -309,25 +322,7 @@ impl Driver {
         let mut listeners: Vec<Listener> = Vec::new();
         let mut senders = Vec::new();
         for spec in paths {
-            let listener = match listeners
-                .iter()
-                .position(|l| l.flavour == spec.flavour && l.local == spec.local)
-            {
-                Some(index) => index,
-                None => {
-                    let socket = bind_socket(SocketAddr::new(spec.local, spec.flavour.port()))?;
-                    enable_ttl_reception(&socket, spec.local)?;
-                    listeners.push(Listener { flavour: spec.flavour, local: spec.local, socket });
-                    listeners.len() - 1
-                }
-            };
-            let sender = match spec.flavour {
-                // RFC 5881 section 4: "The same UDP source port number MUST be used for all
-                // BFD Control packets associated with a particular session."
-                Flavour::SingleHop => SendSocket::Own(bind_source_port(spec.local)?),
-                Flavour::PeerPath => SendSocket::Listener(listener),
-            };
-            senders.push(sender);
+            senders.push(sockets_for(&mut listeners, &spec)?);
             engine.add_path(spec);
         }
 
@@ -421,6 +416,12 @@ impl Driver {
                 Command::SetKeys(path, keys, reply) => {
                     (self.engine.set_keys(path, keys).map(|()| Vec::new()), reply)
                 }
+                Command::AddPath(spec, reply) => {
+                    let added = self.add_path(spec, now);
+                    // As below, a requester that gave up is not an error.
+                    let _ = reply.send(added);
+                    continue;
+                }
             };
             let answer = match result {
                 Ok(outputs) => {
@@ -434,6 +435,17 @@ impl Driver {
             let _ = reply.send(answer);
         }
         self.publish_status();
+    }
+
+    fn add_path(&mut self, spec: PathSpec, now: Instant) -> Result<PathId, DriverError> {
+        let sender = sockets_for(&mut self.listeners, &spec)?;
+        self.senders.push(sender);
+        let path = self.engine.add_path(spec);
+        if self.started {
+            let outputs = self.engine.start_path(path, now).map_err(DriverError::Engine)?;
+            self.perform(outputs);
+        }
+        Ok(path)
     }
 
     fn wait_readable(&self, wait: Duration) -> Result<Vec<usize>, DriverError> {
@@ -582,6 +594,27 @@ impl Driver {
             .collect();
         status.counters = *self.engine.counters();
     }
+}
+
+/// Returns the socket a session of `spec` sends from, binding the listener of its local
+/// address and flavour when there is none yet.
+fn sockets_for(listeners: &mut Vec<Listener>, spec: &PathSpec) -> Result<SendSocket, DriverError> {
+    let listener =
+        match listeners.iter().position(|l| l.flavour == spec.flavour && l.local == spec.local) {
+            Some(index) => index,
+            None => {
+                let socket = bind_socket(SocketAddr::new(spec.local, spec.flavour.port()))?;
+                enable_ttl_reception(&socket, spec.local)?;
+                listeners.push(Listener { flavour: spec.flavour, local: spec.local, socket });
+                listeners.len() - 1
+            }
+        };
+    Ok(match spec.flavour {
+        // RFC 5881 section 4: "The same UDP source port number MUST be used for all BFD
+        // Control packets associated with a particular session."
+        Flavour::SingleHop => SendSocket::Own(bind_source_port(spec.local)?),
+        Flavour::PeerPath => SendSocket::Listener(listener),
+    })
 }
 
 /// Binds a non-blocking UDP socket that sends with TTL 255 and DSCP CS6.

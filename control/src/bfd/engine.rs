@@ -288,6 +288,16 @@ impl Engine {
         outputs
     }
 
+    /// Starts the session of one path, added by [`Engine::add_path`] after
+    /// [`Engine::start`] ran: it sends its first packet now.
+    pub fn start_path(&mut self, path: PathId, now: Instant) -> Result<Vec<Output>, EngineError> {
+        let entry = self.paths.get_mut(path.0).ok_or(EngineError::UnknownPath { path })?;
+        let actions = entry.session.start(now);
+        let mut outputs = Vec::new();
+        self.apply(path, actions, &mut outputs);
+        Ok(outputs)
+    }
+
     pub fn paths(&self) -> impl Iterator<Item = (PathId, &PathSpec)> {
         self.paths.iter().enumerate().map(|(i, p)| (PathId(i), &p.spec))
     }

@@ -158,6 +158,9 @@ struct Daemon {
     bfd: DriverHandle,
     /// Per plan path: its BFD session, or `None` for a retired path.
     bfd_paths: Vec<Option<PathId>>,
+    /// Sessions of paths removed by a reload, administratively down, kept so that the
+    /// path gets its session back if it is added again.
+    bfd_parked: Vec<ParkedPath>,
     bfd_stop: Arc<AtomicBool>,
     bfd_thread: Option<JoinHandle<()>>,
     keyring: Keyring,
@@ -176,6 +179,14 @@ struct Daemon {
     requests: std::sync::mpsc::Receiver<mgmt::Pending>,
     last_neighbour_refresh: Instant,
     last_payload_rekey: Instant,
+}
+
+/// The BFD session of a removed path.
+#[derive(Debug, Clone, Copy)]
+struct ParkedPath {
+    local: std::net::IpAddr,
+    remote: std::net::IpAddr,
+    id: PathId,
 }
 
 /// Signs key-exchange messages with the router's certificate key.
@@ -300,6 +311,7 @@ impl Daemon {
             next_timer: None,
             bfd,
             bfd_paths,
+            bfd_parked: Vec::new(),
             bfd_stop,
             bfd_thread: Some(bfd_thread),
             keyring,

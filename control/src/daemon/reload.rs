@@ -15,8 +15,10 @@ use std::sync::atomic::Ordering;
 use tracing::{error, info, warn};
 
 use super::plan::{PathPlan, PeerPlan, Plan, PlanError, RoutePlan};
-use super::{BfdThread, Daemon, load_trust, start_bfd};
+use super::{BfdThread, Daemon, ParkedPath, load_trust, start_bfd};
 use crate::alarm::AlarmCause;
+use crate::bfd::packet::Diagnostic;
+use crate::bfd::{Flavour, PathSpec};
 use crate::config::{self, LoadError};
 use crate::kex::{self, MlKemLevel, PeerConfig, PeerId};
 
@@ -497,10 +499,14 @@ impl Daemon {
         true
     }
 
-    /// Applies a prepared reload. Only a BFD restart can fail; it is done first, and on
-    /// failure BFD runs the previous paths again.
+    /// Applies a prepared reload. Only the change of BFD sessions can fail; it is done
+    /// first. When a path cannot be added to the running BFD thread, BFD restarts with the
+    /// new set, and when that fails too it runs the previous paths again.
     fn apply(&mut self, reload: &Reload) -> Result<(), super::DaemonError> {
-        if reload.paths_changed {
+        if reload.paths_changed
+            && let Err(error) = self.update_bfd_paths(&reload.plan)
+        {
+            warn!(%error, "cannot change the running bfd sessions; restarting bfd");
             self.restart_bfd(&reload.plan).or_else(|error| {
                 let previous = self.plan.clone();
                 self.restart_bfd(&previous).map_err(|again| {
@@ -583,11 +589,62 @@ impl Daemon {
         Ok(())
     }
 
+    /// Adds a BFD session for each new path of `plan` and takes each retired path's session
+    /// administratively down, leaving the sessions of unchanged paths running. A path added
+    /// back after its removal gets its old session back, brought up again.
+    fn update_bfd_paths(&mut self, plan: &Plan) -> Result<(), super::DaemonError> {
+        let bfd_error = |e: crate::bfd::driver::DriverError| super::DaemonError::Bfd(e.to_string());
+        self.bfd_paths.resize(plan.paths.len(), None);
+        self.keyring.path_up.resize(plan.paths.len(), false);
+        for (slot, path) in plan.paths.iter().enumerate() {
+            match (path.retired, self.bfd_paths[slot]) {
+                (false, None) => {
+                    let id = match self.bfd_parked.iter().position(|parked| {
+                        parked.local == path.local && parked.remote == path.remote
+                    }) {
+                        Some(index) => {
+                            let parked = self.bfd_parked.swap_remove(index);
+                            self.bfd.set_config(parked.id, path.bfd).map_err(bfd_error)?;
+                            self.bfd.admin_up(parked.id).map_err(bfd_error)?;
+                            parked.id
+                        }
+                        None => {
+                            let mut spec =
+                                PathSpec::new(Flavour::PeerPath, path.local, path.remote);
+                            spec.config = path.bfd;
+                            self.bfd.add_path(spec).map_err(bfd_error)?
+                        }
+                    };
+                    self.bfd_paths[slot] = Some(id);
+                    self.keyring.path_up[slot] = false;
+                    // A peer added by this reload has no pair secret yet.
+                    let secrets =
+                        self.keyring.pair_secrets.get(path.peer).cloned().unwrap_or_default();
+                    if !secrets.is_empty() {
+                        super::bfdauth::install_keys(
+                            &self.bfd,
+                            plan,
+                            &self.bfd_paths,
+                            path.peer,
+                            &secrets,
+                        );
+                    }
+                }
+                (true, Some(id)) => {
+                    self.bfd.admin_down(id, Diagnostic::AdministrativelyDown).map_err(bfd_error)?;
+                    self.bfd_paths[slot] = None;
+                    self.keyring.path_up[slot] = false;
+                    self.bfd_parked.push(ParkedPath { local: path.local, remote: path.remote, id });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the BFD thread and starts one for the active paths of `plan`. Every path then
-    /// starts down.
-    // NOTE: the BFD driver cannot add or remove sessions while it runs. Its shutdown sends
-    // AdminDown on every old session, so paths that did not change also go down until
-    // their new sessions come up.
+    /// starts down: the old thread's shutdown sends AdminDown on every session, so paths
+    /// that did not change also go down until their new sessions come up.
     fn restart_bfd(&mut self, plan: &Plan) -> Result<(), super::DaemonError> {
         self.bfd_stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.bfd_thread.take() {
@@ -598,6 +655,7 @@ impl Daemon {
         self.bfd_paths = paths;
         self.bfd_stop = stop;
         self.bfd_thread = Some(thread);
+        self.bfd_parked.clear();
         // The key exchange hears of each path again when BFD brings it up.
         self.keyring.path_up = vec![false; plan.paths.len()];
         // The new BFD sessions authenticate with the pair keys already agreed.
