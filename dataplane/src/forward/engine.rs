@@ -7,6 +7,9 @@
 //! - WAN to LAN: authenticate and decrypt in the receive order of `docs/protocol.md`
 //!   section 4.6 (replay pre-check, tag, metadata, payload, window update), create the
 //!   egress session from the metadata, and restore the original headers.
+//! - WAN to WAN (a transit session, whose service routes to another peer): authenticate
+//!   as above but leave the carried payload encrypted, and send the packet on to the next
+//!   peer ([`transit`]).
 //!
 //! A dropped packet changes no session state, so a bad packet cannot hurt other packets of
 //! its session or other sessions.

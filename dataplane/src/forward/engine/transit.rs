@@ -5,7 +5,7 @@
 //! the ingress (role [`Role::Egress`], the waypoints the ingress chose) and the leg towards
 //! the egress (role [`Role::Ingress`], with waypoint ports this router allocates). It
 //! learns the payload secret from the payload-key TLV, so it verifies every packet's tag
-//! and checks it against the leg's replay window, but it never decrypts or re-encrypts the
+//! and checks it against the leg's replay window. It never decrypts or re-encrypts the
 //! carried payload, and the packet number and key id travel unchanged.
 //!
 //! - A packet without metadata goes on byte for byte: its tag is under the session's
@@ -155,10 +155,10 @@ impl Engine {
         Ok((back, true))
     }
 
-    /// Receive order step 6 for a packet with metadata on a transit leg, and the state the
-    /// metadata changes: a payload key from the ingress is installed on both legs, and
-    /// reverse metadata on the onward leg ends the metadata that leg adds on its own. The
-    /// tag was verified and the TLVs decrypted by the caller.
+    /// Records a packet with metadata of a transit leg in its replay window (receive order
+    /// step 6) and applies its metadata. A payload key from the ingress is installed on
+    /// both legs, and reverse metadata on the onward leg ends the metadata that leg adds on
+    /// its own. The caller has verified the tag and decrypted the TLVs.
     pub(super) fn finish_transit_metadata(
         &mut self,
         id: SessionId,
@@ -228,7 +228,8 @@ impl Engine {
     }
 
     /// Sends an authenticated packet of transit leg `id` on over the other leg. `packet`
-    /// is the received frame's parse, the range of its UDP payload and the frame's bytes.
+    /// contains the received frame's parse, the range of its UDP payload and the frame's
+    /// bytes.
     pub(super) fn forward_transit(
         &mut self,
         epoch: &KeyEpoch,
@@ -362,10 +363,10 @@ fn table_drop(error: &TableError) -> DropReason {
     }
 }
 
-/// Returns the outer IP fields of a forwarded packet from those it arrived with: DS field
-/// kept, TTL one lower, and the original's identification, don't-fragment flag or flow
-/// label moved to the field the onward family holds them in, as the ingress stored them
-/// (see `outer_fields` in the engine).
+/// Returns the outer IP fields of a forwarded packet from those it arrived with. The DS
+/// field is kept and the TTL is one lower. The original's identification, don't-fragment
+/// flag or flow label move to the field of the onward family that stores them, as the
+/// ingress placed them (see `outer_fields` in the engine).
 fn transit_fields(arrived: &IpFields, inner_v4: bool, onward_v4: bool) -> IpHeaderFields {
     let mut fields = IpHeaderFields {
         tos: arrived.tos(),
