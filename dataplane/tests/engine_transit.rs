@@ -46,11 +46,14 @@ const SPOKE1_WAN_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
 const HUB_A_MAC: [u8; 6] = [2, 0, 0, 0, 2, 3];
 const HUB_B_MAC: [u8; 6] = [2, 0, 0, 0, 3, 3];
 const SPOKE2_WAN_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
+const HUB_LAN_MAC: [u8; 6] = [2, 0, 0, 0, 9, 3];
+/// The hub's LAN port.
+const HUB_LAN: u16 = 2;
 
 /// Length of the trailer (sequence field and HMAC-SHA-384 tag).
 const TRAILER_LEN: usize = 8 + 48;
 
-/// The pair keys of `local` towards `peer`; each peering has its own secret.
+/// Derives the pair keys of `local` towards `peer`. Each peering has its own secret.
 fn pair_keys(local: &str, peer: &str, secret: u8) -> PairKeys {
     PairKeys::derive(Suite::AesCbc256HmacSha384, &PairSecret::from_bytes([secret; 32]), local, peer)
 }
@@ -100,8 +103,8 @@ fn spoke1_epoch() -> KeyEpoch {
     }
 }
 
-/// The hub's epoch; with `second_path` it has a second path to spoke2, and `first_up`
-/// says whether the first one is in service.
+/// Builds the hub's epoch. With `second_path` it has a second path to spoke2, and
+/// `first_up` sets whether the first one is in service.
 fn hub_epoch(second_path: bool, first_up: bool) -> KeyEpoch {
     let (services, service_routes) = service(NextHop::Peer(1));
     let mut neighbours = HashMap::new();
@@ -137,6 +140,7 @@ fn hub_epoch(second_path: bool, first_up: bool) -> KeyEpoch {
         interfaces: vec![
             Interface { mac: HUB_A_MAC, role: InterfaceRole::Wan },
             Interface { mac: HUB_B_MAC, role: InterfaceRole::Wan },
+            Interface { mac: HUB_LAN_MAC, role: InterfaceRole::Lan { tenant: 0 } },
         ],
         neighbours,
     }
@@ -173,7 +177,7 @@ fn spoke2_epoch(second_path: bool) -> KeyEpoch {
     }
 }
 
-fn worker(epoch: KeyEpoch, ports: [MemPort; 2]) -> (Worker, EpochPublisher) {
+fn worker(epoch: KeyEpoch, ports: Vec<MemPort>) -> (Worker, EpochPublisher) {
     let (publisher, reader) = epoch_channel(epoch);
     let control = Arc::new(ControlQueues::new(16, 2048));
     let config = WorkerConfig {
@@ -187,8 +191,8 @@ fn worker(epoch: KeyEpoch, ports: [MemPort; 2]) -> (Worker, EpochPublisher) {
         core: None,
         sweep_budget: 1024,
     };
-    let [first, second] = ports;
-    (Worker::new(config, vec![Box::new(first), Box::new(second)], reader, control), publisher)
+    let ports = ports.into_iter().map(|port| Box::new(port) as Box<dyn PacketIo + Send>).collect();
+    (Worker::new(config, ports, reader, control), publisher)
 }
 
 /// Which of the hub's WAN links a captured frame crossed.
@@ -214,6 +218,8 @@ struct Net {
     hub_epoch: EpochPublisher,
     host1: MemPort,
     host5: MemPort,
+    /// A host on the hub's LAN port.
+    hub_host: MemPort,
     /// The ends of link A at spoke1 and at the hub, and of link B at the hub and spoke2.
     a_spoke: MemPort,
     a_hub: MemPort,
@@ -237,9 +243,10 @@ impl Net {
         let (hub_b, b_hub) = mem_pair(&config).unwrap();
         let (b_spoke, spoke2_wan) = mem_pair(&config).unwrap();
         let (spoke2_lan, host5) = mem_pair(&config).unwrap();
-        let (spoke1, _) = worker(spoke1_epoch(), [spoke1_lan, spoke1_wan]);
-        let (hub, hub_epoch) = worker(hub_epoch(second_path, true), [hub_a, hub_b]);
-        let (spoke2, _) = worker(spoke2_epoch(second_path), [spoke2_lan, spoke2_wan]);
+        let (hub_lan, hub_host) = mem_pair(&config).unwrap();
+        let (spoke1, _) = worker(spoke1_epoch(), vec![spoke1_lan, spoke1_wan]);
+        let (hub, hub_epoch) = worker(hub_epoch(second_path, true), vec![hub_a, hub_b, hub_lan]);
+        let (spoke2, _) = worker(spoke2_epoch(second_path), vec![spoke2_lan, spoke2_wan]);
         Net {
             spoke1,
             hub,
@@ -247,6 +254,7 @@ impl Net {
             hub_epoch,
             host1,
             host5,
+            hub_host,
             a_spoke,
             a_hub,
             b_hub,
@@ -445,7 +453,8 @@ fn transit_handshake_end_to_end() {
 
     let forward_b = net.frames(Link::B, true);
     let reverse_a = net.frames(Link::A, false);
-    assert!(has_metadata(&forward_b[0]) && has_metadata(&forward_b[1]), "forward metadata");
+    assert!(has_metadata(&forward_b[0]), "first forward packet carries metadata");
+    assert!(has_metadata(&forward_b[1]), "forward metadata until the reply");
     assert!(has_metadata(&reverse_a[0]), "reverse metadata reaches spoke1");
     assert!(!has_metadata(&forward_b[2]), "forward metadata stops after the reply");
     assert!(!has_metadata(&reverse_a[1]), "reverse metadata stops");
@@ -568,8 +577,6 @@ fn transit_sessions_expire_together() {
     net.hub.poll_once(net.now);
     assert_eq!(net.hub.engine().sessions().len(), 0, "both legs expire");
     assert_eq!(net.hub.engine().counters().sessions_expired, 1);
-    let pairs = net.hub.engine().sessions().len();
-    assert_eq!(pairs, 0);
 
     // The spokes' sessions expired too, so the next packet starts a new session through
     // the hub.
@@ -639,4 +646,31 @@ fn transit_onward_path_failover() {
     assert_eq!(net.spoke2.engine().sessions().len(), 1);
     assert_eq!(net.hub.engine().counters().total_drops(), 0);
     assert_eq!(net.spoke2.engine().counters().total_drops(), 0);
+}
+
+#[test]
+fn transit_tuple_from_lan_dropped() {
+    let mut net = Net::new();
+    net.request(b"one");
+    net.reply(b"reply");
+    let forwarded = net.frames(Link::B, true).len();
+
+    // A host on the hub's LAN sends packets with the transit session's tuple, in both
+    // directions. Neither is sealed into the session.
+    for frame in [
+        udp_v4(HOST1, HOST5, (40000, 5201), b"injected forward"),
+        udp_v4(HOST5, HOST1, (5201, 40000), b"injected reverse"),
+    ] {
+        let mut frame = frame;
+        frame[0..6].copy_from_slice(&HUB_LAN_MAC);
+        Net::send(&mut net.hub_host, &frame);
+        net.run();
+    }
+    assert_eq!(net.hub.engine().counters().drops(DropReason::NoRoute), 2);
+    assert_eq!(net.frames(Link::B, true).len(), forwarded, "nothing sent to spoke2");
+    assert_eq!(net.frames(Link::A, false).len(), 1, "nothing sent to spoke1");
+    assert_eq!(net.hub.engine().counters().ingress_forwarded, 0);
+    assert_eq!(Net::receive(&mut net.host5).len(), 1);
+    assert_eq!(Net::receive(&mut net.host1).len(), 1);
+    assert_eq!(net.hub.port(HUB_LAN).unwrap().stats().rx_frames, 2);
 }

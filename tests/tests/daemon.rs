@@ -397,7 +397,7 @@ fn hub_authority(with_spoke2: bool) -> Authority {
 
 /// Builds host1 - spoke1 = wire1 = hub = wire2 = spoke2 - host2 and fills the neighbour
 /// tables svrd reads. Each wire namespace bridges a spoke's WAN veth to one of the hub's,
-/// so that a capture there sees the hub's WAN traffic in both directions: svrd's own
+/// so that a capture there records the hub's WAN traffic in both directions: svrd's own
 /// veth ends hand their frames to AF_XDP, past the kernel's packet taps.
 fn hub_topology(tag: &str) -> (Namespaces, TempDir) {
     let mut ns = Namespaces::new(tag);
