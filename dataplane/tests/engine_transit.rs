@@ -28,11 +28,13 @@ use svr_dataplane::epoch::{
     EpochPublisher, Interface, InterfaceRole, KeyEpoch, NextHop, Path, Peer, Service,
     ServicePrefix, ServiceRoute, epoch_channel,
 };
-use svr_dataplane::forward::EngineConfig;
+use svr_dataplane::forward::{Engine, EngineConfig};
+use svr_dataplane::group::{GroupConfig, WorkerGroup};
+use svr_dataplane::handoff::HandoffConfig;
 use svr_dataplane::io::mem::{MemConfig, MemPort, mem_pair};
 use svr_dataplane::io::{Burst, PacketIo};
 use svr_dataplane::packet::COOKIE;
-use svr_dataplane::worker::{ControlQueues, Polling, Worker, WorkerConfig};
+use svr_dataplane::worker::{ControlQueues, Polling, Port, Worker, WorkerConfig};
 
 const SPOKE1_WAYPOINT: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 1);
 const HUB_WAYPOINT_A: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 3);
@@ -177,10 +179,8 @@ fn spoke2_epoch(second_path: bool) -> KeyEpoch {
     }
 }
 
-fn worker(epoch: KeyEpoch, ports: Vec<MemPort>) -> (Worker, EpochPublisher) {
-    let (publisher, reader) = epoch_channel(epoch);
-    let control = Arc::new(ControlQueues::new(16, 2048));
-    let config = WorkerConfig {
+fn worker_config() -> WorkerConfig {
+    WorkerConfig {
         engine: EngineConfig {
             sessions: 1024,
             rotation_grace: GRACE,
@@ -190,9 +190,33 @@ fn worker(epoch: KeyEpoch, ports: Vec<MemPort>) -> (Worker, EpochPublisher) {
         polling: Polling::Adaptive { empty_polls: 8, sleep: Duration::from_millis(1) },
         core: None,
         sweep_budget: 1024,
+    }
+}
+
+fn worker(epoch: KeyEpoch, lan: MemPort, wan: MemPort) -> Worker {
+    let (_, reader) = epoch_channel(epoch);
+    let control = Arc::new(ControlQueues::new(16, 2048));
+    Worker::new(worker_config(), vec![Box::new(lan), Box::new(wan)], reader, control)
+}
+
+/// Runs the hub with `workers` workers. With more than one, each of its ports is polled
+/// by its own worker, so packets of one session are handed between workers.
+fn hub_group(
+    epoch: KeyEpoch,
+    ports: Vec<MemPort>,
+    workers: usize,
+) -> (WorkerGroup, EpochPublisher) {
+    let (publisher, reader) = epoch_channel(epoch);
+    let control = Arc::new(ControlQueues::new(16, 2048));
+    let config = GroupConfig {
+        worker: worker_config(),
+        workers,
+        cores: vec![],
+        handoff: HandoffConfig::default(),
+        port_owners: (workers > 1).then(|| (0..ports.len()).map(|i| i % workers).collect()),
     };
-    let ports = ports.into_iter().map(|port| Box::new(port) as Box<dyn PacketIo + Send>).collect();
-    (Worker::new(config, ports, reader, control), publisher)
+    let ports: Vec<Port> = ports.into_iter().map(|port| Box::new(port) as Port).collect();
+    (WorkerGroup::new(&config, ports, &reader, &control).unwrap(), publisher)
 }
 
 /// Which of the hub's WAN links a captured frame crossed.
@@ -213,7 +237,7 @@ struct Captured {
 
 struct Net {
     spoke1: Worker,
-    hub: Worker,
+    hub: WorkerGroup,
     spoke2: Worker,
     hub_epoch: EpochPublisher,
     host1: MemPort,
@@ -231,11 +255,12 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        Net::with_paths(false)
+        Net::with(false, 1)
     }
 
-    /// Three routers; with `second_path` the hub and spoke2 have a second path.
-    fn with_paths(second_path: bool) -> Net {
+    /// Three routers; with `second_path` the hub and spoke2 have a second path. The hub
+    /// runs `hub_workers` workers.
+    fn with(second_path: bool, hub_workers: usize) -> Net {
         let config = MemConfig { frames: 4096, frame_size: 2048, ring_size: 1024 };
         let (host1, spoke1_lan) = mem_pair(&config).unwrap();
         let (spoke1_wan, a_spoke) = mem_pair(&config).unwrap();
@@ -244,9 +269,10 @@ impl Net {
         let (b_spoke, spoke2_wan) = mem_pair(&config).unwrap();
         let (spoke2_lan, host5) = mem_pair(&config).unwrap();
         let (hub_lan, hub_host) = mem_pair(&config).unwrap();
-        let (spoke1, _) = worker(spoke1_epoch(), vec![spoke1_lan, spoke1_wan]);
-        let (hub, hub_epoch) = worker(hub_epoch(second_path, true), vec![hub_a, hub_b, hub_lan]);
-        let (spoke2, _) = worker(spoke2_epoch(second_path), vec![spoke2_lan, spoke2_wan]);
+        let spoke1 = worker(spoke1_epoch(), spoke1_lan, spoke1_wan);
+        let hub_ports = vec![hub_a, hub_b, hub_lan];
+        let (hub, hub_epoch) = hub_group(hub_epoch(second_path, true), hub_ports, hub_workers);
+        let spoke2 = worker(spoke2_epoch(second_path), spoke2_lan, spoke2_wan);
         Net {
             spoke1,
             hub,
@@ -335,6 +361,11 @@ impl Net {
     fn reply(&mut self, payload: &[u8]) {
         Net::send(&mut self.host5, &from_host5(udp_v4(HOST5, HOST1, (5201, 40000), payload)));
         self.run();
+    }
+
+    /// The engine of the hub's first worker, the only one unless a test asks for more.
+    fn hub_engine(&mut self) -> &mut Engine {
+        self.hub.workers()[0].engine()
     }
 
     /// Injects `frame` into the hub's port on link A, as if spoke1 had sent it.
@@ -432,7 +463,7 @@ fn transit_udp_both_ways() {
     let frames_a = net.frames(Link::A, false);
     assert_eq!(frames_a[0][26..34], [HUB_WAYPOINT_A.octets(), SPOKE1_WAYPOINT.octets()].concat());
 
-    let hub = net.hub.engine();
+    let hub = net.hub_engine();
     assert_eq!(hub.counters().total_drops(), 0);
     assert_eq!(hub.counters().transit_forwarded, 8);
     assert_eq!(hub.counters().egress_forwarded, 0);
@@ -479,7 +510,7 @@ fn transit_forged_packet_dropped() {
     forged[14 + 20 + 8 + 3] ^= 0x01;
     fix_checksums(&mut forged);
     net.inject_at_hub(&forged);
-    assert_eq!(net.hub.engine().counters().drops(DropReason::BadTag), 1);
+    assert_eq!(net.hub_engine().counters().drops(DropReason::BadTag), 1);
     assert_eq!(net.frames(Link::B, true).len(), forwarded, "nothing forwarded");
 
     let mut bad_tag = plain.clone();
@@ -488,9 +519,9 @@ fn transit_forged_packet_dropped() {
     bad_tag[len - 1] ^= 0x80;
     fix_checksums(&mut bad_tag);
     net.inject_at_hub(&bad_tag);
-    assert_eq!(net.hub.engine().counters().drops(DropReason::BadTag), 2);
+    assert_eq!(net.hub_engine().counters().drops(DropReason::BadTag), 2);
     assert_eq!(net.frames(Link::B, true).len(), forwarded);
-    assert_eq!(net.hub.engine().counters().drops(DropReason::Replay), 0);
+    assert_eq!(net.hub_engine().counters().drops(DropReason::Replay), 0);
     assert_eq!(Net::receive(&mut net.host5).len(), 2);
 }
 
@@ -506,7 +537,7 @@ fn transit_replay_dropped() {
 
     net.inject_at_hub(&plain);
     net.inject_at_hub(&first);
-    assert_eq!(net.hub.engine().counters().drops(DropReason::Replay), 2);
+    assert_eq!(net.hub_engine().counters().drops(DropReason::Replay), 2);
     assert_eq!(net.frames(Link::B, true).len(), forwarded, "replays stop at the hub");
     assert_eq!(net.spoke2.engine().counters().total_drops(), 0);
     assert_eq!(Net::receive(&mut net.host5).len(), 2);
@@ -525,7 +556,7 @@ fn transit_metadata_from_wrong_peer_dropped() {
     moved[26..34].copy_from_slice(&[SPOKE1_WAYPOINT.octets(), HUB_WAYPOINT_A.octets()].concat());
     fix_checksums(&mut moved);
     net.inject_at_hub(&moved);
-    assert_eq!(net.hub.engine().counters().drops(DropReason::BadTag), 1);
+    assert_eq!(net.hub_engine().counters().drops(DropReason::BadTag), 1);
     assert_eq!(Net::receive(&mut net.host1).len(), 1);
 }
 
@@ -536,7 +567,8 @@ fn transit_rotation_through_hub() {
     net.reply(b"reply");
     net.request(b"two");
     assert_eq!(net.spoke1.engine().rotate_all(net.now), 1);
-    assert_eq!(net.hub.engine().rotate_all(net.now), 0, "the hub starts no rotation");
+    let now = net.now;
+    assert_eq!(net.hub_engine().rotate_all(now), 0, "the hub starts no rotation");
 
     // The next key travels in forward metadata through the hub.
     net.request(b"with the next key");
@@ -561,7 +593,7 @@ fn transit_rotation_through_hub() {
     }
     assert_eq!(Net::receive(&mut net.host5).len(), 5);
     assert_eq!(Net::receive(&mut net.host1).len(), 4);
-    assert_eq!(net.hub.engine().counters().total_drops(), 0);
+    assert_eq!(net.hub_engine().counters().total_drops(), 0);
     assert_eq!(net.spoke2.engine().counters().total_drops(), 0);
     assert_eq!(net.spoke1.engine().counters().total_drops(), 0);
 }
@@ -571,12 +603,12 @@ fn transit_sessions_expire_together() {
     let mut net = Net::new();
     net.request(b"one");
     net.reply(b"reply");
-    assert_eq!(net.hub.engine().sessions().len(), 2);
+    assert_eq!(net.hub_engine().sessions().len(), 2);
 
     net.now += Duration::from_secs(61);
     net.hub.poll_once(net.now);
-    assert_eq!(net.hub.engine().sessions().len(), 0, "both legs expire");
-    assert_eq!(net.hub.engine().counters().sessions_expired, 1);
+    assert_eq!(net.hub_engine().sessions().len(), 0, "both legs expire");
+    assert_eq!(net.hub_engine().counters().sessions_expired, 1);
 
     // The spokes' sessions expired too, so the next packet starts a new session through
     // the hub.
@@ -584,8 +616,8 @@ fn transit_sessions_expire_together() {
     net.spoke2.poll_once(net.now);
     net.request(b"new session");
     assert_eq!(Net::receive(&mut net.host5).len(), 2);
-    assert_eq!(net.hub.engine().sessions().len(), 2);
-    assert_eq!(net.hub.engine().counters().sessions_created, 2);
+    assert_eq!(net.hub_engine().sessions().len(), 2);
+    assert_eq!(net.hub_engine().counters().sessions_created, 2);
 }
 
 #[test]
@@ -612,13 +644,13 @@ fn transit_fragments_pass_through() {
     let delivered = Net::receive(&mut net.host5);
     assert_eq!(delivered.len(), 1, "spoke2 reassembles the packet");
     assert_eq!(host_payload(&delivered[0]), &payload[..]);
-    assert_eq!(net.hub.engine().counters().total_drops(), 0);
-    assert_eq!(net.hub.engine().fragment_counters().packets_reassembled, 0);
+    assert_eq!(net.hub_engine().counters().total_drops(), 0);
+    assert_eq!(net.hub_engine().fragment_counters().packets_reassembled, 0);
 }
 
 #[test]
 fn transit_onward_path_failover() {
-    let mut net = Net::with_paths(true);
+    let mut net = Net::with(true, 1);
     net.request(b"on path 0");
     net.reply(b"reply 0");
     net.request(b"handshake done");
@@ -644,7 +676,7 @@ fn transit_onward_path_failover() {
     assert_eq!(Net::receive(&mut net.host5).len(), 4);
     assert_eq!(Net::receive(&mut net.host1).len(), 2);
     assert_eq!(net.spoke2.engine().sessions().len(), 1);
-    assert_eq!(net.hub.engine().counters().total_drops(), 0);
+    assert_eq!(net.hub_engine().counters().total_drops(), 0);
     assert_eq!(net.spoke2.engine().counters().total_drops(), 0);
 }
 
@@ -666,11 +698,55 @@ fn transit_tuple_from_lan_dropped() {
         Net::send(&mut net.hub_host, &frame);
         net.run();
     }
-    assert_eq!(net.hub.engine().counters().drops(DropReason::NoRoute), 2);
+    assert_eq!(net.hub_engine().counters().drops(DropReason::NoRoute), 2);
     assert_eq!(net.frames(Link::B, true).len(), forwarded, "nothing sent to spoke2");
     assert_eq!(net.frames(Link::A, false).len(), 1, "nothing sent to spoke1");
-    assert_eq!(net.hub.engine().counters().ingress_forwarded, 0);
+    assert_eq!(net.hub_engine().counters().ingress_forwarded, 0);
     assert_eq!(Net::receive(&mut net.host5).len(), 1);
     assert_eq!(Net::receive(&mut net.host1).len(), 1);
-    assert_eq!(net.hub.port(HUB_LAN).unwrap().stats().rx_frames, 2);
+    assert_eq!(net.hub.workers()[0].port(HUB_LAN).unwrap().stats().rx_frames, 2);
+}
+
+#[test]
+fn transit_sharded_hub() {
+    for workers in [2, 3] {
+        let mut net = Net::with(false, workers);
+        let flows: Vec<u16> = (0..12).map(|i| 40000 + i).collect();
+        for round in 0..3u8 {
+            for &port in &flows {
+                let request = udp_v4(HOST1, HOST5, (port, 5201), &[b'q', round]);
+                Net::send(&mut net.host1, &request);
+            }
+            net.run();
+            for &port in &flows {
+                let reply = from_host5(udp_v4(HOST5, HOST1, (5201, port), &[b'r', round]));
+                Net::send(&mut net.host5, &reply);
+            }
+            net.run();
+        }
+        assert_eq!(Net::receive(&mut net.host5).len(), 36, "{workers} workers: at host5");
+        assert_eq!(Net::receive(&mut net.host1).len(), 36, "{workers} workers: at host1");
+
+        // Both legs of each session live on the worker that owns its flow class.
+        let mut legs = 0;
+        for (index, worker) in net.hub.workers().iter_mut().enumerate() {
+            let table = worker.engine().sessions();
+            for id in table.ids() {
+                let leg = table.get(id).unwrap();
+                let other = table.get(leg.relay.unwrap()).unwrap();
+                assert_eq!(other.uuid, leg.uuid, "{workers} workers: worker {index} pairs legs");
+                legs += 1;
+            }
+        }
+        assert_eq!(legs, 24, "{workers} workers: two legs per flow");
+        let handed: u64 =
+            net.hub.workers().iter_mut().map(|w| w.engine().counters().handed_off).sum();
+        assert!(handed > 0, "{workers} workers: packets were handed between workers");
+        let counters = net.hub.counters();
+        assert_eq!(counters.transit_forwarded(), 72, "{workers} workers: forwarded");
+        assert_eq!(counters.sessions_created(), 12, "{workers} workers: sessions");
+        for reason in DropReason::ALL {
+            assert_eq!(counters.drops(reason), 0, "{workers} workers: {} drops", reason.name());
+        }
+    }
 }
