@@ -648,6 +648,26 @@ fn netns_daemon_hub_and_spokes() {
         let drops = stats.data["drops"][reason].as_u64().unwrap_or(0);
         assert_eq!(drops, 0, "hub drops for {reason}");
     }
+
+    // A new session still crosses after the hub rotates its own metadata key, which both
+    // spokes encrypt the metadata towards it under.
+    let index = |svrd: &Svrd| {
+        let status = svrd.request(&["show", "security", "key-status"]).expect("key status");
+        status.data[0]["metadata_rekey_index"].clone()
+    };
+    let before = index(&hub);
+    hub.request(&["rotate", "security", "metadata-key"]).expect("rotate the hub's key");
+    assert!(
+        wait_for(Duration::from_secs(10), || index(&hub) != before),
+        "the hub's metadata key index stays {before}\n{}",
+        logs()
+    );
+    assert!(
+        ping_until(&ns, "host1", "10.245.2.10", Duration::from_secs(10)),
+        "ping through the hub after its metadata-key rotation\n{}",
+        logs()
+    );
+    assert_eq!(ping(&ns, "host2", "10.245.1.10", 3), 3, "host2 to host1 after the rotation");
     drop((spoke1, hub, spoke2));
     let prefix = ns.name("");
     drop(ns);
