@@ -193,10 +193,11 @@ fn worker_config() -> WorkerConfig {
     }
 }
 
-fn worker(epoch: KeyEpoch, lan: MemPort, wan: MemPort) -> Worker {
-    let (_, reader) = epoch_channel(epoch);
+fn worker(epoch: KeyEpoch, lan: MemPort, wan: MemPort) -> (Worker, EpochPublisher) {
+    let (publisher, reader) = epoch_channel(epoch);
     let control = Arc::new(ControlQueues::new(16, 2048));
-    Worker::new(worker_config(), vec![Box::new(lan), Box::new(wan)], reader, control)
+    let worker = Worker::new(worker_config(), vec![Box::new(lan), Box::new(wan)], reader, control);
+    (worker, publisher)
 }
 
 /// Runs the hub with `workers` workers. With more than one, each of its ports is polled
@@ -239,6 +240,7 @@ struct Net {
     spoke1: Worker,
     hub: WorkerGroup,
     spoke2: Worker,
+    spoke1_epoch: EpochPublisher,
     hub_epoch: EpochPublisher,
     host1: MemPort,
     host5: MemPort,
@@ -269,14 +271,15 @@ impl Net {
         let (b_spoke, spoke2_wan) = mem_pair(&config).unwrap();
         let (spoke2_lan, host5) = mem_pair(&config).unwrap();
         let (hub_lan, hub_host) = mem_pair(&config).unwrap();
-        let spoke1 = worker(spoke1_epoch(), spoke1_lan, spoke1_wan);
+        let (spoke1, spoke1_epoch) = worker(spoke1_epoch(), spoke1_lan, spoke1_wan);
         let hub_ports = vec![hub_a, hub_b, hub_lan];
         let (hub, hub_epoch) = hub_group(hub_epoch(second_path, true), hub_ports, hub_workers);
-        let spoke2 = worker(spoke2_epoch(second_path), spoke2_lan, spoke2_wan);
+        let (spoke2, _) = worker(spoke2_epoch(second_path), spoke2_lan, spoke2_wan);
         Net {
             spoke1,
             hub,
             spoke2,
+            spoke1_epoch,
             hub_epoch,
             host1,
             host5,
@@ -749,4 +752,57 @@ fn transit_sharded_hub() {
             assert_eq!(counters.drops(reason), 0, "{workers} workers: {} drops", reason.name());
         }
     }
+}
+
+/// Adds a second path between spoke1 and the hub, over the same ports, with waypoints
+/// 10.202.1.x: to spoke1's epoch (`spoke1`) or to the hub's. The other router is peer 0
+/// in both.
+fn with_second_spoke1_path(mut epoch: KeyEpoch, spoke1: bool, first_up: bool) -> KeyEpoch {
+    let spoke1_address = Ipv4Addr::new(10, 202, 1, 1);
+    let hub_address = Ipv4Addr::new(10, 202, 1, 3);
+    let (local, remote, mac) = if spoke1 {
+        (spoke1_address, hub_address, HUB_A_MAC)
+    } else {
+        (hub_address, spoke1_address, SPOKE1_WAN_MAC)
+    };
+    let paths = &mut epoch.peers[0].paths;
+    let mut second = paths[0].clone();
+    second.local = local.into();
+    second.peer = remote.into();
+    paths[0].in_service = first_up;
+    let interface = second.interface;
+    paths.push(second);
+    epoch.neighbours.insert((interface, IpAddr::V4(remote)), mac);
+    epoch.generation += 1;
+    epoch
+}
+
+#[test]
+fn transit_ingress_path_failover() {
+    let mut net = Net::new();
+    net.spoke1_epoch.publish(with_second_spoke1_path(spoke1_epoch(), true, true));
+    net.hub_epoch.publish(with_second_spoke1_path(hub_epoch(false, true), false, true));
+    net.request(b"on path 0");
+    net.reply(b"reply 0");
+    net.request(b"handshake done");
+    assert!(!has_metadata(net.frames(Link::A, true).last().unwrap()));
+
+    // spoke1's first path to the hub goes down: its session moves to the second path and
+    // sends metadata there, and the hub moves the leg towards spoke1 with it.
+    net.spoke1_epoch.publish(with_second_spoke1_path(spoke1_epoch(), true, false));
+    net.request(b"on path 1");
+    let moved = net.frames(Link::A, true).last().unwrap().clone();
+    assert_eq!(moved[26..34], [[10, 202, 1, 1], [10, 202, 1, 3]].concat(), "spoke1 on path 1");
+    assert!(has_metadata(&moved), "metadata after the path change");
+    let onward = net.frames(Link::B, true).last().unwrap().clone();
+    assert_eq!(onward[26..34], [HUB_WAYPOINT_B.octets(), SPOKE2_WAYPOINT.octets()].concat());
+
+    net.reply(b"reply 1");
+    let reply = net.frames(Link::A, false).last().unwrap().clone();
+    assert_eq!(reply[26..34], [[10, 202, 1, 3], [10, 202, 1, 1]].concat(), "reply on path 1");
+    assert_eq!(Net::receive(&mut net.host5).len(), 3);
+    assert_eq!(Net::receive(&mut net.host1).len(), 2);
+    assert_eq!(net.hub_engine().sessions().len(), 2, "the legs moved, none was added");
+    assert_eq!(net.hub_engine().counters().total_drops(), 0);
+    assert_eq!(net.spoke1.engine().counters().total_drops(), 0);
 }
