@@ -242,6 +242,7 @@ struct Net {
     spoke2: Worker,
     spoke1_epoch: EpochPublisher,
     hub_epoch: EpochPublisher,
+    spoke2_epoch: EpochPublisher,
     host1: MemPort,
     host5: MemPort,
     /// A host on the hub's LAN port.
@@ -274,13 +275,14 @@ impl Net {
         let (spoke1, spoke1_epoch) = worker(spoke1_epoch(), spoke1_lan, spoke1_wan);
         let hub_ports = vec![hub_a, hub_b, hub_lan];
         let (hub, hub_epoch) = hub_group(hub_epoch(second_path, true), hub_ports, hub_workers);
-        let (spoke2, _) = worker(spoke2_epoch(second_path), spoke2_lan, spoke2_wan);
+        let (spoke2, spoke2_epoch) = worker(spoke2_epoch(second_path), spoke2_lan, spoke2_wan);
         Net {
             spoke1,
             hub,
             spoke2,
             spoke1_epoch,
             hub_epoch,
+            spoke2_epoch,
             host1,
             host5,
             hub_host,
@@ -366,7 +368,7 @@ impl Net {
         self.run();
     }
 
-    /// The engine of the hub's first worker, the only one unless a test asks for more.
+    /// The engine of the hub's first worker, the only one unless a test requests more.
     fn hub_engine(&mut self) -> &mut Engine {
         self.hub.workers()[0].engine()
     }
@@ -805,4 +807,56 @@ fn transit_ingress_path_failover() {
     assert_eq!(net.hub_engine().sessions().len(), 2, "the legs moved, none was added");
     assert_eq!(net.hub_engine().counters().total_drops(), 0);
     assert_eq!(net.spoke1.engine().counters().total_drops(), 0);
+}
+
+/// Moves the path between the hub and spoke2 to IPv6 waypoints fd03::3 and fd03::2, in the
+/// hub's epoch (`hub`) or in spoke2's.
+fn with_ipv6_onward(mut epoch: KeyEpoch, hub: bool) -> KeyEpoch {
+    let hub_address: IpAddr = "fd03::3".parse().unwrap();
+    let spoke2_address: IpAddr = "fd03::2".parse().unwrap();
+    let (peer, local, remote, mac) = if hub {
+        (1, hub_address, spoke2_address, SPOKE2_WAN_MAC)
+    } else {
+        (0, spoke2_address, hub_address, HUB_B_MAC)
+    };
+    let path = &mut epoch.peers[peer].paths[0];
+    path.local = local;
+    path.peer = remote;
+    let interface = path.interface;
+    epoch.neighbours.insert((interface, remote), mac);
+    epoch.generation += 1;
+    epoch
+}
+
+#[test]
+fn transit_ipv4_to_ipv6_waypoints() {
+    let mut net = Net::new();
+    net.hub_epoch.publish(with_ipv6_onward(hub_epoch(false, true), true));
+    net.spoke2_epoch.publish(with_ipv6_onward(spoke2_epoch(false), false));
+    for _ in 0..2 {
+        net.request(b"over ipv6 waypoints");
+        net.reply(b"back over ipv6 waypoints");
+    }
+
+    let onward = net.frames(Link::B, true);
+    assert_eq!(onward.len(), 2);
+    assert_eq!(onward[0][12..14], [0x86, 0xdd], "the hub sends to spoke2 over IPv6");
+    assert_eq!(net.frames(Link::A, false)[0][12..14], [0x08, 0x00], "and to spoke1 over IPv4");
+    // The IPv6 packet without metadata carries the IPv4 one's UDP payload.
+    let from_spoke1 = &net.frames(Link::A, true)[1];
+    assert_eq!(&onward[1][14 + 40 + 8..], wan_payload(from_spoke1), "carried unchanged");
+
+    // The originals' identification (0x1234) and DF flag cross the IPv6 leg both ways.
+    let at_host5 = Net::receive(&mut net.host5);
+    let at_host1 = Net::receive(&mut net.host1);
+    assert_eq!(at_host5.len(), 2);
+    assert_eq!(at_host1.len(), 2);
+    for frame in at_host5.iter().chain(&at_host1) {
+        assert_eq!(frame[18..20], [0x12, 0x34], "identification restored");
+        assert_eq!(frame[20] & 0x40, 0x40, "DF restored");
+        assert_eq!(internet_checksum(&[&frame[14..34]]), 0, "ipv4 header checksum");
+    }
+    assert_eq!(host_payload(&at_host5[1]), b"over ipv6 waypoints");
+    assert_eq!(host_payload(&at_host1[1]), b"back over ipv6 waypoints");
+    assert_eq!(net.hub_engine().counters().total_drops(), 0);
 }
