@@ -42,7 +42,7 @@ use crate::packet::{HeaderTlv, PayloadTlv};
 use crate::replay::ReplayWindow;
 use crate::sealed::{
     Opened, Outgoing, OutgoingMetadata, ReceivedMetadata, open_without_metadata, peek_sequence,
-    seal,
+    seal, sealed_len_bound,
 };
 use crate::session::{
     PayloadKeys, Role, Session, SessionId, SessionMetadata, SessionTable, TableError,
@@ -309,26 +309,12 @@ impl Engine {
         };
 
         let mut out = frames.alloc(port).ok_or(DropReason::NoBuffer)?;
-        let written = match &resealed {
-            None => {
-                out.append(header_len + body.len()).map_err(|_| DropReason::TooLong).map(|buffer| {
-                    buffer[header_len..].copy_from_slice(body);
-                    body.len()
-                })
-            }
-            Some(outgoing) => {
-                let carried = &body[opened.carried.clone()];
-                let bound = header_len + crate::sealed::sealed_len_bound(outgoing, carried.len());
-                out.append(bound).map_err(|_| DropReason::TooLong).and_then(|buffer| {
-                    seal(&mut buffer[header_len..], outgoing, carried).map_err(seal_drop)
-                })
-            }
-        };
-        let written = match written {
-            Ok(len) => len,
-            Err(reason) => return Err(discard(frames, port, out, reason)),
-        };
-        out.truncate(header_len + written);
+        let carried = &body[opened.carried.clone()];
+        let written =
+            match write_udp_payload(&mut out, header_len, body, carried, resealed.as_ref()) {
+                Ok(len) => len,
+                Err(reason) => return Err(discard(frames, port, out, reason)),
+            };
         // NOTE: a packet that grew past the onward WAN's MTU (an IPv6 leg after an IPv4
         // one, or a longer tag on the onward pair key) is dropped, not fragmented.
         if header_len - ETHERNET_LEN + written > usize::from(self.config.wan_mtu) {
@@ -343,6 +329,32 @@ impl Engine {
         self.counters.transit_forwarded += 1;
         Ok(Some((port, out)))
     }
+}
+
+/// Writes the UDP payload of a forwarded packet into `out` after `header_len` bytes of
+/// headers, and returns its length. Without `resealed` it is `body`, the received UDP
+/// payload. With it, it is the `carried` part of `body` sealed with new metadata.
+fn write_udp_payload(
+    out: &mut Frame,
+    header_len: usize,
+    body: &[u8],
+    carried: &[u8],
+    resealed: Option<&Outgoing<'_>>,
+) -> Result<usize, DropReason> {
+    let written = match resealed {
+        None => {
+            let buffer = out.append(header_len + body.len()).map_err(|_| DropReason::TooLong)?;
+            buffer[header_len..].copy_from_slice(body);
+            body.len()
+        }
+        Some(outgoing) => {
+            let bound = header_len + sealed_len_bound(outgoing, carried.len());
+            let buffer = out.append(bound).map_err(|_| DropReason::TooLong)?;
+            seal(&mut buffer[header_len..], outgoing, carried).map_err(seal_drop)?
+        }
+    };
+    out.truncate(header_len + written);
+    Ok(written)
 }
 
 /// Returns the other leg of transit leg `id`, checking that it names `id` back and
