@@ -277,6 +277,7 @@ fn bench_session(index: usize, route: &Arc<[PayloadTlv]>) -> Result<Session, Str
         metadata,
         last_seen: Instant::now(),
         idle_timeout: Duration::from_secs(600),
+        relay: None,
     })
 }
 

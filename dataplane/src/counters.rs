@@ -114,6 +114,8 @@ pub struct Counters {
     pub ingress_forwarded: u64,
     /// WAN packets restored onto a LAN.
     pub egress_forwarded: u64,
+    /// WAN packets of transit sessions forwarded from one peer on to another.
+    pub transit_forwarded: u64,
     /// Control packets handed to the control thread.
     pub punted: u64,
     /// Control packets sent for the control thread.
@@ -140,6 +142,7 @@ impl Counters {
             drops: [0; REASONS],
             ingress_forwarded: 0,
             egress_forwarded: 0,
+            transit_forwarded: 0,
             punted: 0,
             control_sent: 0,
             handed_off: 0,
@@ -190,6 +193,7 @@ pub struct SharedCounters {
     drops: [AtomicU64; REASONS],
     ingress_forwarded: AtomicU64,
     egress_forwarded: AtomicU64,
+    transit_forwarded: AtomicU64,
     punted: AtomicU64,
     sessions_created: AtomicU64,
     rotations_started: AtomicU64,
@@ -204,6 +208,7 @@ impl SharedCounters {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             ingress_forwarded: AtomicU64::new(0),
             egress_forwarded: AtomicU64::new(0),
+            transit_forwarded: AtomicU64::new(0),
             punted: AtomicU64::new(0),
             sessions_created: AtomicU64::new(0),
             rotations_started: AtomicU64::new(0),
@@ -219,6 +224,7 @@ impl SharedCounters {
         }
         self.ingress_forwarded.store(counters.ingress_forwarded, Ordering::Relaxed);
         self.egress_forwarded.store(counters.egress_forwarded, Ordering::Relaxed);
+        self.transit_forwarded.store(counters.transit_forwarded, Ordering::Relaxed);
         self.punted.store(counters.punted, Ordering::Relaxed);
         self.sessions_created.store(counters.sessions_created, Ordering::Relaxed);
         self.rotations_started.store(counters.rotations_started, Ordering::Relaxed);
@@ -242,6 +248,11 @@ impl SharedCounters {
     /// WAN packets restored onto a LAN, at the last refresh.
     pub fn egress_forwarded(&self) -> u64 {
         self.egress_forwarded.load(Ordering::Relaxed)
+    }
+
+    /// WAN packets forwarded on to another peer, at the last refresh.
+    pub fn transit_forwarded(&self) -> u64 {
+        self.transit_forwarded.load(Ordering::Relaxed)
     }
 
     /// Control packets punted, at the last refresh.

@@ -232,6 +232,11 @@ impl GroupCounters {
         self.sum(SharedCounters::egress_forwarded)
     }
 
+    /// WAN packets forwarded on to another peer.
+    pub fn transit_forwarded(&self) -> u64 {
+        self.sum(SharedCounters::transit_forwarded)
+    }
+
     /// Control packets punted.
     pub fn punted(&self) -> u64 {
         self.sum(SharedCounters::punted)

@@ -351,33 +351,18 @@ fn netns_daemon_ipv4_hosts_ipv6_waypoints() {
     cross_family("v6", Wan::V6);
 }
 
-/// Returns the MAC address of `interface` in namespace `ns`.
-fn mac(ns: &Namespaces, name: &str, interface: &str) -> String {
-    let path = format!("/sys/class/net/{interface}/address");
-    let output = ns.exec(name, &["cat", &path]).expect("read a MAC address");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
 /// The hub-and-spoke authority. Each spoke peers only with the hub: the spokes' WAN ports
-/// share a neighborhood with one hub port each, and none with each other.
-///
-/// NOTE: the dataplane does not forward an SVR session from one peer on to another yet.
-/// The hub therefore ends each session from a spoke on its LAN port `loop-a`. The veth
-/// peer of `loop-a` is `loop-b`, another LAN port of the hub, of tenant `transit`, where
-/// the packet starts a new session to the other spoke. The payload is therefore decrypted and encrypted again
-/// at the hub, not carried end to end.
-/// Without `with_spoke2` the hub has neither a peer spoke2 nor a path to it.
+/// share a neighborhood with one hub port each, and none with each other. The hub routes
+/// each spoke's LAN to that spoke, so it forwards the sessions between them on without
+/// ending them. Without `with_spoke2` the hub has neither a peer spoke2 nor a route to it.
 fn hub_authority(with_spoke2: bool) -> Authority {
-    let gateway = Some("10.245.99.2");
     let spoke2_adjacency: &[(&str, &str)] =
         if with_spoke2 { &[("10.245.12.2", "spoke2")] } else { &[] };
     Authority {
-        tenants: vec!["corp".into(), "transit".into()],
+        tenants: vec!["corp".into()],
         services: vec![
             Service::new("to-lan1", &["corp"], &["10.245.1.0/24"]),
             Service::new("to-lan2", &["corp"], &["10.245.2.0/24"]),
-            Service::new("to-lan1-transit", &["transit"], &["10.245.1.0/24"]),
-            Service::new("to-lan2-transit", &["transit"], &["10.245.2.0/24"]),
         ],
         routers: vec![
             Router {
@@ -386,27 +371,17 @@ fn hub_authority(with_spoke2: bool) -> Authority {
                     Port::lan("lan", "corp", &["10.245.1.1/24"]),
                     Port::wan("wan1", "10.245.11.2/24", &[("10.245.11.1", "hub")]),
                 ],
-                routes: vec![
-                    Route::peer("to-lan2", "hub"),
-                    Route::local("to-lan1-transit", "lan", None),
-                ],
+                routes: vec![Route::peer("to-lan2", "hub"), Route::local("to-lan1", "lan", None)],
             },
             Router {
                 name: "hub".into(),
                 ports: vec![
                     Port::wan("wan1", "10.245.11.1/24", &[("10.245.11.2", "spoke1")]),
                     Port::wan("wan2", "10.245.12.1/24", spoke2_adjacency),
-                    Port::lan("loop-a", "corp", &["10.245.99.1/30"]),
-                    Port::lan("loop-b", "transit", &["10.245.99.2/30"]),
                 ],
-                routes: vec![
-                    Route::local("to-lan1", "loop-a", gateway),
-                    Route::local("to-lan2", "loop-a", gateway),
-                    Route::peer("to-lan1-transit", "spoke1"),
-                ]
-                .into_iter()
-                .chain(with_spoke2.then(|| Route::peer("to-lan2-transit", "spoke2")))
-                .collect(),
+                routes: std::iter::once(Route::peer("to-lan1", "spoke1"))
+                    .chain(with_spoke2.then(|| Route::peer("to-lan2", "spoke2")))
+                    .collect(),
             },
             Router {
                 name: "spoke2".into(),
@@ -414,38 +389,52 @@ fn hub_authority(with_spoke2: bool) -> Authority {
                     Port::lan("lan", "corp", &["10.245.2.1/24"]),
                     Port::wan("wan2", "10.245.12.2/24", &[("10.245.12.1", "hub")]),
                 ],
-                routes: vec![
-                    Route::peer("to-lan1", "hub"),
-                    Route::local("to-lan2-transit", "lan", None),
-                ],
+                routes: vec![Route::peer("to-lan1", "hub"), Route::local("to-lan2", "lan", None)],
             },
         ],
     }
 }
 
-/// Builds host1 - spoke1 = hub = spoke2 - host2, with the hub's loop between `loop-a` and
-/// `loop-b`, and fills the neighbour tables svrd reads.
+/// Builds host1 - spoke1 = wire1 = hub = wire2 = spoke2 - host2 and fills the neighbour
+/// tables svrd reads. Each wire namespace bridges a spoke's WAN veth to one of the hub's,
+/// so that a capture there records the hub's WAN traffic in both directions: svrd's own
+/// veth ends hand their frames to AF_XDP, past the kernel's packet taps.
 fn hub_topology(tag: &str) -> (Namespaces, TempDir) {
     let mut ns = Namespaces::new(tag);
     let dir = TempDir::new(&format!("daemon-{tag}")).expect("temporary directory");
-    for (name, router) in
-        [("host1", false), ("spoke1", true), ("hub", true), ("spoke2", true), ("host2", false)]
-    {
+    for (name, router) in [
+        ("host1", false),
+        ("spoke1", true),
+        ("wire1", false),
+        ("hub", true),
+        ("wire2", false),
+        ("spoke2", true),
+        ("host2", false),
+    ] {
         ns.add(name, router).expect("add namespace");
     }
     ns.link("host1", "lan", "spoke1", "lan").expect("link host1");
-    ns.link("spoke1", "wan1", "hub", "wan1").expect("link spoke1-hub");
-    ns.link("spoke2", "wan2", "hub", "wan2").expect("link spoke2-hub");
+    ns.link("spoke1", "wan1", "wire1", "spoke1").expect("link spoke1-wire1");
+    ns.link("wire1", "hub", "hub", "wan1").expect("link wire1-hub");
+    ns.link("hub", "wan2", "wire2", "hub").expect("link hub-wire2");
+    ns.link("wire2", "spoke2", "spoke2", "wan2").expect("link wire2-spoke2");
     ns.link("spoke2", "lan", "host2", "lan").expect("link host2");
-    ns.link("hub", "loop-a", "hub", "loop-b").expect("link the hub's loop");
+    for (wire, spoke) in [("wire1", "spoke1"), ("wire2", "spoke2")] {
+        for args in [
+            &["ip", "link", "add", "br0", "type", "bridge"][..],
+            &["ip", "link", "set", spoke, "master", "br0"],
+            &["ip", "link", "set", "hub", "master", "br0"],
+            &["ip", "link", "set", "br0", "up"],
+        ] {
+            ns.exec(wire, args).expect("bridge the wire");
+        }
+    }
     for (name, interface, cidr) in [
         ("host1", "lan", "10.245.1.10/24"),
         ("spoke1", "lan", "10.245.1.1/24"),
         ("spoke1", "wan1", "10.245.11.2/24"),
         ("hub", "wan1", "10.245.11.1/24"),
         ("hub", "wan2", "10.245.12.1/24"),
-        ("hub", "loop-a", "10.245.99.1/30"),
-        ("hub", "loop-b", "10.245.99.2/30"),
         ("spoke2", "wan2", "10.245.12.2/24"),
         ("spoke2", "lan", "10.245.2.1/24"),
         ("host2", "lan", "10.245.2.10/24"),
@@ -464,32 +453,134 @@ fn hub_topology(tag: &str) -> (Namespaces, TempDir) {
     ] {
         ns.warm(from, to).expect("neighbour warm-up ping");
     }
-    // The loop's next hops: out of loop-a to loop-b, and back out of loop-b to loop-a.
-    let (mac_a, mac_b) = (mac(&ns, "hub", "loop-a"), mac(&ns, "hub", "loop-b"));
-    for (address, mac, interface) in [
-        ("10.245.99.2", &mac_b, "loop-a"),
-        ("10.245.1.10", &mac_a, "loop-b"),
-        ("10.245.2.10", &mac_a, "loop-b"),
-    ] {
-        ns.exec(
-            "hub",
-            &[
-                "ip",
-                "neigh",
-                "replace",
-                address,
-                "lladdr",
-                mac,
-                "dev",
-                interface,
-                "nud",
-                "permanent",
-            ],
-        )
-        .expect("static neighbour on the hub's loop");
+    (ns, dir)
+}
+
+/// A tcpdump process capturing one interface of a namespace into a pcap file. Dropping it
+/// stops the process.
+struct Capture {
+    child: std::process::Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Starts tcpdump on `interface` of `name` and waits until it listens (at most 10 s).
+    fn start(ns: &Namespaces, name: &str, interface: &str, file: PathBuf) -> Capture {
+        let log = file.with_extension("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name(name), "tcpdump", "-i", interface, "-U", "-n"])
+            .args(["--immediate-mode", "-s", "0", "-B", "16384", "-w"])
+            .arg(&file)
+            .arg("udp")
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&log).expect("create the tcpdump log"))
+            .spawn()
+            .expect("start tcpdump");
+        let capture = Capture { child, file };
+        let listening = wait_for(Duration::from_secs(10), || {
+            fs::read_to_string(&log).is_ok_and(|text| text.contains("listening on"))
+        });
+        assert!(listening, "tcpdump on {name} {interface} did not start: {:?}", fs::read(&log));
+        capture
     }
 
-    (ns, dir)
+    /// Stops tcpdump and returns the UDP payloads of the IPv4 packets it captured with
+    /// their addresses.
+    fn finish(mut self) -> Vec<CapturedUdp> {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).output();
+        let _ = self.child.wait();
+        let log = fs::read_to_string(self.file.with_extension("log")).unwrap_or_default();
+        let summary: Vec<&str> = log.lines().filter(|l| l.contains("packets")).collect();
+        eprintln!("tcpdump {}: {}", self.file.display(), summary.join(", "));
+        let bytes = fs::read(&self.file).expect("read the capture");
+        pcap_udp(&bytes)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One captured IPv4 UDP packet.
+#[derive(Debug)]
+struct CapturedUdp {
+    source: [u8; 4],
+    destination: [u8; 4],
+    ports: (u16, u16),
+    payload: Vec<u8>,
+}
+
+/// Reads the IPv4 UDP packets of a little-endian pcap file with Ethernet link type.
+fn pcap_udp(bytes: &[u8]) -> Vec<CapturedUdp> {
+    assert!(bytes.len() >= 24, "pcap file without a header");
+    assert_eq!(bytes[0..4], [0xd4, 0xc3, 0xb2, 0xa1], "pcap magic (little-endian)");
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    assert_eq!(word(20), 1, "pcap link type is Ethernet");
+    let mut packets = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let captured = word(at + 8) as usize;
+        let frame = &bytes[at + 16..(at + 16 + captured).min(bytes.len())];
+        at += 16 + captured;
+        if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+            continue;
+        }
+        let header_len = usize::from(frame[14] & 0x0f) * 4;
+        let udp = 14 + header_len;
+        let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+        let end = (14 + total).min(frame.len());
+        if end < udp + 8 {
+            continue;
+        }
+        packets.push(CapturedUdp {
+            source: [frame[26], frame[27], frame[28], frame[29]],
+            destination: [frame[30], frame[31], frame[32], frame[33]],
+            ports: (
+                u16::from_be_bytes([frame[udp], frame[udp + 1]]),
+                u16::from_be_bytes([frame[udp + 2], frame[udp + 3]]),
+            ),
+            payload: frame[udp + 8..end].to_vec(),
+        });
+    }
+    packets
+}
+
+/// The SVR cookie that starts a packet's metadata.
+const SVR_COOKIE: [u8; 8] = [0x4c, 0x48, 0xdb, 0xc6, 0xdd, 0xf6, 0x67, 0x0c];
+
+/// Returns the UDP payloads of the SVR packets without metadata from `source` to
+/// `destination` (waypoint ports, which start at 16384; BFD uses lower ports).
+fn svr_payloads(packets: &[CapturedUdp], source: [u8; 4], destination: [u8; 4]) -> Vec<Vec<u8>> {
+    packets
+        .iter()
+        .filter(|p| p.source == source && p.destination == destination)
+        .filter(|p| p.ports.0 >= 16384 && p.ports.1 >= 16384)
+        .filter(|p| !p.payload.starts_with(&SVR_COOKIE))
+        .map(|p| p.payload.clone())
+        .collect()
+}
+
+/// Checks that the hub sent on every SVR packet without metadata that it received, with
+/// the same UDP payload: each payload seen arriving on one link leaves on the other.
+fn assert_carried_unchanged(into_hub: &[Vec<u8>], out_of_hub: &[Vec<u8>], what: &str) {
+    assert!(into_hub.len() >= 10, "{what}: only {} packets without metadata", into_hub.len());
+    let sent: std::collections::HashSet<&Vec<u8>> = out_of_hub.iter().collect();
+    let missing = into_hub.iter().filter(|payload| !sent.contains(payload)).count();
+    // A packet the capture saw arrive may still be in flight when the capture stops.
+    let allowed = 2;
+    assert!(
+        missing <= allowed,
+        "{what}: {missing} of {} payloads did not leave the hub unchanged ({} left it)",
+        into_hub.len(),
+        out_of_hub.len()
+    );
+    let received: std::collections::HashSet<&Vec<u8>> = into_hub.iter().collect();
+    let extra = out_of_hub.iter().filter(|payload| !received.contains(payload)).count();
+    assert!(extra <= allowed, "{what}: {extra} payloads left the hub that never reached it");
 }
 
 #[test]
@@ -514,6 +605,8 @@ fn netns_daemon_hub_and_spokes() {
         )
     };
 
+    let wire1 = Capture::start(&ns, "wire1", "hub", dir.join("wire1.pcap"));
+    let wire2 = Capture::start(&ns, "wire2", "hub", dir.join("wire2.pcap"));
     assert_eq!(ping(&ns, "host1", "10.245.2.10", 5), 5, "host1 to host2\n{}", logs());
     assert_eq!(ping(&ns, "host2", "10.245.1.10", 5), 5, "host2 to host1\n{}", logs());
     let transfer = tcp_transfer(&ns, &dir, "host2", "host1", "10.245.2.10", 7401, 2 << 20)
@@ -521,15 +614,60 @@ fn netns_daemon_hub_and_spokes() {
     assert_eq!(transfer.bytes, 2 << 20, "bytes received through the hub");
     assert_eq!(transfer.received, transfer.sent, "SHA-256 of the transfer through the hub");
     eprintln!("TCP 2 MiB through the hub in {:?}", transfer.took);
-
-    // Every flow crossed the hub: two sessions there per flow, none lost to key drops.
+    std::thread::sleep(Duration::from_millis(500));
+    let (link1, link2) = (wire1.finish(), wire2.finish());
     let stats = hub.request(&["show", "stats"]).expect("hub stats");
+    eprintln!("hub drops: {}", stats.data["drops"]);
+
+    // The hub passes each packet without metadata on with its UDP payload unchanged:
+    // carried ciphertext, sequence field and tag. Only the outer headers differ.
+    let (spoke1_wan, hub_wan1) = ([10, 245, 11, 2], [10, 245, 11, 1]);
+    let (hub_wan2, spoke2_wan) = ([10, 245, 12, 1], [10, 245, 12, 2]);
+    assert_carried_unchanged(
+        &svr_payloads(&link1, spoke1_wan, hub_wan1),
+        &svr_payloads(&link2, hub_wan2, spoke2_wan),
+        "spoke1 to spoke2",
+    );
+    assert_carried_unchanged(
+        &svr_payloads(&link2, spoke2_wan, hub_wan2),
+        &svr_payloads(&link1, hub_wan1, spoke1_wan),
+        "spoke2 to spoke1",
+    );
+    let with_metadata =
+        link2.iter().filter(|p| p.source == hub_wan2 && p.payload.starts_with(&SVR_COOKIE)).count();
+    assert!(with_metadata >= 1, "the hub sends metadata towards spoke2 at session start");
+
+    // Every flow crossed the hub as one transit session, none lost to key drops.
     let created = stats.data["forwarding"]["sessions_created"].as_u64().unwrap_or(0);
-    assert!(created >= 6, "the hub created sessions for 3 flows: {created}\n{stats:?}");
+    assert!(created >= 3, "the hub created sessions for 3 flows: {created}\n{stats:?}");
+    let transit = stats.data["forwarding"]["transit_forwarded"].as_u64().unwrap_or(0);
+    assert!(transit >= 1000, "the hub forwarded {transit} transit packets");
+    let egress = stats.data["forwarding"]["egress_forwarded"].as_u64().unwrap_or(0);
+    assert_eq!(egress, 0, "the hub ends no session on a LAN");
     for reason in ["no-key", "bad-tag", "replay"] {
         let drops = stats.data["drops"][reason].as_u64().unwrap_or(0);
         assert_eq!(drops, 0, "hub drops for {reason}");
     }
+
+    // A new session still crosses after the hub rotates its own metadata key, which both
+    // spokes encrypt the metadata towards it under.
+    let index = |svrd: &Svrd| {
+        let status = svrd.request(&["show", "security", "key-status"]).expect("key status");
+        status.data[0]["metadata_rekey_index"].clone()
+    };
+    let before = index(&hub);
+    hub.request(&["rotate", "security", "metadata-key"]).expect("rotate the hub's key");
+    assert!(
+        wait_for(Duration::from_secs(10), || index(&hub) != before),
+        "the hub's metadata key index stays {before}\n{}",
+        logs()
+    );
+    assert!(
+        ping_until(&ns, "host1", "10.245.2.10", Duration::from_secs(10)),
+        "ping through the hub after its metadata-key rotation\n{}",
+        logs()
+    );
+    assert_eq!(ping(&ns, "host2", "10.245.1.10", 3), 3, "host2 to host1 after the rotation");
     drop((spoke1, hub, spoke2));
     let prefix = ns.name("");
     drop(ns);

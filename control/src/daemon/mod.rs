@@ -724,15 +724,17 @@ impl Daemon {
         let forwarded = serde_json::json!({
             "ingress_forwarded": self.counters.ingress_forwarded(),
             "egress_forwarded": self.counters.egress_forwarded(),
+            "transit_forwarded": self.counters.transit_forwarded(),
             "sessions_created": self.counters.sessions_created(),
             "rotations_started": self.counters.rotations_started(),
             "key_switches": self.counters.key_switches(),
             "punted": self.counters.punted(),
         });
         text.push_str(&format!(
-            "  ingress forwarded {}\n  egress forwarded  {}\n  sessions created  {}\n",
+            "  ingress forwarded {}\n  egress forwarded  {}\n  transit forwarded {}\n  sessions created  {}\n",
             self.counters.ingress_forwarded(),
             self.counters.egress_forwarded(),
+            self.counters.transit_forwarded(),
             self.counters.sessions_created()
         ));
         let bfd = self.bfd.counters();

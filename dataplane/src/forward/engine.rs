@@ -7,6 +7,9 @@
 //! - WAN to LAN: authenticate and decrypt in the receive order of `docs/protocol.md`
 //!   section 4.6 (replay pre-check, tag, metadata, payload, window update), create the
 //!   egress session from the metadata, and restore the original headers.
+//! - WAN to WAN (a transit session, whose service routes to another peer): authenticate
+//!   as above but leave the carried payload encrypted, and send the packet on to the next
+//!   peer ([`transit`]).
 //!
 //! A dropped packet changes no session state, so a bad packet cannot hurt other packets of
 //! its session or other sessions.
@@ -51,6 +54,8 @@ use crate::session::{
     TableError,
 };
 use crate::shard::flow_class;
+
+mod transit;
 
 /// UDP ports of BFD control packets that WAN ports hand to the control thread: 3784 is
 /// single-hop BFD (RFC 5881 section 4), 1280 the port SVR peers run BFD on.
@@ -274,13 +279,14 @@ impl Engine {
 
     /// Starts a payload-key rotation on an ingress session: the next key is sent in forward
     /// metadata from the next packet on and sealing switches to it after the grace time.
-    /// Returns whether a rotation started: only the ingress of a session rotates its key.
+    /// Returns whether a rotation started: only the ingress of a session rotates its key,
+    /// and a router that forwards a transit session learns its keys from the ingress.
     pub fn start_rotation(&mut self, id: SessionId, now: Instant) -> Result<bool, RotationError> {
         let grace = self.config.rotation_grace;
         let Some(session) = self.sessions.get_mut(id) else {
             return Ok(false);
         };
-        if session.role != Role::Ingress {
+        if session.role != Role::Ingress || session.is_transit() {
             return Ok(false);
         }
         let tlv = session.keys.start_rotation(now, grace)?;
@@ -374,6 +380,10 @@ impl Engine {
         }
 
         let id = match self.sessions.find_lan(&parsed.tuple) {
+            // A LAN host sending a transit session's tuple must not inject into it.
+            Some(id) if self.sessions.get(id).is_some_and(Session::is_transit) => {
+                return Err(DropReason::NoRoute);
+            }
             Some(id) => id,
             None => self.create_ingress(epoch, now, port, tenant, &parsed)?,
         };
@@ -484,6 +494,7 @@ impl Engine {
             metadata,
             last_seen: now,
             idle_timeout: self.config.idle_timeout,
+            relay: None,
         };
         let id = match self.sessions.insert(session) {
             Ok(id) => id,
@@ -554,10 +565,21 @@ impl Engine {
 
         let (id, plain, fragment) = match classify(packet).map_err(receive_drop)? {
             Received::Metadata { security_id } => {
-                self.open_metadata_packet(epoch, now, port, &outer, security_id, packet)?
+                match self.open_metadata_packet(epoch, now, port, &outer, security_id, packet)? {
+                    FromPeer::Local { id, plain, fragment } => (id, plain, fragment),
+                    FromPeer::Transit { id, opened } => {
+                        let packet = (&outer, payload_range, frame.data());
+                        return self.forward_transit(epoch, now, id, packet, &opened, frames);
+                    }
+                }
             }
             Received::Session => {
                 let id = self.sessions.find_wan(&outer.tuple).ok_or(DropReason::NoSession)?;
+                if self.sessions.get(id).is_some_and(Session::is_transit) {
+                    let opened = self.open_transit_packet(now, id, packet)?;
+                    let packet = (&outer, payload_range, frame.data());
+                    return self.forward_transit(epoch, now, id, packet, &opened, frames);
+                }
                 let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
                 if session.keys.advance(now, grace) {
                     self.counters.key_switches += 1;
@@ -599,9 +621,11 @@ impl Engine {
         Ok(Some(out))
     }
 
-    /// Opens a packet with metadata, creating the egress session from it when it is the
-    /// first of its session. Returns the session, the range of the original payload
-    /// within `packet`, and the fragment TLV when the packet is an SVR fragment.
+    /// Opens a packet with metadata, creating the egress or transit session from it when
+    /// it is the first of its session. For a session that ends here, returns the range of
+    /// the original payload within `packet` and the fragment TLV when the packet is an SVR
+    /// fragment. For a transit session, returns the opened packet, whose carried payload
+    /// stays encrypted.
     fn open_metadata_packet(
         &mut self,
         epoch: &KeyEpoch,
@@ -610,7 +634,7 @@ impl Engine {
         outer: &ParsedFrame,
         security_id: u32,
         packet: &mut [u8],
-    ) -> Result<(SessionId, Range<usize>, Option<Fragment>), DropReason> {
+    ) -> Result<FromPeer, DropReason> {
         let own = epoch.own_metadata_key(security_id).ok_or_else(|| {
             if epoch.recent_metadata_index(security_id) {
                 DropReason::NoKey
@@ -656,13 +680,21 @@ impl Engine {
             None => self.create_egress(epoch, now, port, outer, metadata, &opened)?,
         };
 
-        let result = self.finish_metadata_packet(id, now, packet, &opened, metadata);
+        let transit = self.sessions.get(id).is_some_and(Session::is_transit);
+        let result = if transit {
+            self.finish_transit_metadata(id, now, &opened, metadata).map(|()| None)
+        } else {
+            self.finish_metadata_packet(id, now, packet, &opened, metadata).map(Some)
+        };
         if result.is_err() && created {
             // A session made from a packet that then failed must not stay behind.
             self.sessions.remove(id);
             self.counters.sessions_created -= 1;
         }
-        result.map(|plain| (id, plain, fragment))
+        Ok(match result? {
+            Some(plain) => FromPeer::Local { id, plain, fragment },
+            None => FromPeer::Transit { id, opened },
+        })
     }
 
     /// Receive order steps 5 and 6 for a packet with metadata, and the session state the
@@ -786,9 +818,11 @@ impl Engine {
         if !epoch.services[usize::from(service)].tenants.contains(&tenant) {
             return Err(DropReason::NoService);
         }
-        let Some(NextHop::Local { interface, .. }) = epoch.route(service) else {
-            // NOTE: a hub that forwards a session on to another peer is not implemented.
-            return Err(DropReason::NoRoute);
+        let (interface, next_peer) = match epoch.route(service) {
+            Some(NextHop::Local { interface, .. }) => (interface, None),
+            // The session goes on to another peer: the leg made here faces the sender.
+            Some(NextHop::Peer(next)) => (port, Some(next)),
+            None => return Err(DropReason::NoRoute),
         };
         let found = epoch.path_by_waypoints(port, outer.tuple.source, outer.tuple.destination);
         let (peer, path) = match found {
@@ -821,7 +855,11 @@ impl Engine {
             metadata: SessionMetadata { route: None, last: PayloadTlv::DisableForwardMetadata },
             last_seen: now,
             idle_timeout: self.config.idle_timeout,
+            relay: None,
         };
+        if let Some(next) = next_peer {
+            return self.create_transit(epoch, session, next, metadata, &key);
+        }
         let id = self.sessions.insert(session).map_err(|error| match error {
             TableError::Full { .. } => DropReason::TableFull,
             _ => DropReason::Malformed,
@@ -830,6 +868,15 @@ impl Engine {
         debug!(tuple = %original, %uuid, "egress session created");
         Ok((id, true))
     }
+}
+
+/// What opening a packet with metadata gave.
+enum FromPeer {
+    /// A packet of a session that ends here: the range of its original payload, and its
+    /// fragment TLV when it is an SVR fragment.
+    Local { id: SessionId, plain: Range<usize>, fragment: Option<Fragment> },
+    /// A packet of a transit session, authenticated, with its carried payload encrypted.
+    Transit { id: SessionId, opened: Opened },
 }
 
 /// Seals the carried bytes of a LAN packet for `session` into a new frame on its WAN port.
@@ -843,12 +890,7 @@ fn seal_towards_peer(
 ) -> Result<(InterfaceId, Frame), DropReason> {
     let port = session.wan_interface;
     let interface = epoch.interfaces.get(usize::from(port)).ok_or(DropReason::NoRoute)?;
-    let next_hop = session
-        .path
-        .and_then(|path| epoch.path(session.peer, path))
-        .and_then(|path| path.gateway)
-        .unwrap_or(session.waypoints.destination);
-    let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoRoute)?;
+    let destination_mac = peer_link_mac(epoch, session).ok_or(DropReason::NoRoute)?;
     let metadata_keys = if session.send_metadata {
         let peer = epoch.peers.get(usize::from(session.peer)).ok_or(DropReason::NoRoute)?;
         let keys = peer.metadata_keys.as_ref().ok_or(DropReason::NoKey)?;
@@ -905,6 +947,17 @@ fn seal_towards_peer(
     }
     session.sent = number;
     Ok((port, out))
+}
+
+/// Returns the MAC address of the next hop towards `session`'s peer waypoint: the path's
+/// gateway when it has one, else the waypoint itself.
+fn peer_link_mac(epoch: &KeyEpoch, session: &Session) -> Option<[u8; 6]> {
+    let next_hop = session
+        .path
+        .and_then(|path| epoch.path(session.peer, path))
+        .and_then(|path| path.gateway)
+        .unwrap_or(session.waypoints.destination);
+    epoch.neighbour(session.wan_interface, next_hop)
 }
 
 /// Returns the largest TCP MSS whose full-sized segments, carried whole with up to 40 bytes

@@ -12,6 +12,9 @@
 //! - the metadata handshake: the ingress sends forward metadata until a reverse packet
 //!   with metadata arrives, and the egress sends reverse metadata (with disable-forward-
 //!   metadata, TLV 18) until a forward packet without metadata arrives.
+//!
+//! A router between the two (a hub) keeps a transit session as two linked legs, one per
+//! peer ([`Session::relay`]), and passes the metadata handshake through.
 
 mod hugepage;
 mod index;
@@ -80,6 +83,11 @@ pub struct Session {
     pub last_seen: Instant,
     /// Idle time after which the session is deleted.
     pub idle_timeout: Duration,
+    /// On a router that forwards the session from one peer on to another (a transit
+    /// session), the session's other leg. The leg towards the ingress has role
+    /// [`Role::Egress`] and the leg towards the egress [`Role::Ingress`], and each names the
+    /// other. Such legs restore nothing onto a LAN and seal nothing from one.
+    pub relay: Option<SessionId>,
 }
 
 impl Session {
@@ -140,6 +148,11 @@ impl Session {
             Role::Egress => PayloadTlv::ReverseContext(self.original.reversed().to_context()?),
         };
         Some([context, PayloadTlv::SessionUuid(self.uuid)])
+    }
+
+    /// Whether this is one leg of a transit session.
+    pub fn is_transit(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// Whether the session has been idle past its timeout at `now`.

@@ -7,6 +7,7 @@
 //! removal allocates.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Instant;
 
 use super::Session;
@@ -20,9 +21,21 @@ pub const PORT_FIRST: u16 = 16384;
 /// Last waypoint port of the pool.
 pub const PORT_LAST: u16 = 65534;
 
-/// Index of a session in its shard.
+/// Index of a session in its shard. It is stored as the slot index plus one, so that an
+/// `Option<SessionId>` takes four bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionId(u32);
+pub struct SessionId(NonZeroU32);
+
+impl SessionId {
+    fn new(slot: u32) -> SessionId {
+        // Slot counts are bounded far below u32::MAX by the slab's memory.
+        SessionId(NonZeroU32::MIN.saturating_add(slot))
+    }
+
+    fn slot(self) -> u32 {
+        self.0.get() - 1
+    }
+}
 
 /// A shard of the session table.
 #[derive(Debug)]
@@ -74,7 +87,7 @@ impl SessionTable {
         let found = self.by_lan.find(tuple, |slot| {
             self.session_at(slot).is_some_and(|session| session.lan_key() == *tuple)
         });
-        found.map(SessionId)
+        found.map(SessionId::new)
     }
 
     /// The session whose packets from the peer have the outer `tuple`.
@@ -82,12 +95,12 @@ impl SessionTable {
         let found = self.by_wan.find(tuple, |slot| {
             self.session_at(slot).is_some_and(|session| session.wan_key() == *tuple)
         });
-        found.map(SessionId)
+        found.map(SessionId::new)
     }
 
     /// The session `id`.
     pub fn get(&self, id: SessionId) -> Option<&Session> {
-        self.slots.get(id.0 as usize)?.as_ref()
+        self.slots.get(id.slot() as usize)?.as_ref()
     }
 
     fn session_at(&self, slot: u32) -> Option<&Session> {
@@ -96,7 +109,7 @@ impl SessionTable {
 
     /// The session `id`, writable.
     pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.slots.get_mut(id.0 as usize)?.as_mut()
+        self.slots.get_mut(id.slot() as usize)?.as_mut()
     }
 
     /// Adds a session and indexes it by its LAN and WAN tuples.
@@ -115,7 +128,7 @@ impl SessionTable {
         self.by_lan.insert(&lan, index);
         self.by_wan.insert(&wan, index);
         self.len += 1;
-        Ok(SessionId(index))
+        Ok(SessionId::new(index))
     }
 
     /// Moves session `id` to new waypoints (a path change), re-indexing it.
@@ -127,31 +140,44 @@ impl SessionTable {
         if self.find_wan(&waypoints.reversed()).is_some() {
             return Err(TableError::Exists { tuple: waypoints.reversed() });
         }
-        let Some(session) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+        let Some(session) = self.slots.get_mut(id.slot() as usize).and_then(Option::as_mut) else {
             return Err(TableError::Unknown { id });
         };
-        self.by_wan.remove(&session.wan_key(), id.0);
+        self.by_wan.remove(&session.wan_key(), id.slot());
         session.waypoints = waypoints;
-        self.by_wan.insert(&session.wan_key(), id.0);
+        self.by_wan.insert(&session.wan_key(), id.slot());
         Ok(())
     }
 
-    /// Deletes session `id`, returning its ingress waypoint port to the pool.
+    /// Deletes session `id`, returning its ingress waypoint port to the pool. A leg of a
+    /// transit session takes its other leg with it, so that neither is left naming a slot
+    /// that a new session may reuse.
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
-        let session = self.slots.get_mut(id.0 as usize)?.take()?;
-        self.by_lan.remove(&session.lan_key(), id.0);
-        self.by_wan.remove(&session.wan_key(), id.0);
+        let session = self.remove_one(id)?;
+        if let Some(other) = session.relay
+            && self.get(other).is_some_and(|leg| leg.relay == Some(id))
+        {
+            self.remove_one(other);
+        }
+        Some(session)
+    }
+
+    fn remove_one(&mut self, id: SessionId) -> Option<Session> {
+        let session = self.slots.get_mut(id.slot() as usize)?.take()?;
+        self.by_lan.remove(&session.lan_key(), id.slot());
+        self.by_wan.remove(&session.wan_key(), id.slot());
         if session.role == super::Role::Ingress {
             self.ports.release(session.waypoints.source_port);
         }
-        self.free.push(id.0);
+        self.free.push(id.slot());
         self.len -= 1;
         Some(session)
     }
 
     /// Visits up to `budget` slots from where the last sweep stopped and deletes the
-    /// sessions idle past their timeout at `now`; returns how many were deleted. Sweeping a
-    /// bounded part per call keeps a worker from stalling on a large table.
+    /// sessions idle past their timeout at `now`; returns how many were deleted, with the
+    /// two legs of a transit session counted once. Sweeping a bounded part per call keeps a
+    /// worker from stalling on a large table.
     pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
         let capacity = self.slots.len();
         if capacity == 0 {
@@ -162,7 +188,7 @@ impl SessionTable {
             let index = self.sweep_at;
             self.sweep_at = (self.sweep_at + 1) % capacity;
             let expired = self.slots[index].as_ref().is_some_and(|session| session.expired(now));
-            if expired && self.remove(SessionId(index as u32)).is_some() {
+            if expired && self.remove(SessionId::new(index as u32)).is_some() {
                 deleted += 1;
             }
         }
@@ -175,7 +201,7 @@ impl SessionTable {
             .iter()
             .enumerate()
             .filter(|(_, slot)| slot.is_some())
-            .map(|(index, _)| SessionId(index as u32))
+            .map(|(index, _)| SessionId::new(index as u32))
     }
 }
 
@@ -265,7 +291,7 @@ impl fmt::Display for TableError {
         match self {
             TableError::Full { capacity } => write!(f, "session table full at {capacity} sessions"),
             TableError::Exists { tuple } => write!(f, "a session already exists for {tuple}"),
-            TableError::Unknown { id } => write!(f, "no session with id {}", id.0),
+            TableError::Unknown { id } => write!(f, "no session with id {}", id.slot()),
         }
     }
 }
@@ -323,6 +349,7 @@ mod tests {
             metadata: SessionMetadata { route: None, last: PayloadTlv::DisableForwardMetadata },
             last_seen: Instant::now(),
             idle_timeout: Duration::from_secs(60),
+            relay: None,
         }
     }
 
