@@ -1,5 +1,5 @@
 //! The poll-mode worker: one thread per worker, optionally pinned to a core, that polls
-//! bursts from its ports, runs each frame through its [`Engine`] and sends the results.
+//! bursts from its ports, runs each burst through its [`Engine`] and sends the results.
 //!
 //! While busy the loop takes no lock, makes no system call of its own and allocates
 //! nothing per packet: frames come from the ports' pools, bursts are preallocated, and
@@ -118,6 +118,8 @@ pub struct Worker {
     engine: Engine,
     ports: PortSet,
     rx: Burst,
+    /// The received frames of one port that the engine processes together.
+    work: Burst,
     reader: EpochReader,
     control: Arc<ControlQueues>,
     stop: Arc<AtomicBool>,
@@ -188,6 +190,7 @@ impl Worker {
             engine: Engine::new(config.engine, count),
             ports: PortSet { ports, tx: (0..count).map(|_| Burst::new()).collect() },
             rx: Burst::new(),
+            work: Burst::new(),
             reader,
             control,
             stop: Arc::new(AtomicBool::new(false)),
@@ -260,7 +263,7 @@ impl Worker {
             self.install_port_swaps();
         }
         let epoch = self.reader.pin();
-        let Worker { engine, ports, rx, control, shard, .. } = self;
+        let Worker { engine, ports, rx, work, control, shard, .. } = self;
         let mut received = receive_handoffs(engine, &epoch, now, ports, shard.as_mut());
 
         for index in 0..ports.ports.len() {
@@ -286,7 +289,7 @@ impl Worker {
                 None => None,
             };
 
-            for mut frame in rx.drain() {
+            for frame in rx.drain() {
                 if side == Some(Side::Wan) && is_control_packet(frame.data()) {
                     punt(engine, control, port, &frame);
                     ports.free(port, frame);
@@ -300,9 +303,13 @@ impl Worker {
                     ports.free(port, frame);
                     continue;
                 }
-                run_engine(engine, &epoch, now, port, &mut frame, ports, shard.as_mut());
-                ports.free(port, frame);
+                if let Err(mut frame) = work.push(frame) {
+                    // Not reached: both bursts hold MAX_BURST frames.
+                    run_engine(engine, &epoch, now, port, &mut frame, ports, shard.as_mut());
+                    ports.free(port, frame);
+                }
             }
+            run_burst(engine, &epoch, now, port, work, ports, shard.as_mut());
         }
 
         send_control(engine, ports, control, shard.as_mut());
@@ -585,6 +592,31 @@ fn run_engine(
     // A packet split into SVR fragments leaves the rest of its fragments queued.
     while let Some((out_port, out)) = engine.pop_output() {
         emit(engine, ports, shard.as_deref_mut(), out_port, out);
+    }
+}
+
+/// Runs the frames of `work`, received on `port`, through the engine as one burst, sends
+/// or hands on the output, and frees the received frames.
+fn run_burst(
+    engine: &mut Engine,
+    epoch: &KeyEpoch,
+    now: Instant,
+    port: InterfaceId,
+    work: &mut Burst,
+    ports: &mut PortSet,
+    shard: Option<&mut ShardLink>,
+) {
+    if work.is_empty() {
+        return;
+    }
+    let mut source = Frames { ports: &mut *ports, shard: shard.as_deref() };
+    engine.process_burst(epoch, now, port, work.as_mut_slice(), &mut source);
+    let mut shard = shard;
+    while let Some((out_port, out)) = engine.pop_output() {
+        emit(engine, ports, shard.as_deref_mut(), out_port, out);
+    }
+    for frame in work.drain() {
+        ports.free(port, frame);
     }
 }
 

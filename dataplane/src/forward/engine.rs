@@ -33,12 +33,13 @@ use super::parse::{
     parse_wan_frame,
 };
 use crate::counters::{Counters, DropReason};
+use crate::crypto::mb::Width;
 use crate::crypto::{
     BLOCK_LEN, CryptoError, MAX_TAG_LEN, MetadataKeys, PairKeys, PayloadKeyTlv, PayloadSecret,
     SEQUENCE_LEN, SessionKeys,
 };
 use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
-use crate::io::Frame;
+use crate::io::{Frame, MAX_BURST};
 use crate::packet::{Fragment, HeaderTlv, PayloadKeyBlob, PayloadTlv};
 use crate::replay::ReplayWindow;
 use crate::sealed::{
@@ -51,6 +52,8 @@ use crate::session::{
     TableError,
 };
 use crate::shard::flow_class;
+
+mod burst;
 
 /// UDP ports of BFD control packets that WAN ports hand to the control thread: 3784 is
 /// single-hop BFD (RFC 5881 section 4), 1280 the port SVR peers run BFD on.
@@ -91,6 +94,25 @@ pub struct EngineConfig {
     pub reassembly: ReassemblyConfig,
     /// Rate limit of ICMP errors sent to LAN hosts.
     pub icmp: IcmpConfig,
+    /// How [`Engine::process_burst`] seals and opens the session packets of a burst.
+    pub crypto: CryptoPath,
+}
+
+/// How the session packets of a received burst are sealed and opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoPath {
+    /// One packet at a time, as [`Engine::process`] does.
+    Single,
+    /// All together through the multi-buffer engine ([`crate::crypto::mb`]), with HMAC
+    /// lanes of this width. A width the CPU lacks runs as [`Width::Scalar`].
+    Burst(Width),
+}
+
+impl Default for CryptoPath {
+    /// The multi-buffer engine at the widest width this CPU runs.
+    fn default() -> CryptoPath {
+        CryptoPath::Burst(Width::detect())
+    }
 }
 
 impl Default for EngineConfig {
@@ -105,6 +127,7 @@ impl Default for EngineConfig {
             wan_mtu: 1500,
             reassembly: ReassemblyConfig::default(),
             icmp: IcmpConfig::default(),
+            crypto: CryptoPath::default(),
         }
     }
 }
@@ -121,8 +144,11 @@ pub struct Engine {
     /// Reassembly of IPv4 fragments from LAN hosts.
     lan_reassembly: Reassembler,
     icmp: IcmpLimiter,
-    /// Frames made by the last call to [`Engine::process`] beyond the one it returned.
+    /// Frames made by the last call to [`Engine::process`] beyond the one it returned, or
+    /// every frame made by the last call to [`Engine::process_burst`].
     outbox: VecDeque<(InterfaceId, Frame)>,
+    /// Packets of the burst being processed that wait for the multi-buffer engine.
+    staged: burst::Staging,
     /// Extended id of the next packet sent as fragments.
     next_fragment_id: u32,
 }
@@ -160,7 +186,8 @@ impl Engine {
             reassembly: Reassembler::new(config.reassembly),
             lan_reassembly: Reassembler::new(config.reassembly),
             icmp: IcmpLimiter::new(config.icmp),
-            outbox: VecDeque::with_capacity(config.reassembly.max_fragments),
+            outbox: VecDeque::with_capacity(2 * MAX_BURST + config.reassembly.max_fragments),
+            staged: burst::Staging::new(),
             next_fragment_id: 0,
             config,
         }
@@ -240,11 +267,17 @@ impl Engine {
             None => Err(DropReason::NoRoute),
         };
         if let Err(reason) = &result {
-            trace!(port, reason = reason.name(), "packet dropped");
-            self.counters.drop(*reason);
-            self.warn_limited(now, port, *reason);
+            self.count_drop(now, port, *reason);
         }
         result
+    }
+
+    /// Counts a dropped packet received on `port`, and logs it when it points at a faulty
+    /// or hostile sender.
+    fn count_drop(&mut self, now: Instant, port: InterfaceId, reason: DropReason) {
+        trace!(port, reason = reason.name(), "packet dropped");
+        self.counters.drop(reason);
+        self.warn_limited(now, port, reason);
     }
 
     /// Logs a drop that points at a faulty or hostile sender, at most once per
@@ -356,6 +389,21 @@ impl Engine {
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
     ) -> Result<(InterfaceId, Frame), DropReason> {
+        let (id, fit) = self.prepare_lan(epoch, now, port, tenant, &parsed, frame)?;
+        self.send_lan(epoch, now, port, id, fit, &parsed, frame, frames)
+    }
+
+    /// Checks a parsed LAN frame, clamps its MSS, finds or creates its session and chooses
+    /// how it crosses the WAN: everything before the packet is sealed.
+    fn prepare_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        parsed: &ParsedFrame,
+        frame: &mut Frame,
+    ) -> Result<(SessionId, Fit), DropReason> {
         let tuple = &parsed.tuple;
         let l4 = &frame.data()[parsed.l4_start..parsed.end];
         if self.config.verify_lan_checksums
@@ -375,7 +423,7 @@ impl Engine {
 
         let id = match self.sessions.find_lan(&parsed.tuple) {
             Some(id) => id,
-            None => self.create_ingress(epoch, now, port, tenant, &parsed)?,
+            None => self.create_ingress(epoch, now, port, tenant, parsed)?,
         };
         self.refresh_path(epoch, id)?;
 
@@ -387,9 +435,31 @@ impl Engine {
             self.counters.key_switches += 1;
         }
         let carried = &frame.data()[parsed.carried()];
+        let fit = choose_fit(epoch, session, parsed, carried, self.config.wan_mtu)?;
+        Ok((id, fit))
+    }
+
+    /// Seals a LAN frame that [`Engine::prepare_lan`] passed as `fit` requires, or answers
+    /// it with an ICMP error.
+    #[expect(clippy::too_many_arguments, reason = "the frame and its parse travel together")]
+    fn send_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        id: SessionId,
+        fit: Fit,
+        parsed: &ParsedFrame,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err(DropReason::NoSession);
+        };
+        let carried = &frame.data()[parsed.carried()];
         let mtu = self.config.wan_mtu;
-        let out = match choose_fit(epoch, session, &parsed, carried, mtu)? {
-            Fit::Whole => seal_towards_peer(epoch, session, &parsed, carried, mtu, frames)?,
+        let out = match fit {
+            Fit::Whole => seal_towards_peer(epoch, session, parsed, carried, mtu, frames)?,
             Fit::Fragments => {
                 let extended_id = self.next_fragment_id;
                 self.next_fragment_id = extended_id.wrapping_add(1);
@@ -400,11 +470,11 @@ impl Engine {
                     extended_id,
                     max_fragments: self.config.reassembly.max_fragments,
                 };
-                seal_fragments(epoch, session, &parsed, carried, mtu, output)?
+                seal_fragments(epoch, session, parsed, carried, mtu, output)?
             }
             Fit::TooBig { mtu } => {
                 let limiter = &mut self.icmp;
-                let packet = (&parsed, frame.data());
+                let packet = (parsed, frame.data());
                 return answer_too_big(epoch, now, port, packet, mtu, limiter, frames);
             }
         };
