@@ -36,7 +36,7 @@ use crate::counters::{Counters, DropReason};
 use crate::crypto::mb::Width;
 use crate::crypto::{
     BLOCK_LEN, CryptoError, MAX_TAG_LEN, MetadataKeys, PairKeys, PayloadKeyTlv, PayloadSecret,
-    SEQUENCE_LEN, SessionKeys,
+    SEQUENCE_LEN, SessionKeys, Suite,
 };
 use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
 use crate::io::{Frame, MAX_BURST};
@@ -151,11 +151,14 @@ pub struct Engine {
     staged: burst::Staging,
     /// Extended id of the next packet sent as fragments.
     next_fragment_id: u32,
+    /// Suite of the payload keys of the sessions this router creates.
+    session_suite: Suite,
 }
 
 /// At most one warning per interval for dropped packets that point at a faulty or hostile
 /// sender, with the number suppressed since the last one.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 struct WarnLimiter {
     last: Option<Instant>,
     suppressed: u64,
@@ -189,6 +192,7 @@ impl Engine {
             outbox: VecDeque::with_capacity(2 * MAX_BURST + config.reassembly.max_fragments),
             staged: burst::Staging::new(),
             next_fragment_id: 0,
+            session_suite: crate::session::SESSION_SUITE,
             config,
         }
     }
@@ -513,7 +517,7 @@ impl Engine {
         let service_entry = &epoch.services[usize::from(service)];
 
         let tlv = PayloadKeyTlv {
-            suite: crate::session::SESSION_SUITE,
+            suite: self.session_suite,
             key_id: 0,
             secret: PayloadSecret::generate().map_err(|_| DropReason::NoKey)?,
         };
@@ -899,6 +903,30 @@ impl Engine {
         self.counters.sessions_created += 1;
         debug!(tuple = %original, %uuid, "egress session created");
         Ok((id, true))
+    }
+}
+
+#[cfg(test)]
+impl Engine {
+    /// Copies the engine with its sessions, keys and counters, so that a test can run the
+    /// same packets through two paths from one state. Both copies then hold the same keys
+    /// and packet numbers, so at most one may ever send onto a network.
+    fn fork(&self) -> Engine {
+        assert!(self.outbox.is_empty(), "fork with frames waiting in pop_output");
+        Engine {
+            config: self.config,
+            sessions: self.sessions.clone(),
+            routes: self.routes.clone(),
+            counters: self.counters.clone(),
+            warnings: self.warnings.clone(),
+            reassembly: self.reassembly.clone(),
+            lan_reassembly: self.lan_reassembly.clone(),
+            icmp: self.icmp.clone(),
+            outbox: VecDeque::with_capacity(self.outbox.capacity()),
+            staged: burst::Staging::new(),
+            next_fragment_id: self.next_fragment_id,
+            session_suite: self.session_suite,
+        }
     }
 }
 

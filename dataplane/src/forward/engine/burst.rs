@@ -48,11 +48,19 @@ const _: () = assert!(MAX_BURST <= mb::MAX_BURST, "a receive burst must fit one 
 pub(super) struct Staging {
     seals: Vec<StagedSeal>,
     opens: Vec<StagedOpen>,
+    /// Jobs run through the multi-buffer engine, sealed and opened.
+    #[cfg(test)]
+    jobs_run: (u64, u64),
 }
 
 impl Staging {
     pub(super) fn new() -> Staging {
-        Staging { seals: Vec::with_capacity(MAX_BURST), opens: Vec::with_capacity(MAX_BURST) }
+        Staging {
+            seals: Vec::with_capacity(MAX_BURST),
+            opens: Vec::with_capacity(MAX_BURST),
+            #[cfg(test)]
+            jobs_run: (0, 0),
+        }
     }
 }
 
@@ -359,6 +367,10 @@ impl Engine {
                 }
             });
             mb::seal_burst_with(width, &mut jobs[..count]);
+            #[cfg(test)]
+            {
+                self.staged.jobs_run.0 += count as u64;
+            }
             for (result, job) in results.iter_mut().zip(&jobs[..count]) {
                 *result = job.result();
             }
@@ -479,6 +491,10 @@ impl Engine {
             });
             let count = staged.len();
             mb::open_burst_with(width, &mut jobs[..count]);
+            #[cfg(test)]
+            {
+                self.staged.jobs_run.1 += count as u64;
+            }
             for (result, job) in results.iter_mut().zip(&jobs[..count]) {
                 *result = job.result();
             }
@@ -595,3 +611,6 @@ fn stage_seal(
         fields: outer_fields(&parsed.ip, session.waypoints.source.is_ipv4()),
     })
 }
+
+#[cfg(test)]
+mod tests;
