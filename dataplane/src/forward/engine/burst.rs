@@ -8,7 +8,7 @@
 //!
 //! Any other packet (metadata, SVR or IPv4 fragments, ICMP errors, unencrypted sessions,
 //! malformed frames) takes the one-packet path. The jobs staged before it run first, so
-//! the output keeps the receive order and every session sees its packets in that order.
+//! the output keeps the receive order and every session receives its packets in that order.
 //!
 //! Opening stays exact when a burst holds several packets of one session. Each job checks
 //! the replay window as it was when the job was staged, on a copy. When the burst is
@@ -70,7 +70,7 @@ impl Staging {
 struct StagedSeal {
     /// Index of the received frame in the burst.
     input: usize,
-    /// Where the carried bytes sit in the received frame.
+    /// Range of the carried bytes in the received frame.
     carried: Range<usize>,
     session: SessionId,
     number: u64,
@@ -90,7 +90,7 @@ struct StagedSeal {
 struct StagedOpen {
     /// Index of the received frame in the burst.
     input: usize,
-    /// Where the SVR payload sits in the received frame.
+    /// Range of the SVR payload in the received frame.
     payload: Range<usize>,
     session: SessionId,
     key_id: u8,
@@ -99,7 +99,7 @@ struct StagedOpen {
     outer: ParsedFrame,
 }
 
-/// What the first steps decided for one received packet.
+/// Outcome of the first steps for one received packet.
 enum Stage<T> {
     /// It waits in the staging area.
     Staged(T),
@@ -202,9 +202,11 @@ impl Engine {
         {
             match stage_seal(epoch, id, session, &parsed, frame.data(), index, mtu, frames) {
                 Ok(staged) => {
-                    // `seal_towards_peer` takes the number once the packet will be sent;
-                    // from here the packet is sent unless its ciphertext begins with the
-                    // SVR cookie and the marker then pushes it over the MTU.
+                    // `seal_towards_peer` takes the number once the packet will certainly be
+                    // sent, and from here on only `finish_seal` can still drop it.
+                    // NOTE: a ciphertext that begins with the 8-byte SVR cookie gets a
+                    // 12-byte marker there, and if that pushes it over the MTU it is
+                    // dropped with its number taken, unlike on the one-packet path.
                     session.sent = staged.number;
                     session.last_seen = now;
                     self.staged.seals.push(staged);
