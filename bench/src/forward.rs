@@ -38,9 +38,9 @@ pub struct Options {
     /// Frame sizes in bytes, without the frame check sequence.
     #[arg(long, value_delimiter = ',', default_value = "64,1400")]
     pub sizes: Vec<usize>,
-    /// How the memory leg's workers seal and open: single (one packet at a time), burst
-    /// (the multi-buffer engine at the widest width this CPU runs), or both, each size
-    /// measured with one and then the other.
+    /// Crypto paths of the memory leg's workers: single (one packet at a time), burst (the
+    /// multi-buffer engine at the widest width this CPU runs), or both. With both, each
+    /// size is measured with one and then the other.
     #[arg(long, value_delimiter = ',', default_value = "single,burst")]
     pub crypto_paths: Vec<String>,
     /// Flows the generator cycles through.
@@ -77,7 +77,7 @@ impl Options {
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub backend: String,
-    /// How the workers sealed and opened: `single`, or `burst` and the HMAC lane width.
+    /// Crypto path of the workers: `single`, or `burst` and the HMAC lane width.
     pub crypto_path: String,
     pub frame_bytes: usize,
     pub flows: u16,
@@ -184,8 +184,7 @@ pub fn crypto_path_name(path: CryptoPath) -> String {
     }
 }
 
-/// Runs the memory leg for one frame size, with the workers sealing and opening as `path`
-/// says.
+/// Runs the memory leg for one frame size, with the workers on crypto path `path`.
 pub fn memory_leg(
     size: usize,
     flows: u16,
