@@ -193,8 +193,8 @@ struct Pairs {
 }
 
 /// Builds r1 and r2, opens `flows` sessions (alternating SHA-384 and SHA-512 payload
-/// keys) and completes the metadata handshake of all but the last `unfinished`, then
-/// forks each router.
+/// keys), completes the metadata handshake of all but the last `unfinished`, starts a
+/// key rotation on every third session, then forks each router.
 fn setup(width: Width, flows: &[Flow], unfinished: usize) -> Pairs {
     let r1_epoch = router_epoch("r1", true);
     let r2_epoch = router_epoch("r2", false);
@@ -221,6 +221,13 @@ fn setup(width: Width, flows: &[Flow], unfinished: usize) -> Pairs {
                 assert_eq!(lan.len(), 1, "flow {index}: reply not restored");
             }
         }
+    }
+
+    // Every third session starts a payload-key rotation, which tests that advance the
+    // clock past the grace time see switch.
+    let ids: Vec<_> = r1.sessions.ids().collect();
+    for id in ids.into_iter().step_by(3) {
+        assert!(r1.start_rotation(id, now).unwrap(), "rotation not started");
     }
 
     let mut r1_burst = r1.fork();
@@ -309,6 +316,7 @@ fn burst_matches_single_random_mixes() {
         let mut history: Vec<Vec<u8>> = Vec::new();
 
         for round in 0..120 {
+            pairs.now += Duration::from_millis(5);
             let forward = rng.chance(50);
             let count = 1 + rng.below(32);
             let lan: Vec<Vec<u8>> = (0..count)
@@ -369,6 +377,7 @@ fn burst_matches_single_random_mixes() {
             assert!(sealed > 500, "{}: {sealed} packets sealed in bursts", width.name());
             assert!(opened > 500, "{}: {opened} packets opened in bursts", width.name());
             let counters = engine.counters();
+            assert!(counters.key_switches > 0, "{}: no key switched", width.name());
             assert!(counters.egress_forwarded > 500, "{}: too few packets opened", width.name());
             assert!(counters.drops(DropReason::BadTag) > 20, "{}: too few forgeries", width.name());
             assert!(counters.drops(DropReason::Replay) > 20, "{}: too few replays", width.name());
