@@ -94,11 +94,11 @@ pub struct EngineConfig {
     pub reassembly: ReassemblyConfig,
     /// Rate limit of ICMP errors sent to LAN hosts.
     pub icmp: IcmpConfig,
-    /// How [`Engine::process_burst`] seals and opens the session packets of a burst.
+    /// Crypto path of the session packets in [`Engine::process_burst`].
     pub crypto: CryptoPath,
 }
 
-/// How the session packets of a received burst are sealed and opened.
+/// Way the session packets of a received burst are sealed and opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CryptoPath {
     /// One packet at a time, as [`Engine::process`] does.
@@ -109,7 +109,7 @@ pub enum CryptoPath {
 }
 
 impl Default for CryptoPath {
-    /// The multi-buffer engine at the widest width this CPU runs.
+    /// Returns the multi-buffer engine at the widest width this CPU runs.
     fn default() -> CryptoPath {
         CryptoPath::Burst(Width::detect())
     }
@@ -443,8 +443,8 @@ impl Engine {
         Ok((id, fit))
     }
 
-    /// Seals a LAN frame that [`Engine::prepare_lan`] passed as `fit` requires, or answers
-    /// it with an ICMP error.
+    /// Seals a LAN frame that [`Engine::prepare_lan`] passed as `fit` requires, or replies
+    /// to it with an ICMP error.
     #[expect(clippy::too_many_arguments, reason = "the frame and its parse travel together")]
     fn send_lan(
         &mut self,
