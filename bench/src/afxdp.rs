@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Serialize;
+use svr_dataplane::forward::CryptoPath;
 use svr_dataplane::io::afxdp::{XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
 use svr_dataplane::io::mem::{MemConfig, mem_pair};
 use svr_dataplane::worker::Worker;
@@ -207,6 +208,7 @@ fn afxdp_row(
     let zero = Summary::of(&[]);
     Row {
         backend: "afxdp".into(),
+        crypto_path: crate::forward::crypto_path_name(CryptoPath::default()),
         frame_bytes: size,
         flows,
         r1_pps: zero,

@@ -14,9 +14,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use svr_dataplane::crypto::mb::Width;
 use svr_dataplane::crypto::{
     Direction, PayloadSecret, SessionKeys, open_fast_path, seal_fast_path,
 };
+use svr_dataplane::forward::{CryptoPath, EngineConfig};
 use svr_dataplane::io::mem::{MemConfig, mem_pair};
 use svr_dataplane::replay::ReplayWindow;
 use svr_dataplane::session::SESSION_SUITE;
@@ -26,7 +28,7 @@ use crate::pipeline::{Pipeline, RunSample, Wiring, boxed};
 use crate::probe::HEADERS_LEN;
 use crate::receiver::{Latency, Receiver, latency_of, new_histogram};
 use crate::stats::Summary;
-use crate::topology::{FORWARD, REVERSE, Router, router_worker};
+use crate::topology::{FORWARD, REVERSE, Router, engine_config, router_worker_with};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -36,6 +38,11 @@ pub struct Options {
     /// Frame sizes in bytes, without the frame check sequence.
     #[arg(long, value_delimiter = ',', default_value = "64,1400")]
     pub sizes: Vec<usize>,
+    /// Crypto paths of the memory leg's workers: single (one packet at a time), burst (the
+    /// multi-buffer engine at the widest width this CPU runs), or both. With both, each
+    /// size is measured with one and then the other.
+    #[arg(long, value_delimiter = ',', default_value = "single,burst")]
+    pub crypto_paths: Vec<String>,
     /// Flows the generator cycles through.
     #[arg(long, default_value_t = 4)]
     pub flows: u16,
@@ -70,6 +77,8 @@ impl Options {
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub backend: String,
+    /// Crypto path of the workers: `single`, or `burst` and the HMAC lane width.
+    pub crypto_path: String,
     pub frame_bytes: usize,
     pub flows: u16,
     /// Packets per second through both routers, wall clock of the whole loop.
@@ -115,8 +124,15 @@ pub fn run(options: &Options) -> Result<(), String> {
         match backend.as_str() {
             "mem" => {
                 core = crate::pin_to_last_core();
+                let paths: Vec<CryptoPath> = options
+                    .crypto_paths
+                    .iter()
+                    .map(|name| parse_crypto_path(name))
+                    .collect::<Result<_, _>>()?;
                 for &size in &options.sizes {
-                    rows.push(memory_leg(size, options.flows, run_time, runs)?);
+                    for &path in &paths {
+                        rows.push(memory_leg(size, options.flows, run_time, runs, path)?);
+                    }
                 }
             }
             "dpdk" => rows.extend(dpdk_legs(options, run_time, runs)?),
@@ -126,8 +142,9 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
     for row in &rows {
         eprintln!(
-            "{:<6} {:>5} B  {:>10.0} pps  r1 {:>10.0}  r2 {:>10.0}  ref {:>10.0} ({})  ratio {:.2}  p99 {:.1} us",
+            "{:<6} {:<15} {:>5} B  {:>10.0} pps  r1 {:>10.0}  r2 {:>10.0}  ref {:>10.0} ({})  ratio {:.2}  p99 {:.1} us",
             row.backend,
+            row.crypto_path,
             row.frame_bytes,
             row.pipeline_pps.median,
             row.r1_pps.median,
@@ -150,17 +167,41 @@ pub fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the memory leg for one frame size.
-pub fn memory_leg(size: usize, flows: u16, run_time: Duration, runs: usize) -> Result<Row, String> {
+/// Reads a `--crypto-paths` entry.
+fn parse_crypto_path(name: &str) -> Result<CryptoPath, String> {
+    match name {
+        "single" => Ok(CryptoPath::Single),
+        "burst" => Ok(CryptoPath::Burst(Width::detect())),
+        other => Err(format!("unknown crypto path {other:?}: expected single or burst")),
+    }
+}
+
+/// Returns the report name of a crypto path.
+pub fn crypto_path_name(path: CryptoPath) -> String {
+    match path {
+        CryptoPath::Single => "single".into(),
+        CryptoPath::Burst(width) => format!("burst {}", width.name()),
+    }
+}
+
+/// Runs the memory leg for one frame size, with the workers on crypto path `path`.
+pub fn memory_leg(
+    size: usize,
+    flows: u16,
+    run_time: Duration,
+    runs: usize,
+    path: CryptoPath,
+) -> Result<Row, String> {
     let config = MemConfig { frames: 4096, frame_size: 2048, ring_size: 1024 };
     let pair = || mem_pair(&config).map_err(|e| e.to_string());
     let (host1, r1_lan) = pair()?;
     let (r1_wan, r2_wan) = pair()?;
     let (r2_lan, host5) = pair()?;
     let sessions = usize::from(flows).max(16) * 2;
+    let engine = EngineConfig { crypto: path, ..engine_config(sessions) };
     let mut pipeline = Pipeline {
-        r1: router_worker(Router::Ingress, boxed(r1_lan), boxed(r1_wan), sessions),
-        r2: router_worker(Router::Egress, boxed(r2_lan), boxed(r2_wan), sessions),
+        r1: router_worker_with(Router::Ingress, boxed(r1_lan), boxed(r1_wan), engine),
+        r2: router_worker_with(Router::Egress, boxed(r2_lan), boxed(r2_wan), engine),
         wiring: Wiring::Paired { host1, host5 },
     };
     measure_leg("mem", &mut pipeline, size, flows, run_time, runs)
@@ -176,6 +217,7 @@ pub fn measure_leg(
     runs: usize,
 ) -> Result<Row, String> {
     let drops_before = total_drops(pipeline);
+    let crypto_path = crypto_path_name(pipeline.r1.worker.engine().config().crypto);
     let mix = SizeMix::Fixed(size);
     let mut forward = Generator::new(&FORWARD, flows, mix);
     let mut reverse = Generator::replies(&REVERSE, flows, mix);
@@ -217,6 +259,7 @@ pub fn measure_leg(
     }
     Ok(Row {
         backend: backend.into(),
+        crypto_path,
         frame_bytes: size,
         flows,
         pipeline_pps: Summary::of(&pipeline_pps),
@@ -312,13 +355,14 @@ fn dpdk_legs(_options: &Options, _run_time: Duration, _runs: usize) -> Result<Ve
 fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| backend | frame B | pipeline pps | r1 pps | r2 pps | worker ns/pkt | reference | reference pps | ratio | p50 µs | p99 µs | p99.9 µs | max µs | lost |\n",
+        "| backend | crypto | frame B | pipeline pps | r1 pps | r2 pps | worker ns/pkt | reference | reference pps | ratio | p50 µs | p99 µs | p99.9 µs | max µs | lost |\n",
     );
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for row in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
             row.backend,
+            row.crypto_path,
             row.frame_bytes,
             summary_k(&row.pipeline_pps),
             summary_k(&row.r1_pps),
@@ -335,14 +379,17 @@ fn markdown(rows: &[Row]) -> String {
         ));
     }
 
+    out.push_str(&path_comparison(rows));
+
     out.push_str("\nTime of one `poll_once` that received frames, per worker, in µs:\n\n");
-    out.push_str("| backend | frame B | worker | p50 | p99 | p99.9 | max |\n");
-    out.push_str("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    out.push_str("| backend | crypto | frame B | worker | p50 | p99 | p99.9 | max |\n");
+    out.push_str("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for row in rows.iter().filter(|row| row.r1_burst.max_us > 0.0) {
         for (worker, burst) in [("r1", &row.r1_burst), ("r2", &row.r2_burst)] {
             out.push_str(&format!(
-                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
                 row.backend,
+                row.crypto_path,
                 row.frame_bytes,
                 worker,
                 burst.p50_us,
@@ -351,6 +398,35 @@ fn markdown(rows: &[Row]) -> String {
                 burst.max_us
             ));
         }
+    }
+    out
+}
+
+/// Compares the burst path with the one-packet path, for each backend and size measured
+/// both ways: worker time per packet of the burst path over that of the one-packet path.
+fn path_comparison(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for single in rows.iter().filter(|row| row.crypto_path == "single") {
+        let burst = rows.iter().find(|row| {
+            row.backend == single.backend
+                && row.frame_bytes == single.frame_bytes
+                && row.crypto_path.starts_with("burst")
+        });
+        let Some(burst) = burst else { continue };
+        if out.is_empty() {
+            out.push_str("\nWorker time per packet, burst path over one-packet path:\n\n");
+            out.push_str("| backend | frame B | burst | time ratio | ratio to crypto-only, single | burst |\n");
+            out.push_str("| --- | ---: | --- | ---: | ---: | ---: |\n");
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            single.backend,
+            single.frame_bytes,
+            burst.crypto_path,
+            burst.worker_ns_per_packet / single.worker_ns_per_packet.max(1e-9),
+            single.ratio,
+            burst.ratio,
+        ));
     }
     out
 }

@@ -76,19 +76,23 @@ fn draw_error(error: impl std::fmt::Display) -> String {
 fn throughput(forward: &Value, path: &Path) -> Result<PathBuf, String> {
     let rows = rows(forward, "rows");
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    // A series keeps the first point at each size: rows of one backend that differ only in
+    // their crypto path share one reference line.
     let mut push = |name: String, point: (f64, f64)| match series.iter_mut().find(|s| s.0 == name) {
+        Some(entry) if entry.1.iter().any(|p| p.0 == point.0) => {}
         Some(entry) => entry.1.push(point),
         None => series.push((name, vec![point])),
     };
     for row in &rows {
         let size = number(row, &["frame_bytes"]);
         let backend = text(row, "backend");
-        push(format!("svrd {backend}"), (size, number(row, &["pipeline_pps", "median"]) / 1e6));
-        let reference = text(row, "reference");
-        push(
-            format!("{reference} ({backend})"),
-            (size, number(row, &["reference_pps", "median"]) / 1e6),
-        );
+        let leg = match text(row, "crypto_path").as_str() {
+            "" => format!("svrd {backend}"),
+            crypto => format!("svrd {backend} {crypto}"),
+        };
+        push(leg, (size, number(row, &["pipeline_pps", "median"]) / 1e6));
+        let reference = format!("{} ({backend})", text(row, "reference"));
+        push(reference, (size, number(row, &["reference_pps", "median"]) / 1e6));
     }
     let max_y = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).fold(0.1, f64::max) * 1.15;
     let max_x = series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).fold(100.0, f64::max) * 1.05;
@@ -135,7 +139,9 @@ fn latency_cdf(forward: &Value, path: &Path) -> Result<PathBuf, String> {
     let curves: Vec<(String, Vec<(f64, f64)>)> = rows
         .iter()
         .map(|row| {
-            let name = format!("{} {} B", text(row, "backend"), number(row, &["frame_bytes"]));
+            let backend = text(row, "backend");
+            let crypto = text(row, "crypto_path");
+            let name = format!("{backend} {crypto} {} B", number(row, &["frame_bytes"]));
             let points = rows_of_pairs(&row["cdf"]);
             (name, points)
         })

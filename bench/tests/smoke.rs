@@ -57,7 +57,17 @@ fn forward_quick_memory() {
 
     let report = read_json(&json);
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "one row per size");
+    assert_eq!(rows.len(), 4, "one row per size and crypto path");
+    for size in [64, 1400] {
+        let paths: Vec<&str> = rows
+            .iter()
+            .filter(|row| row["frame_bytes"].as_u64() == Some(size))
+            .map(|row| row["crypto_path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths.len(), 2, "{size} B: rows {paths:?}");
+        assert_eq!(paths[0], "single", "{size} B: first path");
+        assert!(paths[1].starts_with("burst "), "{size} B: second path {}", paths[1]);
+    }
     for row in rows {
         let size = row["frame_bytes"].as_u64().unwrap();
         assert!(row["pipeline_pps"]["median"].as_f64().unwrap() > 1000.0, "{size} B rate");
@@ -72,7 +82,8 @@ fn forward_quick_memory() {
         assert!(!row["cdf"].as_array().unwrap().is_empty(), "{size} B cdf");
     }
     let table = std::fs::read_to_string(&markdown).unwrap();
-    assert!(table.contains("| mem | 64 |"), "{table}");
+    assert!(table.contains("| mem | single | 64 |"), "{table}");
+    assert!(table.contains("burst path over one-packet path"), "{table}");
 }
 
 #[test]

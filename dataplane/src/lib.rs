@@ -8,6 +8,10 @@
 //! and for routers with several workers the session ownership rule ([`shard`]), the
 //! hand-off rings between workers ([`handoff`]) and the group that runs them ([`group`]).
 
+// The engine's unit tests share the integration tests' harness, which names this crate.
+#[cfg(test)]
+extern crate self as svr_dataplane;
+
 pub mod counters;
 pub mod crypto;
 pub mod epoch;

@@ -139,7 +139,7 @@ pub fn seal(out: &mut [u8], packet: &Outgoing<'_>, payload: &[u8]) -> Result<usi
 }
 
 /// Tells whether `carried` followed by the sequence field begins with the cookie.
-fn starts_with_cookie(carried: &[u8], sequence: Sequence) -> bool {
+pub(crate) fn starts_with_cookie(carried: &[u8], sequence: Sequence) -> bool {
     let mut start = [0u8; COOKIE.len()];
     let from_carried = carried.len().min(COOKIE.len());
     start[..from_carried].copy_from_slice(&carried[..from_carried]);

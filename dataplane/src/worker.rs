@@ -1,5 +1,5 @@
 //! The poll-mode worker: one thread per worker, optionally pinned to a core, that polls
-//! bursts from its ports, runs each frame through its [`Engine`] and sends the results.
+//! bursts from its ports, runs each burst through its [`Engine`] and sends the results.
 //!
 //! While busy the loop takes no lock, makes no system call of its own and allocates
 //! nothing per packet: frames come from the ports' pools, bursts are preallocated, and
@@ -118,6 +118,8 @@ pub struct Worker {
     engine: Engine,
     ports: PortSet,
     rx: Burst,
+    /// The received frames of one port that the engine processes together.
+    work: Burst,
     reader: EpochReader,
     control: Arc<ControlQueues>,
     stop: Arc<AtomicBool>,
@@ -188,6 +190,7 @@ impl Worker {
             engine: Engine::new(config.engine, count),
             ports: PortSet { ports, tx: (0..count).map(|_| Burst::new()).collect() },
             rx: Burst::new(),
+            work: Burst::new(),
             reader,
             control,
             stop: Arc::new(AtomicBool::new(false)),
@@ -260,8 +263,8 @@ impl Worker {
             self.install_port_swaps();
         }
         let epoch = self.reader.pin();
-        let Worker { engine, ports, rx, control, shard, .. } = self;
-        let mut received = receive_handoffs(engine, &epoch, now, ports, shard.as_mut());
+        let Worker { engine, ports, rx, work, control, shard, .. } = self;
+        let mut received = receive_handoffs(engine, &epoch, now, ports, work, shard.as_mut());
 
         for index in 0..ports.ports.len() {
             let port = index as InterfaceId;
@@ -286,7 +289,7 @@ impl Worker {
                 None => None,
             };
 
-            for mut frame in rx.drain() {
+            for frame in rx.drain() {
                 if side == Some(Side::Wan) && is_control_packet(frame.data()) {
                     punt(engine, control, port, &frame);
                     ports.free(port, frame);
@@ -300,9 +303,13 @@ impl Worker {
                     ports.free(port, frame);
                     continue;
                 }
-                run_engine(engine, &epoch, now, port, &mut frame, ports, shard.as_mut());
-                ports.free(port, frame);
+                if let Err(mut frame) = work.push(frame) {
+                    // Not reached: both bursts hold MAX_BURST frames.
+                    run_engine(engine, &epoch, now, port, &mut frame, ports, shard.as_mut());
+                    ports.free(port, frame);
+                }
             }
+            run_burst(engine, &epoch, now, port, work, ports, shard.as_mut());
         }
 
         send_control(engine, ports, control, shard.as_mut());
@@ -588,6 +595,31 @@ fn run_engine(
     }
 }
 
+/// Runs the frames of `work`, received on `port`, through the engine as one burst, sends
+/// or hands on the output, and frees the received frames.
+fn run_burst(
+    engine: &mut Engine,
+    epoch: &KeyEpoch,
+    now: Instant,
+    port: InterfaceId,
+    work: &mut Burst,
+    ports: &mut PortSet,
+    shard: Option<&mut ShardLink>,
+) {
+    if work.is_empty() {
+        return;
+    }
+    let mut source = Frames { ports: &mut *ports, shard: shard.as_deref() };
+    engine.process_burst(epoch, now, port, work.as_mut_slice(), &mut source);
+    let mut shard = shard;
+    while let Some((out_port, out)) = engine.pop_output() {
+        emit(engine, ports, shard.as_deref_mut(), out_port, out);
+    }
+    for frame in work.drain() {
+        ports.free(port, frame);
+    }
+}
+
 /// Sends `out` on `out_port`: directly when this worker polls the port, otherwise over the
 /// ring to the worker that does.
 fn emit(
@@ -665,11 +697,15 @@ fn hand_off(
 
 /// Takes up to one burst from each ring towards this worker: processes the packets whose
 /// sessions it owns and sends those for its ports. Returns how many it took.
+///
+/// Consecutive packets to process that arrived on the same port go through the engine as
+/// one burst, in ring order.
 fn receive_handoffs(
     engine: &mut Engine,
     epoch: &KeyEpoch,
     now: Instant,
     ports: &mut PortSet,
+    work: &mut Burst,
     shard: Option<&mut ShardLink>,
 ) -> usize {
     let Some(link) = shard else {
@@ -681,23 +717,60 @@ fn receive_handoffs(
         let Some(ring) = mesh.ring(from, link.index) else {
             continue;
         };
+        let mut work_port = None;
         for _ in 0..MAX_BURST {
-            let Some(Handoff { kind, port, mut frame }) = ring.pop() else {
+            let Some(Handoff { kind, port, frame }) = ring.pop() else {
                 break;
             };
             taken += 1;
+            if work_port.is_some_and(|work_port| work_port != port || kind != HandoffKind::Process)
+            {
+                let work_port = work_port.take().unwrap_or(port);
+                run_handoff_burst(engine, epoch, now, work_port, work, ports, link, ring);
+            }
             match kind {
                 HandoffKind::Process => {
-                    run_engine(engine, epoch, now, port, &mut frame, ports, Some(&mut *link));
+                    work_port = Some(port);
+                    if let Err(frame) = work.push(frame) {
+                        // Not reached: at most MAX_BURST frames are taken from the ring.
+                        ring.recycle(frame);
+                        engine.counters_mut().drop(DropReason::HandoffFull);
+                    }
                 }
                 HandoffKind::Transmit => {
                     transmit(engine, ports, port, frame.data());
+                    ring.recycle(frame);
                 }
             }
-            ring.recycle(frame);
+        }
+        if let Some(work_port) = work_port {
+            run_handoff_burst(engine, epoch, now, work_port, work, ports, link, ring);
         }
     }
     taken
+}
+
+/// Runs handed-off frames, received on `port` by another worker, through the engine as
+/// one burst, sends or hands on the output, and returns the frames to their ring.
+#[expect(clippy::too_many_arguments, reason = "the burst and its context travel together")]
+fn run_handoff_burst(
+    engine: &mut Engine,
+    epoch: &KeyEpoch,
+    now: Instant,
+    port: InterfaceId,
+    work: &mut Burst,
+    ports: &mut PortSet,
+    link: &mut ShardLink,
+    ring: &crate::handoff::HandoffRing,
+) {
+    let mut source = Frames { ports: &mut *ports, shard: Some(&*link) };
+    engine.process_burst(epoch, now, port, work.as_mut_slice(), &mut source);
+    while let Some((out_port, out)) = engine.pop_output() {
+        emit(engine, ports, Some(&mut *link), out_port, out);
+    }
+    for frame in work.drain() {
+        ring.recycle(frame);
+    }
 }
 
 /// Copies a packet into a frame of `port`, which this worker polls, and queues it.

@@ -36,12 +36,13 @@ use super::parse::{
     parse_wan_frame,
 };
 use crate::counters::{Counters, DropReason};
+use crate::crypto::mb::Width;
 use crate::crypto::{
     BLOCK_LEN, CryptoError, MAX_TAG_LEN, MetadataKeys, PairKeys, PayloadKeyTlv, PayloadSecret,
-    SEQUENCE_LEN, SessionKeys,
+    SEQUENCE_LEN, SessionKeys, Suite,
 };
 use crate::epoch::{InterfaceId, InterfaceRole, KeyEpoch, NextHop};
-use crate::io::Frame;
+use crate::io::{Frame, MAX_BURST};
 use crate::packet::{Fragment, HeaderTlv, PayloadKeyBlob, PayloadTlv};
 use crate::replay::ReplayWindow;
 use crate::sealed::{
@@ -55,6 +56,7 @@ use crate::session::{
 };
 use crate::shard::flow_class;
 
+mod burst;
 mod transit;
 
 /// UDP ports of BFD control packets that WAN ports hand to the control thread: 3784 is
@@ -96,6 +98,25 @@ pub struct EngineConfig {
     pub reassembly: ReassemblyConfig,
     /// Rate limit of ICMP errors sent to LAN hosts.
     pub icmp: IcmpConfig,
+    /// Crypto path of the session packets in [`Engine::process_burst`].
+    pub crypto: CryptoPath,
+}
+
+/// Way the session packets of a received burst are sealed and opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoPath {
+    /// One packet at a time, as [`Engine::process`] does.
+    Single,
+    /// All together through the multi-buffer engine ([`crate::crypto::mb`]), with HMAC
+    /// lanes of this width. A width the CPU lacks runs as [`Width::Scalar`].
+    Burst(Width),
+}
+
+impl Default for CryptoPath {
+    /// Returns the multi-buffer engine at the widest width this CPU runs.
+    fn default() -> CryptoPath {
+        CryptoPath::Burst(Width::detect())
+    }
 }
 
 impl Default for EngineConfig {
@@ -110,6 +131,7 @@ impl Default for EngineConfig {
             wan_mtu: 1500,
             reassembly: ReassemblyConfig::default(),
             icmp: IcmpConfig::default(),
+            crypto: CryptoPath::default(),
         }
     }
 }
@@ -126,15 +148,21 @@ pub struct Engine {
     /// Reassembly of IPv4 fragments from LAN hosts.
     lan_reassembly: Reassembler,
     icmp: IcmpLimiter,
-    /// Frames made by the last call to [`Engine::process`] beyond the one it returned.
+    /// Frames made by the last call to [`Engine::process`] beyond the one it returned, or
+    /// every frame made by the last call to [`Engine::process_burst`].
     outbox: VecDeque<(InterfaceId, Frame)>,
+    /// Packets of the burst being processed that wait for the multi-buffer engine.
+    staged: burst::Staging,
     /// Extended id of the next packet sent as fragments.
     next_fragment_id: u32,
+    /// Suite of the payload keys of the sessions this router creates.
+    session_suite: Suite,
 }
 
 /// At most one warning per interval for dropped packets that point at a faulty or hostile
 /// sender, with the number suppressed since the last one.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 struct WarnLimiter {
     last: Option<Instant>,
     suppressed: u64,
@@ -165,8 +193,10 @@ impl Engine {
             reassembly: Reassembler::new(config.reassembly),
             lan_reassembly: Reassembler::new(config.reassembly),
             icmp: IcmpLimiter::new(config.icmp),
-            outbox: VecDeque::with_capacity(config.reassembly.max_fragments),
+            outbox: VecDeque::with_capacity(2 * MAX_BURST + config.reassembly.max_fragments),
+            staged: burst::Staging::new(),
             next_fragment_id: 0,
+            session_suite: crate::session::SESSION_SUITE,
             config,
         }
     }
@@ -245,11 +275,17 @@ impl Engine {
             None => Err(DropReason::NoRoute),
         };
         if let Err(reason) = &result {
-            trace!(port, reason = reason.name(), "packet dropped");
-            self.counters.drop(*reason);
-            self.warn_limited(now, port, *reason);
+            self.count_drop(now, port, *reason);
         }
         result
+    }
+
+    /// Counts a dropped packet received on `port`, and logs it when it points at a faulty
+    /// or hostile sender.
+    fn count_drop(&mut self, now: Instant, port: InterfaceId, reason: DropReason) {
+        trace!(port, reason = reason.name(), "packet dropped");
+        self.counters.drop(reason);
+        self.warn_limited(now, port, reason);
     }
 
     /// Logs a drop that points at a faulty or hostile sender, at most once per
@@ -362,6 +398,21 @@ impl Engine {
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
     ) -> Result<(InterfaceId, Frame), DropReason> {
+        let (id, fit) = self.prepare_lan(epoch, now, port, tenant, &parsed, frame)?;
+        self.send_lan(epoch, now, port, id, fit, &parsed, frame, frames)
+    }
+
+    /// Checks a parsed LAN frame, clamps its MSS, finds or creates its session and chooses
+    /// how it crosses the WAN: everything before the packet is sealed.
+    fn prepare_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        tenant: crate::epoch::TenantId,
+        parsed: &ParsedFrame,
+        frame: &mut Frame,
+    ) -> Result<(SessionId, Fit), DropReason> {
         let tuple = &parsed.tuple;
         let l4 = &frame.data()[parsed.l4_start..parsed.end];
         if self.config.verify_lan_checksums
@@ -385,7 +436,7 @@ impl Engine {
                 return Err(DropReason::NoRoute);
             }
             Some(id) => id,
-            None => self.create_ingress(epoch, now, port, tenant, &parsed)?,
+            None => self.create_ingress(epoch, now, port, tenant, parsed)?,
         };
         self.refresh_path(epoch, id)?;
 
@@ -397,9 +448,31 @@ impl Engine {
             self.counters.key_switches += 1;
         }
         let carried = &frame.data()[parsed.carried()];
+        let fit = choose_fit(epoch, session, parsed, carried, self.config.wan_mtu)?;
+        Ok((id, fit))
+    }
+
+    /// Seals a LAN frame that [`Engine::prepare_lan`] passed as `fit` requires, or replies
+    /// to it with an ICMP error.
+    #[expect(clippy::too_many_arguments, reason = "the frame and its parse travel together")]
+    fn send_lan(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        id: SessionId,
+        fit: Fit,
+        parsed: &ParsedFrame,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(InterfaceId, Frame), DropReason> {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err(DropReason::NoSession);
+        };
+        let carried = &frame.data()[parsed.carried()];
         let mtu = self.config.wan_mtu;
-        let out = match choose_fit(epoch, session, &parsed, carried, mtu)? {
-            Fit::Whole => seal_towards_peer(epoch, session, &parsed, carried, mtu, frames)?,
+        let out = match fit {
+            Fit::Whole => seal_towards_peer(epoch, session, parsed, carried, mtu, frames)?,
             Fit::Fragments => {
                 let extended_id = self.next_fragment_id;
                 self.next_fragment_id = extended_id.wrapping_add(1);
@@ -410,11 +483,11 @@ impl Engine {
                     extended_id,
                     max_fragments: self.config.reassembly.max_fragments,
                 };
-                seal_fragments(epoch, session, &parsed, carried, mtu, output)?
+                seal_fragments(epoch, session, parsed, carried, mtu, output)?
             }
             Fit::TooBig { mtu } => {
                 let limiter = &mut self.icmp;
-                let packet = (&parsed, frame.data());
+                let packet = (parsed, frame.data());
                 return answer_too_big(epoch, now, port, packet, mtu, limiter, frames);
             }
         };
@@ -453,7 +526,7 @@ impl Engine {
         let service_entry = &epoch.services[usize::from(service)];
 
         let tlv = PayloadKeyTlv {
-            suite: crate::session::SESSION_SUITE,
+            suite: self.session_suite,
             key_id: 0,
             secret: PayloadSecret::generate().map_err(|_| DropReason::NoKey)?,
         };
@@ -879,6 +952,30 @@ enum FromPeer {
     Transit { id: SessionId, opened: Opened },
 }
 
+#[cfg(test)]
+impl Engine {
+    /// Copies the engine with its sessions, keys and counters, so that a test can run the
+    /// same packets through two paths from one state. Both copies then hold the same keys
+    /// and packet numbers, so at most one may ever send onto a network.
+    fn fork(&self) -> Engine {
+        assert!(self.outbox.is_empty(), "fork with frames waiting in pop_output");
+        Engine {
+            config: self.config,
+            sessions: self.sessions.clone(),
+            routes: self.routes.clone(),
+            counters: self.counters.clone(),
+            warnings: self.warnings.clone(),
+            reassembly: self.reassembly.clone(),
+            lan_reassembly: self.lan_reassembly.clone(),
+            icmp: self.icmp.clone(),
+            outbox: VecDeque::with_capacity(self.outbox.capacity()),
+            staged: burst::Staging::new(),
+            next_fragment_id: self.next_fragment_id,
+            session_suite: self.session_suite,
+        }
+    }
+}
+
 /// Seals the carried bytes of a LAN packet for `session` into a new frame on its WAN port.
 fn seal_towards_peer(
     epoch: &KeyEpoch,
@@ -934,8 +1031,8 @@ fn seal_towards_peer(
         Err(reason) => return Err(discard(frames, port, out, reason)),
     };
     out.truncate(header_len + sealed);
-    // NOTE: packets too long for the WAN are dropped. SVR fragmentation and ICMP
-    // "fragmentation needed" replies are not implemented.
+    // `choose_fit` sent packets that cannot fit on to fragmentation or an ICMP reply; this
+    // catches a bound it got wrong, which is dropped rather than sent oversized.
     if header_len - ETHERNET_LEN + sealed > usize::from(wan_mtu) {
         return Err(discard(frames, port, out, DropReason::TooLong));
     }

@@ -103,6 +103,7 @@ pub enum FragmentError {
 
 /// The reassembly slots of one worker.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct Reassembler {
     config: ReassemblyConfig,
     slots: Vec<Slot>,
@@ -112,6 +113,7 @@ pub struct Reassembler {
 
 /// One packet being reassembled.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 struct Slot {
     key: Option<Key>,
     /// When the first fragment arrived, while `key` is set.

@@ -63,6 +63,7 @@ pub struct IcmpCounters {
 
 /// A token bucket for ICMP errors, driven by the time passed in.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct IcmpLimiter {
     config: IcmpConfig,
     tokens: u32,

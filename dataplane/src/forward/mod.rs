@@ -18,7 +18,7 @@ pub mod parse;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use engine::{BFD_PORTS, Engine, EngineConfig, FrameSource, is_control_packet};
+pub use engine::{BFD_PORTS, CryptoPath, Engine, EngineConfig, FrameSource, is_control_packet};
 
 use crate::packet::{Ipv4Context, Ipv6Context, SessionContext};
 

@@ -29,6 +29,7 @@ const VACANT: Entry = Entry { hash: 0, slot: EMPTY };
 
 /// An index of up to `capacity` tuples; see the module documentation.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub(super) struct TupleIndex {
     entries: Vec<Entry>,
     mask: usize,

@@ -15,6 +15,7 @@ use crate::crypto::{CryptoError, KeyId, PayloadKeyTlv, PayloadSecret, SessionKey
 /// The keys of one session: the one sealing outgoing packets, and during a rotation the
 /// next or previous generation.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct PayloadKeys {
     current: SessionKeys,
     /// Boxed because rotations are rare and each generation of keys is about 500 bytes;
@@ -23,6 +24,7 @@ pub struct PayloadKeys {
 }
 
 #[derive(Debug, Default)]
+#[cfg_attr(test, derive(Clone))]
 struct Rotation {
     /// The next keys and when sending switches to them.
     next: Option<(SessionKeys, Instant)>,

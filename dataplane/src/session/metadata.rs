@@ -14,6 +14,7 @@ use crate::sealed::PayloadTlvs;
 /// are built when the session starts or its payload key changes, so sending allocates
 /// nothing.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct SessionMetadata {
     /// The TLVs that every session of one tenant and service sends from this router
     /// (tenant, service and source router names, and whether the session is encrypted),
@@ -37,6 +38,7 @@ impl SessionMetadata {
 /// the epoch's names or the service's encryption policy differ from those it was built
 /// from, so a session always starts with the current names.
 #[derive(Debug, Default)]
+#[cfg_attr(test, derive(Clone))]
 pub struct RouteTlvs {
     by_route: HashMap<(TenantId, ServiceId), Arc<[PayloadTlv]>>,
 }

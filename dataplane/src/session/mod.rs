@@ -45,6 +45,7 @@ pub enum Role {
 
 /// One session, as one router keeps it.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct Session {
     /// Which end this router is.
     pub role: Role,

@@ -39,6 +39,7 @@ impl SessionId {
 
 /// A shard of the session table.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct SessionTable {
     slots: Vec<Option<Session>>,
     free: Vec<u32>,
@@ -208,6 +209,7 @@ impl SessionTable {
 /// The waypoint ports one worker allocates: the even ports of the flow classes it owns,
 /// one free list per class (see [`crate::shard`]).
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct PortPool {
     /// Free even ports by flow class, lowest port last; empty for other workers' classes.
     free: Vec<Vec<u16>>,
