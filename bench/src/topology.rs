@@ -161,8 +161,13 @@ pub fn router_epoch(router: Router) -> KeyEpoch {
         }],
         service_routes: vec![ServiceRoute { service: 0, next_hop }],
         interfaces: vec![
-            Interface { mac: lan_mac, role: InterfaceRole::Lan { tenant: 0 } },
-            Interface { mac: wan_mac, role: InterfaceRole::Wan },
+            Interface {
+                mac: lan_mac,
+                role: InterfaceRole::Lan { tenant: 0 },
+                ipv4: None,
+                ipv6: None,
+            },
+            Interface { mac: wan_mac, role: InterfaceRole::Wan, ipv4: None, ipv6: None },
         ],
         neighbours,
     }

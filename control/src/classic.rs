@@ -29,6 +29,9 @@ pub struct ClassicKeys {
     /// Metadata keys peers seal towards this router with, one per distinct policy of its
     /// WAN network interfaces.
     pub own: Vec<MetadataKeys>,
+    /// Per network interface with a policy: its name and the Security ID of the key in
+    /// [`ClassicKeys::own`] that decrypts what arrives on it.
+    pub own_by_interface: Vec<(String, u32)>,
     /// Per peer, in the order of the router's `peer` list: the metadata key to encrypt
     /// towards it, or `None` when no adjacency leads to it.
     pub peer_metadata: Vec<Option<MetadataKeys>>,
@@ -67,14 +70,17 @@ pub fn classic_keys(config: &Config, router: &Router) -> Result<ClassicKeys, Cla
     // Own keys: every network interface with an adjacency names the policy that decrypts
     // what arrives on it.
     let mut own_names: Vec<&str> = Vec::new();
+    let mut interface_policies: Vec<(&str, &str)> = Vec::new();
     for node in &router.nodes {
         for device in &node.device_interfaces {
             for network in &device.network_interfaces {
                 match &network.inter_router_security {
-                    Some(policy) if !own_names.contains(&policy.name.as_str()) => {
-                        own_names.push(&policy.name);
+                    Some(policy) => {
+                        if !own_names.contains(&policy.name.as_str()) {
+                            own_names.push(&policy.name);
+                        }
+                        interface_policies.push((&network.name, &policy.name));
                     }
-                    Some(_) => {}
                     None if !network.adjacencies.is_empty() => {
                         return Err(ClassicError::MissingPolicy {
                             place: format!("network-interface {}", network.name),
@@ -89,6 +95,13 @@ pub fn classic_keys(config: &Config, router: &Router) -> Result<ClassicKeys, Cla
         .iter()
         .map(|name| find(name).and_then(derive).map(|keys| keys.metadata))
         .collect::<Result<Vec<_>, _>>()?;
+    let own_by_interface = interface_policies
+        .iter()
+        .filter_map(|(network, policy)| {
+            let position = own_names.iter().position(|name| name == policy)?;
+            Some(((*network).to_owned(), own[position].index()))
+        })
+        .collect();
 
     // Peer keys: the adjacencies towards a peer must agree on one policy, because the
     // dataplane keeps one metadata key per peer. An adjacency without a policy takes its
@@ -134,7 +147,75 @@ pub fn classic_keys(config: &Config, router: &Router) -> Result<ClassicKeys, Cla
         }
     }
 
-    Ok(ClassicKeys { own, peer_metadata, pair_secrets })
+    check_far_ends(config, router)?;
+    Ok(ClassicKeys { own, own_by_interface, peer_metadata, pair_secrets })
+}
+
+impl ClassicKeys {
+    /// Returns whether `other` contains the same keys in the same places, so a reload that
+    /// gives the same keys changes nothing.
+    pub fn same_keys(&self, other: &ClassicKeys) -> bool {
+        let indexes =
+            |keys: &[MetadataKeys]| keys.iter().map(MetadataKeys::index).collect::<Vec<_>>();
+        let peer_indexes = |keys: &ClassicKeys| {
+            keys.peer_metadata
+                .iter()
+                .map(|k| k.as_ref().map(MetadataKeys::index))
+                .collect::<Vec<_>>()
+        };
+        let secrets_equal = self.pair_secrets.len() == other.pair_secrets.len()
+            && self
+                .pair_secrets
+                .iter()
+                .zip(&other.pair_secrets)
+                .all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| **x == **y));
+        indexes(&self.own) == indexes(&other.own)
+            && peer_indexes(self) == peer_indexes(other)
+            && secrets_equal
+    }
+}
+
+/// Checks, for every adjacency whose far end the configuration also defines, that the
+/// network interface holding the adjacency's address decrypts with the policy this router
+/// encrypts with. A mismatch would drop every packet on that path.
+fn check_far_ends(config: &Config, router: &Router) -> Result<(), ClassicError> {
+    for path in router.peer_paths() {
+        let Some(sent) = path
+            .adjacency
+            .inter_router_security
+            .as_ref()
+            .or(path.network_interface.inter_router_security.as_ref())
+        else {
+            continue;
+        };
+        let peer = router.peers.iter().find(|p| p.name == path.adjacency.peer.name);
+        let remote_name = peer.map_or(path.adjacency.peer.name.as_str(), |p| p.remote_router());
+        let Some(remote) = config.router(remote_name) else {
+            continue;
+        };
+        let far_end = remote
+            .nodes
+            .iter()
+            .flat_map(|node| &node.device_interfaces)
+            .flat_map(|device| &device.network_interfaces)
+            .find(|network| {
+                network.addresses.iter().any(|a| a.ip_address == path.adjacency.ip_address)
+            });
+        let Some(far_end) = far_end else {
+            continue;
+        };
+        let received = far_end.inter_router_security.as_ref().map(|p| p.name.clone());
+        if received.as_deref() != Some(sent.name.as_str()) {
+            return Err(ClassicError::FarEndMismatch {
+                peer: path.adjacency.peer.name.clone(),
+                address: path.adjacency.ip_address.to_string(),
+                sent: sent.name.clone(),
+                network_interface: far_end.name.clone(),
+                received,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The keys one policy gives.
@@ -220,6 +301,15 @@ pub enum ClassicError {
     HmacKeyLength { policy: String, len: usize },
     /// The policy turns off a protection svrd always applies to metadata.
     Unsupported { policy: String, setting: &'static str },
+    /// An adjacency encrypts with a policy other than the one the far end's network
+    /// interface decrypts with (`None`: it names none).
+    FarEndMismatch {
+        peer: String,
+        address: String,
+        sent: String,
+        network_interface: String,
+        received: Option<String>,
+    },
     /// Key derivation failed, which a correct build never does.
     Derivation { policy: String },
 }
@@ -260,6 +350,16 @@ impl fmt::Display for ClassicError {
                 "security policy {policy} sets {setting} false, but svrd always encrypts and \
                  authenticates metadata; set {setting} true"
             ),
+            ClassicError::FarEndMismatch { peer, address, sent, network_interface, received } => {
+                write!(
+                    f,
+                    "the adjacency towards peer {peer} at {address} encrypts with security \
+                     policy {sent}, but {peer}'s network-interface {network_interface} at that \
+                     address decrypts with {}; name the same inter-router-security policy on \
+                     both ends",
+                    received.as_deref().map_or("no policy".to_string(), |p| format!("policy {p}"))
+                )
+            }
             ClassicError::Derivation { policy } => {
                 write!(f, "key derivation failed for security policy {policy}")
             }

@@ -196,3 +196,27 @@ fn error_unsupported_setting() {
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(error, ClassicError::Unsupported { policy: "wan-keys".into(), setting: "hmac" });
 }
+
+#[test]
+fn error_far_end_mismatch() {
+    let mut config = config();
+    let mut second = policy_mut(&mut config, "wan-keys").clone();
+    second.name = "other-keys".into();
+    config.authority.security_policies.push(second);
+    let adjacency = &mut r1_wan(&mut config).adjacencies[0];
+    let reference = adjacency.inter_router_security.as_mut().unwrap();
+    reference.name = "other-keys".into();
+    let error = keys(&config, "r1").unwrap_err();
+    assert_eq!(
+        error,
+        ClassicError::FarEndMismatch {
+            peer: "r2".into(),
+            address: "10.202.0.2".into(),
+            sent: "other-keys".into(),
+            network_interface: "wan-net".into(),
+            received: Some("wan-keys".into()),
+        }
+    );
+    let text = error.to_string();
+    assert!(text.contains("other-keys") && text.contains("wan-keys"), "{text}");
+}

@@ -283,7 +283,7 @@ fn svrctl_version_names_itself() {
 /// and `r1_devices` added to r1's node.
 fn two_routers(r1_wan: &str, r1_devices: &str) -> String {
     format!(
-        "config\nauthority\n\
+        "config\nauthority\nenhanced-security-key-management true\n\
          router r1\n    peer r2\n        router-name r2\n    exit\n    node n1\n\
          \x20       device-interface wan\n            interface-name wan0\n\
          \x20           network-interface wan-net\n{r1_wan}\
@@ -305,6 +305,20 @@ fn check_two_routers_valid() {
     let file = TempFile::new("two.cfg", &two_routers(R1_ADDRESS, ""));
     let out = svrd(&["--check", file.path()]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn check_classic_without_policy() {
+    let text = two_routers(R1_ADDRESS, "")
+        .replace("enhanced-security-key-management true", "enhanced-security-key-management false");
+    let file = TempFile::new("classic.cfg", &text);
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("router r1: network-interface wan-net has no inter-router-security policy"),
+        "{text}"
+    );
 }
 
 #[test]

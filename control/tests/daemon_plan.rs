@@ -46,6 +46,23 @@ fn r1_ports_peers_and_paths() {
 }
 
 #[test]
+fn wan_mtu_smallest_wan_port() {
+    let plan = plan(&sample(), "r1").unwrap();
+    let mtus: Vec<u16> = plan.ports.iter().map(|p| p.mtu).collect();
+    assert_eq!(mtus, [1500, 1400, 1500], "lan, wan-a (mtu 1400), wan-b (default)");
+    assert_eq!(plan.wan_mtu(), 1400);
+
+    // A LAN port's MTU does not lower the WAN MTU.
+    let text = sample().replacen("mtu     1500", "mtu     1200", 1);
+    assert_eq!(plan_of(&text).ports[0].mtu, 1200);
+    assert_eq!(plan_of(&text).wan_mtu(), 1400);
+}
+
+fn plan_of(text: &str) -> Plan {
+    plan(text, "r1").unwrap()
+}
+
+#[test]
 fn route_to_peer_resolves() {
     let r1 = plan(&sample(), "r1").unwrap();
     assert!(

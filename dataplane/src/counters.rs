@@ -26,7 +26,7 @@ pub enum DropReason {
     UnknownKeyId,
     /// No service matches the packet, or its tenant may not reach the service.
     NoService,
-    /// The service has no usable route, or no neighbour entry exists for the next hop.
+    /// The service has no usable route, or no neighbour entry exists for a WAN next hop.
     NoRoute,
     /// Every path to the peer is out of service.
     PathDown,
@@ -44,11 +44,14 @@ pub enum DropReason {
     /// the worker that polls the output port, was full. A received or control packet
     /// that finds no spare buffer on the ring is counted here too.
     HandoffFull,
+    /// No neighbour entry exists yet for the LAN next hop of a packet restored from a peer.
+    /// The engine reports the address, so the control thread can have it resolved.
+    NoNeighbour,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::BadTag,
         DropReason::Replay,
@@ -64,6 +67,7 @@ impl DropReason {
         DropReason::TooLong,
         DropReason::PuntQueueFull,
         DropReason::HandoffFull,
+        DropReason::NoNeighbour,
     ];
 
     /// Counter name, as shown by management tools.
@@ -84,6 +88,7 @@ impl DropReason {
             DropReason::TooLong => "too-long",
             DropReason::PuntQueueFull => "punt-queue-full",
             DropReason::HandoffFull => "handoff-full",
+            DropReason::NoNeighbour => "no-neighbour",
         }
     }
 

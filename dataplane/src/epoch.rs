@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -160,6 +160,21 @@ pub struct Interface {
     pub mac: [u8; 6],
     /// The kind of network the interface faces.
     pub role: InterfaceRole,
+    /// The router's IPv4 address on the interface, if it has one: the source of the ICMP
+    /// errors sent out of it.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The router's IPv6 address on the interface, if it has one, used as `ipv4` is.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl Interface {
+    /// Returns the router's address on the interface of the same family as `other`.
+    pub fn address_like(&self, other: IpAddr) -> Option<IpAddr> {
+        match other {
+            IpAddr::V4(_) => self.ipv4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.ipv6.map(IpAddr::V6),
+        }
+    }
 }
 
 /// The kind of network an interface faces.

@@ -84,6 +84,9 @@ pub struct ControlQueues {
     pub to_send: ArrayQueue<ControlPacket>,
     /// Empty buffers; take one to build a packet and return it when done.
     pub spare: ArrayQueue<Vec<u8>>,
+    /// LAN next hops that had no neighbour entry, with their port, for the control thread
+    /// to have resolved. Entries that find the queue full are dropped.
+    pub unresolved: ArrayQueue<(InterfaceId, std::net::IpAddr)>,
 }
 
 impl ControlQueues {
@@ -96,6 +99,7 @@ impl ControlQueues {
         ControlQueues {
             punted: ArrayQueue::new(depth.max(1)),
             to_send: ArrayQueue::new(depth.max(1)),
+            unresolved: ArrayQueue::new(depth.max(1)),
             spare,
         }
     }
@@ -313,6 +317,9 @@ impl Worker {
         }
 
         send_control(engine, ports, control, shard.as_mut());
+        for hop in engine.drain_unresolved() {
+            let _ = control.unresolved.push(hop);
+        }
         ports.flush_all(engine);
         if let Some(link) = shard.as_mut() {
             link.ring_doorbells();

@@ -287,6 +287,7 @@ fn df_ping_answered_with_fragmentation_needed() {
     let answers = net.at_host1();
     assert_eq!(answers.len(), 1);
     let mtu = fragmentation_needed_mtu(&answers[0], &big);
+    assert_eq!(answers[0][26..30], R1_LAN_V4.octets(), "sent from r1's lan address");
     // 1500 less the outer IPv4 and UDP headers (28), the sequence field (8), a 48-byte
     // HMAC-SHA-384 tag, and the PKCS#7 padding of at least one byte, in 16-byte blocks.
     assert_eq!(mtu, 1427);
@@ -307,6 +308,23 @@ fn df_ping_answered_with_fragmentation_needed() {
     net.run();
     assert_eq!(net.at_host1().len(), 1, "one byte more is answered");
     assert_eq!(net.r1.engine().counters().total_drops(), 0);
+}
+
+#[test]
+fn icmp_error_source_without_lan_address() {
+    let mut net = Net::new();
+    ping_session(&mut net, 7);
+    // A LAN port without an IPv4 address sends the error from the packet's destination.
+    let mut epoch = router_epoch("r1", true);
+    epoch.interfaces[usize::from(LAN)].ipv4 = None;
+    net.r1_epoch.publish(epoch);
+    let big = ping(1500, 7);
+    net.send_from_host1(&big);
+    net.run();
+    let answers = net.at_host1();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0][26..30], HOST5.octets(), "sent from the packet's destination");
+    assert_eq!(answers[0][30..34], HOST1.octets(), "sent to the packet's source");
 }
 
 #[test]
@@ -341,6 +359,7 @@ fn ipv6_big_packet_answered_with_packet_too_big() {
     assert_eq!(error.len(), 14 + 1280, "quotes up to the ipv6 minimum mtu");
     assert_eq!(error[0..6], HOST1_MAC);
     assert_eq!(error[38..54], HOST1_V6.octets(), "sent to the source");
+    assert_eq!(error[22..38], R1_LAN_V6.octets(), "sent from r1's lan address");
     let icmp = &error[54..];
     assert_eq!((icmp[0], icmp[1]), (2, 0), "packet too big");
     let len = (icmp.len() as u32).to_be_bytes();

@@ -98,8 +98,13 @@ fn spoke1_epoch() -> KeyEpoch {
         services,
         service_routes,
         interfaces: vec![
-            Interface { mac: R1_LAN_MAC, role: InterfaceRole::Lan { tenant: 0 } },
-            Interface { mac: SPOKE1_WAN_MAC, role: InterfaceRole::Wan },
+            Interface {
+                mac: R1_LAN_MAC,
+                role: InterfaceRole::Lan { tenant: 0 },
+                ipv4: None,
+                ipv6: None,
+            },
+            Interface { mac: SPOKE1_WAN_MAC, role: InterfaceRole::Wan, ipv4: None, ipv6: None },
         ],
         neighbours,
     }
@@ -140,9 +145,14 @@ fn hub_epoch(second_path: bool, first_up: bool) -> KeyEpoch {
         services,
         service_routes,
         interfaces: vec![
-            Interface { mac: HUB_A_MAC, role: InterfaceRole::Wan },
-            Interface { mac: HUB_B_MAC, role: InterfaceRole::Wan },
-            Interface { mac: HUB_LAN_MAC, role: InterfaceRole::Lan { tenant: 0 } },
+            Interface { mac: HUB_A_MAC, role: InterfaceRole::Wan, ipv4: None, ipv6: None },
+            Interface { mac: HUB_B_MAC, role: InterfaceRole::Wan, ipv4: None, ipv6: None },
+            Interface {
+                mac: HUB_LAN_MAC,
+                role: InterfaceRole::Lan { tenant: 0 },
+                ipv4: None,
+                ipv6: None,
+            },
         ],
         neighbours,
     }
@@ -172,8 +182,13 @@ fn spoke2_epoch(second_path: bool) -> KeyEpoch {
         services,
         service_routes,
         interfaces: vec![
-            Interface { mac: R2_LAN_MAC, role: InterfaceRole::Lan { tenant: 0 } },
-            Interface { mac: SPOKE2_WAN_MAC, role: InterfaceRole::Wan },
+            Interface {
+                mac: R2_LAN_MAC,
+                role: InterfaceRole::Lan { tenant: 0 },
+                ipv4: None,
+                ipv6: None,
+            },
+            Interface { mac: SPOKE2_WAN_MAC, role: InterfaceRole::Wan, ipv4: None, ipv6: None },
         ],
         neighbours,
     }

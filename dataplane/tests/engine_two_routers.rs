@@ -567,16 +567,33 @@ fn first_packet_replayed_on_new_ports_dropped() {
 }
 
 #[test]
-fn egress_without_neighbour_is_no_route() {
+fn egress_without_neighbour_reported() {
     let mut net = Net::new();
     let mut epoch = router_epoch("r2", false);
     epoch.neighbours.clear();
     net.r2_epoch.publish(epoch);
     net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"no neighbour"));
     net.run();
-    assert_eq!(net.r2.engine().counters().drops(DropReason::NoRoute), 1);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"still none"));
+    net.run();
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoNeighbour), 2);
+    assert_eq!(net.r2.engine().counters().drops(DropReason::NoRoute), 0);
     // The packet opened and only its delivery failed, so the session stays.
     assert_eq!(net.r2.engine().sessions().len(), 1);
+
+    // Each burst reports the next hop once, with its LAN port.
+    let hop = (LAN, std::net::IpAddr::V4(HOST5));
+    assert_eq!(net.r2_control.unresolved.pop(), Some(hop));
+    assert_eq!(net.r2_control.unresolved.pop(), Some(hop));
+    assert_eq!(net.r2_control.unresolved.pop(), None);
+    assert!(net.at_host5().is_empty());
+
+    // Once the entry exists, the session's packets are delivered.
+    net.r2_epoch.publish(router_epoch("r2", false));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"resolved"));
+    net.run();
+    assert_eq!(net.at_host5().len(), 1);
+    assert_eq!(net.r2_control.unresolved.pop(), None);
 }
 
 #[test]

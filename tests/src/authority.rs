@@ -1,6 +1,6 @@
 //! Writes authority configurations for the end-to-end tests: routers with a LAN port and
 //! WAN ports, peers and adjacencies, services and service routes, under ESKM with
-//! self-signed router certificates.
+//! self-signed router certificates, or in classic mode with keys from one security policy.
 
 use std::fmt::Write;
 
@@ -26,6 +26,8 @@ pub struct Port {
     pub addresses: Vec<String>,
     /// Adjacencies of a WAN port: the peer's waypoint address and the peer's name.
     pub adjacencies: Vec<(String, String)>,
+    /// The network interface's `mtu`; `None` leaves the default of 1500.
+    pub mtu: Option<u32>,
 }
 
 impl Port {
@@ -36,6 +38,7 @@ impl Port {
             tenant: Some(tenant.into()),
             addresses: addresses.iter().map(|a| a.to_string()).collect(),
             adjacencies: Vec::new(),
+            mtu: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl Port {
             tenant: None,
             addresses: vec![address.into()],
             adjacencies: adjacencies.iter().map(|(a, p)| (a.to_string(), p.to_string())).collect(),
+            mtu: None,
         }
     }
 }
@@ -85,9 +89,24 @@ impl Router {
     }
 }
 
+/// The security policy of classic mode, which every WAN network interface names in
+/// `inter-router-security`.
+#[derive(Debug, Clone)]
+pub struct ClassicPolicy {
+    /// Policy name.
+    pub name: String,
+    /// `encryption-key` in hex: 32 bytes for aes-cbc-256.
+    pub encryption_key: String,
+    /// `hmac-key` in hex.
+    pub hmac_key: String,
+}
+
 /// The whole authority.
 #[derive(Debug, Clone, Default)]
 pub struct Authority {
+    /// Classic mode (`enhanced-security-key-management false`) with this policy; `None`
+    /// runs ESKM.
+    pub classic: Option<ClassicPolicy>,
     /// Tenants.
     pub tenants: Vec<String>,
     /// Services.
@@ -127,12 +146,23 @@ impl Authority {
     /// Returns the configuration text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str(
+        let eskm = self.classic.is_none();
+        let _ = writeln!(
+            out,
             "config\n    authority\n        name svrtest\n        \
-             enhanced-security-key-management true\n\n        security encrypt-aes256\n            \
+             enhanced-security-key-management {eskm}\n\n        security encrypt-aes256\n            \
              encrypt true\n            encryption-cipher aes-cbc-256\n            hmac true\n            \
-             hmac-cipher sha384\n        exit\n\n",
+             hmac-cipher sha384\n        exit\n"
         );
+        if let Some(policy) = &self.classic {
+            let _ = writeln!(
+                out,
+                "        security {}\n            encrypt true\n            encryption-cipher \
+                 aes-cbc-256\n            encryption-key {}\n            hmac true\n            \
+                 hmac-cipher sha384\n            hmac-key {}\n        exit\n",
+                policy.name, policy.encryption_key, policy.hmac_key
+            );
+        }
         for tenant in &self.tenants {
             let _ = writeln!(out, "        tenant {tenant}\n        exit");
         }
@@ -150,15 +180,16 @@ impl Authority {
             }
             let _ = writeln!(out, "        exit");
         }
+        let wan_policy = self.classic.as_ref().map(|policy| policy.name.as_str());
         for router in &self.routers {
-            render_router(&mut out, router);
+            render_router(&mut out, router, wan_policy);
         }
         out.push_str("    exit\nexit\n");
         out
     }
 }
 
-fn render_router(out: &mut String, router: &Router) {
+fn render_router(out: &mut String, router: &Router, wan_policy: Option<&str>) {
     let name = &router.name;
     let _ = writeln!(out, "        router {name}\n            peering-common-name svrt-{name}");
     for peer in router.peers() {
@@ -206,6 +237,9 @@ fn render_router(out: &mut String, router: &Router) {
         if let Some(tenant) = &port.tenant {
             let _ = writeln!(out, "                        tenant {tenant}");
         }
+        if let Some(mtu) = port.mtu {
+            let _ = writeln!(out, "                        mtu {mtu}");
+        }
         for address in &port.addresses {
             let (ip, length) = address.split_once('/').unwrap_or((address, "24"));
             let _ = writeln!(
@@ -213,6 +247,9 @@ fn render_router(out: &mut String, router: &Router) {
                 "                        address {ip}\n                            prefix-length \
                  {length}\n                        exit"
             );
+        }
+        if let Some(policy) = wan_policy.filter(|_| !port.adjacencies.is_empty()) {
+            let _ = writeln!(out, "                        inter-router-security {policy}");
         }
         if !port.adjacencies.is_empty() {
             let _ = writeln!(

@@ -511,6 +511,65 @@ pub fn ping_until(namespaces: &Namespaces, ns: &str, destination: &str, timeout:
     false
 }
 
+/// Path MTU discovery settings of a Linux socket (`IP_MTU_DISCOVER`, `linux/in.h`) for
+/// [`udp_datagram_crosses`]: never set DF.
+pub const PMTUDISC_DONT: u8 = 0;
+/// Fragment locally to the known path MTU and set DF below it.
+pub const PMTUDISC_WANT: u8 = 1;
+
+/// Sends a UDP datagram with a `len`-byte payload from the namespace `sender` to
+/// `address`:5300 in the namespace `receiver` (both full names), with `IP_MTU_DISCOVER`
+/// set to `discovery`. The datagram goes three times, half a second apart, so that one
+/// lost to a cold neighbour cache does not fail the check. Returns whether the receiver
+/// got one copy byte for byte within 10 s.
+pub fn udp_datagram_crosses(
+    sender: &str,
+    receiver: &str,
+    address: &str,
+    len: usize,
+    discovery: u8,
+) -> Result<bool> {
+    let receive = format!(
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{address}', 5300)); s.settimeout(10)\n\
+         print('ready', flush=True)\n\
+         data = s.recv(65535)\n\
+         sys.exit(0 if data == bytes((i * 7) % 251 for i in range({len})) else 1)\n"
+    );
+    let send = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP, 10, {discovery})  # IP_MTU_DISCOVER\n\
+         for _ in range(3):\n    \
+             s.sendto(bytes((i * 7) % 251 for i in range({len})), ('{address}', 5300))\n    \
+             time.sleep(0.5)\n"
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", receiver, "python3", "-c", &receive])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| HarnessError(format!("cannot start the udp receiver in {receiver}: {e}")))?;
+    let mut ready = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready);
+    }
+    if ready.trim() != "ready" {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(HarnessError(format!("the udp receiver in {receiver} did not start")));
+    }
+    let sent = run("ip", &["netns", "exec", sender, "python3", "-c", &send]);
+    if let Err(error) = sent {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(error);
+    }
+    let status =
+        child.wait().map_err(|e| HarnessError(format!("cannot wait for the udp receiver: {e}")))?;
+    Ok(status.success())
+}
+
 /// A TCP server in a namespace that sends one file to the first client and exits.
 const SEND_FILE: &str = "import socket, sys
 family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET

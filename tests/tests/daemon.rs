@@ -69,6 +69,7 @@ impl TwoRouters {
             r2_routes.push(Route::local("to-host6", "lan", None));
         }
         Authority {
+            classic: None,
             tenants: vec!["corp".into()],
             services,
             routers: vec![
@@ -359,6 +360,7 @@ fn hub_authority(with_spoke2: bool) -> Authority {
     let spoke2_adjacency: &[(&str, &str)] =
         if with_spoke2 { &[("10.245.12.2", "spoke2")] } else { &[] };
     Authority {
+        classic: None,
         tenants: vec!["corp".into()],
         services: vec![
             Service::new("to-lan1", &["corp"], &["10.245.1.0/24"]),

@@ -5,9 +5,10 @@
 #![allow(clippy::expect_used, reason = "test helpers fail the test when a tool cannot run")]
 #![allow(clippy::panic, reason = "a missing figure fails the test with the tool output")]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+use std::process::{Command, Output};
+use svr_tests::harness::{PMTUDISC_DONT, PMTUDISC_WANT, udp_datagram_crosses};
 
 /// Addresses of host5 in the demo topology (`scripts/lib/demo-topology.sh`).
 const HOST5_V4: &str = "10.231.5.10";
@@ -87,45 +88,12 @@ fn reported_mtu(output: &Output) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// Path MTU discovery settings of a Linux socket (`IP_MTU_DISCOVER`): never set DF, or
-/// fragment locally to the known path MTU and set DF below it.
-const PMTUDISC_DONT: u8 = 0;
-const PMTUDISC_WANT: u8 = 1;
-
 /// Sends a UDP datagram of `len` bytes from host1 to host5 with the path MTU discovery
-/// setting `discovery`, and returns whether host5 received it byte for byte. The datagram
-/// is sent three times, half a second apart, so that one lost to a cold neighbour cache
-/// does not fail the check. The first copy to arrive must be whole.
+/// setting `discovery`, and returns whether host5 received it byte for byte.
 fn udp_crosses(demo: &Demo, len: usize, discovery: u8) -> bool {
-    let receiver = format!(
-        "import socket, sys\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.bind(('{HOST5_V4}', 5300)); s.settimeout(10)\n\
-         print('ready', flush=True)\n\
-         data = s.recv(65535)\n\
-         sys.exit(0 if data == bytes((i * 7) % 251 for i in range({len})) else 1)\n"
-    );
-    let sender = format!(
-        "import socket, time\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.setsockopt(socket.IPPROTO_IP, 10, {discovery})  # IP_MTU_DISCOVER\n\
-         for _ in range(3):\n    \
-             s.sendto(bytes((i * 7) % 251 for i in range({len})), ('{HOST5_V4}', 5300))\n    \
-             time.sleep(0.5)\n"
-    );
-    let namespace = format!("{}-host5", demo.prefix);
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &namespace, "python3", "-c", &receiver])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the udp receiver");
-    let mut ready = String::new();
-    let stdout = child.stdout.take().expect("udp receiver stdout");
-    BufReader::new(stdout).read_line(&mut ready).expect("read the udp receiver's output");
-    assert_eq!(ready.trim(), "ready", "the udp receiver did not start");
-    let sent = demo.exec("host1", &["python3", "-c", &sender]);
-    assert!(sent.status.success(), "udp sender failed:\n{}", text(&sent));
-    child.wait().expect("wait for the udp receiver").success()
+    let host1 = format!("{}-host1", demo.prefix);
+    let host5 = format!("{}-host5", demo.prefix);
+    udp_datagram_crosses(&host1, &host5, HOST5_V4, len, discovery).expect("udp datagram check")
 }
 
 #[test]

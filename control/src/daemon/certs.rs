@@ -562,9 +562,12 @@ impl Daemon {
                 "router certificate replaced; restarting key exchange with every peer"
             );
             self.identity = Arc::new(identity);
-            match self.restart_exchange() {
-                Ok(()) => *changed = true,
-                Err(error) => error!(%error, "failed to restart the key exchange"),
+            // Without ESKM no exchange uses the certificate, and the keys stay.
+            if self.plan.eskm {
+                match self.restart_exchange() {
+                    Ok(()) => *changed = true,
+                    Err(error) => error!(%error, "failed to restart the key exchange"),
+                }
             }
         }
         self.certs.fetch_all_now();

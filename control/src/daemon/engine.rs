@@ -11,7 +11,7 @@ use super::{DaemonError, IdentitySigner, os_seeded_rng};
 use crate::kex::{self, Action, EngineConfig, HmacAlgorithm, MlKemKeyPair, PeerConfig, PeerId};
 use crate::pki::OwnIdentity;
 
-/// Creates the engine with every peer of `plan` added; returns it with the actions of its
+/// Creates the engine with every peer of `plan` added (none without ESKM); returns it with the actions of its
 /// first steps (certificates to send, keys to open). The boot id is the wall-clock time in
 /// microseconds, so it grows across restarts and across rebuilds within one run.
 pub fn build(
@@ -41,7 +41,9 @@ pub fn build(
         now,
     )
     .map_err(|e| DaemonError::Kex(e.to_string()))?;
-    for (index, peer) in plan.peers.iter().enumerate() {
+    // Without ESKM the engine has no peers, so it sends nothing and installs no keys.
+    let peers = if plan.eskm { plan.peers.as_slice() } else { &[] };
+    for (index, peer) in peers.iter().enumerate() {
         let config = PeerConfig {
             peering_common_name: peer.peering_common_name.clone(),
             ml_kem_keygen_priority: peer.ml_kem_keygen_priority,

@@ -131,6 +131,14 @@ impl Keyring {
                     Some(tenant) => InterfaceRole::Lan { tenant },
                     None => InterfaceRole::Wan,
                 },
+                ipv4: port.addresses.iter().find_map(|address| match address {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                }),
+                ipv6: port.addresses.iter().find_map(|address| match address {
+                    IpAddr::V6(v6) => Some(*v6),
+                    IpAddr::V4(_) => None,
+                }),
             })
             .collect();
         let services = plan

@@ -9,6 +9,7 @@
 
 mod bfdauth;
 mod certs;
+mod classic;
 mod engine;
 mod keyring;
 pub mod keystore;
@@ -53,6 +54,13 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// How often the kernel's neighbour table is read for next-hop MAC addresses.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
+
+/// Time after asking the kernel to resolve a next hop before the neighbour table is read
+/// again, sooner than [`NEIGHBOUR_REFRESH`].
+const RESOLVE_CHECK: Duration = Duration::from_millis(100);
+
+/// Minimum time between two resolution requests for one next hop.
+const RESOLVE_RETRY: Duration = Duration::from_secs(1);
 
 /// The SVR waypoint port range the WAN ports redirect to the dataplane. BFD on 1280 stays
 /// with the kernel, whose sockets the BFD thread uses.
@@ -134,7 +142,7 @@ pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
         .select_router(options.router.as_deref(), &hostname)
         .map_err(|e| DaemonError::Config(e.to_string()))?;
     let plan = Plan::resolve(&config, router).map_err(DaemonError::Plan)?;
-    info!(router = %plan.router, node = %plan.node, peers = plan.peers.len(), paths = plan.paths.len(), "starting");
+    info!(router = %plan.router, node = %plan.node, peers = plan.peers.len(), paths = plan.paths.len(), wan_mtu = plan.wan_mtu(), "starting");
 
     let mut daemon = Daemon::start(options, plan)?;
     let result = daemon.run(signals);
@@ -170,11 +178,16 @@ struct Daemon {
     worker_thread: Option<RunningGroup>,
     counters: GroupCounters,
     port_replacer: PortReplacer,
+    control: Arc<svr_dataplane::worker::ControlQueues>,
+    /// LAN next hops the kernel was asked to resolve, by (port, address), with the time.
+    resolving: std::collections::HashMap<(u16, std::net::IpAddr), Instant>,
     attachments: Vec<Arc<XdpAttachment>>,
     links: links::Links,
     alarms: AlarmTable,
     metadata_rekeyed_at: Instant,
     metadata_index: u32,
+    /// Reloads that changed the classic-mode keys.
+    classic_key_changes: u64,
     mgmt: mgmt::Server,
     requests: std::sync::mpsc::Receiver<mgmt::Pending>,
     last_neighbour_refresh: Instant,
@@ -251,8 +264,11 @@ impl Daemon {
         // The ML-KEM key pairs live as long as the state directory, sealed by the TPM when
         // there is one.
         let mut rng = os_seeded_rng()?;
-        let levels: std::collections::BTreeSet<_> =
-            plan.peers.iter().filter_map(|p| p.algorithm.ml_kem()).collect();
+        let levels: std::collections::BTreeSet<_> = if plan.eskm {
+            plan.peers.iter().filter_map(|p| p.algorithm.ml_kem()).collect()
+        } else {
+            std::collections::BTreeSet::new()
+        };
         let ml_kem = levels
             .iter()
             .map(|&level| keystore::load_or_generate(&state_dir, level, &protection, &mut rng))
@@ -276,7 +292,11 @@ impl Daemon {
         let (attachments, ports) = open_ports(&plan)?;
         let links = links::Links::new(attachments.iter().map(|a| a.ifindex()).collect());
         let worker_config = WorkerConfig {
-            engine: ForwardConfig { rotation_grace: options.key_grace, ..ForwardConfig::default() },
+            engine: ForwardConfig {
+                rotation_grace: options.key_grace,
+                wan_mtu: plan.wan_mtu(),
+                ..ForwardConfig::default()
+            },
             polling: if plan.busy_polling {
                 Polling::Busy
             } else {
@@ -289,6 +309,7 @@ impl Daemon {
             rotate: worker_rotate,
             counters,
             port_replacer,
+            control,
             running,
         } = workers::start_workers(worker_config, &plan.worker_cores, ports, &reader)?;
         let worker_thread = Some(running);
@@ -321,16 +342,23 @@ impl Daemon {
             worker_thread,
             counters,
             port_replacer,
+            control,
+            resolving: std::collections::HashMap::new(),
             attachments,
             links,
             metadata_rekeyed_at: Instant::now(),
             metadata_index: 0,
+            classic_key_changes: 0,
             mgmt,
             requests,
             last_neighbour_refresh: Instant::now() - NEIGHBOUR_REFRESH,
             last_payload_rekey: Instant::now(),
         };
-        daemon.handle(pending);
+        if daemon.plan.eskm {
+            daemon.handle(pending);
+        } else {
+            daemon.install_classic();
+        }
         daemon.refresh_neighbours();
         daemon.publish();
         Ok(daemon)
@@ -366,6 +394,7 @@ impl Daemon {
                 let _ = reply.send(answer);
             }
 
+            self.resolve_unknown_neighbours();
             if self.last_neighbour_refresh.elapsed() >= NEIGHBOUR_REFRESH {
                 changed |= self.refresh_neighbours();
             }
@@ -401,6 +430,10 @@ impl Daemon {
             return false;
         };
         let peer = self.plan.paths[index].peer;
+        if !self.plan.eskm {
+            debug!(peer = %self.plan.peers[peer].name, "key-exchange message ignored: ESKM is off");
+            return false;
+        }
         if !self.certs.admits(peer, bytes) {
             debug!(peer = %self.plan.peers[peer].name, "key-exchange message dropped: peering removed");
             return false;
@@ -413,8 +446,12 @@ impl Daemon {
     }
 
     /// Carries out the key exchange's actions; returns whether anything the workers use
-    /// changed.
+    /// changed. Without ESKM the keys come from the security policies, so actions are
+    /// ignored.
     fn handle(&mut self, actions: Vec<Action>) -> bool {
+        if !self.plan.eskm {
+            return false;
+        }
         let mut changed = false;
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
@@ -561,6 +598,42 @@ impl Daemon {
         true
     }
 
+    /// Asks the kernel to resolve each LAN next hop the workers found no neighbour entry
+    /// for, at most once per [`RESOLVE_RETRY`] per hop, and has the table read again soon
+    /// after a request.
+    fn resolve_unknown_neighbours(&mut self) {
+        let mut requested = false;
+        while let Some((port, address)) = self.control.unresolved.pop() {
+            let now = Instant::now();
+            let recent = self
+                .resolving
+                .get(&(port, address))
+                .is_some_and(|at| now.duration_since(*at) < RESOLVE_RETRY);
+            let Some(interface) = self.plan.ports.get(usize::from(port)) else {
+                continue;
+            };
+            if recent {
+                continue;
+            }
+            self.resolving.insert((port, address), now);
+            match sys::resolve_neighbour(&interface.linux_name, address) {
+                Ok(()) => {
+                    debug!(interface = %interface.linux_name, %address, "neighbour resolution requested");
+                    requested = true;
+                }
+                Err(error) => {
+                    warn!(interface = %interface.linux_name, %address, %error, "cannot request neighbour resolution");
+                }
+            }
+        }
+        self.resolving.retain(|_, at| at.elapsed() < RESOLVE_RETRY);
+        if requested {
+            let due = NEIGHBOUR_REFRESH.saturating_sub(RESOLVE_CHECK);
+            self.last_neighbour_refresh =
+                Instant::now().checked_sub(due).unwrap_or(self.last_neighbour_refresh);
+        }
+    }
+
     fn publish(&mut self) {
         let epoch = self.keyring.epoch(&self.plan);
         debug!(generation = epoch.generation, "key epoch published");
@@ -597,6 +670,11 @@ impl Daemon {
                 let text = mgmt::render_peers_certificate(&rows, began.elapsed());
                 Reply::ok(text, serde_json::to_value(&rows).unwrap_or_default())
             }
+            Command::ShowKeyStatus if !self.plan.eskm => {
+                let status = self.classic_key_status();
+                let text = mgmt::render_key_status(std::slice::from_ref(&status), began.elapsed());
+                Reply::ok(text, serde_json::to_value([&status]).unwrap_or_default())
+            }
             Command::ShowKeyStatus => {
                 let status = KeyStatus {
                     node: format!("{}.{}", self.plan.node, self.plan.router),
@@ -619,6 +697,12 @@ impl Daemon {
                 let text = mgmt::render_key_status(std::slice::from_ref(&status), began.elapsed());
                 Reply::ok(text, serde_json::to_value([&status]).unwrap_or_default())
             }
+            Command::RotateMetadataKey if !self.plan.eskm => Reply::error(
+                "metadata keys cannot be rotated with enhanced-security-key-management false: \
+                 they come from the security policies, so change the policy's keys on every \
+                 router and reload"
+                    .to_string(),
+            ),
             Command::RotateMetadataKey => {
                 let actions = self.kex.rotate_metadata_key(self.now());
                 *changed |= self.handle(actions);
@@ -683,6 +767,9 @@ impl Daemon {
                     key_acknowledged: snapshot.as_ref().is_some_and(|s| s.key_ack),
                 };
                 self.mask_removed(path.peer, &mut row);
+                if !self.plan.eskm {
+                    self.classic_row(path, &mut row);
+                }
                 row
             })
             .collect()
@@ -739,7 +826,23 @@ impl Daemon {
         ));
         let bfd = self.bfd.counters();
         text.push_str(&format!("BFD\n  drops {bfd:?}\n"));
-        Reply::ok(text, serde_json::json!({ "drops": drops, "forwarding": forwarded }))
+        let bfd_drops = serde_json::json!({
+            "malformed": bfd.truncated + bfd.bad_version + bfd.length_too_short
+                + bfd.length_exceeds_datagram + bfd.zero_detect_mult + bfd.multipoint_set
+                + bfd.zero_my_discriminator + bfd.zero_your_discriminator
+                + bfd.authentication_unsupported,
+            "ttl_not_255": bfd.ttl_not_255,
+            "unknown_discriminator": bfd.unknown_discriminator,
+            "no_session": bfd.no_session,
+            "source_mismatch": bfd.source_mismatch,
+            "metadata_rejected": bfd.metadata_rejected,
+            "auth_missing": bfd.auth_missing,
+            "auth_bad": bfd.auth_bad,
+        });
+        Reply::ok(
+            text,
+            serde_json::json!({ "drops": drops, "forwarding": forwarded, "bfd_drops": bfd_drops }),
+        )
     }
 
     fn shutdown(&mut self) {

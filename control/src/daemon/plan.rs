@@ -7,11 +7,13 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use svr_dataplane::epoch::ServicePrefix;
 
 use crate::bfd::SessionConfig;
+use crate::classic::{ClassicError, ClassicKeys, classic_keys};
 use crate::config::{
     CertificateSource, Config, DhKeySize, KeyExchangeAlgorithm, MlKemKeySize, Node, Protocol,
     Router, ServiceRouteTarget,
@@ -32,6 +34,9 @@ pub struct Plan {
     pub ml_kem_keygen_priority: u32,
     /// Whether ESKM is on for the authority.
     pub eskm: bool,
+    /// Without ESKM: the keys derived from the security policies, with the peer tables in
+    /// [`Plan::peers`] order. `None` under ESKM.
+    pub classic: Option<Arc<ClassicKeys>>,
     /// Key exchange timers.
     pub timers: KexTimers,
     /// Payload-key rekey interval, or `None` for `never`.
@@ -86,6 +91,8 @@ pub struct PortPlan {
     pub addresses: Vec<IpAddr>,
     /// The tenant of a LAN port; `None` for a WAN port.
     pub tenant: Option<String>,
+    /// The smallest `mtu` of the port's network interfaces, in bytes (1500 by default).
+    pub mtu: u16,
 }
 
 /// A peer router.
@@ -174,6 +181,8 @@ pub enum PlanError {
     CertificateContent { certificate: String, line: u32 },
     /// Client certificates are configured but none is this router's.
     NoOwnCertificate { router: String, expected: Vec<String>, found: Vec<String> },
+    /// Without ESKM, the security policies cannot give the router its keys.
+    Classic(ClassicError),
 }
 
 impl fmt::Display for PlanError {
@@ -232,6 +241,7 @@ impl fmt::Display for PlanError {
                 expected.join(" or "),
                 found.join(", ")
             ),
+            PlanError::Classic(error) => write!(f, "{error}"),
         }
     }
 }
@@ -270,6 +280,11 @@ impl Plan {
             })
             .collect();
         let routes = routes(router, &ports, &peers)?;
+        let classic = if authority.enhanced_security_key_management {
+            None
+        } else {
+            Some(Arc::new(classic_keys(config, router).map_err(PlanError::Classic)?))
+        };
 
         Ok(Plan {
             router: router.name.clone(),
@@ -277,6 +292,7 @@ impl Plan {
             peering_common_name: router.peering_common_name.clone().unwrap_or(router.name.clone()),
             ml_kem_keygen_priority: router.ml_kem_keygen_priority.map_or(0, u32::from),
             eskm: authority.enhanced_security_key_management,
+            classic,
             timers: KexTimers {
                 retransmit_interval: skm.peer_key_retransmit_interval,
                 timeout: skm.peer_key_timeout,
@@ -369,6 +385,24 @@ fn own_certificate(
     }
 }
 
+/// MTU of an interface without a configured `mtu`.
+const DEFAULT_MTU: u16 = 1500;
+
+impl Plan {
+    /// Returns the WAN MTU the forwarding engine works with: the smallest `mtu` of the WAN
+    /// ports, or 1500 without one.
+    // NOTE: the engine has one WAN MTU for all ports, so a router whose WAN ports differ
+    // fragments for the smallest one on every port.
+    pub fn wan_mtu(&self) -> u16 {
+        self.ports
+            .iter()
+            .filter(|port| port.tenant.is_none())
+            .map(|port| port.mtu)
+            .min()
+            .unwrap_or(DEFAULT_MTU)
+    }
+}
+
 fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
     let mut ports = Vec::new();
     for device in &node.device_interfaces {
@@ -398,6 +432,13 @@ fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
                 .network_interfaces
                 .iter()
                 .find_map(|n| n.tenant.as_ref().map(|t| t.name.clone())),
+            // The configuration limits `mtu` to 576-9216, so it fits.
+            mtu: device
+                .network_interfaces
+                .iter()
+                .map(|n| u16::try_from(n.mtu).unwrap_or(u16::MAX))
+                .min()
+                .unwrap_or(DEFAULT_MTU),
         });
     }
     Ok(ports)

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tracing::{error, info, warn};
@@ -19,6 +20,7 @@ use super::{BfdThread, Daemon, ParkedPath, load_trust, start_bfd};
 use crate::alarm::AlarmCause;
 use crate::bfd::packet::Diagnostic;
 use crate::bfd::{Flavour, PathSpec};
+use crate::classic::ClassicKeys;
 use crate::config::{self, LoadError};
 use crate::kex::{self, MlKemLevel, PeerConfig, PeerId};
 
@@ -52,6 +54,8 @@ pub struct Reload {
     pub timers_changed: bool,
     /// Whether the certificate revocation lists (locations or intervals) changed.
     pub crls_changed: bool,
+    /// Whether the classic-mode keys changed, so the keyring installs them again.
+    pub classic_changed: bool,
 }
 
 impl Reload {
@@ -154,6 +158,7 @@ pub fn prepare(
         forwarding_changed: false,
         timers_changed: false,
         crls_changed: false,
+        classic_changed: false,
     };
 
     // Ports: new index to running index, by device-interface name.
@@ -166,6 +171,7 @@ pub fn prepare(
     let peer_map = align_peers(running, &new, ml_kem_levels, &mut reload, &mut errors);
     align_paths(running, &new, &peer_map, &port_map, &mut reload, &mut errors);
     let routes = remap_routes(&new, &peer_map, &port_map, &mut errors);
+    remap_classic(running, &new, &peer_map, &mut reload);
     check_common_names(&reload.plan, &mut errors);
 
     let plan = &mut reload.plan;
@@ -401,6 +407,38 @@ fn align_paths(
     }
 }
 
+/// Places the new classic-mode keys at the running peer indices, and records a change
+/// when they differ from the running keys. A change between ESKM and classic mode needs a
+/// restart and is listed there, so the running keys stay.
+fn remap_classic(running: &Plan, new: &Plan, peer_map: &[usize], reload: &mut Reload) {
+    let (Some(old), Some(keys)) = (&running.classic, &new.classic) else {
+        return;
+    };
+    let peers = reload.plan.peers.len();
+    let mut peer_metadata = vec![None; peers];
+    let mut pair_secrets = vec![Vec::new(); peers];
+    for (new_index, &slot) in peer_map.iter().enumerate() {
+        peer_metadata[slot] = keys.peer_metadata.get(new_index).cloned().flatten();
+        pair_secrets[slot] = keys.pair_secrets.get(new_index).cloned().unwrap_or_default();
+    }
+    let remapped = ClassicKeys {
+        own: keys.own.clone(),
+        own_by_interface: keys.own_by_interface.clone(),
+        peer_metadata,
+        pair_secrets,
+    };
+    if !remapped.same_keys(old) {
+        let ids: Vec<String> =
+            remapped.own.iter().map(|k| format!("{:#010x}", k.index())).collect();
+        reload.changes.push(format!(
+            "classic-mode keys from the security policies: own security ids {}",
+            ids.join(", ")
+        ));
+        reload.classic_changed = true;
+    }
+    reload.plan.classic = Some(Arc::new(remapped));
+}
+
 /// Rewrites the new service routes to the running indices of peers and ports.
 fn remap_routes(
     new: &Plan,
@@ -555,6 +593,13 @@ impl Daemon {
             }
         }
 
+        if !self.plan.eskm {
+            if self.install_classic() && reload.classic_changed {
+                self.classic_key_changes += 1;
+            }
+            self.publish();
+            return Ok(());
+        }
         let now = self.now();
         let mut actions = Vec::new();
         for &slot in reload.peers_removed.iter().chain(&reload.peers_replaced) {

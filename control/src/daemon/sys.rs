@@ -33,7 +33,74 @@ pub fn neighbours() -> Vec<(IpAddr, [u8; 6], String)> {
     }
 }
 
+/// Asks the kernel to resolve `address` on `interface` with an RTM_NEWNEIGH request that
+/// carries NTF_USE and NLM_F_CREATE. The kernel creates the entry when it is missing and
+/// sends an ARP request or neighbour solicitation, as if a packet were waiting for it. The
+/// result shows in a later read of [`neighbours`].
+pub fn resolve_neighbour(interface: &str, address: IpAddr) -> nix::Result<()> {
+    let ifindex = nix::net::if_::if_nametoindex(interface)?;
+    let fd = route_socket()?;
+    let request = resolve_request(ifindex, address);
+    send(std::os::fd::AsRawFd::as_raw_fd(&fd), &request, MsgFlags::empty())?;
+
+    // NLM_F_ACK makes the kernel reply with an NLMSG_ERROR message whose error code is 0
+    // on success or a negative errno.
+    let mut buffer = [0u8; 1024];
+    let len = recv(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buffer, MsgFlags::empty())?;
+    let reply = &buffer[..len];
+    if reply.len() >= NLMSG_HDRLEN + 4 && u16::from_ne_bytes([reply[4], reply[5]]) == NLMSG_ERROR {
+        let code = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+        if code < 0 {
+            return Err(nix::errno::Errno::from_raw(-code));
+        }
+    }
+    Ok(())
+}
+
+/// Opens a NETLINK_ROUTE socket bound to a port the kernel picks.
+fn route_socket() -> nix::Result<std::os::fd::OwnedFd> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 0))?;
+    Ok(fd)
+}
+
+/// Builds the RTM_NEWNEIGH request of [`resolve_neighbour`]: the netlink header, an ndmsg
+/// with state NUD_NONE and flag NTF_USE, and the NDA_DST attribute.
+fn resolve_request(ifindex: u32, address: IpAddr) -> Vec<u8> {
+    let (family, octets): (u8, Vec<u8>) = match address {
+        IpAddr::V4(v4) => (AF_INET, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (AF_INET6, v6.octets().to_vec()),
+    };
+    let attribute_len = 4 + octets.len();
+    let len = NLMSG_HDRLEN + NDMSG_LEN + attribute_len;
+    let mut request = Vec::with_capacity(len);
+    request.extend_from_slice(&(len as u32).to_ne_bytes());
+    request.extend_from_slice(&RTM_NEWNEIGH.to_ne_bytes());
+    request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE).to_ne_bytes());
+    request.extend_from_slice(&1u32.to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    request.extend_from_slice(&[family, 0, 0, 0]);
+    request.extend_from_slice(&ifindex.to_ne_bytes());
+    request.extend_from_slice(&NUD_NONE.to_ne_bytes());
+    request.extend_from_slice(&[NTF_USE, 0]);
+    request.extend_from_slice(&(attribute_len as u16).to_ne_bytes());
+    request.extend_from_slice(&NDA_DST.to_ne_bytes());
+    request.extend_from_slice(&octets);
+    request
+}
+
 // rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h).
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_CREATE: u16 = 0x400;
+const NTF_USE: u8 = 0x01;
+const NUD_NONE: u16 = 0;
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
@@ -50,13 +117,7 @@ const NUD_UNUSABLE: u16 = 0x01 | 0x20;
 
 /// Asks the kernel for its neighbour table with one RTM_GETNEIGH dump request.
 fn dump_neighbours() -> nix::Result<Vec<(IpAddr, [u8; 6], String)>> {
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 0))?;
+    let fd = route_socket()?;
 
     let mut request = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
     request[0..4].copy_from_slice(&((NLMSG_HDRLEN + NDMSG_LEN) as u32).to_ne_bytes());
@@ -217,6 +278,26 @@ mod tests {
         let mut entries = Vec::new();
         assert!(parse_neighbour_messages(&data[..data.len() - 3], &mut entries));
         assert!(entries.is_empty());
+    }
+
+    #[test]
+    fn resolve_request_layout() {
+        let request = resolve_request(7, IpAddr::V4(Ipv4Addr::new(10, 231, 1, 10)));
+        assert_eq!(request.len(), 16 + 12 + 8);
+        assert_eq!(u32::from_ne_bytes(request[0..4].try_into().unwrap()), 36, "nlmsg_len");
+        assert_eq!(u16::from_ne_bytes([request[4], request[5]]), RTM_NEWNEIGH);
+        assert_eq!(u16::from_ne_bytes([request[6], request[7]]), 0x405, "request, ack, create");
+        assert_eq!(request[16], 2, "AF_INET");
+        assert_eq!(u32::from_ne_bytes(request[20..24].try_into().unwrap()), 7, "ifindex");
+        assert_eq!(u16::from_ne_bytes([request[24], request[25]]), 0, "NUD_NONE");
+        assert_eq!(request[26], NTF_USE);
+        assert_eq!(u16::from_ne_bytes([request[28], request[29]]), 8, "attribute length");
+        assert_eq!(u16::from_ne_bytes([request[30], request[31]]), NDA_DST);
+        assert_eq!(request[32..36], [10, 231, 1, 10]);
+
+        let v6 = resolve_request(3, IpAddr::V6("fd31:5::10".parse().unwrap()));
+        assert_eq!(v6.len(), 16 + 12 + 20);
+        assert_eq!(v6[16], 10, "AF_INET6");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub(super) struct Workers {
     pub counters: GroupCounters,
     /// Replaces a port while the workers run.
     pub port_replacer: PortReplacer,
+    /// The queues shared with the workers, of which the control loop reads the LAN next
+    /// hops without a neighbour entry.
+    pub control: Arc<ControlQueues>,
     pub running: RunningGroup,
 }
 
@@ -53,5 +56,5 @@ pub(super) fn start_workers(
     let port_replacer = group.port_replacer();
     let running = group.spawn().map_err(|e| DaemonError::Dataplane(e.to_string()))?;
     info!(workers = group_config.workers, ports = port_count, "dataplane workers started");
-    Ok(Workers { stop, rotate, counters, port_replacer, running })
+    Ok(Workers { stop, rotate, counters, port_replacer, control, running })
 }

@@ -157,7 +157,14 @@ pub struct Engine {
     next_fragment_id: u32,
     /// Suite of the payload keys of the sessions this router creates.
     session_suite: Suite,
+    /// LAN next hops without a neighbour entry, at most [`MAX_UNRESOLVED`], until
+    /// [`Engine::drain_unresolved`] takes them.
+    unresolved: Vec<(InterfaceId, IpAddr)>,
 }
+
+/// Maximum number of unresolved next hops an engine keeps between two drains. More in one burst are
+/// still dropped and counted, but not reported.
+pub const MAX_UNRESOLVED: usize = 16;
 
 /// At most one warning per interval for dropped packets that point at a faulty or hostile
 /// sender, with the number suppressed since the last one.
@@ -197,7 +204,21 @@ impl Engine {
             staged: burst::Staging::new(),
             next_fragment_id: 0,
             session_suite: crate::session::SESSION_SUITE,
+            unresolved: Vec::with_capacity(MAX_UNRESOLVED),
             config,
+        }
+    }
+
+    /// Takes the LAN next hops that had no neighbour entry since the last call, each with
+    /// its port, without repeats.
+    pub fn drain_unresolved(&mut self) -> std::vec::Drain<'_, (InterfaceId, IpAddr)> {
+        self.unresolved.drain(..)
+    }
+
+    /// Records a LAN next hop without a neighbour entry.
+    fn note_unresolved(unresolved: &mut Vec<(InterfaceId, IpAddr)>, hop: (InterfaceId, IpAddr)) {
+        if unresolved.len() < MAX_UNRESOLVED && !unresolved.contains(&hop) {
+            unresolved.push(hop);
         }
     }
 
@@ -671,8 +692,13 @@ impl Engine {
         let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
         session.last_seen = now;
         let plain = payload_range.start + plain.start..payload_range.start + plain.end;
+        let hop = lan_next_hop(epoch, session);
         let Some(fragment) = fragment else {
-            let out = restore_onto_lan(epoch, session, &outer, &frame.data()[plain], frames)?;
+            let restored = restore_onto_lan(epoch, session, &outer, &frame.data()[plain], frames);
+            if restored.as_ref().is_err_and(|reason| *reason == DropReason::NoNeighbour) {
+                Engine::note_unresolved(&mut self.unresolved, hop);
+            }
+            let out = restored?;
             self.counters.egress_forwarded += 1;
             return Ok(Some(out));
         };
@@ -688,6 +714,9 @@ impl Engine {
         let restored =
             restore_onto_lan(epoch, session, &outer, self.reassembly.packet(index), frames);
         self.reassembly.release(index);
+        if restored.as_ref().is_err_and(|reason| *reason == DropReason::NoNeighbour) {
+            Engine::note_unresolved(&mut self.unresolved, hop);
+        }
         let out = restored?;
         self.reassembly.counters_mut().packets_reassembled += 1;
         self.counters.egress_forwarded += 1;
@@ -972,6 +1001,7 @@ impl Engine {
             staged: burst::Staging::new(),
             next_fragment_id: self.next_fragment_id,
             session_suite: self.session_suite,
+            unresolved: self.unresolved.clone(),
         }
     }
 }
@@ -1156,6 +1186,16 @@ fn decrypt(
         .map_err(receive_drop)
 }
 
+/// Returns the LAN port of `session` and the next hop on it: the route's gateway, or the
+/// original destination.
+fn lan_next_hop(epoch: &KeyEpoch, session: &Session) -> (InterfaceId, IpAddr) {
+    let gateway = match (session.role, epoch.route(session.service)) {
+        (Role::Egress, Some(NextHop::Local { gateway, .. })) => gateway,
+        _ => None,
+    };
+    (session.lan_interface, gateway.unwrap_or(session.restored_tuple().destination))
+}
+
 /// Writes the original packet for `plain`, the carried payload of `session`, into a new
 /// frame on its LAN port.
 fn restore_onto_lan(
@@ -1170,14 +1210,9 @@ fn restore_onto_lan(
     if outer_ttl <= 1 {
         return Err(DropReason::TtlExpired);
     }
-    let port = session.lan_interface;
+    let (port, next_hop) = lan_next_hop(epoch, session);
     let interface = epoch.interfaces.get(usize::from(port)).ok_or(DropReason::NoRoute)?;
-    let gateway = match (session.role, epoch.route(session.service)) {
-        (Role::Egress, Some(NextHop::Local { gateway, .. })) => gateway,
-        _ => None,
-    };
-    let next_hop: IpAddr = gateway.unwrap_or(tuple.destination);
-    let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoRoute)?;
+    let destination_mac = epoch.neighbour(port, next_hop).ok_or(DropReason::NoNeighbour)?;
 
     let fields = restored_fields(&outer.ip, tuple.source.is_ipv4());
     let header_len = restored_header_len(&tuple);

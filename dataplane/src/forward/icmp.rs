@@ -182,8 +182,9 @@ pub fn too_big_len(parsed: &ParsedFrame) -> usize {
 /// Writes into `out`, of [`too_big_len`] bytes, an error for the packet in `frame` that
 /// informs its source the largest packet that crosses is `mtu` bytes: ICMP type 3 code 4
 /// with the next-hop MTU (RFC 1191 section 4) for IPv4, ICMPv6 type 2 (RFC 4443 section
-/// 3.2) for IPv6. The error goes from the packet's destination address to its source, and
-/// quotes as much of the packet as the minimum MTU allows. Both checksums are computed.
+/// 3.2) for IPv6. The error goes from `source` to the packet's source, and quotes as much
+/// of the packet as the minimum MTU allows. Both checksums are computed. `source` must be of
+/// the packet's IP family.
 ///
 /// ```text
 /// +--------+--------+-----------------+
@@ -197,6 +198,7 @@ pub fn too_big_len(parsed: &ParsedFrame) -> usize {
 pub fn emit_too_big(
     out: &mut [u8],
     macs: Macs,
+    source: IpAddr,
     parsed: &ParsedFrame,
     frame: &[u8],
     mtu: u16,
@@ -207,9 +209,12 @@ pub fn emit_too_big(
         return Err(BuildError::ShortBuffer { needed, available: out.len() });
     }
     let v4 = matches!(parsed.ip, IpFields::V4 { .. });
+    if source.is_ipv4() != v4 {
+        return Err(BuildError::FamilyMismatch);
+    }
     let error_protocol = if v4 { protocol::ICMP } else { protocol::ICMPV6 };
     let tuple = FiveTuple {
-        source: parsed.tuple.destination,
+        source,
         destination: parsed.tuple.source,
         source_port: 0,
         destination_port: 0,
@@ -320,7 +325,8 @@ mod tests {
         // Junk first, so that every byte is shown to be written.
         let mut out = vec![0xa5; too_big_len(&parsed)];
         let macs = Macs { source: ROUTER_MAC, destination: parsed.source_mac };
-        emit_too_big(&mut out, macs, &parsed, frame, mtu, &mut limiter).unwrap();
+        let source = parsed.tuple.destination;
+        emit_too_big(&mut out, macs, source, &parsed, frame, mtu, &mut limiter).unwrap();
         out
     }
 

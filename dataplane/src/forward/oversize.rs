@@ -310,13 +310,14 @@ pub(super) fn answer_too_big(
         return Err(DropReason::TooLong);
     }
     let interface = epoch.interfaces.get(usize::from(port)).ok_or(DropReason::NoRoute)?;
-    // NOTE: the epoch contains no address of this router on the LAN, so the error is sent
-    // from the packet's destination address.
+    // The error comes from the router's address on the LAN port. A port without one of
+    // the packet's family sends it from the packet's destination address instead.
+    let source = interface.address_like(parsed.tuple.source).unwrap_or(parsed.tuple.destination);
     let macs = Macs { source: interface.mac, destination: parsed.source_mac };
     let mut out = frames.alloc(port).ok_or(DropReason::NoBuffer)?;
     let written =
         out.append(too_big_len(parsed)).map_err(|_| DropReason::TooLong).and_then(|buffer| {
-            emit_too_big(buffer, macs, parsed, frame, mtu, limiter)
+            emit_too_big(buffer, macs, source, parsed, frame, mtu, limiter)
                 .map_err(|_| DropReason::Malformed)
         });
     match written {

@@ -31,6 +31,12 @@ pub const HOST5_V6: Ipv6Addr = Ipv6Addr::new(0xfd05, 0, 0, 0, 0, 0, 0, 0x10);
 pub const R1_WAYPOINT: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 1);
 pub const R2_WAYPOINT: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 2);
 
+/// The routers' own addresses on their LANs.
+pub const R1_LAN_V4: Ipv4Addr = Ipv4Addr::new(10, 201, 1, 1);
+pub const R1_LAN_V6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 1);
+pub const R2_LAN_V4: Ipv4Addr = Ipv4Addr::new(10, 201, 5, 1);
+pub const R2_LAN_V6: Ipv6Addr = Ipv6Addr::new(0xfd05, 0, 0, 0, 0, 0, 0, 1);
+
 pub const HOST1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x10];
 pub const R1_LAN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
 pub const R1_WAN_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
@@ -54,6 +60,7 @@ pub fn pair_keys(local: &str, peer: &str) -> PairKeys {
 
 /// Builds the epoch of r1 (`ingress`) or r2.
 pub fn router_epoch(name: &str, ingress: bool) -> KeyEpoch {
+    let (lan_v4, lan_v6) = if ingress { (R1_LAN_V4, R1_LAN_V6) } else { (R2_LAN_V4, R2_LAN_V6) };
     let (own, peer_key, local, peer, lan_mac, wan_mac, peer_mac, host, host_v6, host_mac) =
         if ingress {
             (
@@ -126,8 +133,13 @@ pub fn router_epoch(name: &str, ingress: bool) -> KeyEpoch {
         }],
         service_routes: vec![ServiceRoute { service: 0, next_hop }],
         interfaces: vec![
-            Interface { mac: lan_mac, role: InterfaceRole::Lan { tenant: 0 } },
-            Interface { mac: wan_mac, role: InterfaceRole::Wan },
+            Interface {
+                mac: lan_mac,
+                role: InterfaceRole::Lan { tenant: 0 },
+                ipv4: Some(lan_v4),
+                ipv6: Some(lan_v6),
+            },
+            Interface { mac: wan_mac, role: InterfaceRole::Wan, ipv4: Some(local), ipv6: None },
         ],
         neighbours,
     }
@@ -146,6 +158,7 @@ pub struct Net {
     pub r1_epoch: EpochPublisher,
     pub r2_epoch: EpochPublisher,
     pub r1_control: Arc<ControlQueues>,
+    pub r2_control: Arc<ControlQueues>,
     pub host1: MemPort,
     pub host5: MemPort,
     /// r1's side of the WAN relay.
@@ -197,13 +210,15 @@ impl Net {
         let (r2_lan, host5) = mem_pair(&config).unwrap();
         let (r1, r1_epoch, r1_control) =
             worker(router_epoch("r1", true), r1_lan, r1_wan, &configure);
-        let (r2, r2_epoch, _) = worker(router_epoch("r2", false), r2_lan, r2_wan, &configure);
+        let (r2, r2_epoch, r2_control) =
+            worker(router_epoch("r2", false), r2_lan, r2_wan, &configure);
         Net {
             r1,
             r2,
             r1_epoch,
             r2_epoch,
             r1_control,
+            r2_control,
             host1,
             host5,
             wire1,

@@ -555,7 +555,12 @@ impl Engine {
 
         let frame = burst.get(item.input).ok_or(DropReason::Malformed)?;
         let plain = &frame.data()[item.payload.start..item.payload.start + len];
-        super::restore_onto_lan(epoch, session, &item.outer, plain, frames)
+        let hop = super::lan_next_hop(epoch, session);
+        let restored = super::restore_onto_lan(epoch, session, &item.outer, plain, frames);
+        if restored.as_ref().is_err_and(|reason| *reason == DropReason::NoNeighbour) {
+            Engine::note_unresolved(&mut self.unresolved, hop);
+        }
+        restored
     }
 }
 
