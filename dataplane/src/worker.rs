@@ -26,8 +26,10 @@ use tracing::{debug, warn};
 
 use crate::counters::{DropReason, SharedCounters};
 use crate::epoch::{EpochReader, InterfaceId, InterfaceRole, KeyEpoch};
-use crate::forward::{Engine, EngineConfig, FrameSource, is_control_packet};
-use crate::handoff::{Handoff, HandoffKind, Mesh, is_handoff_frame};
+use crate::forward::{
+    Engine, EngineConfig, FrameSource, is_control_packet, is_neighbour_discovery,
+};
+use crate::handoff::{Doorbell, Handoff, HandoffKind, Mesh, is_handoff_frame};
 use crate::io::{Burst, Frame, MAX_BURST, PacketIo};
 use crate::shard::{Side, frame_owner};
 
@@ -74,12 +76,16 @@ pub struct ControlPacket {
 }
 
 /// The lock-free queues between workers and the control thread: received control packets
-/// (BFD), control packets to send, and spare buffers that both sides recycle so that
-/// neither allocates per packet.
+/// (BFD, and ARP and neighbour discovery), control packets to send, and spare buffers that
+/// both sides recycle so that neither allocates per packet.
 #[derive(Debug)]
 pub struct ControlQueues {
-    /// Control packets received on WAN ports, for the control thread.
+    /// BFD packets received on WAN ports, for the BFD thread.
     pub punted: ArrayQueue<ControlPacket>,
+    /// ARP packets and IPv6 neighbour solicitations and advertisements received on any
+    /// port, for the control thread. Only ports without a kernel stack deliver them: the
+    /// AF_XDP filter leaves them to the kernel.
+    pub discovery: ArrayQueue<ControlPacket>,
     /// Control packets the control thread wants sent.
     pub to_send: ArrayQueue<ControlPacket>,
     /// Empty buffers; take one to build a packet and return it when done.
@@ -87,10 +93,14 @@ pub struct ControlQueues {
     /// LAN next hops that had no neighbour entry, with their port, for the control thread
     /// to have resolved. Entries that find the queue full are dropped.
     pub unresolved: ArrayQueue<(InterfaceId, std::net::IpAddr)>,
+    /// Rung by a worker after it queued packets on `punted`, so that a BFD thread asleep
+    /// on [`Doorbell::fd`] wakes up; `None` when the queues were made without one.
+    pub punt_bell: Option<Doorbell>,
 }
 
 impl ControlQueues {
-    /// Queues of `depth` packets each, with `depth` spare buffers of `frame_size` bytes.
+    /// Queues of `depth` packets each, with `depth` spare buffers of `frame_size` bytes and
+    /// no doorbell.
     pub fn new(depth: usize, frame_size: usize) -> ControlQueues {
         let spare = ArrayQueue::new(depth.max(1) * 2);
         for _ in 0..depth {
@@ -98,10 +108,20 @@ impl ControlQueues {
         }
         ControlQueues {
             punted: ArrayQueue::new(depth.max(1)),
+            discovery: ArrayQueue::new(depth.max(1)),
             to_send: ArrayQueue::new(depth.max(1)),
             unresolved: ArrayQueue::new(depth.max(1)),
             spare,
+            punt_bell: None,
         }
+    }
+
+    /// Queues as [`ControlQueues::new`] makes them, with a doorbell for punted packets.
+    pub fn with_doorbell(depth: usize, frame_size: usize) -> std::io::Result<ControlQueues> {
+        Ok(ControlQueues {
+            punt_bell: Some(Doorbell::new()?),
+            ..ControlQueues::new(depth, frame_size)
+        })
     }
 }
 
@@ -269,6 +289,7 @@ impl Worker {
         let epoch = self.reader.pin();
         let Worker { engine, ports, rx, work, control, shard, .. } = self;
         let mut received = receive_handoffs(engine, &epoch, now, ports, work, shard.as_mut());
+        let mut punted = false;
 
         for index in 0..ports.ports.len() {
             let port = index as InterfaceId;
@@ -295,7 +316,12 @@ impl Worker {
 
             for frame in rx.drain() {
                 if side == Some(Side::Wan) && is_control_packet(frame.data()) {
-                    punt(engine, control, port, &frame);
+                    punted |= punt(engine, &control.punted, control, port, &frame);
+                    ports.free(port, frame);
+                    continue;
+                }
+                if is_neighbour_discovery(frame.data()) {
+                    punt(engine, &control.discovery, control, port, &frame);
                     ports.free(port, frame);
                     continue;
                 }
@@ -316,6 +342,9 @@ impl Worker {
             run_burst(engine, &epoch, now, port, work, ports, shard.as_mut());
         }
 
+        if punted && let Some(bell) = &control.punt_bell {
+            bell.ring();
+        }
         send_control(engine, ports, control, shard.as_mut());
         for hop in engine.drain_unresolved() {
             let _ = control.unresolved.push(hop);
@@ -796,21 +825,32 @@ fn transmit(engine: &mut Engine, ports: &mut PortSet, port: InterfaceId, bytes: 
     true
 }
 
-/// Copies a control packet into a spare buffer and queues it for the control thread.
-fn punt(engine: &mut Engine, control: &ControlQueues, port: InterfaceId, frame: &Frame) {
+/// Copies a control packet into a spare buffer and queues it on `queue` for the control
+/// thread. Returns whether it was queued.
+fn punt(
+    engine: &mut Engine,
+    queue: &ArrayQueue<ControlPacket>,
+    control: &ControlQueues,
+    port: InterfaceId,
+    frame: &Frame,
+) -> bool {
     let Some(mut buffer) = control.spare.pop() else {
         engine.counters_mut().drop(DropReason::PuntQueueFull);
-        return;
+        return false;
     };
     buffer.clear();
     // Spare buffers are made with the frame size, so this does not reallocate for frames
     // up to that size.
     buffer.extend_from_slice(frame.data());
-    match control.punted.push(ControlPacket { port, frame: buffer }) {
-        Ok(()) => engine.counters_mut().punted += 1,
+    match queue.push(ControlPacket { port, frame: buffer }) {
+        Ok(()) => {
+            engine.counters_mut().punted += 1;
+            true
+        }
         Err(packet) => {
             let _ = control.spare.push(packet.frame);
             engine.counters_mut().drop(DropReason::PuntQueueFull);
+            false
         }
     }
 }

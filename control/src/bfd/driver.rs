@@ -1,44 +1,68 @@
-//! UDP socket driver for the BFD engine. It binds the sockets of RFC 5881 (single hop, port
-//! 3784, TTL 255) and of SVR peer paths (port 1280), reads the received TTL, and runs the
-//! engine by its earliest timer until a stop flag is set. A [`DriverHandle`] lets another
-//! thread read path state, send metadata and change timers while the loop runs.
+//! The BFD engine's driver loop. It runs the engine by its earliest timer until a stop flag
+//! is set, carrying datagrams over a [`Transport`]: the kernel's UDP sockets
+//! ([`SocketTransport`](super::socket::SocketTransport)), or Ethernet frames that the
+//! dataplane workers punt and transmit ([`FrameTransport`](super::frames::FrameTransport)).
+//! A [`DriverHandle`] lets another thread read path state, send metadata and change timers
+//! while the loop runs.
 
 use std::fmt;
-use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
-};
-use rand::RngExt;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
+use super::Flavour;
+use super::SINGLE_HOP_SOURCE_PORTS;
 use super::auth::KeyGeneration;
 use super::engine::{DropCounters, Engine, EngineError, Output, PathId, PathSpec};
 use super::metadata::ReassemblyCounters;
 use super::packet::{Diagnostic, State};
 use super::session::SessionConfig;
+use super::socket::SocketTransport;
 use super::timers::Instant;
-use super::{Flavour, GTSM_TTL, SINGLE_HOP_SOURCE_PORTS};
 
 /// Maximum time the loop sleeps before it checks the stop flag and the command queue.
 const MAX_WAIT: Duration = Duration::from_millis(20);
 
-/// Type of service of every BFD packet sent: DSCP CS6 (network control), as routers
-/// commonly mark BFD.
-const BFD_TOS: i32 = 0xc0;
-
-/// Maximum number of datagrams read from one socket before the timers run again.
+/// Maximum number of datagrams read from one socket or queue before the timers run again.
 const MAX_BURST: usize = 256;
 
-/// Attempts at binding a random single-hop source port before giving up.
-const SOURCE_PORT_ATTEMPTS: usize = 64;
+/// A datagram a transport received.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    /// The flavour its destination port selects.
+    pub flavour: Flavour,
+    /// The address it was sent to.
+    pub local: IpAddr,
+    /// The address it came from.
+    pub remote: IpAddr,
+    /// Its TTL or hop limit, when the transport can read it.
+    pub ttl: Option<u8>,
+    /// The UDP payload.
+    pub datagram: &'a [u8],
+}
+
+/// What carries the driver's datagrams.
+pub trait Transport: Send + fmt::Debug {
+    /// Prepares to send and receive for the path `spec`; paths are attached in the order
+    /// of their [`PathId`], and [`Transport::send`] names them by that index.
+    fn attach(&mut self, spec: &PathSpec) -> Result<(), DriverError>;
+
+    /// Blocks until a datagram may be waiting or `timeout` passes.
+    fn wait(&mut self, timeout: Duration) -> Result<(), DriverError>;
+
+    /// Hands each waiting datagram to `handle`, at most `limit` per socket or queue, so
+    /// that a flood cannot starve the timers.
+    fn receive(&mut self, limit: usize, handle: &mut dyn FnMut(Received<'_>));
+
+    /// Sends `datagram` on path `path` (attached as `spec`). The error says why it could not
+    /// be sent; the driver counts and logs it.
+    fn send(&mut self, path: usize, spec: &PathSpec, datagram: &[u8]) -> Result<(), String>;
+}
 
 /// A failure of the driver or of a request made through its handle.
 #[derive(Debug)]
@@ -278,40 +302,29 @@ impl DriverHandle {
     }
 }
 
-/// A socket the driver reads from.
-#[derive(Debug)]
-struct Listener {
-    flavour: Flavour,
-    local: IpAddr,
-    socket: UdpSocket,
-}
-
-/// The socket loop around an [`Engine`].
+/// The loop around an [`Engine`] and its [`Transport`].
 #[derive(Debug)]
 pub struct Driver {
     engine: Engine,
     origin: std::time::Instant,
-    listeners: Vec<Listener>,
-    /// Per path: index into `listeners` for peer paths, or an own source-port socket for
-    /// single-hop sessions.
-    senders: Vec<SendSocket>,
+    transport: Box<dyn Transport>,
     commands: Receiver<Command>,
     metadata_tx: Sender<(PathId, Vec<u8>)>,
     shared: Arc<Shared>,
     started: bool,
-    /// Receive buffer, large enough for any UDP datagram.
-    buffer: Vec<u8>,
-}
-
-#[derive(Debug)]
-enum SendSocket {
-    Listener(usize),
-    Own(UdpSocket),
 }
 
 impl Driver {
     /// Binds the sockets for `paths` in the calling thread's network namespace.
     pub fn new(paths: Vec<PathSpec>) -> Result<(Driver, DriverHandle), DriverError> {
+        Driver::with_transport(paths, Box::new(SocketTransport::new()))
+    }
+
+    /// Runs `paths` over `transport`.
+    pub fn with_transport(
+        paths: Vec<PathSpec>,
+        mut transport: Box<dyn Transport>,
+    ) -> Result<(Driver, DriverHandle), DriverError> {
         let mut seed_bytes = [0u8; 8];
         getrandom::fill(&mut seed_bytes).map_err(|e| DriverError::SocketOption {
             option: "getrandom",
@@ -319,10 +332,8 @@ impl Driver {
         })?;
         let mut engine = Engine::new(u64::from_ne_bytes(seed_bytes));
 
-        let mut listeners: Vec<Listener> = Vec::new();
-        let mut senders = Vec::new();
         for spec in paths {
-            senders.push(sockets_for(&mut listeners, &spec)?);
+            transport.attach(&spec)?;
             engine.add_path(spec);
         }
 
@@ -335,13 +346,11 @@ impl Driver {
         let driver = Driver {
             engine,
             origin: std::time::Instant::now(),
-            listeners,
-            senders,
+            transport,
             commands,
             metadata_tx,
             shared: Arc::clone(&shared),
             started: false,
-            buffer: vec![0u8; 65536],
         };
         driver.publish_status();
         Ok((driver, DriverHandle { commands: commands_tx, shared }))
@@ -372,10 +381,8 @@ impl Driver {
             Some(at) => at.since(now).min(max_wait),
             None => max_wait,
         };
-        let readable = self.wait_readable(wait)?;
-        for index in readable {
-            self.drain(index);
-        }
+        self.transport.wait(wait)?;
+        self.drain();
 
         let outputs = self.engine.handle_timers(self.now());
         self.perform(outputs);
@@ -438,8 +445,7 @@ impl Driver {
     }
 
     fn add_path(&mut self, spec: PathSpec, now: Instant) -> Result<PathId, DriverError> {
-        let sender = sockets_for(&mut self.listeners, &spec)?;
-        self.senders.push(sender);
+        self.transport.attach(&spec)?;
         let path = self.engine.add_path(spec);
         if self.started {
             let outputs = self.engine.start_path(path, now).map_err(DriverError::Engine)?;
@@ -448,86 +454,21 @@ impl Driver {
         Ok(path)
     }
 
-    fn wait_readable(&self, wait: Duration) -> Result<Vec<usize>, DriverError> {
-        let mut fds: Vec<PollFd<'_>> = self
-            .listeners
-            .iter()
-            .map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN))
-            .collect();
-        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-        match poll(&mut fds, PollTimeout::from(millis)) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => return Ok(Vec::new()),
-            Err(errno) => return Err(DriverError::Poll { source: io::Error::from(errno) }),
-        }
-        let ready = fds
-            .iter()
-            .enumerate()
-            .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(index, _)| index)
-            .collect();
-        Ok(ready)
-    }
-
-    /// Reads the datagrams waiting on listener `index`, at most [`MAX_BURST`] of them so a
-    /// flood cannot starve the timers.
-    fn drain(&mut self, index: usize) {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        for _ in 0..MAX_BURST {
-            let Some((len, remote, ttl)) = self.receive_one(index, &mut buffer) else {
-                break;
-            };
-            let listener = &self.listeners[index];
-            let (flavour, local) = (listener.flavour, listener.local);
-            let now = self.now();
+    /// Feeds the datagrams the transport has received to the engine.
+    fn drain(&mut self) {
+        let mut outputs = Vec::new();
+        let engine = &mut self.engine;
+        let origin = self.origin;
+        self.transport.receive(MAX_BURST, &mut |received| {
+            let now =
+                Instant::from_nanos(u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            let Received { flavour, local, remote, ttl, datagram } = received;
             // Drops are counted and logged by the engine.
-            if let Ok(outputs) =
-                self.engine.receive(flavour, local, remote, ttl, &buffer[..len], now)
-            {
-                self.perform(outputs);
+            if let Ok(mut out) = engine.receive(flavour, local, remote, ttl, datagram, now) {
+                outputs.append(&mut out);
             }
-        }
-        self.buffer = buffer;
-    }
-
-    fn receive_one(&self, index: usize, buffer: &mut [u8]) -> Option<(usize, IpAddr, Option<u8>)> {
-        let socket = &self.listeners[index].socket;
-        let mut iov = [IoSliceMut::new(buffer)];
-        let mut cmsg = nix::cmsg_space!(i32, i32);
-        let message = match recvmsg::<SockaddrStorage>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(message) => message,
-            Err(nix::errno::Errno::EAGAIN) => return None,
-            Err(errno) => {
-                warn!(error = %errno, "bfd receive failed");
-                return None;
-            }
-        };
-
-        let remote = message.address.as_ref().and_then(|a| {
-            if let Some(v4) = a.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })?;
-        let mut ttl = None;
-        if let Ok(cmsgs) = message.cmsgs() {
-            for cmsg in cmsgs {
-                match cmsg {
-                    ControlMessageOwned::Ipv4Ttl(value)
-                    | ControlMessageOwned::Ipv6HopLimit(value) => {
-                        ttl = u8::try_from(value).ok();
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Some((message.bytes, remote, ttl))
+        });
+        self.perform(outputs);
     }
 
     fn perform(&mut self, outputs: Vec<Output>) {
@@ -553,16 +494,12 @@ impl Driver {
 
     fn transmit(&mut self, path: PathId, datagram: &[u8]) {
         let Some((_, spec)) = self.engine.paths().nth(path.0) else { return };
-        let target = SocketAddr::new(spec.remote, spec.flavour.port());
-        let socket = match &self.senders[path.0] {
-            SendSocket::Listener(index) => &self.listeners[*index].socket,
-            SendSocket::Own(socket) => socket,
-        };
-        if let Err(error) = socket.send_to(datagram, target) {
+        if let Err(error) = self.transport.send(path.0, spec, datagram) {
             let mut status = lock(&self.shared.status);
             status.send_errors += 1;
             // Logged once per hundred failures: a down link fails every packet.
             if status.send_errors % 100 == 1 {
+                let target = SocketAddr::new(spec.remote, spec.flavour.port());
                 warn!(%target, %error, failures = status.send_errors, "bfd send failed");
             }
         }
@@ -594,80 +531,4 @@ impl Driver {
             .collect();
         status.counters = *self.engine.counters();
     }
-}
-
-/// Returns the socket a session of `spec` sends from, binding the listener of its local
-/// address and flavour when there is none yet.
-fn sockets_for(listeners: &mut Vec<Listener>, spec: &PathSpec) -> Result<SendSocket, DriverError> {
-    let listener =
-        match listeners.iter().position(|l| l.flavour == spec.flavour && l.local == spec.local) {
-            Some(index) => index,
-            None => {
-                let socket = bind_socket(SocketAddr::new(spec.local, spec.flavour.port()))?;
-                enable_ttl_reception(&socket, spec.local)?;
-                listeners.push(Listener { flavour: spec.flavour, local: spec.local, socket });
-                listeners.len() - 1
-            }
-        };
-    Ok(match spec.flavour {
-        // RFC 5881 section 4: "The same UDP source port number MUST be used for all BFD
-        // Control packets associated with a particular session."
-        Flavour::SingleHop => SendSocket::Own(bind_source_port(spec.local)?),
-        Flavour::PeerPath => SendSocket::Listener(listener),
-    })
-}
-
-/// Binds a non-blocking UDP socket that sends with TTL 255 and DSCP CS6.
-fn bind_socket(addr: SocketAddr) -> Result<UdpSocket, DriverError> {
-    let socket = UdpSocket::bind(addr).map_err(|source| DriverError::Bind { addr, source })?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|source| DriverError::SocketOption { option: "O_NONBLOCK", source })?;
-    let option_error = |option| {
-        move |errno: nix::errno::Errno| DriverError::SocketOption {
-            option,
-            source: io::Error::from(errno),
-        }
-    };
-    let ttl = i32::from(GTSM_TTL);
-    if addr.is_ipv4() {
-        socket
-            .set_ttl(u32::from(GTSM_TTL))
-            .map_err(|source| DriverError::SocketOption { option: "IP_TTL", source })?;
-        setsockopt(&socket, sockopt::Ipv4Tos, &BFD_TOS).map_err(option_error("IP_TOS"))?;
-    } else {
-        setsockopt(&socket, sockopt::Ipv6Ttl, &ttl).map_err(option_error("IPV6_UNICAST_HOPS"))?;
-        setsockopt(&socket, sockopt::Ipv6TClass, &BFD_TOS).map_err(option_error("IPV6_TCLASS"))?;
-    }
-    Ok(socket)
-}
-
-/// Asks the kernel to report each datagram's TTL or hop limit.
-fn enable_ttl_reception(socket: &UdpSocket, local: IpAddr) -> Result<(), DriverError> {
-    let result = if local.is_ipv4() {
-        setsockopt(socket, sockopt::Ipv4RecvTtl, &true).map_err(|e| ("IP_RECVTTL", e))
-    } else {
-        setsockopt(socket, sockopt::Ipv6RecvHopLimit, &true).map_err(|e| ("IPV6_RECVHOPLIMIT", e))
-    };
-    result.map_err(|(option, errno)| DriverError::SocketOption {
-        option,
-        source: io::Error::from(errno),
-    })
-}
-
-/// Binds a socket on a random free source port in 49152-65535 (RFC 5881 section 4).
-fn bind_source_port(local: IpAddr) -> Result<UdpSocket, DriverError> {
-    let mut rng = rand::rng();
-    for _ in 0..SOURCE_PORT_ATTEMPTS {
-        let port = rng.random_range(SINGLE_HOP_SOURCE_PORTS);
-        match bind_socket(SocketAddr::new(local, port)) {
-            Ok(socket) => return Ok(socket),
-            Err(DriverError::Bind { source, .. }) if source.kind() == io::ErrorKind::AddrInUse => {
-                continue;
-            }
-            Err(other) => return Err(other),
-        }
-    }
-    error!(%local, "no free bfd source port");
-    Err(DriverError::NoSourcePort { local })
 }

@@ -5,14 +5,17 @@
 //! `packet` is the wire codec, `session` the per-session state machine, `timers` the clock
 //! type and jitter, `metadata` the framing carried on peer paths, `auth` the authentication
 //! of peer-path packets, `engine` the pure demultiplexer over many sessions, and `driver`
-//! the UDP socket loop around the engine.
+//! the loop around the engine, over kernel UDP sockets (`socket`) or over frames the
+//! dataplane workers carry (`frames`).
 
 pub mod auth;
 pub mod driver;
 pub mod engine;
+pub mod frames;
 pub mod metadata;
 pub mod packet;
 pub mod session;
+pub mod socket;
 pub mod timers;
 
 pub use engine::{DropCounters, DropReason, Engine, EngineError, Output, PathId, PathSpec};

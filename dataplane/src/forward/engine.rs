@@ -189,6 +189,32 @@ pub fn is_control_packet(frame: &[u8]) -> bool {
     }
 }
 
+/// EtherType of ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+
+/// ICMPv6 types of neighbour solicitation and advertisement (RFC 4861 section 4).
+pub const NEIGHBOUR_DISCOVERY_TYPES: [u8; 2] = [135, 136];
+
+/// Whether a frame is ARP, or an IPv6 neighbour solicitation or advertisement, which the
+/// control thread answers and learns from on ports without a kernel stack (DPDK).
+pub fn is_neighbour_discovery(frame: &[u8]) -> bool {
+    if frame.len() < 14 {
+        return false;
+    }
+    if u16::from_be_bytes([frame[12], frame[13]]) == ETHERTYPE_ARP {
+        return true;
+    }
+    match parse_frame(frame) {
+        Ok(parsed) => {
+            parsed.tuple.protocol == protocol::ICMPV6
+                && frame
+                    .get(parsed.l4_start)
+                    .is_some_and(|kind| NEIGHBOUR_DISCOVERY_TYPES.contains(kind))
+        }
+        Err(_) => false,
+    }
+}
+
 impl Engine {
     /// An engine with an empty shard for `ports` ports.
     pub fn new(config: EngineConfig, ports: usize) -> Engine {

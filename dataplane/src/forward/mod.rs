@@ -18,7 +18,10 @@ pub mod parse;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use engine::{BFD_PORTS, CryptoPath, Engine, EngineConfig, FrameSource, is_control_packet};
+pub use engine::{
+    BFD_PORTS, CryptoPath, ETHERTYPE_ARP, Engine, EngineConfig, FrameSource,
+    NEIGHBOUR_DISCOVERY_TYPES, is_control_packet, is_neighbour_discovery,
+};
 
 use crate::packet::{Ipv4Context, Ipv6Context, SessionContext};
 
