@@ -8,5 +8,6 @@ pub mod config;
 pub mod daemon;
 pub mod kex;
 pub mod mgmt;
+pub mod neighbour;
 pub mod pki;
 pub mod printable;
