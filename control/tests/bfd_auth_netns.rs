@@ -1,8 +1,8 @@
 //! Two real svrd processes in network namespaces (host1 - r1 = wan-a / wan-b = r2 - host5)
-//! with authenticated peer-path BFD. Once the peer keys exist, a python3 raw socket in r1's
-//! namespace captures an r1 to r2 BFD packet on wan-a, copies its discriminators and sends
-//! r2 forged Down and AdminDown packets: plain ones, and the captured authenticated packet
-//! with its state rewritten. r2 must keep the path up and count the forgeries as
+//! with authenticated peer-path BFD. Once the peer keys exist, a python3 packet socket on
+//! the wire between them captures an r1 to r2 BFD packet on wan-a, copies its
+//! discriminators and sends r2 forged Down and AdminDown packets: plain ones, and the
+//! captured authenticated packet with its state rewritten. r2 must keep the path up and count the forgeries as
 //! auth-missing and auth-bad drops. Needs root, openssl and python3.
 //!
 //! Test names contain "netns", so nextest runs them one at a time in its `netns` group.
@@ -33,14 +33,19 @@ const STATE_CHANGED: &str = "bfd session state changed";
 /// Forged packets of each kind (plain, rewritten authenticated) sent to r2.
 const FORGERIES: u32 = 10;
 
-/// Captures one authenticated r1 to r2 BFD packet, then sends COUNT plain packets and
-/// COUNT rewritten authenticated packets alternately, every INTERVAL seconds, in states
-/// Down and AdminDown. Prints the copied discriminators.
+/// Captures one authenticated r1 to r2 BFD packet where it enters the wire's bridge
+/// (port `r1-wan-a`), then sends COUNT plain packets and COUNT rewritten authenticated
+/// packets alternately, every INTERVAL seconds, in states Down and AdminDown, into the
+/// bridge (`wan-a`) with the captured frame's MAC addresses, so r2 sees them come from r1.
+/// Prints the copied discriminators. svrd sends and receives BFD through AF_XDP, which a
+/// packet socket in the routers' own namespaces does not see, so the spoofer sits on the
+/// wire.
 const SPOOFER: &str = r#"
 import socket, struct, sys, time
 src, dst, count, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 
 cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+cap.bind(('r1-wan-a', 0))
 cap.settimeout(1.0)
 captured = None
 deadline = time.time() + 15
@@ -56,11 +61,12 @@ while captured is None and time.time() < deadline:
     if ip[9] != 17 or socket.inet_ntoa(ip[12:16]) != src or socket.inet_ntoa(ip[16:20]) != dst:
         continue
     udp = ip[ihl:]
-    if struct.unpack('!H', udp[2:4])[0] != 1280:
+    if len(udp) < 8 or struct.unpack('!H', udp[2:4])[0] != 1280:
         continue
     bfd = udp[8:]
     if len(bfd) >= 64 and bfd[1] & 0x04 and bfd[3] == 64:
         captured = bytes(bfd[:64])
+        ethernet = bytes(frame[:14])
 if captured is None:
     sys.exit('no authenticated bfd packet from %s to %s captured' % (src, dst))
 print('captured my=%s your=%s' % (captured[4:8].hex(), captured[8:12].hex()), flush=True)
@@ -70,24 +76,25 @@ def checksum(header):
     total = (total >> 16) + (total & 0xffff)
     return ~(total + (total >> 16)) & 0xffff
 
-def send(raw, payload):
+def send(out, payload):
     udp = struct.pack('!HHHH', 1280, 1280, 8 + len(payload), 0) + payload
     header = struct.pack('!BBHHHBBH4s4s', 0x45, 0xc0, 20 + len(udp), 0, 0x4000, 255, 17, 0,
                          socket.inet_aton(src), socket.inet_aton(dst))
     header = header[:10] + struct.pack('!H', checksum(header)) + header[12:]
-    raw.sendto(header + udp, (dst, 0))
+    out.send(ethernet + header + udp)
 
-raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+out = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+out.bind(('wan-a', 0))
 for i in range(count):
     state = 1 if i % 2 == 0 else 0
     # Plain: the captured header with A, P and F cleared and Length 24.
     plain = bytes([captured[0], (state << 6) | (captured[1] & 0x0b), captured[2], 24]) + captured[4:24]
-    send(raw, plain)
+    send(out, plain)
     # Authenticated: the captured packet with its state rewritten and a later sequence.
     forged = bytearray(captured)
     forged[1] = (state << 6) | (forged[1] & 0x3f)
     forged[28:32] = struct.pack('!I', (struct.unpack('!I', captured[28:32])[0] + 1 + i) & 0xffffffff)
-    send(raw, bytes(forged))
+    send(out, bytes(forged))
     time.sleep(interval)
 print('sent %d' % (2 * count), flush=True)
 "#;
@@ -320,7 +327,7 @@ fn netns_bfd_spoofed_down_ignored() {
 
     let count = FORGERIES.to_string();
     let output = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("r1"), PYTHON, "-c", SPOOFER, R1_WAN_A, R2_WAN_A])
+        .args(["netns", "exec", &lab.ns("wire"), PYTHON, "-c", SPOOFER, R1_WAN_A, R2_WAN_A])
         .args([count.as_str(), "0.35"])
         .output()
         .expect("run the spoofer");

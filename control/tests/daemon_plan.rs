@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use svr_control::config::parse_authority;
-use svr_control::daemon::{Plan, PlanError, RoutePlan};
+use svr_control::daemon::{DpdkDevice, Plan, PlanError, PortBinding, RoutePlan};
 
 // A device interface without interface-name under af-xdp is already a configuration error,
 // so `PlanError::NoInterfaceName` is not reachable from a parsed file with that driver.
@@ -71,11 +71,47 @@ fn route_to_peer_resolves() {
 }
 
 #[test]
-fn dpdk_driver_is_refused_with_reason() {
-    // r2 of the sample runs DPDK ports, which the daemon does not open yet.
-    let error = plan(&sample(), "r2").unwrap_err();
-    assert_eq!(error, PlanError::DriverNotSupported { driver: "dpdk" });
-    assert!(error.to_string().starts_with("dataplane driver dpdk: "), "{error}");
+fn dpdk_ports_bound_by_device() {
+    // r2 of the sample runs DPDK: a virtual device on its LAN, NICs by PCI address on its WAN.
+    let plan = plan(&sample(), "r2").unwrap();
+    let bindings: Vec<&PortBinding> = plan.ports.iter().map(|p| &p.binding).collect();
+    assert_eq!(
+        bindings,
+        [
+            &PortBinding::Dpdk {
+                device: DpdkDevice::Vdev("net_af_packet0,iface=r2-lan".into()),
+                fallback: false
+            },
+            &PortBinding::Dpdk { device: DpdkDevice::Pci("0000:03:00.0".into()), fallback: false },
+            &PortBinding::Dpdk { device: DpdkDevice::Pci("03:00.1".into()), fallback: false },
+        ]
+    );
+    assert!(plan.ports.iter().all(|p| p.is_dpdk()));
+    assert_eq!(plan.eal_arguments, ["--no-huge", "--no-pci"]);
+    assert_eq!(
+        DpdkDevice::Vdev("net_af_packet0,iface=r2-lan".into()).port_name(),
+        "net_af_packet0"
+    );
+    assert_eq!(DpdkDevice::Pci("0000:03:00.0".into()).port_name(), "0000:03:00.0");
+}
+
+#[test]
+fn auto_driver_falls_back_with_interface() {
+    // Under driver auto a vdev with an interface-name may fall back to AF_XDP; one without
+    // may not, and a port with only an interface-name is AF_XDP.
+    let text = sample().replacen("driver        dpdk", "driver        auto", 1).replacen(
+        "vdev  \"net_af_packet0,iface=r2-lan\"",
+        "vdev  \"net_af_packet0,iface=r2-lan\"\n                    interface-name  r2-lan",
+        1,
+    );
+    let plan = plan(&text, "r2").unwrap();
+    assert!(matches!(plan.ports[0].binding, PortBinding::Dpdk { fallback: true, .. }));
+    assert_eq!(plan.ports[0].linux_name, "r2-lan");
+    assert!(matches!(plan.ports[1].binding, PortBinding::Dpdk { fallback: false, .. }));
+    assert_eq!(plan.ports[1].linux_name, plan.ports[1].name, "no kernel interface to name");
+
+    let r1 = plan_of(&sample().replacen("driver        af-xdp", "driver        auto", 1));
+    assert!(r1.ports.iter().all(|p| p.binding == PortBinding::AfXdp));
 }
 
 /// Returns the sample with its one client-certificate replaced by `blocks`.

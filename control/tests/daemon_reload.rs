@@ -373,14 +373,18 @@ fn read_plan_router_missing() {
 }
 
 #[test]
-fn read_plan_dpdk_driver_rejected() {
+fn read_plan_dpdk_driver_resolves() {
     let text = text(&Setup::default())
         .replace("driver af-xdp", "driver dpdk")
         .replace("interface-name lan\n", "vdev \"net_af_packet0,iface=lan\"\n")
         .replace("interface-name wan\n", "vdev \"net_af_packet1,iface=wan\"\n");
     let file = TempFile::new("dpdk", &text);
-    let errors = read_plan(&file.0, "hub").unwrap_err();
-    assert!(matches!(&errors[..], [ReloadError::Plan(_)]), "{errors:?}");
+    let dpdk = read_plan(&file.0, "hub").unwrap();
+    assert!(dpdk.ports.iter().all(|port| port.is_dpdk()), "{:?}", dpdk.ports);
+
+    // A running AF_XDP router cannot switch its ports to DPDK on reload.
+    let outcome = prepare_reload(&plan(&Setup::default()), dpdk, &levels()).unwrap();
+    assert!(outcome.restart_needed.iter().any(|line| line.contains("device-interface")));
 }
 
 #[test]

@@ -47,11 +47,16 @@ pub enum DropReason {
     /// No neighbour entry exists yet for the LAN next hop of a packet restored from a peer.
     /// The engine reports the address, so the control thread can have it resolved.
     NoNeighbour,
+    /// A WAN frame that is neither SVR nor BFD: another EtherType or IP protocol, UDP
+    /// below the waypoint ports, or a multicast or broadcast destination. Only DPDK ports
+    /// deliver such frames, because the AF_XDP filter leaves them to the kernel. They are
+    /// not logged, since hosts on a WAN segment send them in normal operation.
+    NotSvr,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::BadTag,
         DropReason::Replay,
@@ -68,6 +73,7 @@ impl DropReason {
         DropReason::PuntQueueFull,
         DropReason::HandoffFull,
         DropReason::NoNeighbour,
+        DropReason::NotSvr,
     ];
 
     /// Counter name, as shown by management tools.
@@ -89,6 +95,7 @@ impl DropReason {
             DropReason::PuntQueueFull => "punt-queue-full",
             DropReason::HandoffFull => "handoff-full",
             DropReason::NoNeighbour => "no-neighbour",
+            DropReason::NotSvr => "not-svr",
         }
     }
 

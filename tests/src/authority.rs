@@ -28,7 +28,16 @@ pub struct Port {
     pub adjacencies: Vec<(String, String)>,
     /// The network interface's `mtu`; `None` leaves the default of 1500.
     pub mtu: Option<u32>,
+    /// A DPDK virtual device to open in place of the Linux interface, such as
+    /// `net_af_packet0,iface=lan`. A router with such a port runs driver `dpdk` with
+    /// [`DPDK_TEST_EAL_ARGUMENTS`], so every port of it needs one.
+    pub vdev: Option<String>,
 }
+
+/// EAL arguments of the routers that run DPDK ports in tests: ordinary memory in place of
+/// hugepages, and no shared configuration, so that several DPDK processes can run side
+/// by side. (`--in-memory` would do the latter too, but EAL refuses it with `--no-huge`.)
+pub const DPDK_TEST_EAL_ARGUMENTS: [&str; 4] = ["--no-huge", "--no-shconf", "-m", "512"];
 
 impl Port {
     /// Returns a LAN port of `tenant`.
@@ -39,6 +48,7 @@ impl Port {
             addresses: addresses.iter().map(|a| a.to_string()).collect(),
             adjacencies: Vec::new(),
             mtu: None,
+            vdev: None,
         }
     }
 
@@ -50,6 +60,7 @@ impl Port {
             addresses: vec![address.into()],
             adjacencies: adjacencies.iter().map(|(a, p)| (a.to_string(), p.to_string())).collect(),
             mtu: None,
+            vdev: None,
         }
     }
 }
@@ -222,15 +233,27 @@ fn render_router(out: &mut String, router: &Router, wan_policy: Option<&str>) {
             }
         }
     }
+    let dpdk = router.ports.iter().any(|port| port.vdev.is_some());
+    let driver = if dpdk { "dpdk" } else { "af-xdp" };
     let _ = writeln!(
         out,
         "            node {name}-node\n                role combo\n                dataplane\n                    \
-         driver af-xdp\n                    polling-mode adaptive\n                exit"
+         driver {driver}\n                    polling-mode adaptive"
     );
+    if dpdk {
+        for argument in DPDK_TEST_EAL_ARGUMENTS {
+            let _ = writeln!(out, "                    eal-argument \"{argument}\"");
+        }
+    }
+    let _ = writeln!(out, "                exit");
     for port in &router.ports {
+        let binding = match &port.vdev {
+            Some(vdev) => format!("vdev \"{vdev}\""),
+            None => format!("interface-name {}", port.name),
+        };
         let _ = writeln!(
             out,
-            "                device-interface {0}\n                    interface-name {0}\n                    \
+            "                device-interface {0}\n                    {binding}\n                    \
              network-interface {0}-net",
             port.name
         );

@@ -100,9 +100,13 @@ fn svrd_binary_in(dir: &Path) -> Result<PathBuf> {
 
 fn build_svrd() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut args = vec!["build", "-p", "svr-control", "--bin", "svrd", "--message-format=json"];
+    if cfg!(feature = "dpdk") {
+        args.extend(["--features", "dpdk"]);
+    }
     let output = Command::new(cargo)
         .current_dir(repo_root())
-        .args(["build", "-p", "svr-control", "--bin", "svrd", "--message-format=json"])
+        .args(&args)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()
@@ -146,8 +150,16 @@ impl TempDir {
     }
 }
 
+/// Environment variable that keeps test directories (configurations, logs, captures) for
+/// inspection after the test, when set to any value.
+pub const KEEP_VARIABLE: &str = "SVR_TESTS_KEEP";
+
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os(KEEP_VARIABLE).is_some() {
+            eprintln!("{KEEP_VARIABLE}: kept {}", self.0.display());
+            return;
+        }
         let _ = fs::remove_dir_all(&self.0);
     }
 }

@@ -62,6 +62,10 @@ pub trait Transport: Send + fmt::Debug {
     /// Sends `datagram` on path `path` (attached as `spec`). The error says why it could not
     /// be sent; the driver counts and logs it.
     fn send(&mut self, path: usize, spec: &PathSpec, datagram: &[u8]) -> Result<(), String>;
+
+    /// Sends what the transport held back, such as datagrams waiting for a next hop's
+    /// link-layer address. The driver calls it on every pass of its loop.
+    fn retry_held(&mut self) {}
 }
 
 /// A failure of the driver or of a request made through its handle.
@@ -383,6 +387,7 @@ impl Driver {
         };
         self.transport.wait(wait)?;
         self.drain();
+        self.transport.retry_held();
 
         let outputs = self.engine.handle_timers(self.now());
         self.perform(outputs);

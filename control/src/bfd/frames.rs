@@ -99,13 +99,36 @@ impl LinkResolver for EpochLinks {
     }
 }
 
-/// Counts of punted frames the transport could not use.
+/// Counts of frames the transport could not use or send.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrameCounters {
     /// Frames that are not IPv4 or IPv6 UDP to a BFD port, or whose UDP checksum is wrong.
     pub malformed: u64,
     /// Datagrams not sent because no spare buffer or queue slot was free.
     pub queue_full: u64,
+    /// Datagrams held back because the next hop's link-layer address was not known yet.
+    pub held: u64,
+    /// Held datagrams dropped because the address stayed unknown for [`HOLD_TIME`], or
+    /// because [`MAX_HELD`] were already waiting.
+    pub held_dropped: u64,
+}
+
+/// Maximum time a datagram waits for its next hop's link-layer address.
+pub const HOLD_TIME: Duration = Duration::from_secs(3);
+
+/// Maximum number of datagrams waiting for link-layer addresses at once. When it is
+/// reached, the oldest is dropped.
+pub const MAX_HELD: usize = 64;
+
+/// A datagram waiting for its next hop's link-layer address, as the kernel holds packets
+/// while it resolves a neighbour. Key exchange messages ride on BFD, so one lost to an
+/// unresolved neighbour would wait for the exchange's retransmit interval.
+#[derive(Debug)]
+struct Held {
+    path: usize,
+    spec: PathSpec,
+    datagram: Vec<u8>,
+    since: std::time::Instant,
 }
 
 /// BFD over the dataplane workers' control queues.
@@ -115,27 +138,33 @@ pub struct FrameTransport {
     links: Box<dyn LinkResolver>,
     /// Per attached path: the UDP source port it sends from.
     source_ports: Vec<u16>,
+    /// Datagrams waiting for a link-layer address, oldest first.
+    held: std::collections::VecDeque<Held>,
     /// IPv4 identification of the next packet sent.
     identification: u16,
     counters: FrameCounters,
-    /// Longest time to sleep between looks at the queue when it has no doorbell.
+    /// Maximum sleep between looks at the queue when it has no doorbell.
     idle_poll: Duration,
+    /// Maximum time a datagram is held for a link-layer address ([`HOLD_TIME`]).
+    hold_time: Duration,
 }
 
 impl FrameTransport {
-    /// A transport over `queues`, sending where `links` says.
+    /// Returns a transport over `queues` that sends to the ports and addresses `links` resolves.
     pub fn new(queues: Arc<ControlQueues>, links: Box<dyn LinkResolver>) -> FrameTransport {
         FrameTransport {
             queues,
             links,
             source_ports: Vec::new(),
+            held: std::collections::VecDeque::new(),
             identification: 0,
             counters: FrameCounters::default(),
             idle_poll: Duration::from_millis(1),
+            hold_time: HOLD_TIME,
         }
     }
 
-    /// The counts of frames that could not be used.
+    /// Returns the counts of frames that could not be used or sent.
     pub fn counters(&self) -> FrameCounters {
         self.counters
     }
@@ -220,8 +249,74 @@ impl Transport for FrameTransport {
     }
 
     fn send(&mut self, path: usize, spec: &PathSpec, datagram: &[u8]) -> Result<(), String> {
+        // Datagrams already waiting for this path's next hop keep their order.
+        if self.held.iter().any(|held| held.path == path) {
+            self.hold(path, spec, datagram);
+            return Ok(());
+        }
+        match self.links.resolve(spec.local, spec.remote) {
+            Ok(route) => self.send_to(route, path, spec, datagram),
+            Err(LinkError::NoNeighbour { .. }) => {
+                self.hold(path, spec, datagram);
+                Ok(())
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    fn retry_held(&mut self) {
+        let now = std::time::Instant::now();
+        let mut waiting = std::collections::VecDeque::new();
+        while let Some(held) = self.held.pop_front() {
+            // A later datagram of a path still waiting waits too, to keep the order.
+            if waiting.iter().any(|w: &Held| w.path == held.path) {
+                waiting.push_back(held);
+                continue;
+            }
+            match self.links.resolve(held.spec.local, held.spec.remote) {
+                Ok(route) => {
+                    if let Err(error) = self.send_to(route, held.path, &held.spec, &held.datagram) {
+                        debug!(remote = %held.spec.remote, %error, "held bfd packet not sent");
+                    }
+                }
+                Err(_) if now.duration_since(held.since) < self.hold_time => {
+                    waiting.push_back(held)
+                }
+                Err(error) => {
+                    self.counters.held_dropped += 1;
+                    debug!(remote = %held.spec.remote, %error, "held bfd packet dropped");
+                }
+            }
+        }
+        self.held = waiting;
+    }
+}
+
+impl FrameTransport {
+    /// Keeps `datagram` until its next hop's link-layer address is known.
+    fn hold(&mut self, path: usize, spec: &PathSpec, datagram: &[u8]) {
+        if self.held.len() >= MAX_HELD {
+            self.held.pop_front();
+            self.counters.held_dropped += 1;
+        }
+        self.counters.held += 1;
+        self.held.push_back(Held {
+            path,
+            spec: *spec,
+            datagram: datagram.to_vec(),
+            since: std::time::Instant::now(),
+        });
+    }
+
+    /// Builds the frame of `datagram` on `path` and queues it for the workers.
+    fn send_to(
+        &mut self,
+        route: LinkRoute,
+        path: usize,
+        spec: &PathSpec,
+        datagram: &[u8],
+    ) -> Result<(), String> {
         let source_port = *self.source_ports.get(path).ok_or("path not attached")?;
-        let route = self.links.resolve(spec.local, spec.remote).map_err(|e| e.to_string())?;
         let tuple = FiveTuple {
             source: spec.local,
             destination: spec.remote,
@@ -283,20 +378,28 @@ mod tests {
     const LOCAL_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
-    /// Resolves every pair to port 3 with fixed MACs, or to nothing.
-    #[derive(Debug)]
-    struct FixedLinks(Option<LinkRoute>);
+    /// Resolves every pair to the route it holds, which a test may change, or to no
+    /// neighbour.
+    #[derive(Debug, Clone)]
+    struct FixedLinks(Arc<std::sync::Mutex<Option<LinkRoute>>>);
 
     impl LinkResolver for FixedLinks {
         fn resolve(&self, _local: IpAddr, remote: IpAddr) -> Result<LinkRoute, LinkError> {
-            self.0.ok_or(LinkError::NoNeighbour { port: 3, next_hop: remote })
+            let route = *self.0.lock().unwrap();
+            route.ok_or(LinkError::NoNeighbour { port: 3, next_hop: remote })
         }
     }
 
     fn transport(route: Option<LinkRoute>) -> (FrameTransport, Arc<ControlQueues>) {
-        let queues = Arc::new(ControlQueues::new(4, 2048));
-        let transport = FrameTransport::new(Arc::clone(&queues), Box::new(FixedLinks(route)));
+        let (transport, queues, _) = switchable(route);
         (transport, queues)
+    }
+
+    fn switchable(route: Option<LinkRoute>) -> (FrameTransport, Arc<ControlQueues>, FixedLinks) {
+        let queues = Arc::new(ControlQueues::new(4, 2048));
+        let links = FixedLinks(Arc::new(std::sync::Mutex::new(route)));
+        let transport = FrameTransport::new(Arc::clone(&queues), Box::new(links.clone()));
+        (transport, queues, links)
     }
 
     fn route() -> Option<LinkRoute> {
@@ -398,28 +501,84 @@ mod tests {
         assert_eq!(queues.spare.len(), spares, "buffer returned to the spare queue");
     }
 
-    #[test]
-    fn unresolved_neighbour_not_sent() {
-        let (mut transport, queues) = transport(None);
-        let spec = PathSpec::new(
+    fn peer_spec() -> PathSpec {
+        PathSpec::new(
             Flavour::PeerPath,
             IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)),
             IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2)),
-        );
+        )
+    }
+
+    #[test]
+    fn unresolved_neighbour_held_in_order() {
+        let (mut transport, queues, links) = switchable(None);
+        let spec = peer_spec();
+        transport.attach(&spec).unwrap();
+        transport.send(0, &spec, b"first").unwrap();
+        transport.send(0, &spec, b"second").unwrap();
+        transport.retry_held();
+        assert!(queues.to_send.is_empty(), "nothing sent without a link-layer address");
+        assert_eq!(transport.counters().held, 2);
+
+        // Once the neighbour is known, both go in their order, and a third after them.
+        *links.0.lock().unwrap() = route();
+        transport.send(0, &spec, b"third").unwrap();
+        transport.retry_held();
+        let payloads: Vec<Vec<u8>> = std::iter::from_fn(|| queues.to_send.pop())
+            .map(|packet| {
+                let parsed = parse_frame(&packet.frame).unwrap();
+                packet.frame[parsed.payload_start..parsed.end].to_vec()
+            })
+            .collect();
+        assert_eq!(payloads, [b"first".to_vec(), b"second".to_vec(), b"third".to_vec()]);
+        assert_eq!(transport.counters().held_dropped, 0);
+    }
+
+    #[test]
+    fn held_datagram_expires() {
+        let (mut transport, queues) = transport(None);
+        transport.hold_time = Duration::ZERO;
+        let spec = peer_spec();
+        transport.attach(&spec).unwrap();
+        transport.send(0, &spec, b"x").unwrap();
+        transport.retry_held();
+        assert!(queues.to_send.is_empty());
+        assert_eq!(transport.counters().held_dropped, 1);
+    }
+
+    #[test]
+    fn held_queue_bounded() {
+        let (mut transport, _queues) = transport(None);
+        let spec = peer_spec();
+        transport.attach(&spec).unwrap();
+        for _ in 0..MAX_HELD + 3 {
+            transport.send(0, &spec, b"x").unwrap();
+        }
+        assert_eq!(transport.held.len(), MAX_HELD);
+        assert_eq!(transport.counters().held_dropped, 3);
+    }
+
+    #[test]
+    fn unknown_local_address_rejected() {
+        #[derive(Debug)]
+        struct NoPort;
+        impl LinkResolver for NoPort {
+            fn resolve(&self, local: IpAddr, _remote: IpAddr) -> Result<LinkRoute, LinkError> {
+                Err(LinkError::NoPort { local })
+            }
+        }
+        let queues = Arc::new(ControlQueues::new(4, 2048));
+        let mut transport = FrameTransport::new(queues, Box::new(NoPort));
+        let spec = peer_spec();
         transport.attach(&spec).unwrap();
         let error = transport.send(0, &spec, b"x").unwrap_err();
-        assert!(error.contains("no neighbour entry for next hop 10.1.0.2"), "{error}");
-        assert!(queues.to_send.is_empty());
+        assert_eq!(error, "no port has the address 10.1.0.1");
     }
 
     #[test]
     fn full_transmit_queue_counted() {
         let (mut transport, _queues) = transport(route());
-        let spec = PathSpec::new(
-            Flavour::PeerPath,
-            IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)),
-            IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2)),
-        );
+        let spec = peer_spec();
         transport.attach(&spec).unwrap();
         for _ in 0..4 {
             transport.send(0, &spec, b"x").unwrap();

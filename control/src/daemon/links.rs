@@ -3,17 +3,16 @@
 //! and created again under the same name, leaves the port bound to nothing. The control
 //! loop then takes the port's peer paths out of service and raises an alarm naming the
 //! interface. Once an interface of that name exists again, it attaches a new XDP program,
-//! opens a new socket and hands the socket to the worker that polls the port.
+//! opens a new socket and hands the socket to the worker that polls the port. DPDK ports
+//! are not watched.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use svr_dataplane::epoch::InterfaceId;
-use svr_dataplane::io::afxdp::{XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
-use svr_dataplane::worker::Port;
 use tracing::{error, info, warn};
 
-use super::{Daemon, DaemonError, PortPlan, WAYPOINT_PORTS, sys};
+use super::ports::open_xdp_port;
+use super::{Daemon, sys};
 use crate::alarm::{AlarmCause, interface_lost};
 
 /// How often the control loop looks up the index of each port's interface.
@@ -28,6 +27,8 @@ pub(super) struct Links {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
+    /// The port is not bound to a Linux interface (a DPDK port), so nothing is watched.
+    Unwatched,
     /// The port is bound to the interface with this index.
     Bound(u32),
     /// The interface the port was bound to is gone, and `attempts` counts the failed
@@ -47,17 +48,22 @@ pub(super) enum LinkChange {
 }
 
 impl Links {
-    /// Ports bound to the interfaces with these indexes, by port.
-    pub(super) fn new(ifindexes: Vec<u32>) -> Links {
+    /// Ports bound to the interfaces with these indexes, by port; `None` for a port
+    /// without a Linux interface.
+    pub(super) fn new(ifindexes: Vec<Option<u32>>) -> Links {
         Links {
-            ports: ifindexes.into_iter().map(LinkState::Bound).collect(),
+            ports: ifindexes
+                .into_iter()
+                .map(|ifindex| ifindex.map_or(LinkState::Unwatched, LinkState::Bound))
+                .collect(),
             last_check: Instant::now(),
         }
     }
 
-    /// Returns whether `port` is bound to a live interface (false for an unknown port).
+    /// Returns whether `port` is bound to a live interface, or needs none (false for an
+    /// unknown port).
     pub(super) fn is_bound(&self, port: usize) -> bool {
-        matches!(self.ports.get(port), Some(LinkState::Bound(_)))
+        matches!(self.ports.get(port), Some(LinkState::Bound(_) | LinkState::Unwatched))
     }
 
     /// Compares what is known of `port` with the index its interface name has now
@@ -65,6 +71,7 @@ impl Links {
     pub(super) fn observe(&mut self, port: usize, current: Option<u32>) -> Option<LinkChange> {
         let state = self.ports.get_mut(port)?;
         let change = match (*state, current) {
+            (LinkState::Unwatched, _) => return None,
             (LinkState::Bound(bound), Some(now)) if bound == now => return None,
             (LinkState::Bound(_), None) => LinkChange::Lost,
             (LinkState::Bound(_), Some(now)) => LinkChange::Replaced(now),
@@ -96,20 +103,6 @@ impl Links {
     }
 }
 
-/// Attaches svrd's XDP program to the port's interface and opens its AF_XDP socket.
-pub(super) fn open_port(port: &PortPlan) -> Result<(Arc<XdpAttachment>, Port), DaemonError> {
-    let filter = match port.tenant {
-        Some(_) => XdpFilter::Lan { local_addrs: port.addresses.clone() },
-        None => XdpFilter::Wan { udp_ports: vec![WAYPOINT_PORTS] },
-    };
-    let attachment = XdpAttachment::attach(&port.linux_name, XdpMode::Skb, &filter, 1)
-        .map_err(|e| DaemonError::Dataplane(format!("{}: {e}", port.linux_name)))?;
-    let attachment = Arc::new(attachment);
-    let xsk = Xsk::open(&XskConfig::default(), &attachment)
-        .map_err(|e| DaemonError::Dataplane(format!("{}: {e}", port.linux_name)))?;
-    Ok((attachment, Box::new(xsk)))
-}
-
 /// Returns the index of the interface named `name`, or `None` when there is none.
 pub(super) fn interface_index(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok()
@@ -125,6 +118,9 @@ impl Daemon {
         self.links.last_check = Instant::now();
         let mut changed = false;
         for port in 0..self.plan.ports.len() {
+            if self.links.ports.get(port) == Some(&LinkState::Unwatched) {
+                continue;
+            }
             let current = interface_index(&self.plan.ports[port].linux_name);
             match self.links.observe(port, current) {
                 None => {}
@@ -151,7 +147,7 @@ impl Daemon {
     /// Binds `port` to the new interface of its name; returns whether it did.
     fn rebind(&mut self, port: usize, ifindex: u32) -> bool {
         let plan = &self.plan.ports[port];
-        let opened = open_port(plan);
+        let opened = open_xdp_port(plan);
         let (attachment, xsk) = match opened {
             Ok(opened) => opened,
             Err(error) => {
@@ -174,7 +170,7 @@ impl Daemon {
         let interface = plan.linux_name.clone();
         self.links.bound(port, attachment.ifindex());
         if let Some(slot) = self.attachments.get_mut(port) {
-            *slot = attachment;
+            *slot = Some(attachment);
         }
         // The new interface has its own MAC address, which the workers write as the
         // source of every frame sent on the port.
@@ -195,14 +191,14 @@ mod tests {
 
     #[test]
     fn observe_same_index_no_change() {
-        let mut links = Links::new(vec![4]);
+        let mut links = Links::new(vec![Some(4)]);
         assert_eq!(links.observe(0, Some(4)), None);
         assert!(links.is_bound(0));
     }
 
     #[test]
     fn observe_deleted_interface_lost() {
-        let mut links = Links::new(vec![4]);
+        let mut links = Links::new(vec![Some(4)]);
         assert_eq!(links.observe(0, None), Some(LinkChange::Lost));
         assert!(!links.is_bound(0));
         assert_eq!(links.observe(0, None), None, "a lost port is reported once");
@@ -210,7 +206,7 @@ mod tests {
 
     #[test]
     fn observe_new_index_replaced() {
-        let mut links = Links::new(vec![4, 5]);
+        let mut links = Links::new(vec![Some(4), Some(5)]);
         assert_eq!(links.observe(1, Some(9)), Some(LinkChange::Replaced(9)));
         assert!(!links.is_bound(1));
         assert!(links.is_bound(0));
@@ -218,7 +214,7 @@ mod tests {
 
     #[test]
     fn observe_lost_then_back() {
-        let mut links = Links::new(vec![4]);
+        let mut links = Links::new(vec![Some(4)]);
         links.observe(0, None);
         assert_eq!(links.observe(0, Some(11)), Some(LinkChange::Back(11)));
         assert_eq!(links.bind_failed(0), 1);
@@ -231,7 +227,7 @@ mod tests {
 
     #[test]
     fn observe_unknown_port_ignored() {
-        let mut links = Links::new(vec![4]);
+        let mut links = Links::new(vec![Some(4)]);
         assert_eq!(links.observe(3, None), None);
         assert!(!links.is_bound(3));
         assert_eq!(links.bind_failed(3), 0);

@@ -14,7 +14,9 @@ mod engine;
 mod keyring;
 pub mod keystore;
 mod links;
+mod neighbours;
 mod plan;
+mod ports;
 mod reload;
 mod sys;
 mod workers;
@@ -28,18 +30,22 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, error, info, warn};
 
 use svr_dataplane::counters::DropReason;
-use svr_dataplane::epoch::{EpochPublisher, epoch_channel};
+use svr_dataplane::epoch::{EpochPublisher, EpochReader, epoch_channel};
 use svr_dataplane::forward::EngineConfig as ForwardConfig;
 use svr_dataplane::group::{GroupCounters, PortReplacer, RunningGroup};
-use svr_dataplane::io::afxdp::{PortRange, XdpAttachment};
-use svr_dataplane::worker::{Polling, Port, WorkerConfig};
+use svr_dataplane::io::afxdp::XdpAttachment;
+use svr_dataplane::worker::{ControlQueues, Polling, WorkerConfig};
 
 pub use keyring::PeerAccess;
-pub use plan::{CrlPlan, PathPlan, PeerPlan, Plan, PlanError, PortPlan, RoutePlan, ServicePlan};
+pub use plan::{
+    CrlPlan, DpdkDevice, PathPlan, PeerPlan, Plan, PlanError, PortBinding, PortPlan, RoutePlan,
+    ServicePlan,
+};
 pub use reload::{Reload, ReloadError, prepare as prepare_reload, read_plan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
 use crate::bfd::driver::{Driver, DriverHandle};
+use crate::bfd::frames::{EpochLinks, FrameTransport};
 use crate::bfd::{PathId, PathSpec};
 use crate::config::CertificateSource;
 use crate::kex::{self, Action, MessageSigner, PeerId};
@@ -52,19 +58,8 @@ use keystore::MlKemKeys;
 /// How long the control loop waits for BFD metadata before it looks at its other inputs.
 const TICK: Duration = Duration::from_millis(20);
 
-/// How often the kernel's neighbour table is read for next-hop MAC addresses.
-const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
-
-/// Time after asking the kernel to resolve a next hop before the neighbour table is read
-/// again, sooner than [`NEIGHBOUR_REFRESH`].
-const RESOLVE_CHECK: Duration = Duration::from_millis(100);
-
-/// Minimum time between two resolution requests for one next hop.
-const RESOLVE_RETRY: Duration = Duration::from_secs(1);
-
-/// The SVR waypoint port range the WAN ports redirect to the dataplane. BFD on 1280 stays
-/// with the kernel, whose sockets the BFD thread uses.
-const WAYPOINT_PORTS: PortRange = PortRange { first: 16384, last: 65535 };
+/// Longest wait at shutdown for the workers to send BFD's last packets.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(200);
 
 /// The command-line settings of `svrd`.
 #[derive(Debug, Clone)]
@@ -178,10 +173,13 @@ struct Daemon {
     worker_thread: Option<RunningGroup>,
     counters: GroupCounters,
     port_replacer: PortReplacer,
-    control: Arc<svr_dataplane::worker::ControlQueues>,
-    /// LAN next hops the kernel was asked to resolve, by (port, address), with the time.
-    resolving: std::collections::HashMap<(u16, std::net::IpAddr), Instant>,
-    attachments: Vec<Arc<XdpAttachment>>,
+    /// The queues between the workers and the control and BFD threads.
+    control: Arc<ControlQueues>,
+    /// A reader of the published key epochs, for the BFD thread's link addresses.
+    reader: EpochReader,
+    neighbours: neighbours::Neighbours,
+    /// The XDP program of each AF_XDP port; `None` for a DPDK port.
+    attachments: Vec<Option<Arc<XdpAttachment>>>,
     links: links::Links,
     alarms: AlarmTable,
     metadata_rekeyed_at: Instant,
@@ -190,7 +188,6 @@ struct Daemon {
     classic_key_changes: u64,
     mgmt: mgmt::Server,
     requests: std::sync::mpsc::Receiver<mgmt::Pending>,
-    last_neighbour_refresh: Instant,
     last_payload_rekey: Instant,
 }
 
@@ -280,17 +277,15 @@ impl Daemon {
             engine::build(&plan, &identity, ml_kem, options.key_grace, Duration::ZERO)?;
         let certs = Certificates::new(&plan, identity_config, trust, options.crl_poll)?;
 
-        let BfdThread { handle: bfd, paths: bfd_paths, stop: bfd_stop, thread: bfd_thread } =
-            start_bfd(&plan)?;
-        let macs = plan
-            .ports
-            .iter()
-            .map(|p| sys::mac_address(&p.linux_name).unwrap_or_default())
-            .collect();
+        let opened = ports::open_ports(&plan)?;
+        let dpdk: Vec<bool> = (0..plan.ports.len()).map(|index| opened.is_dpdk(index)).collect();
+        let neighbours = neighbours::Neighbours::new(&plan, dpdk, &opened.macs);
+        let ports::OpenedPorts { ports, attachments, macs } = opened;
         let mut keyring = Keyring::new(&plan, macs);
         let (publisher, reader) = epoch_channel(keyring.epoch(&plan));
-        let (attachments, ports) = open_ports(&plan)?;
-        let links = links::Links::new(attachments.iter().map(|a| a.ifindex()).collect());
+        let links = links::Links::new(
+            attachments.iter().map(|attachment| attachment.as_ref().map(|a| a.ifindex())).collect(),
+        );
         let worker_config = WorkerConfig {
             engine: ForwardConfig {
                 rotation_grace: options.key_grace,
@@ -313,6 +308,9 @@ impl Daemon {
             running,
         } = workers::start_workers(worker_config, &plan.worker_cores, ports, &reader)?;
         let worker_thread = Some(running);
+
+        let BfdThread { handle: bfd, paths: bfd_paths, stop: bfd_stop, thread: bfd_thread } =
+            start_bfd(&plan, &control, &reader)?;
 
         let (mgmt, requests) = mgmt::Server::start(&options.socket)
             .map_err(|e| DaemonError::Management(e.to_string()))?;
@@ -343,7 +341,8 @@ impl Daemon {
             counters,
             port_replacer,
             control,
-            resolving: std::collections::HashMap::new(),
+            reader,
+            neighbours,
             attachments,
             links,
             metadata_rekeyed_at: Instant::now(),
@@ -351,7 +350,6 @@ impl Daemon {
             classic_key_changes: 0,
             mgmt,
             requests,
-            last_neighbour_refresh: Instant::now() - NEIGHBOUR_REFRESH,
             last_payload_rekey: Instant::now(),
         };
         if daemon.plan.eskm {
@@ -359,7 +357,7 @@ impl Daemon {
         } else {
             daemon.install_classic();
         }
-        daemon.refresh_neighbours();
+        daemon.poll_neighbours();
         daemon.publish();
         Ok(daemon)
     }
@@ -394,10 +392,7 @@ impl Daemon {
                 let _ = reply.send(answer);
             }
 
-            self.resolve_unknown_neighbours();
-            if self.last_neighbour_refresh.elapsed() >= NEIGHBOUR_REFRESH {
-                changed |= self.refresh_neighbours();
-            }
+            changed |= self.poll_neighbours();
 
             if signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload();
@@ -580,58 +575,6 @@ impl Daemon {
             self.handle(actions);
         }
         changed
-    }
-
-    /// Reads next-hop MAC addresses from the kernel; returns whether any changed.
-    fn refresh_neighbours(&mut self) -> bool {
-        self.last_neighbour_refresh = Instant::now();
-        let mut table = std::collections::HashMap::new();
-        for (address, mac, device) in sys::neighbours() {
-            if let Some(port) = self.plan.ports.iter().position(|p| p.linux_name == device) {
-                table.insert((port as u16, address), mac);
-            }
-        }
-        if table == self.keyring.neighbours {
-            return false;
-        }
-        self.keyring.neighbours = table;
-        true
-    }
-
-    /// Asks the kernel to resolve each LAN next hop the workers found no neighbour entry
-    /// for, at most once per [`RESOLVE_RETRY`] per hop, and has the table read again soon
-    /// after a request.
-    fn resolve_unknown_neighbours(&mut self) {
-        let mut requested = false;
-        while let Some((port, address)) = self.control.unresolved.pop() {
-            let now = Instant::now();
-            let recent = self
-                .resolving
-                .get(&(port, address))
-                .is_some_and(|at| now.duration_since(*at) < RESOLVE_RETRY);
-            let Some(interface) = self.plan.ports.get(usize::from(port)) else {
-                continue;
-            };
-            if recent {
-                continue;
-            }
-            self.resolving.insert((port, address), now);
-            match sys::resolve_neighbour(&interface.linux_name, address) {
-                Ok(()) => {
-                    debug!(interface = %interface.linux_name, %address, "neighbour resolution requested");
-                    requested = true;
-                }
-                Err(error) => {
-                    warn!(interface = %interface.linux_name, %address, %error, "cannot request neighbour resolution");
-                }
-            }
-        }
-        self.resolving.retain(|_, at| at.elapsed() < RESOLVE_RETRY);
-        if requested {
-            let due = NEIGHBOUR_REFRESH.saturating_sub(RESOLVE_CHECK);
-            self.last_neighbour_refresh =
-                Instant::now().checked_sub(due).unwrap_or(self.last_neighbour_refresh);
-        }
     }
 
     fn publish(&mut self) {
@@ -839,20 +782,45 @@ impl Daemon {
             "auth_missing": bfd.auth_missing,
             "auth_bad": bfd.auth_bad,
         });
+        let neighbours = self.neighbours.counters();
+        if self.neighbours.resolves_any() {
+            text.push_str(&format!(
+                "Neighbour resolution (DPDK ports)\n  replies sent {}, requests sent {}, learned {}, \
+                 expired {}, malformed {}, ignored {}, rate limited {}\n",
+                neighbours.replies_sent,
+                neighbours.requests_sent,
+                neighbours.learned,
+                neighbours.expired,
+                neighbours.malformed,
+                neighbours.ignored,
+                neighbours.rate_limited
+            ));
+        }
         Reply::ok(
             text,
-            serde_json::json!({ "drops": drops, "forwarding": forwarded, "bfd_drops": bfd_drops }),
+            serde_json::json!({
+                "drops": drops,
+                "forwarding": forwarded,
+                "bfd_drops": bfd_drops,
+                "neighbours": neighbours,
+            }),
         )
     }
 
+    /// Stops BFD, which tells the peers with AdminDown, then the workers once they have
+    /// sent those packets.
     fn shutdown(&mut self) {
-        self.worker_stop.store(true, Ordering::Relaxed);
-        if let Some(workers) = self.worker_thread.take() {
-            workers.join();
-        }
         self.bfd_stop.store(true, Ordering::Relaxed);
         if let Some(bfd) = self.bfd_thread.take() {
             let _ = bfd.join();
+        }
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        while !self.control.to_send.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.worker_stop.store(true, Ordering::Relaxed);
+        if let Some(workers) = self.worker_thread.take() {
+            workers.join();
         }
         let _ = self.mgmt.path();
     }
@@ -903,7 +871,14 @@ struct BfdThread {
     thread: JoinHandle<()>,
 }
 
-fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
+/// Starts the BFD thread for the active paths of `plan`. It runs over the workers: they
+/// punt BFD packets into `control` and send the frames it queues there, addressed with the
+/// epochs `reader` reads.
+fn start_bfd(
+    plan: &Plan,
+    control: &Arc<ControlQueues>,
+    reader: &EpochReader,
+) -> Result<BfdThread, DaemonError> {
     let specs: Vec<PathSpec> = plan
         .paths
         .iter()
@@ -914,7 +889,10 @@ fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
             spec
         })
         .collect();
-    let (mut driver, handle) = Driver::new(specs).map_err(|e| DaemonError::Bfd(e.to_string()))?;
+    let links = Box::new(EpochLinks::new(reader.clone()));
+    let transport = Box::new(FrameTransport::new(Arc::clone(control), links));
+    let (mut driver, handle) =
+        Driver::with_transport(specs, transport).map_err(|e| DaemonError::Bfd(e.to_string()))?;
     // The driver numbers the sessions of active paths in plan order.
     let mut next = 0;
     let ids = plan
@@ -939,16 +917,4 @@ fn start_bfd(plan: &Plan) -> Result<BfdThread, DaemonError> {
         })
         .map_err(|e| DaemonError::Bfd(e.to_string()))?;
     Ok(BfdThread { handle, paths: ids, stop, thread })
-}
-
-fn open_ports(plan: &Plan) -> Result<(Vec<Arc<XdpAttachment>>, Vec<Port>), DaemonError> {
-    let mut attachments = Vec::new();
-    let mut ports: Vec<Port> = Vec::new();
-    for port in &plan.ports {
-        let (attachment, xsk) = links::open_port(port)?;
-        info!(port = %port.name, interface = %port.linux_name, lan = port.tenant.is_some(), "port open (af-xdp)");
-        attachments.push(attachment);
-        ports.push(xsk);
-    }
-    Ok((attachments, ports))
 }

@@ -15,8 +15,8 @@ use svr_dataplane::epoch::ServicePrefix;
 use crate::bfd::SessionConfig;
 use crate::classic::{ClassicError, ClassicKeys, classic_keys};
 use crate::config::{
-    CertificateSource, Config, DhKeySize, KeyExchangeAlgorithm, MlKemKeySize, Node, Protocol,
-    Router, ServiceRouteTarget,
+    CertificateSource, Config, DeviceInterface, DhKeySize, Driver, KeyExchangeAlgorithm,
+    MlKemKeySize, Node, Protocol, Router, ServiceRouteTarget,
 };
 use crate::kex::{DhGroup, KexAlgorithm, KexTimers, MlKemLevel};
 use crate::pki::InvalidCertificateBehavior;
@@ -61,6 +61,8 @@ pub struct Plan {
     pub services: Vec<ServicePlan>,
     /// Service routes of this router.
     pub routes: Vec<RoutePlan>,
+    /// Further DPDK EAL arguments (`eal-argument`), in order.
+    pub eal_arguments: Vec<String>,
     /// Polling mode is busy (spin) rather than adaptive.
     pub busy_polling: bool,
     /// Cores for the workers; none means no pinning.
@@ -85,14 +87,53 @@ pub struct PortPlan {
     pub name: String,
     /// The network-interface name shown in `show peers` output.
     pub network_interface: String,
-    /// The Linux interface to bind to (AF_XDP).
+    /// The Linux interface to bind to with AF_XDP, or the device-interface name for a DPDK
+    /// port without one.
     pub linux_name: String,
+    /// The I/O backend of the port.
+    pub binding: PortBinding,
     /// This router's addresses on the port.
     pub addresses: Vec<IpAddr>,
     /// The tenant of a LAN port; `None` for a WAN port.
     pub tenant: Option<String>,
     /// The smallest `mtu` of the port's network interfaces, in bytes (1500 by default).
     pub mtu: u16,
+}
+
+/// How the dataplane opens a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortBinding {
+    /// An AF_XDP socket on the Linux interface [`PortPlan::linux_name`].
+    AfXdp,
+    /// A DPDK port. With `fallback` (driver `auto` and an `interface-name`), a port that
+    /// DPDK cannot open is opened with AF_XDP instead.
+    Dpdk { device: DpdkDevice, fallback: bool },
+}
+
+/// A DPDK device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpdkDevice {
+    /// A virtual device: the whole `vdev` argument, such as `net_af_packet0,iface=wan0`.
+    Vdev(String),
+    /// A NIC by PCI address.
+    Pci(String),
+}
+
+impl DpdkDevice {
+    /// The name DPDK gives the port: the vdev's driver-and-index part, or the PCI address.
+    pub fn port_name(&self) -> &str {
+        match self {
+            DpdkDevice::Vdev(argument) => argument.split(',').next().unwrap_or(argument),
+            DpdkDevice::Pci(address) => address,
+        }
+    }
+}
+
+impl PortPlan {
+    /// Returns whether the port is to be opened with DPDK.
+    pub fn is_dpdk(&self) -> bool {
+        matches!(self.binding, PortBinding::Dpdk { .. })
+    }
 }
 
 /// A peer router.
@@ -156,10 +197,10 @@ pub enum RoutePlan {
 pub enum PlanError {
     /// The router has no node.
     NoNode { router: String },
-    /// The node requests a dataplane driver the daemon does not run yet.
-    DriverNotSupported { driver: &'static str },
     /// A device interface has no Linux interface name for AF_XDP.
     NoInterfaceName { device_interface: String },
+    /// A device interface of driver `dpdk` has neither a `vdev` nor a `pci-address`.
+    NoDpdkDevice { device_interface: String },
     /// A network interface of a peer path has no address to use as waypoint.
     NoWaypoint { network_interface: String, peer: String, line: u32 },
     /// Two device interfaces of the node name the same Linux interface.
@@ -189,10 +230,10 @@ impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PlanError::NoNode { router } => write!(f, "router {router} has no node to run"),
-            PlanError::DriverNotSupported { driver } => write!(
+            PlanError::NoDpdkDevice { device_interface } => write!(
                 f,
-                "dataplane driver {driver}: svrd runs AF_XDP ports only in this version; set \
-                 driver af-xdp (or auto) with an interface-name on each device-interface"
+                "device-interface {device_interface} has neither vdev nor pci-address; \
+                 driver dpdk needs one of them"
             ),
             PlanError::NoInterfaceName { device_interface } => write!(
                 f,
@@ -254,12 +295,6 @@ impl Plan {
         let authority = &config.authority;
         let node = router.nodes.first().ok_or(PlanError::NoNode { router: router.name.clone() })?;
         let skm = &authority.security_key_management;
-        // NOTE: the DPDK backend exists in the dataplane but the daemon does not open DPDK
-        // ports yet; `auto` therefore means AF_XDP.
-        if matches!(node.dataplane.driver, crate::config::Driver::Dpdk) {
-            return Err(PlanError::DriverNotSupported { driver: "dpdk" });
-        }
-
         let ports = ports(node)?;
         let peers = peers(config, router);
         let paths = paths(config, router, &ports, &peers)?;
@@ -329,6 +364,7 @@ impl Plan {
             tenants: authority.tenants.iter().map(|t| t.name.clone()).collect(),
             services,
             routes,
+            eal_arguments: node.dataplane.eal_arguments.clone(),
             busy_polling: matches!(node.dataplane.polling_mode, crate::config::PollingMode::Busy),
             worker_cores: node.dataplane.worker_cores.clone(),
         })
@@ -403,14 +439,45 @@ impl Plan {
     }
 }
 
+/// Returns how `device` is opened under `driver`. The configuration checker has already
+/// required the fields each driver needs, so the errors here cover configurations built
+/// without it.
+fn binding(driver: Driver, device: &DeviceInterface) -> Result<PortBinding, PlanError> {
+    let dpdk = match (&device.vdev, &device.pci_address) {
+        (Some(vdev), _) => Some(DpdkDevice::Vdev(vdev.clone())),
+        (None, Some(pci)) => Some(DpdkDevice::Pci(pci.clone())),
+        (None, None) => None,
+    };
+    match (driver, dpdk) {
+        (Driver::AfXdp, _) => Ok(PortBinding::AfXdp),
+        (Driver::Dpdk, Some(device)) => Ok(PortBinding::Dpdk { device, fallback: false }),
+        (Driver::Dpdk, None) => {
+            Err(PlanError::NoDpdkDevice { device_interface: device.name.clone() })
+        }
+        (Driver::Auto, Some(dpdk)) => {
+            Ok(PortBinding::Dpdk { device: dpdk, fallback: device.interface_name.is_some() })
+        }
+        (Driver::Auto, None) => Ok(PortBinding::AfXdp),
+    }
+}
+
 fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
     let mut ports = Vec::new();
     for device in &node.device_interfaces {
-        let linux_name = device
-            .interface_name
-            .clone()
-            .ok_or_else(|| PlanError::NoInterfaceName { device_interface: device.name.clone() })?;
-        if let Some(first) = ports.iter().find(|p: &&PortPlan| p.linux_name == linux_name) {
+        let binding = binding(node.dataplane.driver, device)?;
+        let linux_name = match (&device.interface_name, &binding) {
+            (Some(name), _) => name.clone(),
+            (None, PortBinding::Dpdk { .. }) => device.name.clone(),
+            (None, PortBinding::AfXdp) => {
+                return Err(PlanError::NoInterfaceName { device_interface: device.name.clone() });
+            }
+        };
+        let kernel_interface = device.interface_name.is_some();
+        if let Some(first) = ports
+            .iter()
+            .filter(|_| kernel_interface)
+            .find(|p: &&PortPlan| p.linux_name == linux_name)
+        {
             return Err(PlanError::DuplicateInterfaceName {
                 interface_name: linux_name,
                 first: first.name.clone(),
@@ -423,6 +490,7 @@ fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
             name: device.name.clone(),
             network_interface: network.map_or(device.name.clone(), |n| n.name.clone()),
             linux_name,
+            binding,
             addresses: device
                 .network_interfaces
                 .iter()

@@ -257,6 +257,9 @@ fn startup_changes(running: &Plan, new: &Plan) -> Vec<String> {
     if running.worker_cores != new.worker_cores {
         lines.push(format!("dataplane worker-cores {:?}", new.worker_cores));
     }
+    if running.eal_arguments != new.eal_arguments {
+        lines.push(format!("dataplane eal-argument {:?}", new.eal_arguments));
+    }
     for port in &new.ports {
         match running.ports.iter().find(|p| p.name == port.name) {
             None => lines.push(format!("device-interface {} added", port.name)),
@@ -555,6 +558,7 @@ impl Daemon {
             })?;
         }
         self.plan = reload.plan.clone();
+        self.neighbours.plan(&self.plan, std::time::Instant::now());
 
         let peers = self.plan.peers.len();
         let keyring = &mut self.keyring;
@@ -695,7 +699,8 @@ impl Daemon {
         if let Some(thread) = self.bfd_thread.take() {
             let _ = thread.join();
         }
-        let BfdThread { handle, paths, stop, thread } = start_bfd(plan)?;
+        let BfdThread { handle, paths, stop, thread } =
+            start_bfd(plan, &self.control, &self.reader)?;
         self.bfd = handle;
         self.bfd_paths = paths;
         self.bfd_stop = stop;

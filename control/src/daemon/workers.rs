@@ -49,7 +49,10 @@ pub(super) fn start_workers(
         port_owners: None,
     };
     let port_count = ports.len();
-    let control = Arc::new(ControlQueues::new(64, 2048));
+    let control = Arc::new(
+        ControlQueues::with_doorbell(64, 2048)
+            .map_err(|e| DaemonError::Dataplane(e.to_string()))?,
+    );
     let group = WorkerGroup::new(&group_config, ports, reader, &control)
         .map_err(|e| DaemonError::Dataplane(e.to_string()))?;
     let (stop, rotate, counters) = (group.stop_flag(), group.rotation_flag(), group.counters());

@@ -678,7 +678,15 @@ impl Engine {
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
     ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
-        let outer = parse_wan_frame(frame.data()).map_err(|_| DropReason::Malformed)?;
+        let outer = parse_wan_frame(frame.data()).map_err(wan_parse_drop)?;
+        let destination = outer.tuple.destination;
+        let multicast = match destination {
+            IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+            IpAddr::V6(v6) => v6.is_multicast(),
+        };
+        if multicast || outer.tuple.destination_port < FIRST_WAYPOINT_PORT {
+            return Err(DropReason::NotSvr);
+        }
         let grace = self.config.rotation_grace;
         let payload_range = outer.carried();
         let packet = &mut frame.data_mut()[payload_range.clone()];
@@ -1210,6 +1218,18 @@ fn decrypt(
 ) -> Result<Range<usize>, DropReason> {
     decrypt_carried(packet, opened, keys, session.receive_direction(), session.encrypt)
         .map_err(receive_drop)
+}
+
+/// Lowest UDP port of SVR waypoints. A WAN frame to a lower port is not SVR.
+const FIRST_WAYPOINT_PORT: u16 = 16384;
+
+/// Returns the drop reason of a WAN frame that does not parse: not SVR when it is another
+/// protocol, malformed otherwise.
+fn wan_parse_drop(error: ParseError) -> DropReason {
+    match error {
+        ParseError::UnsupportedEtherType { .. } | ParseError::NotUdp { .. } => DropReason::NotSvr,
+        _ => DropReason::Malformed,
+    }
 }
 
 /// Returns the LAN port of `session` and the next hop on it: the route's gateway, or the
