@@ -513,6 +513,49 @@ fn rotation_under_load_loses_nothing() {
     assert_eq!(last_reverse[last_reverse.len() - 56], 1, "reverse key id");
 }
 
+/// A one-way stream gets no reverse metadata, so every forward packet carries metadata
+/// and the payload-key TLV through two rotations. A reply afterwards ends the forward
+/// metadata, and the packets that follow, sealed under the second rotation's key without
+/// metadata, must still open at the egress.
+#[test]
+fn one_way_rotations_then_reply() {
+    let mut net = Net::new();
+    let start = net.now;
+    let mut sent = 0;
+    let mut stream = |net: &mut Net, until: std::time::Duration| {
+        while net.now < start + until {
+            net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"one way"));
+            net.run();
+            sent += 1;
+            net.now += GRACE / 20;
+        }
+    };
+    stream(&mut net, GRACE / 10);
+    assert_eq!(net.r1.engine().rotate_all(net.now), 1, "first rotation");
+    stream(&mut net, GRACE * 3 / 2);
+    assert_eq!(net.r1.engine().rotate_all(net.now), 1, "second rotation");
+    stream(&mut net, GRACE * 3);
+    assert!(has_metadata(forward_frames(&net).last().unwrap()), "one-way: metadata throughout");
+    let switches_before_reply = net.r2.engine().counters().key_switches;
+
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply")));
+    net.run();
+    assert_eq!(net.at_host1().len(), 1, "the reply arrives");
+    stream(&mut net, GRACE * 4);
+    let last_forward = forward_frames(&net).pop().unwrap();
+    assert!(!has_metadata(&last_forward), "forward metadata ends after the reply");
+    assert_eq!(last_forward[last_forward.len() - 56], 2, "forward key id");
+
+    assert_eq!(net.at_host5().len(), sent, "every forward packet arrives");
+    assert_eq!(net.r2.engine().counters().key_drops(), 0, "r2 key drops");
+    assert_eq!(net.r2.engine().counters().total_drops(), 0, "r2 drops");
+    assert_eq!(net.r1.engine().counters().total_drops(), 0, "r1 drops");
+    assert_eq!(
+        switches_before_reply, 2,
+        "r2 switched to keys 1 and 2 on packets with metadata alone"
+    );
+}
+
 /// Returns the outer UDP ports of a WAN frame.
 fn outer_ports(frame: &[u8]) -> [u8; 4] {
     [frame[34], frame[35], frame[36], frame[37]]

@@ -674,7 +674,9 @@ pub fn tcp_transfer(
     })
 }
 
-fn wait_listening(namespaces: &Namespaces, ns: &str, port: u16, timeout: Duration) -> bool {
+/// Waits up to `timeout` until a TCP socket in namespace `ns` listens on `port`; returns
+/// whether one did.
+pub fn wait_listening(namespaces: &Namespaces, ns: &str, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let filter = format!("sport = :{port}");
     while Instant::now() < deadline {

@@ -3,3 +3,4 @@
 
 pub mod authority;
 pub mod harness;
+pub mod two_routers;

@@ -13,9 +13,7 @@ use svr_tests::authority::{Authority, Port, Route, Router, Service};
 use svr_tests::harness::{
     Namespaces, Svrd, TempDir, is_root, ping, ping_until, tcp_transfer, wait_for,
 };
-
-/// Time allowed for the key exchange of every peer path.
-const KEYS: Duration = Duration::from_secs(30);
+use svr_tests::two_routers::{KEYS, TwoRouters, Wan};
 
 fn require_root(test: &str) {
     assert!(
@@ -23,147 +21,6 @@ fn require_root(test: &str) {
         "{test} creates network namespaces and needs root: run it as root on Debian 12 \
          with the packages of scripts/install-deps"
     );
-}
-
-/// The waypoint family of the two-router topology.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Wan {
-    V4,
-    V6,
-}
-
-/// host1 - r1 = wan = r2 - host5, with one svrd per router.
-///
-/// Addresses: LAN 1 is 10.244.1.0/24 and fd44:1::/64, LAN 5 is 10.244.5.0/24 and
-/// fd44:5::/64 (host5 also has 10.244.5.20), and the WAN is 10.244.10.0/24 or fd44:10::/64.
-struct TwoRouters {
-    // Fields drop in order: the routers stop before their namespaces go.
-    r1: Svrd,
-    r2: Svrd,
-    config: PathBuf,
-    dir: TempDir,
-    ns: Namespaces,
-    wan: Wan,
-}
-
-impl TwoRouters {
-    /// Returns the authority. With `extra_service` it has the service to-host6 for
-    /// 10.244.5.20.
-    fn authority(wan: Wan, extra_service: bool) -> Authority {
-        let (r1_wan, r2_wan) = match wan {
-            Wan::V4 => ("10.244.10.1/24", "10.244.10.2/24"),
-            Wan::V6 => ("fd44:10::1/64", "fd44:10::2/64"),
-        };
-        let address = |cidr: &'static str| cidr.split('/').next().unwrap_or(cidr);
-        let mut services = vec![
-            Service::new("to-host5", &["corp"], &["10.244.5.10/32", "fd44:5::/64"]),
-            Service::new("to-host1", &["corp"], &["10.244.1.0/24", "fd44:1::/64"]),
-        ];
-        let mut r1_routes =
-            vec![Route::peer("to-host5", "r2"), Route::local("to-host1", "lan", None)];
-        let mut r2_routes =
-            vec![Route::peer("to-host1", "r1"), Route::local("to-host5", "lan", None)];
-        if extra_service {
-            services.push(Service::new("to-host6", &["corp"], &["10.244.5.20/32"]));
-            r1_routes.push(Route::peer("to-host6", "r2"));
-            r2_routes.push(Route::local("to-host6", "lan", None));
-        }
-        Authority {
-            classic: None,
-            tenants: vec!["corp".into()],
-            services,
-            routers: vec![
-                Router {
-                    name: "r1".into(),
-                    ports: vec![
-                        Port::lan("lan", "corp", &["10.244.1.1/24", "fd44:1::1/64"]),
-                        Port::wan("wan", r1_wan, &[(address(r2_wan), "r2")]),
-                    ],
-                    routes: r1_routes,
-                },
-                Router {
-                    name: "r2".into(),
-                    ports: vec![
-                        Port::lan("lan", "corp", &["10.244.5.1/24", "fd44:5::1/64"]),
-                        Port::wan("wan", r2_wan, &[(address(r1_wan), "r1")]),
-                    ],
-                    routes: r2_routes,
-                },
-            ],
-        }
-    }
-
-    /// Builds the topology, writes the authority and starts both routers, then waits for
-    /// the keys on the peer path.
-    fn start(tag: &str, wan: Wan, extra_service: bool) -> TwoRouters {
-        let mut ns = Namespaces::new(tag);
-        let dir = TempDir::new(&format!("daemon-{tag}")).expect("temporary directory");
-        for (name, router) in [("host1", false), ("r1", true), ("r2", true), ("host5", false)] {
-            ns.add(name, router).expect("add namespace");
-        }
-        ns.link("host1", "lan", "r1", "lan").expect("link host1-r1");
-        ns.link("r1", "wan", "r2", "wan").expect("link r1-r2");
-        ns.link("r2", "lan", "host5", "lan").expect("link r2-host5");
-        for (host, cidr) in [
-            ("host1", "10.244.1.10/24"),
-            ("host1", "fd44:1::10/64"),
-            ("r1", "10.244.1.1/24"),
-            ("r1", "fd44:1::1/64"),
-            ("r2", "10.244.5.1/24"),
-            ("r2", "fd44:5::1/64"),
-            ("host5", "10.244.5.10/24"),
-            ("host5", "10.244.5.20/24"),
-            ("host5", "fd44:5::10/64"),
-        ] {
-            ns.addr(host, "lan", cidr).expect("add address");
-        }
-        let (r1_wan, r2_wan) = match wan {
-            Wan::V4 => ("10.244.10.1/24", "10.244.10.2/24"),
-            Wan::V6 => ("fd44:10::1/64", "fd44:10::2/64"),
-        };
-        ns.addr("r1", "wan", r1_wan).expect("r1 wan address");
-        ns.addr("r2", "wan", r2_wan).expect("r2 wan address");
-        for (host, gateway) in [
-            ("host1", "10.244.1.1"),
-            ("host1", "fd44:1::1"),
-            ("host5", "10.244.5.1"),
-            ("host5", "fd44:5::1"),
-        ] {
-            ns.default_route(host, gateway).expect("default route");
-        }
-
-        // svrd reads next hops from the kernels' neighbour tables, so fill them first.
-        let r2_wan_ip = r2_wan.split('/').next().unwrap_or_default();
-        for (from, to) in [
-            ("host1", "10.244.1.1"),
-            ("host1", "fd44:1::1"),
-            ("host5", "10.244.5.1"),
-            ("host5", "fd44:5::1"),
-            ("r2", "10.244.5.20"),
-            ("r1", r2_wan_ip),
-        ] {
-            ns.warm(from, to).expect("neighbour warm-up ping");
-        }
-
-        svr_tests::harness::svrd_binary().expect("build svrd");
-        let begun = Instant::now();
-        let config = dir.join("authority.cfg");
-        fs::write(&config, Self::authority(wan, extra_service).render()).expect("write config");
-        let mut r1 = Svrd::start(&ns, "r1", "r1", &config, &dir.0).expect("start svrd r1");
-        let mut r2 = Svrd::start(&ns, "r2", "r2", &config, &dir.0).expect("start svrd r2");
-        r1.wait_complete(1, KEYS).expect("r1 keys");
-        r2.wait_complete(1, KEYS).expect("r2 keys");
-        eprintln!("keys exchanged {:?} after the start", begun.elapsed());
-        TwoRouters { r1, r2, config, dir, ns, wan }
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "--- r1 log ---\n{}\n--- r2 log ---\n{}",
-            self.r1.log_tail(25),
-            self.r2.log_tail(25)
-        )
-    }
 }
 
 /// Checks a 2 MiB TCP transfer from `server` at `address` to `client` arrives intact.
@@ -179,7 +36,7 @@ fn assert_transfer(lab: &TwoRouters, server: &str, client: &str, address: &str, 
 fn netns_daemon_reload_adds_service() {
     require_root("netns_daemon_reload_adds_service");
     let started = Instant::now();
-    let mut lab = TwoRouters::start("rl", Wan::V4, false);
+    let mut lab = TwoRouters::start("rl", Wan::V4, false).expect("start the two routers");
     assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "ping host5\n{}", lab.logs());
     assert_eq!(ping(&lab.ns, "host1", "10.244.5.20", 2), 0, "10.244.5.20 has no service yet");
 
@@ -249,7 +106,7 @@ fn replies(path: &std::path::Path) -> usize {
 fn netns_daemon_restart_under_traffic() {
     require_root("netns_daemon_restart_under_traffic");
     let started = Instant::now();
-    let mut lab = TwoRouters::start("rs", Wan::V4, false);
+    let mut lab = TwoRouters::start("rs", Wan::V4, false).expect("start the two routers");
     let index_before = lab.r1.request(&["show", "security", "key-status"]).expect("key status");
 
     // One ping flow runs through the whole test: 5 per second for at most 40 s.
@@ -327,7 +184,7 @@ fn netns_daemon_restart_under_traffic() {
 /// Runs ping and a TCP transfer over IPv4 and over IPv6 across `wan` waypoints.
 fn cross_family(tag: &str, wan: Wan) {
     let started = Instant::now();
-    let lab = TwoRouters::start(tag, wan, false);
+    let lab = TwoRouters::start(tag, wan, false).expect("start the two routers");
     assert_eq!(ping(&lab.ns, "host1", "10.244.5.10", 3), 3, "IPv4 ping\n{}", lab.logs());
     assert_eq!(ping(&lab.ns, "host1", "fd44:5::10", 3), 3, "IPv6 ping\n{}", lab.logs());
     assert_transfer(&lab, "host5", "host1", "10.244.5.10", 7301);

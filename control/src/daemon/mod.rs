@@ -656,6 +656,18 @@ impl Daemon {
                     serde_json::json!({ "index": index }),
                 )
             }
+            Command::RotatePayloadKeys => {
+                // The workers start the rotations at their next burst; the interval's
+                // schedule counts from this request.
+                self.last_payload_rekey = Instant::now();
+                self.worker_rotate.store(true, Ordering::Relaxed);
+                info!("payload keys of all sessions rotating on request");
+                Reply::ok(
+                    "Payload-key rotation requested for every session this router started\n"
+                        .to_string(),
+                    serde_json::json!({ "requested": true }),
+                )
+            }
             Command::ShowAlarms => {
                 let rows: Vec<serde_json::Value> = self
                     .alarms

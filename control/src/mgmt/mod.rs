@@ -33,6 +33,9 @@ pub enum Command {
     ShowStats,
     /// `rotate security metadata-key`
     RotateMetadataKey,
+    /// `rotate security payload-keys`: starts a payload-key rotation on every session
+    /// that this router is the ingress of, as `payload-key-rekey-interval` does.
+    RotatePayloadKeys,
     /// `reload local certificates`
     ReloadCertificates,
 }
@@ -48,6 +51,7 @@ impl Command {
             ["show", "alarms", "id", id] => Command::ShowAlarm { id: (*id).to_string() },
             ["show", "stats"] => Command::ShowStats,
             ["rotate", "security", "metadata-key"] => Command::RotateMetadataKey,
+            ["rotate", "security", "payload-keys"] => Command::RotatePayloadKeys,
             ["reload", "local", "certificates"] => Command::ReloadCertificates,
             _ => {
                 return Err(format!(
@@ -70,6 +74,7 @@ pub const COMMANDS: &[&str] = &[
     "show alarms id <id>",
     "show stats",
     "rotate security metadata-key",
+    "rotate security payload-keys",
     "reload local certificates",
 ];
 

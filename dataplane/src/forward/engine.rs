@@ -846,6 +846,11 @@ impl Engine {
         let grace = self.config.rotation_grace;
         let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
         let key = payload_key(metadata)?;
+        // A session without reverse traffic receives nothing but packets with metadata, so
+        // its rotation timers run here too, before a new key is looked up or installed.
+        if session.keys.advance(now, grace) {
+            self.counters.key_switches += 1;
+        }
 
         // Step 5 needs the key the packet names, which a rotation may have just delivered;
         // it is installed for good only once the payload decrypts.
@@ -880,10 +885,13 @@ impl Engine {
                 }
             }
             Role::Egress => {
-                if let Some(tlv) = &key
-                    && session.keys.install_from_peer(tlv, now, grace)
-                {
-                    debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
+                if let Some(tlv) = &key {
+                    if session.keys.catch_up(tlv.key_id, now, grace) {
+                        self.counters.key_switches += 1;
+                    }
+                    if session.keys.install_from_peer(tlv, now, grace) {
+                        debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
+                    }
                 }
                 // The egress replies to every forward packet with metadata with reverse
                 // metadata.

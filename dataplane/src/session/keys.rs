@@ -117,6 +117,25 @@ impl PayloadKeys {
         true
     }
 
+    /// Switches sending to the pending next keys at once when the peer sends a key with
+    /// `key_id`, the id after theirs. The ingress starts a rotation only after its switch to
+    /// the previous rotation's keys, so it already seals with the keys pending here, and
+    /// [`PayloadKeys::install_from_peer`] can then take the new key as the next one.
+    /// Returns whether sending switched.
+    pub fn catch_up(&mut self, key_id: KeyId, now: Instant, grace: Duration) -> bool {
+        let Some(rotation) = self.rotation.as_deref_mut() else {
+            return false;
+        };
+        let Some((next, switch_at)) = rotation.next.as_mut() else {
+            return false;
+        };
+        if next.key_id().wrapping_add(1) != key_id {
+            return false;
+        }
+        *switch_at = now;
+        self.advance(now, grace)
+    }
+
     /// Applies the rotation timers at `now`: switches sending to the next keys when due, and
     /// drops previous keys whose grace time has passed. Returns whether sending switched.
     pub fn advance(&mut self, now: Instant, grace: Duration) -> bool {
@@ -237,6 +256,43 @@ mod tests {
         assert_eq!(egress.sending().key_id(), 0);
         assert!(egress.advance(start + GRACE, GRACE));
         assert_eq!(egress.sending().key_id(), 1);
+    }
+
+    #[test]
+    fn peer_key_after_pending_switches_first() {
+        let start = Instant::now();
+        let mut egress = PayloadKeys::new(keys(0, 1));
+        let tlv = |key_id, byte| PayloadKeyTlv {
+            suite: SESSION_SUITE,
+            key_id,
+            secret: PayloadSecret::from_bytes([byte; 32]),
+        };
+        assert!(egress.install_from_peer(&tlv(1, 2), start, GRACE));
+
+        // Key 2 arrives before the switch to key 1 was due here: the switch happens now,
+        // key 0 stays accepted for the grace time, and key 2 becomes the next.
+        let early = start + GRACE / 2;
+        assert!(!egress.catch_up(1, early, GRACE), "key 1 is the pending one itself");
+        assert!(!egress.install_from_peer(&tlv(2, 3), early, GRACE), "refused while pending");
+        assert!(egress.catch_up(2, early, GRACE));
+        assert_eq!(egress.sending().key_id(), 1);
+        assert!(egress.install_from_peer(&tlv(2, 3), early, GRACE));
+        for key_id in [0, 1, 2] {
+            assert!(egress.receiving(key_id).is_some(), "key {key_id} accepted");
+        }
+        assert!(!egress.catch_up(2, early, GRACE), "key 2 is the pending one now");
+
+        assert!(egress.advance(early + GRACE, GRACE));
+        assert_eq!(egress.sending().key_id(), 2);
+        assert!(egress.receiving(0).is_none(), "key 0 retired one grace time after the switch");
+    }
+
+    #[test]
+    fn catch_up_without_rotation_does_nothing() {
+        let mut keys = PayloadKeys::new(keys(4, 1));
+        assert!(!keys.catch_up(5, Instant::now(), GRACE));
+        assert!(!keys.catch_up(6, Instant::now(), GRACE));
+        assert_eq!(keys.sending().key_id(), 4);
     }
 
     #[test]

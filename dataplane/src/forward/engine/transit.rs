@@ -169,6 +169,9 @@ impl Engine {
         let grace = self.config.rotation_grace;
         let key = payload_key(metadata)?;
         let session = self.sessions.get_mut(id).ok_or(DropReason::NoSession)?;
+        // As for a session that ends here: the rotation timers run on packets with
+        // metadata too, which may be all a leg without reverse traffic receives.
+        session.keys.advance(now, grace);
         let key_id = opened.sequence.key_id();
         let delivered = key.as_ref().is_some_and(|tlv| tlv.key_id == key_id);
         if session.keys.receiving(key_id).is_none() && !delivered {
@@ -187,16 +190,18 @@ impl Engine {
                 let Some(tlv) = &key else {
                     return Ok(());
                 };
+                session.keys.catch_up(tlv.key_id, now, grace);
                 if session.keys.install_from_peer(tlv, now, grace) {
                     debug!(session = %session.uuid, key_id = tlv.key_id, "next payload key");
                 }
                 let onward = session.relay;
                 let leg = onward.and_then(|onward| self.sessions.get_mut(onward));
-                if let Some(leg) = leg
-                    && leg.keys.install_from_peer(tlv, now, grace)
-                {
-                    let blob = payload_key_blob(tlv).map_err(|_| DropReason::NoKey)?;
-                    leg.metadata.last = PayloadTlv::PayloadKey(blob);
+                if let Some(leg) = leg {
+                    leg.keys.catch_up(tlv.key_id, now, grace);
+                    if leg.keys.install_from_peer(tlv, now, grace) {
+                        let blob = payload_key_blob(tlv).map_err(|_| DropReason::NoKey)?;
+                        leg.metadata.last = PayloadTlv::PayloadKey(blob);
+                    }
                 }
             }
         }
