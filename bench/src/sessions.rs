@@ -4,7 +4,10 @@
 //! table of N slots takes when made, and what filling it with N sessions adds. Sessions
 //! are built as the ingress engine builds them (the same seven metadata TLVs, fresh
 //! payload keys), with distinct LAN and waypoint 5-tuples. A lookup is the engine's LAN
-//! lookup plus a read of the session it finds, over keys in random order. Set-up rate is
+//! lookup plus a read of the session it finds, over keys in random order. Lookups are timed
+//! one at a time (`SessionTable::find_lan`) and in bursts of [`LOOKUP_BURST`] keys
+//! (`SessionTable::find_lan_burst`, the batched lookup the engine runs on each received
+//! burst), alternating run by run over the same keys in the same order. Set-up rate is
 //! measured end to end: the first packet of each new flow through r1 (new ingress session,
 //! payload key, metadata) and r2 (metadata opened, egress session).
 
@@ -23,7 +26,7 @@ use svr_dataplane::io::mem::{MemConfig, mem_pair};
 use svr_dataplane::packet::{PayloadKeyBlob, PayloadTlv};
 use svr_dataplane::replay::ReplayWindow;
 use svr_dataplane::session::{
-    PayloadKeys, Role, SESSION_SUITE, Session, SessionMetadata, SessionTable,
+    LOOKUP_BURST, PayloadKeys, Role, SESSION_SUITE, Session, SessionMetadata, SessionTable,
 };
 
 use crate::alloc_count;
@@ -35,13 +38,13 @@ use crate::topology::{FORWARD, Router, router_worker};
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// Table sizes to measure lookups at.
+    /// Table sizes to measure lookups at, in sessions.
     #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
     pub sizes: Vec<usize>,
     /// Lookups per timed run.
     #[arg(long, default_value_t = 2_000_000)]
     pub lookups: usize,
-    /// Timed runs per size; the report gives their median and spread.
+    /// Timed runs per size and lookup path; the report gives their median and spread.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// New flows sent through the two routers for the set-up rate.
@@ -84,7 +87,10 @@ pub struct Breakdown {
 pub struct SizeRow {
     pub sessions: usize,
     pub bytes_per_session: f64,
+    /// Time per lookup, one key at a time.
     pub lookup_ns: Summary,
+    /// Time per lookup, in bursts of [`LOOKUP_BURST`] keys.
+    pub burst_lookup_ns: Summary,
     pub fill_seconds: f64,
     /// Heap allocations made by the `insert` calls that filled the table.
     pub insert_allocations: u64,
@@ -96,8 +102,11 @@ pub struct Report {
     pub load_average: (f64, f64),
     pub breakdown: Breakdown,
     pub sizes: Vec<SizeRow>,
-    /// Lookup time at the largest size over the time at the size before it.
+    /// Lookup time at the largest size over the time at the size before it, one key at a
+    /// time.
     pub lookup_ratio: f64,
+    /// The same ratio for lookups in bursts.
+    pub burst_lookup_ratio: f64,
     /// New sessions per second through both routers on one core.
     pub setup_per_second: Summary,
 }
@@ -112,19 +121,29 @@ pub fn run(options: &Options) -> Result<(), String> {
     let mut sizes = Vec::new();
     let mut breakdown = None;
     for &count in &options.sizes {
+        if count == 0 {
+            return Err("invalid table size 0 in --sizes: expected at least 1 session".into());
+        }
         let (row, parts) = measure_size(count, lookups, runs)?;
         eprintln!(
-            "{:>8} sessions  {:>7.0} B/session  lookup {:>6.1} ns  (filled in {:.1} s)",
-            row.sessions, row.bytes_per_session, row.lookup_ns.median, row.fill_seconds
+            "{:>8} sessions  {:>7.0} B/session  lookup {:>6.1} ns, in bursts {:>6.1} ns  \
+             (filled in {:.1} s)",
+            row.sessions,
+            row.bytes_per_session,
+            row.lookup_ns.median,
+            row.burst_lookup_ns.median,
+            row.fill_seconds
         );
         sizes.push(row);
         breakdown = Some(parts);
     }
     let breakdown = breakdown.ok_or("no table size given")?;
-    let lookup_ratio = match sizes.as_slice() {
-        [.., before, last] => last.lookup_ns.median / before.lookup_ns.median,
+    let ratio = |time: fn(&SizeRow) -> f64| match sizes.as_slice() {
+        [.., before, last] => time(last) / time(before),
         _ => 1.0,
     };
+    let lookup_ratio = ratio(|row| row.lookup_ns.median);
+    let burst_lookup_ratio = ratio(|row| row.burst_lookup_ns.median);
 
     let flows = if options.quick { options.setup_flows.min(4000) } else { options.setup_flows };
     let setup: Vec<f64> =
@@ -134,6 +153,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         breakdown,
         sizes,
         lookup_ratio,
+        burst_lookup_ratio,
         setup_per_second: Summary::of(&setup),
     };
     eprintln!("set-up {:.0} sessions/s", report.setup_per_second.median);
@@ -174,21 +194,10 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
     let mut order: Vec<u32> = (0..lookups).map(|i| (i % count) as u32).collect();
     order.shuffle(&mut rand::rng());
     let mut samples = Vec::new();
+    let mut burst_samples = Vec::new();
     for _ in 0..runs {
-        let start = Instant::now();
-        let mut found = 0u64;
-        for &index in &order {
-            if let Some(id) = table.find_lan(&tuples[index as usize])
-                && let Some(session) = table.get(id)
-            {
-                found += black_box(session.sent) + 1;
-            }
-        }
-        let elapsed = start.elapsed();
-        if found < lookups as u64 {
-            return Err(format!("only {found} of {lookups} lookups found their session"));
-        }
-        samples.push(elapsed.as_nanos() as f64 / lookups as f64);
+        samples.push(time_lookups(&table, &tuples, &order)?);
+        burst_samples.push(time_burst_lookups(&table, &tuples, &order)?);
     }
 
     let slot = size_of::<Option<Session>>();
@@ -206,10 +215,64 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
         sessions: count,
         bytes_per_session: breakdown.total,
         lookup_ns: Summary::of(&samples),
+        burst_lookup_ns: Summary::of(&burst_samples),
         fill_seconds,
         insert_allocations,
     };
     Ok((row, breakdown))
+}
+
+/// Looks up the LAN tuples `tuples[i]` for each `i` of `order` one at a time, reading the
+/// session each finds; returns nanoseconds per lookup.
+fn time_lookups(table: &SessionTable, tuples: &[FiveTuple], order: &[u32]) -> Result<f64, String> {
+    let start = Instant::now();
+    let mut found = 0u64;
+    for &index in order {
+        if let Some(id) = table.find_lan(&tuples[index as usize])
+            && let Some(session) = table.get(id)
+        {
+            found += black_box(session.sent) + 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    per_lookup(elapsed, found, order.len())
+}
+
+/// Looks up the same tuples as [`time_lookups`] in bursts of [`LOOKUP_BURST`], and reads
+/// the session each finds once its burst is looked up. Returns nanoseconds per lookup.
+fn time_burst_lookups(
+    table: &SessionTable,
+    tuples: &[FiveTuple],
+    order: &[u32],
+) -> Result<f64, String> {
+    let Some(&first) = tuples.first() else {
+        return Err("no session to look up".into());
+    };
+    let mut keys = [first; LOOKUP_BURST];
+    let mut ids = [None; LOOKUP_BURST];
+    let start = Instant::now();
+    let mut found = 0u64;
+    for burst in order.chunks(LOOKUP_BURST) {
+        for (key, &index) in keys.iter_mut().zip(burst) {
+            *key = tuples[index as usize];
+        }
+        let (keys, ids) = (&keys[..burst.len()], &mut ids[..burst.len()]);
+        table.find_lan_burst(keys, ids);
+        for session in ids.iter().filter_map(|id| table.get((*id)?)) {
+            found += black_box(session.sent) + 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    per_lookup(elapsed, found, order.len())
+}
+
+/// Nanoseconds per lookup, once every lookup found its session (`found` counts at least one
+/// per hit).
+fn per_lookup(elapsed: Duration, found: u64, lookups: usize) -> Result<f64, String> {
+    if found < lookups as u64 {
+        return Err(format!("only {found} of {lookups} lookups found their session"));
+    }
+    Ok(elapsed.as_nanos() as f64 / lookups as f64)
 }
 
 /// The route TLVs every benchmark session shares, as the engine builds them for one
@@ -323,26 +386,32 @@ fn markdown(report: &Report) -> String {
     out.push_str(&format!("| indexes and free list | {:.0} |\n", b.index_overhead));
     out.push_str(&format!("| **total, measured** | **{:.0}** |\n\n", b.total));
 
-    out.push_str(
-        "| sessions | bytes/session | lookup ns | allocations in insert | fill s |\n\
-         | ---: | ---: | ---: | ---: | ---: |\n",
-    );
+    out.push_str(&format!(
+        "| sessions | bytes/session | lookup ns, one at a time | lookup ns, bursts of {LOOKUP_BURST} \
+         | allocations in insert | fill s |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    ));
     for row in &report.sizes {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.1} ({:.1}-{:.1}) | {} | {:.1} |\n",
+            "| {} | {:.0} | {} | {} | {} | {:.1} |\n",
             row.sessions,
             row.bytes_per_session,
-            row.lookup_ns.median,
-            row.lookup_ns.min,
-            row.lookup_ns.max,
+            spread(&row.lookup_ns),
+            spread(&row.burst_lookup_ns),
             row.insert_allocations,
             row.fill_seconds
         ));
     }
     let setup = &report.setup_per_second;
     out.push_str(&format!(
-        "\nLookup at the largest size over the one before it: {:.2}. Set-up through both routers: {:.0} sessions/s ({:.0}-{:.0}).\n",
-        report.lookup_ratio, setup.median, setup.min, setup.max
+        "\nLookup at the largest size over the one before it: {:.2} one at a time, {:.2} in \
+         bursts. Set-up through both routers: {:.0} sessions/s ({:.0}-{:.0}).\n",
+        report.lookup_ratio, report.burst_lookup_ratio, setup.median, setup.min, setup.max
     ));
     out
+}
+
+/// Formats a median with its range: `median (min-max)`.
+fn spread(summary: &Summary) -> String {
+    format!("{:.1} ({:.1}-{:.1})", summary.median, summary.min, summary.max)
 }
