@@ -7,7 +7,8 @@
 //! lookup plus a read of the session it finds, over keys in random order. Lookups are timed
 //! one at a time (`SessionTable::find_lan`) and in bursts of [`LOOKUP_BURST`] keys
 //! (`SessionTable::find_lan_burst`, the batched lookup the engine runs on each received
-//! burst), alternating run by run over the same keys in the same order. Set-up rate is
+//! burst). Both take the same keys in the same order, and the two paths and the table
+//! sizes take turns run by run. Lookups are timed in thread CPU time. Set-up rate is
 //! measured end to end: the first packet of each new flow through r1 (new ingress session,
 //! payload key, metadata) and r2 (metadata opened, egress session).
 
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::time::{ClockId, clock_gettime};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use svr_dataplane::crypto::{PayloadKeyTlv, PayloadSecret, SessionKeys};
@@ -87,9 +89,9 @@ pub struct Breakdown {
 pub struct SizeRow {
     pub sessions: usize,
     pub bytes_per_session: f64,
-    /// Time per lookup, one key at a time.
+    /// Thread CPU time per lookup, one key at a time.
     pub lookup_ns: Summary,
-    /// Time per lookup, in bursts of [`LOOKUP_BURST`] keys.
+    /// Thread CPU time per lookup, in bursts of [`LOOKUP_BURST`] keys.
     pub burst_lookup_ns: Summary,
     pub fill_seconds: f64,
     /// Heap allocations made by the `insert` calls that filled the table.
@@ -118,13 +120,34 @@ pub fn run(options: &Options) -> Result<(), String> {
     let (lookups, runs) =
         if options.quick { (200_000, 2) } else { (options.lookups, options.runs.max(1)) };
 
-    let mut sizes = Vec::new();
-    let mut breakdown = None;
+    let mut filled = Vec::new();
     for &count in &options.sizes {
         if count == 0 {
             return Err("invalid table size 0 in --sizes: expected at least 1 session".into());
         }
-        let (row, parts) = measure_size(count, lookups, runs)?;
+        filled.push(fill_table(count, lookups)?);
+    }
+
+    // The sizes take turns run by run, so that a change in the load of the machine falls
+    // on every size alike and spares the ratios.
+    let mut samples = vec![(Vec::new(), Vec::new()); filled.len()];
+    for _ in 0..runs {
+        for (table, (single, burst)) in filled.iter().zip(&mut samples) {
+            single.push(time_lookups(&table.table, &table.tuples, &table.order)?);
+            burst.push(time_burst_lookups(&table.table, &table.tuples, &table.order)?);
+        }
+    }
+
+    let mut sizes = Vec::new();
+    for (table, (single, burst)) in filled.iter().zip(&samples) {
+        let row = SizeRow {
+            sessions: table.table.len(),
+            bytes_per_session: table.breakdown.total,
+            lookup_ns: Summary::of(single),
+            burst_lookup_ns: Summary::of(burst),
+            fill_seconds: table.fill_seconds,
+            insert_allocations: table.insert_allocations,
+        };
         eprintln!(
             "{:>8} sessions  {:>7.0} B/session  lookup {:>6.1} ns, in bursts {:>6.1} ns  \
              (filled in {:.1} s)",
@@ -135,9 +158,9 @@ pub fn run(options: &Options) -> Result<(), String> {
             row.fill_seconds
         );
         sizes.push(row);
-        breakdown = Some(parts);
     }
-    let breakdown = breakdown.ok_or("no table size given")?;
+    let breakdown = filled.pop().map(|table| table.breakdown).ok_or("no table size given")?;
+    drop(filled);
     let ratio = |time: fn(&SizeRow) -> f64| match sizes.as_slice() {
         [.., before, last] => time(last) / time(before),
         _ => 1.0,
@@ -166,8 +189,21 @@ pub fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Fills a table of `count` sessions and times lookups in it.
-fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, Breakdown), String> {
+/// A full table and what the lookups in it need.
+struct FilledTable {
+    table: SessionTable,
+    /// LAN tuple of each session, by insertion order.
+    tuples: Vec<FiveTuple>,
+    /// Indexes into `tuples` in the order they are looked up.
+    order: Vec<u32>,
+    breakdown: Breakdown,
+    fill_seconds: f64,
+    insert_allocations: u64,
+}
+
+/// Fills a table of `count` sessions, measures its memory, and draws the random order of
+/// `lookups` lookups in it.
+fn fill_table(count: usize, lookups: usize) -> Result<FilledTable, String> {
     let before = alloc_count::live_bytes();
     let mut table = SessionTable::new(count, 0, 1);
     let empty = alloc_count::live_bytes() - before;
@@ -193,12 +229,6 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
 
     let mut order: Vec<u32> = (0..lookups).map(|i| (i % count) as u32).collect();
     order.shuffle(&mut rand::rng());
-    let mut samples = Vec::new();
-    let mut burst_samples = Vec::new();
-    for _ in 0..runs {
-        samples.push(time_lookups(&table, &tuples, &order)?);
-        burst_samples.push(time_burst_lookups(&table, &tuples, &order)?);
-    }
 
     let slot = size_of::<Option<Session>>();
     let breakdown = Breakdown {
@@ -211,21 +241,13 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
         index_overhead: empty as f64 / count as f64 - slot as f64,
         total: full as f64 / count as f64,
     };
-    let row = SizeRow {
-        sessions: count,
-        bytes_per_session: breakdown.total,
-        lookup_ns: Summary::of(&samples),
-        burst_lookup_ns: Summary::of(&burst_samples),
-        fill_seconds,
-        insert_allocations,
-    };
-    Ok((row, breakdown))
+    Ok(FilledTable { table, tuples, order, breakdown, fill_seconds, insert_allocations })
 }
 
-/// Looks up the LAN tuples `tuples[i]` for each `i` of `order` one at a time, reading the
-/// session each finds; returns nanoseconds per lookup.
+/// Looks up the LAN tuples `tuples[i]` for each `i` of `order` one at a time, and reads the
+/// session each finds. Returns nanoseconds per lookup.
 fn time_lookups(table: &SessionTable, tuples: &[FiveTuple], order: &[u32]) -> Result<f64, String> {
-    let start = Instant::now();
+    let start = thread_cpu_time()?;
     let mut found = 0u64;
     for &index in order {
         if let Some(id) = table.find_lan(&tuples[index as usize])
@@ -234,7 +256,7 @@ fn time_lookups(table: &SessionTable, tuples: &[FiveTuple], order: &[u32]) -> Re
             found += black_box(session.sent) + 1;
         }
     }
-    let elapsed = start.elapsed();
+    let elapsed = thread_cpu_time()?.saturating_sub(start);
     per_lookup(elapsed, found, order.len())
 }
 
@@ -250,7 +272,7 @@ fn time_burst_lookups(
     };
     let mut keys = [first; LOOKUP_BURST];
     let mut ids = [None; LOOKUP_BURST];
-    let start = Instant::now();
+    let start = thread_cpu_time()?;
     let mut found = 0u64;
     for burst in order.chunks(LOOKUP_BURST) {
         for (key, &index) in keys.iter_mut().zip(burst) {
@@ -262,8 +284,17 @@ fn time_burst_lookups(
             found += black_box(session.sent) + 1;
         }
     }
-    let elapsed = start.elapsed();
+    let elapsed = thread_cpu_time()?.saturating_sub(start);
     per_lookup(elapsed, found, order.len())
+}
+
+/// Returns the CPU time this thread has used. Lookups are timed by it and not by the wall
+/// clock, because on a busy machine the wall clock also counts the time other processes
+/// run on this core.
+fn thread_cpu_time() -> Result<Duration, String> {
+    let time = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_err(|error| format!("failed to read the thread CPU clock: {error}"))?;
+    Ok(Duration::from(time))
 }
 
 /// Nanoseconds per lookup, once every lookup found its session (`found` counts at least one
