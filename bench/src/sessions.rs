@@ -4,7 +4,9 @@
 //! table of N slots takes when made, and what filling it with N sessions adds. Sessions
 //! are built as the ingress engine builds them (the same seven metadata TLVs, fresh
 //! payload keys), with distinct LAN and waypoint 5-tuples. A lookup is the engine's LAN
-//! lookup plus a read of the session it finds, over keys in random order. Lookups are timed
+//! lookup plus a read of the session it finds, over keys in random order. The keys are laid
+//! out in lookup order before the runs and read in turn, as a receive ring presents packet
+//! headers, so that reading a key costs the same at every table size. Lookups are timed
 //! one at a time (`SessionTable::find_lan`) and in bursts of [`LOOKUP_BURST`] keys
 //! (`SessionTable::find_lan_burst`, the batched lookup the engine runs on each received
 //! burst). Both take the same keys in the same order, and the two paths and the table
@@ -120,11 +122,11 @@ pub fn run(options: &Options) -> Result<(), String> {
     let (lookups, runs) =
         if options.quick { (200_000, 2) } else { (options.lookups, options.runs.max(1)) };
 
+    if options.sizes.contains(&0) {
+        return Err("invalid table size 0 in --sizes: expected at least 1 session".into());
+    }
     let mut filled = Vec::new();
     for &count in &options.sizes {
-        if count == 0 {
-            return Err("invalid table size 0 in --sizes: expected at least 1 session".into());
-        }
         filled.push(fill_table(count, lookups)?);
     }
 
@@ -133,8 +135,8 @@ pub fn run(options: &Options) -> Result<(), String> {
     let mut samples = vec![(Vec::new(), Vec::new()); filled.len()];
     for _ in 0..runs {
         for (table, (single, burst)) in filled.iter().zip(&mut samples) {
-            single.push(time_lookups(&table.table, &table.tuples, &table.order)?);
-            burst.push(time_burst_lookups(&table.table, &table.tuples, &table.order)?);
+            single.push(time_lookups(&table.table, &table.keys)?);
+            burst.push(time_burst_lookups(&table.table, &table.keys)?);
         }
     }
 
@@ -192,17 +194,15 @@ pub fn run(options: &Options) -> Result<(), String> {
 /// A full table and what the lookups in it need.
 struct FilledTable {
     table: SessionTable,
-    /// LAN tuple of each session, by insertion order.
-    tuples: Vec<FiveTuple>,
-    /// Indexes into `tuples` in the order they are looked up.
-    order: Vec<u32>,
+    /// LAN tuples of the sessions, in the random order they are looked up.
+    keys: Vec<FiveTuple>,
     breakdown: Breakdown,
     fill_seconds: f64,
     insert_allocations: u64,
 }
 
-/// Fills a table of `count` sessions, measures its memory, and draws the random order of
-/// `lookups` lookups in it.
+/// Fills a table of `count` sessions, measures its memory, and draws the keys of `lookups`
+/// lookups in it in random order.
 fn fill_table(count: usize, lookups: usize) -> Result<FilledTable, String> {
     let before = alloc_count::live_bytes();
     let mut table = SessionTable::new(count, 0, 1);
@@ -227,8 +227,9 @@ fn fill_table(count: usize, lookups: usize) -> Result<FilledTable, String> {
     let tuples_heap = (tuples.capacity() * size_of::<FiveTuple>()) as u64;
     let full = alloc_count::live_bytes() - before - tuples_heap;
 
-    let mut order: Vec<u32> = (0..lookups).map(|i| (i % count) as u32).collect();
+    let mut order: Vec<usize> = (0..lookups).map(|i| i % count).collect();
     order.shuffle(&mut rand::rng());
+    let keys = order.into_iter().map(|index| tuples[index]).collect();
 
     let slot = size_of::<Option<Session>>();
     let breakdown = Breakdown {
@@ -241,51 +242,40 @@ fn fill_table(count: usize, lookups: usize) -> Result<FilledTable, String> {
         index_overhead: empty as f64 / count as f64 - slot as f64,
         total: full as f64 / count as f64,
     };
-    Ok(FilledTable { table, tuples, order, breakdown, fill_seconds, insert_allocations })
+    Ok(FilledTable { table, keys, breakdown, fill_seconds, insert_allocations })
 }
 
-/// Looks up the LAN tuples `tuples[i]` for each `i` of `order` one at a time, and reads the
-/// session each finds. Returns nanoseconds per lookup.
-fn time_lookups(table: &SessionTable, tuples: &[FiveTuple], order: &[u32]) -> Result<f64, String> {
+/// Looks up `keys` one at a time, and reads the session each finds. Returns nanoseconds per
+/// lookup.
+fn time_lookups(table: &SessionTable, keys: &[FiveTuple]) -> Result<f64, String> {
     let start = thread_cpu_time()?;
     let mut found = 0u64;
-    for &index in order {
-        if let Some(id) = table.find_lan(&tuples[index as usize])
+    for key in keys {
+        if let Some(id) = table.find_lan(key)
             && let Some(session) = table.get(id)
         {
             found += black_box(session.sent) + 1;
         }
     }
     let elapsed = thread_cpu_time()?.saturating_sub(start);
-    per_lookup(elapsed, found, order.len())
+    per_lookup(elapsed, found, keys.len())
 }
 
-/// Looks up the same tuples as [`time_lookups`] in bursts of [`LOOKUP_BURST`], and reads
-/// the session each finds once its burst is looked up. Returns nanoseconds per lookup.
-fn time_burst_lookups(
-    table: &SessionTable,
-    tuples: &[FiveTuple],
-    order: &[u32],
-) -> Result<f64, String> {
-    let Some(&first) = tuples.first() else {
-        return Err("no session to look up".into());
-    };
-    let mut keys = [first; LOOKUP_BURST];
+/// Looks up `keys` in bursts of [`LOOKUP_BURST`], and reads the session each finds once its
+/// burst is looked up. Returns nanoseconds per lookup.
+fn time_burst_lookups(table: &SessionTable, keys: &[FiveTuple]) -> Result<f64, String> {
     let mut ids = [None; LOOKUP_BURST];
     let start = thread_cpu_time()?;
     let mut found = 0u64;
-    for burst in order.chunks(LOOKUP_BURST) {
-        for (key, &index) in keys.iter_mut().zip(burst) {
-            *key = tuples[index as usize];
-        }
-        let (keys, ids) = (&keys[..burst.len()], &mut ids[..burst.len()]);
-        table.find_lan_burst(keys, ids);
+    for burst in keys.chunks(LOOKUP_BURST) {
+        let ids = &mut ids[..burst.len()];
+        table.find_lan_burst(burst, ids);
         for session in ids.iter().filter_map(|id| table.get((*id)?)) {
             found += black_box(session.sent) + 1;
         }
     }
     let elapsed = thread_cpu_time()?.saturating_sub(start);
-    per_lookup(elapsed, found, order.len())
+    per_lookup(elapsed, found, keys.len())
 }
 
 /// Returns the CPU time this thread has used. Lookups are timed by it and not by the wall
