@@ -4,7 +4,13 @@
 //! table of N slots takes when made, and what filling it with N sessions adds. Sessions
 //! are built as the ingress engine builds them (the same seven metadata TLVs, fresh
 //! payload keys), with distinct LAN and waypoint 5-tuples. A lookup is the engine's LAN
-//! lookup plus a read of the session it finds, over keys in random order. Set-up rate is
+//! lookup plus a read of the session it finds, over keys in random order. The keys are laid
+//! out in lookup order before the runs and read in turn, as a receive ring presents packet
+//! headers, so that reading a key costs the same at every table size. Lookups are timed
+//! one at a time (`SessionTable::find_lan`) and in bursts of [`LOOKUP_BURST`] keys
+//! (`SessionTable::find_lan_burst`, the batched lookup the engine runs on each received
+//! burst). Both take the same keys in the same order, and the two paths and the table
+//! sizes take turns run by run. Lookups are timed in thread CPU time. Set-up rate is
 //! measured end to end: the first packet of each new flow through r1 (new ingress session,
 //! payload key, metadata) and r2 (metadata opened, egress session).
 
@@ -15,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::time::{ClockId, clock_gettime};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use svr_dataplane::crypto::{PayloadKeyTlv, PayloadSecret, SessionKeys};
@@ -23,7 +30,7 @@ use svr_dataplane::io::mem::{MemConfig, mem_pair};
 use svr_dataplane::packet::{PayloadKeyBlob, PayloadTlv};
 use svr_dataplane::replay::ReplayWindow;
 use svr_dataplane::session::{
-    PayloadKeys, Role, SESSION_SUITE, Session, SessionMetadata, SessionTable,
+    LOOKUP_BURST, PayloadKeys, Role, SESSION_SUITE, Session, SessionMetadata, SessionTable,
 };
 
 use crate::alloc_count;
@@ -35,13 +42,13 @@ use crate::topology::{FORWARD, Router, router_worker};
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// Table sizes to measure lookups at.
+    /// Table sizes to measure lookups at, in sessions.
     #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
     pub sizes: Vec<usize>,
     /// Lookups per timed run.
     #[arg(long, default_value_t = 2_000_000)]
     pub lookups: usize,
-    /// Timed runs per size; the report gives their median and spread.
+    /// Timed runs per size and lookup path; the report gives their median and spread.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// New flows sent through the two routers for the set-up rate.
@@ -84,7 +91,10 @@ pub struct Breakdown {
 pub struct SizeRow {
     pub sessions: usize,
     pub bytes_per_session: f64,
+    /// Thread CPU time per lookup, one key at a time.
     pub lookup_ns: Summary,
+    /// Thread CPU time per lookup, in bursts of [`LOOKUP_BURST`] keys.
+    pub burst_lookup_ns: Summary,
     pub fill_seconds: f64,
     /// Heap allocations made by the `insert` calls that filled the table.
     pub insert_allocations: u64,
@@ -96,8 +106,11 @@ pub struct Report {
     pub load_average: (f64, f64),
     pub breakdown: Breakdown,
     pub sizes: Vec<SizeRow>,
-    /// Lookup time at the largest size over the time at the size before it.
+    /// Lookup time at the largest size over the time at the size before it, one key at a
+    /// time.
     pub lookup_ratio: f64,
+    /// The same ratio for lookups in bursts.
+    pub burst_lookup_ratio: f64,
     /// New sessions per second through both routers on one core.
     pub setup_per_second: Summary,
 }
@@ -109,22 +122,53 @@ pub fn run(options: &Options) -> Result<(), String> {
     let (lookups, runs) =
         if options.quick { (200_000, 2) } else { (options.lookups, options.runs.max(1)) };
 
-    let mut sizes = Vec::new();
-    let mut breakdown = None;
+    if options.sizes.contains(&0) {
+        return Err("invalid table size 0 in --sizes: expected at least 1 session".into());
+    }
+    let mut filled = Vec::new();
     for &count in &options.sizes {
-        let (row, parts) = measure_size(count, lookups, runs)?;
+        filled.push(fill_table(count, lookups)?);
+    }
+
+    // The sizes take turns run by run, so that a change in the load of the machine falls
+    // on every size alike and spares the ratios.
+    let mut samples = vec![(Vec::new(), Vec::new()); filled.len()];
+    for _ in 0..runs {
+        for (table, (single, burst)) in filled.iter().zip(&mut samples) {
+            single.push(time_lookups(&table.table, &table.keys)?);
+            burst.push(time_burst_lookups(&table.table, &table.keys)?);
+        }
+    }
+
+    let mut sizes = Vec::new();
+    for (table, (single, burst)) in filled.iter().zip(&samples) {
+        let row = SizeRow {
+            sessions: table.table.len(),
+            bytes_per_session: table.breakdown.total,
+            lookup_ns: Summary::of(single),
+            burst_lookup_ns: Summary::of(burst),
+            fill_seconds: table.fill_seconds,
+            insert_allocations: table.insert_allocations,
+        };
         eprintln!(
-            "{:>8} sessions  {:>7.0} B/session  lookup {:>6.1} ns  (filled in {:.1} s)",
-            row.sessions, row.bytes_per_session, row.lookup_ns.median, row.fill_seconds
+            "{:>8} sessions  {:>7.0} B/session  lookup {:>6.1} ns, in bursts {:>6.1} ns  \
+             (filled in {:.1} s)",
+            row.sessions,
+            row.bytes_per_session,
+            row.lookup_ns.median,
+            row.burst_lookup_ns.median,
+            row.fill_seconds
         );
         sizes.push(row);
-        breakdown = Some(parts);
     }
-    let breakdown = breakdown.ok_or("no table size given")?;
-    let lookup_ratio = match sizes.as_slice() {
-        [.., before, last] => last.lookup_ns.median / before.lookup_ns.median,
+    let breakdown = filled.pop().map(|table| table.breakdown).ok_or("no table size given")?;
+    drop(filled);
+    let ratio = |time: fn(&SizeRow) -> f64| match sizes.as_slice() {
+        [.., before, last] => time(last) / time(before),
         _ => 1.0,
     };
+    let lookup_ratio = ratio(|row| row.lookup_ns.median);
+    let burst_lookup_ratio = ratio(|row| row.burst_lookup_ns.median);
 
     let flows = if options.quick { options.setup_flows.min(4000) } else { options.setup_flows };
     let setup: Vec<f64> =
@@ -134,6 +178,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         breakdown,
         sizes,
         lookup_ratio,
+        burst_lookup_ratio,
         setup_per_second: Summary::of(&setup),
     };
     eprintln!("set-up {:.0} sessions/s", report.setup_per_second.median);
@@ -146,8 +191,19 @@ pub fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Fills a table of `count` sessions and times lookups in it.
-fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, Breakdown), String> {
+/// A full table and what the lookups in it need.
+struct FilledTable {
+    table: SessionTable,
+    /// LAN tuples of the sessions, in the random order they are looked up.
+    keys: Vec<FiveTuple>,
+    breakdown: Breakdown,
+    fill_seconds: f64,
+    insert_allocations: u64,
+}
+
+/// Fills a table of `count` sessions, measures its memory, and draws the keys of `lookups`
+/// lookups in it in random order.
+fn fill_table(count: usize, lookups: usize) -> Result<FilledTable, String> {
     let before = alloc_count::live_bytes();
     let mut table = SessionTable::new(count, 0, 1);
     let empty = alloc_count::live_bytes() - before;
@@ -171,25 +227,9 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
     let tuples_heap = (tuples.capacity() * size_of::<FiveTuple>()) as u64;
     let full = alloc_count::live_bytes() - before - tuples_heap;
 
-    let mut order: Vec<u32> = (0..lookups).map(|i| (i % count) as u32).collect();
+    let mut order: Vec<usize> = (0..lookups).map(|i| i % count).collect();
     order.shuffle(&mut rand::rng());
-    let mut samples = Vec::new();
-    for _ in 0..runs {
-        let start = Instant::now();
-        let mut found = 0u64;
-        for &index in &order {
-            if let Some(id) = table.find_lan(&tuples[index as usize])
-                && let Some(session) = table.get(id)
-            {
-                found += black_box(session.sent) + 1;
-            }
-        }
-        let elapsed = start.elapsed();
-        if found < lookups as u64 {
-            return Err(format!("only {found} of {lookups} lookups found their session"));
-        }
-        samples.push(elapsed.as_nanos() as f64 / lookups as f64);
-    }
+    let keys = order.into_iter().map(|index| tuples[index]).collect();
 
     let slot = size_of::<Option<Session>>();
     let breakdown = Breakdown {
@@ -202,14 +242,58 @@ fn measure_size(count: usize, lookups: usize, runs: usize) -> Result<(SizeRow, B
         index_overhead: empty as f64 / count as f64 - slot as f64,
         total: full as f64 / count as f64,
     };
-    let row = SizeRow {
-        sessions: count,
-        bytes_per_session: breakdown.total,
-        lookup_ns: Summary::of(&samples),
-        fill_seconds,
-        insert_allocations,
-    };
-    Ok((row, breakdown))
+    Ok(FilledTable { table, keys, breakdown, fill_seconds, insert_allocations })
+}
+
+/// Looks up `keys` one at a time, and reads the session each finds. Returns nanoseconds per
+/// lookup.
+fn time_lookups(table: &SessionTable, keys: &[FiveTuple]) -> Result<f64, String> {
+    let start = thread_cpu_time()?;
+    let mut found = 0u64;
+    for key in keys {
+        if let Some(id) = table.find_lan(key)
+            && let Some(session) = table.get(id)
+        {
+            found += black_box(session.sent) + 1;
+        }
+    }
+    let elapsed = thread_cpu_time()?.saturating_sub(start);
+    per_lookup(elapsed, found, keys.len())
+}
+
+/// Looks up `keys` in bursts of [`LOOKUP_BURST`], and reads the session each finds once its
+/// burst is looked up. Returns nanoseconds per lookup.
+fn time_burst_lookups(table: &SessionTable, keys: &[FiveTuple]) -> Result<f64, String> {
+    let mut ids = [None; LOOKUP_BURST];
+    let start = thread_cpu_time()?;
+    let mut found = 0u64;
+    for burst in keys.chunks(LOOKUP_BURST) {
+        let ids = &mut ids[..burst.len()];
+        table.find_lan_burst(burst, ids);
+        for session in ids.iter().filter_map(|id| table.get((*id)?)) {
+            found += black_box(session.sent) + 1;
+        }
+    }
+    let elapsed = thread_cpu_time()?.saturating_sub(start);
+    per_lookup(elapsed, found, keys.len())
+}
+
+/// Returns the CPU time this thread has used. Lookups are timed by it and not by the wall
+/// clock, because on a busy machine the wall clock also counts the time other processes
+/// run on this core.
+fn thread_cpu_time() -> Result<Duration, String> {
+    let time = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_err(|error| format!("failed to read the thread CPU clock: {error}"))?;
+    Ok(Duration::from(time))
+}
+
+/// Nanoseconds per lookup, once every lookup found its session (`found` counts at least one
+/// per hit).
+fn per_lookup(elapsed: Duration, found: u64, lookups: usize) -> Result<f64, String> {
+    if found < lookups as u64 {
+        return Err(format!("only {found} of {lookups} lookups found their session"));
+    }
+    Ok(elapsed.as_nanos() as f64 / lookups as f64)
 }
 
 /// The route TLVs every benchmark session shares, as the engine builds them for one
@@ -323,26 +407,32 @@ fn markdown(report: &Report) -> String {
     out.push_str(&format!("| indexes and free list | {:.0} |\n", b.index_overhead));
     out.push_str(&format!("| **total, measured** | **{:.0}** |\n\n", b.total));
 
-    out.push_str(
-        "| sessions | bytes/session | lookup ns | allocations in insert | fill s |\n\
-         | ---: | ---: | ---: | ---: | ---: |\n",
-    );
+    out.push_str(&format!(
+        "| sessions | bytes/session | lookup ns, one at a time | lookup ns, bursts of {LOOKUP_BURST} \
+         | allocations in insert | fill s |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    ));
     for row in &report.sizes {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.1} ({:.1}-{:.1}) | {} | {:.1} |\n",
+            "| {} | {:.0} | {} | {} | {} | {:.1} |\n",
             row.sessions,
             row.bytes_per_session,
-            row.lookup_ns.median,
-            row.lookup_ns.min,
-            row.lookup_ns.max,
+            spread(&row.lookup_ns),
+            spread(&row.burst_lookup_ns),
             row.insert_allocations,
             row.fill_seconds
         ));
     }
     let setup = &report.setup_per_second;
     out.push_str(&format!(
-        "\nLookup at the largest size over the one before it: {:.2}. Set-up through both routers: {:.0} sessions/s ({:.0}-{:.0}).\n",
-        report.lookup_ratio, setup.median, setup.min, setup.max
+        "\nLookup at the largest size over the one before it: {:.2} one at a time, {:.2} in \
+         bursts. Set-up through both routers: {:.0} sessions/s ({:.0}-{:.0}).\n",
+        report.lookup_ratio, report.burst_lookup_ratio, setup.median, setup.min, setup.max
     ));
     out
+}
+
+/// Formats a median with its range: `median (min-max)`.
+fn spread(summary: &Summary) -> String {
+    format!("{:.1} ({:.1}-{:.1})", summary.median, summary.min, summary.max)
 }

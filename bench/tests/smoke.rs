@@ -128,6 +128,30 @@ fn sessions_quick_small_tables() {
     assert!(breakdown["metadata_heap"].as_f64().unwrap() > 0.0);
     assert_eq!(report["sizes"].as_array().unwrap().len(), 2);
     assert!(report["setup_per_second"]["median"].as_f64().unwrap() > 0.0);
+    for row in report["sizes"].as_array().unwrap() {
+        let sessions = row["sessions"].as_u64().unwrap();
+        let single = row["lookup_ns"]["median"].as_f64().unwrap();
+        let burst = row["burst_lookup_ns"]["median"].as_f64().unwrap();
+        assert!(single > 0.0, "{sessions} sessions: lookups one at a time");
+        assert!(burst > 0.0, "{sessions} sessions: lookups in bursts");
+    }
+    assert!(report["burst_lookup_ratio"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn sessions_zero_size_rejected() {
+    let scratch = Scratch::new();
+    let output = bench()
+        .args(["sessions", "--quick", "--sizes", "1000,0", "--json"])
+        .arg(scratch.path("sessions.json"))
+        .arg("--markdown")
+        .arg(scratch.path("sessions.md"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "size 0 accepted:\n{stderr}");
+    assert!(stderr.contains("invalid table size 0"), "{stderr}");
+    assert!(!scratch.path("sessions.json").exists(), "results written for size 0");
 }
 
 #[test]

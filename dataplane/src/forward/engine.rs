@@ -59,6 +59,8 @@ use crate::shard::flow_class;
 mod burst;
 mod transit;
 
+use burst::FoundAhead;
+
 /// UDP ports of BFD control packets that WAN ports hand to the control thread: 3784 is
 /// single-hop BFD (RFC 5881 section 4), 1280 the port SVR peers run BFD on.
 pub const BFD_PORTS: [u16; 2] = [1280, 3784];
@@ -308,17 +310,31 @@ impl Engine {
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
     ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
+        self.process_ahead(epoch, now, port, frame, frames, None)
+    }
+
+    /// Processes `frame` as [`Engine::process`] does, with the lookup of its session that
+    /// the batched lookup of its burst did ahead, if any.
+    fn process_ahead(
+        &mut self,
+        epoch: &KeyEpoch,
+        now: Instant,
+        port: InterfaceId,
+        frame: &mut Frame,
+        frames: &mut dyn FrameSource,
+        ahead: Option<FoundAhead>,
+    ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
         let result = match epoch.interfaces.get(usize::from(port)).map(|i| i.role) {
             Some(InterfaceRole::Lan { tenant }) => match parse_frame(frame.data()) {
-                Ok(parsed) => {
-                    self.handle_lan(epoch, now, port, tenant, parsed, frame, frames).map(Some)
-                }
+                Ok(parsed) => self
+                    .handle_lan(epoch, now, port, tenant, parsed, frame, frames, ahead)
+                    .map(Some),
                 Err(ParseError::Fragment) => {
                     self.handle_lan_fragment(epoch, now, port, tenant, frame, frames)
                 }
                 Err(_) => Err(DropReason::Malformed),
             },
-            Some(InterfaceRole::Wan) => self.handle_wan(epoch, now, port, frame, frames),
+            Some(InterfaceRole::Wan) => self.handle_wan(epoch, now, port, frame, frames, ahead),
             None => Err(DropReason::NoRoute),
         };
         if let Err(reason) = &result {
@@ -426,14 +442,17 @@ impl Engine {
         self.lan_reassembly.counters_mut().packets_reassembled += 1;
 
         let result = match parse_frame(whole.data()) {
-            Ok(parsed) => self.handle_lan(epoch, now, port, tenant, parsed, &mut whole, frames),
+            Ok(parsed) => {
+                self.handle_lan(epoch, now, port, tenant, parsed, &mut whole, frames, None)
+            }
             Err(_) => Err(DropReason::Malformed),
         };
         frames.free(port, whole);
         result.map(Some)
     }
 
-    /// Seals a LAN frame, parsed into `parsed`, towards the peer of its session.
+    /// Seals a LAN frame, parsed into `parsed`, towards the peer of its session. `ahead`
+    /// is the lookup of its session done by the batched lookup of its burst, if any.
     #[expect(clippy::too_many_arguments, reason = "the frame and its parse travel together")]
     fn handle_lan(
         &mut self,
@@ -444,13 +463,15 @@ impl Engine {
         parsed: ParsedFrame,
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
+        ahead: Option<FoundAhead>,
     ) -> Result<(InterfaceId, Frame), DropReason> {
-        let (id, fit) = self.prepare_lan(epoch, now, port, tenant, &parsed, frame)?;
+        let (id, fit) = self.prepare_lan(epoch, now, port, tenant, &parsed, frame, ahead)?;
         self.send_lan(epoch, now, port, id, fit, &parsed, frame, frames)
     }
 
     /// Checks a parsed LAN frame, clamps its MSS, finds or creates its session and chooses
     /// how it crosses the WAN: everything before the packet is sealed.
+    #[expect(clippy::too_many_arguments, reason = "the frame and its parse travel together")]
     fn prepare_lan(
         &mut self,
         epoch: &KeyEpoch,
@@ -459,6 +480,7 @@ impl Engine {
         tenant: crate::epoch::TenantId,
         parsed: &ParsedFrame,
         frame: &mut Frame,
+        ahead: Option<FoundAhead>,
     ) -> Result<(SessionId, Fit), DropReason> {
         let tuple = &parsed.tuple;
         let l4 = &frame.data()[parsed.l4_start..parsed.end];
@@ -477,7 +499,7 @@ impl Engine {
             clamp_mss(&mut frame.data_mut()[parsed.l4_start..parsed.end], max);
         }
 
-        let id = match self.sessions.find_lan(&parsed.tuple) {
+        let id = match self.find_lan_session(&parsed.tuple, ahead) {
             // A LAN host sending a transit session's tuple must not inject into it.
             Some(id) if self.sessions.get(id).is_some_and(Session::is_transit) => {
                 return Err(DropReason::NoRoute);
@@ -669,7 +691,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Authenticates and decrypts a WAN frame and restores it onto the LAN.
+    /// Authenticates and decrypts a WAN frame and restores it onto the LAN. `ahead` is the
+    /// lookup of its session done by the batched lookup of its burst, if any.
     fn handle_wan(
         &mut self,
         epoch: &KeyEpoch,
@@ -677,6 +700,7 @@ impl Engine {
         port: InterfaceId,
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
+        ahead: Option<FoundAhead>,
     ) -> Result<Option<(InterfaceId, Frame)>, DropReason> {
         let outer = parse_wan_frame(frame.data()).map_err(wan_parse_drop)?;
         let destination = outer.tuple.destination;
@@ -702,7 +726,7 @@ impl Engine {
                 }
             }
             Received::Session => {
-                let id = self.sessions.find_wan(&outer.tuple).ok_or(DropReason::NoSession)?;
+                let id = self.find_wan_session(&outer.tuple, ahead).ok_or(DropReason::NoSession)?;
                 if self.sessions.get(id).is_some_and(Session::is_transit) {
                     let opened = self.open_transit_packet(now, id, packet)?;
                     let packet = (&outer, payload_range, frame.data());

@@ -16,9 +16,9 @@
 //! A router between the two (a hub) keeps a transit session as two linked legs, one per
 //! peer ([`Session::relay`]), and passes the metadata handshake through.
 
-mod hugepage;
 mod index;
 mod keys;
+mod memory;
 mod metadata;
 mod table;
 
@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 pub use keys::{PayloadKeys, RotationError, SESSION_SUITE};
 pub use metadata::{RouteTlvs, SessionMetadata};
-pub use table::{PORT_FIRST, PORT_LAST, PortPool, SessionId, SessionTable, TableError};
+pub use table::{
+    LOOKUP_BURST, PORT_FIRST, PORT_LAST, PortPool, SessionId, SessionTable, TableError,
+};
 
 use crate::crypto::Direction;
 use crate::epoch::{InterfaceId, PathId, PeerId, ServiceId, TenantId};

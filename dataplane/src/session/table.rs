@@ -7,11 +7,13 @@
 //! removal allocates.
 
 use std::fmt;
+use std::mem::offset_of;
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::time::Instant;
 
-use super::Session;
-use super::index::TupleIndex;
+use super::index::{Probe, TupleIndex};
+use super::{Role, Session};
 use crate::forward::FiveTuple;
 use crate::shard::{FLOW_CLASSES, class_owner, port_class};
 
@@ -20,6 +22,36 @@ use crate::shard::{FLOW_CLASSES, class_owner, port_class};
 pub const PORT_FIRST: u16 = 16384;
 /// Last waypoint port of the pool.
 pub const PORT_LAST: u16 = 65534;
+
+/// Keys that [`SessionTable::find_lan_burst`] and [`SessionTable::find_wan_burst`] take
+/// through their stages together; longer lists are looked up in groups of this many. It
+/// is the receive burst size, so a burst's lookups overlap in full.
+pub const LOOKUP_BURST: usize = 32;
+
+/// Bytes of a session that [`Session::lan_key`] reads: the role and the original tuple.
+const LAN_KEY_BYTES: Range<usize> = covering(
+    field(offset_of!(Session, role), size_of::<Role>()),
+    field(offset_of!(Session, original), size_of::<FiveTuple>()),
+);
+
+/// Bytes of a session that [`Session::wan_key`] reads: the waypoint tuple.
+const WAN_KEY_BYTES: Range<usize> = field(offset_of!(Session, waypoints), size_of::<FiveTuple>());
+
+/// Bytes of a slot that tell a session from a vacant slot. `Option<Session>` keeps its tag
+/// in a niche of the session, which rustc 1.95 places in the nanoseconds of `last_seen`.
+// NOTE: the compiler chooses the niche, and may move it. Lookups stay correct if it does,
+// but the batched lookup then no longer prefetches the line it reads the tag from.
+const SLOT_TAG_BYTES: Range<usize> = field(offset_of!(Session, last_seen), size_of::<Instant>());
+
+const fn field(offset: usize, size: usize) -> Range<usize> {
+    offset..offset + size
+}
+
+const fn covering(a: Range<usize>, b: Range<usize>) -> Range<usize> {
+    let start = if a.start < b.start { a.start } else { b.start };
+    let end = if a.end > b.end { a.end } else { b.end };
+    start..end
+}
 
 /// Index of a session in its shard. It is stored as the slot index plus one, so that an
 /// `Option<SessionId>` takes four bytes.
@@ -48,6 +80,8 @@ pub struct SessionTable {
     ports: PortPool,
     sweep_at: usize,
     len: usize,
+    /// Count of the changes to the indexes; see [`SessionTable::generation`].
+    generation: u64,
 }
 
 impl SessionTable {
@@ -55,7 +89,7 @@ impl SessionTable {
     /// worker `worker` of `workers`.
     pub fn new(capacity: usize, worker: usize, workers: usize) -> SessionTable {
         let mut slots = Vec::with_capacity(capacity);
-        super::hugepage::advise(slots.spare_capacity_mut());
+        super::memory::advise(slots.spare_capacity_mut());
         slots.resize_with(capacity, || None);
         SessionTable {
             slots,
@@ -65,6 +99,7 @@ impl SessionTable {
             ports: PortPool::new(worker, workers),
             sweep_at: 0,
             len: 0,
+            generation: 0,
         }
     }
 
@@ -83,6 +118,12 @@ impl SessionTable {
         &mut self.ports
     }
 
+    /// Returns a number that changes whenever a session is added, removed or moved to new
+    /// waypoints. While it is unchanged, every lookup returns what it returned before.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The session whose LAN packets have `tuple`.
     pub fn find_lan(&self, tuple: &FiveTuple) -> Option<SessionId> {
         let found = self.by_lan.find(tuple, |slot| {
@@ -97,6 +138,61 @@ impl SessionTable {
             self.session_at(slot).is_some_and(|session| session.wan_key() == *tuple)
         });
         found.map(SessionId::new)
+    }
+
+    /// Finds the sessions whose LAN packets have `tuples`, each as
+    /// [`SessionTable::find_lan`] would, into the same positions of `found`. Keys past the
+    /// end of `found` are not looked up. See [`SessionTable::find_wan_burst`] for how the
+    /// lookups overlap.
+    pub fn find_lan_burst(&self, tuples: &[FiveTuple], found: &mut [Option<SessionId>]) {
+        self.find_burst(&self.by_lan, Session::lan_key, LAN_KEY_BYTES, tuples, found);
+    }
+
+    /// Finds the sessions whose packets from the peer have the outer `tuples`, each as
+    /// [`SessionTable::find_wan`] would, into the same positions of `found`. Keys past the
+    /// end of `found` are not looked up.
+    ///
+    /// A single lookup waits for the index entry, then for the session it points at. Here
+    /// each step runs over [`LOOKUP_BURST`] keys before the next begins. First every key is
+    /// hashed and its index entry prefetched. Then the entries are read, and the slot tags
+    /// and key fields of their sessions prefetched. Last, each key is compared with its
+    /// session's. So the cache misses of all the keys are in flight together.
+    pub fn find_wan_burst(&self, tuples: &[FiveTuple], found: &mut [Option<SessionId>]) {
+        self.find_burst(&self.by_wan, Session::wan_key, WAN_KEY_BYTES, tuples, found);
+    }
+
+    fn find_burst(
+        &self,
+        index: &TupleIndex,
+        key: impl Fn(&Session) -> FiveTuple,
+        key_bytes: Range<usize>,
+        tuples: &[FiveTuple],
+        found: &mut [Option<SessionId>],
+    ) {
+        for (tuples, found) in tuples.chunks(LOOKUP_BURST).zip(found.chunks_mut(LOOKUP_BURST)) {
+            let mut probes = [Probe::default(); LOOKUP_BURST];
+            for (probe, tuple) in probes.iter_mut().zip(tuples) {
+                *probe = index.start(tuple);
+            }
+
+            for probe in probes.iter_mut().take(tuples.len()) {
+                let candidate = index.candidate(probe);
+                if let Some(slot) = candidate.and_then(|slot| self.slots.get(slot as usize)) {
+                    // The session lies at the start of its slot, so its field offsets are
+                    // the slot's.
+                    super::memory::prefetch_bytes(slot, SLOT_TAG_BYTES);
+                    super::memory::prefetch_bytes(slot, key_bytes.clone());
+                }
+            }
+
+            // A probe goes on past its candidate only when another key has the same 32
+            // bits of hash.
+            for ((probe, tuple), out) in probes.iter().zip(tuples).zip(found.iter_mut()) {
+                let matches =
+                    |slot| self.session_at(slot).is_some_and(|session| key(session) == *tuple);
+                *out = index.finish(*probe, matches).map(SessionId::new);
+            }
+        }
     }
 
     /// The session `id`.
@@ -129,6 +225,7 @@ impl SessionTable {
         self.by_lan.insert(&lan, index);
         self.by_wan.insert(&wan, index);
         self.len += 1;
+        self.generation += 1;
         Ok(SessionId::new(index))
     }
 
@@ -147,6 +244,7 @@ impl SessionTable {
         self.by_wan.remove(&session.wan_key(), id.slot());
         session.waypoints = waypoints;
         self.by_wan.insert(&session.wan_key(), id.slot());
+        self.generation += 1;
         Ok(())
     }
 
@@ -172,6 +270,7 @@ impl SessionTable {
         }
         self.free.push(id.slot());
         self.len -= 1;
+        self.generation += 1;
         Some(session)
     }
 
@@ -456,6 +555,160 @@ mod tests {
             }
             assert_eq!(table.len(), size - size.div_ceil(3));
         }
+    }
+
+    /// Applies `ops` to a table of `capacity` slots, ignoring the errors that
+    /// `check_against_model` checks.
+    fn table_after(capacity: usize, ops: &[Op]) -> SessionTable {
+        let mut table = SessionTable::new(capacity, 0, 1);
+        for op in ops {
+            match *op {
+                Op::Insert { host, port } => {
+                    let _ = table.insert(session(host, port));
+                }
+                Op::Remove { host } => {
+                    if let Some(id) = table.find_lan(&session(host, 0).lan_key()) {
+                        table.remove(id);
+                    }
+                }
+                Op::Move { host, port } => {
+                    if let Some(id) = table.find_lan(&session(host, 0).lan_key()) {
+                        let _ = table.move_waypoints(id, session(0, port).waypoints);
+                    }
+                }
+            }
+        }
+        table
+    }
+
+    /// An id that no test table reaches, so that a result the batched lookup failed to
+    /// write shows as a mismatch.
+    const UNWRITTEN: Option<SessionId> = Some(SessionId(NonZeroU32::MAX));
+
+    /// Looks up `lan` and `wan` in one batch each and one key at a time, and checks that
+    /// both ways return the same for every key. Returns the number of keys found.
+    fn assert_burst_matches_single(
+        table: &SessionTable,
+        lan: &[FiveTuple],
+        wan: &[FiveTuple],
+    ) -> usize {
+        let mut found = vec![UNWRITTEN; lan.len()];
+        table.find_lan_burst(lan, &mut found);
+        let single: Vec<_> = lan.iter().map(|tuple| table.find_lan(tuple)).collect();
+        assert_eq!(found, single, "LAN lookups");
+        let hits = found.iter().flatten().count();
+
+        let mut found = vec![UNWRITTEN; wan.len()];
+        table.find_wan_burst(wan, &mut found);
+        let single: Vec<_> = wan.iter().map(|tuple| table.find_wan(tuple)).collect();
+        assert_eq!(found, single, "WAN lookups");
+        hits + found.iter().flatten().count()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Hosts and ports up to 64 include ones `op` never inserts, so every batch has
+        /// misses as well as hits, repeats and keys of removed and moved sessions.
+        #[test]
+        fn burst_lookup_matches_single(
+            capacity in 1usize..40,
+            ops in prop::collection::vec(op(), 0..120),
+            hosts in prop::collection::vec(0u16..64, 0..80),
+            ports in prop::collection::vec(0u16..64, 0..80),
+        ) {
+            let table = table_after(capacity, &ops);
+            let lan: Vec<FiveTuple> = hosts.iter().map(|&host| session(host, 0).lan_key()).collect();
+            let wan: Vec<FiveTuple> = ports.iter().map(|&port| session(0, port).wan_key()).collect();
+            assert_burst_matches_single(&table, &lan, &wan);
+        }
+    }
+
+    #[test]
+    fn burst_lookup_full_table() {
+        let capacity = 1000u16;
+        let mut table = SessionTable::new(usize::from(capacity), 0, 1);
+        let ids: Vec<SessionId> =
+            (0..capacity).map(|i| table.insert(session(i, i)).unwrap()).collect();
+        // Remove every third session and fill the table again with other keys, so that
+        // probe runs have been shifted back and reused.
+        for id in ids.iter().step_by(3) {
+            assert!(table.remove(*id).is_some());
+        }
+        for i in capacity..capacity + 334 {
+            table.insert(session(i, i)).unwrap();
+        }
+        assert_eq!(table.len(), usize::from(capacity));
+        let full = table.insert(session(2000, 2000));
+        assert_eq!(full, Err(TableError::Full { capacity: usize::from(capacity) }));
+
+        // Every key once in a scrambled order, then the first hundred again.
+        let keys: Vec<u16> = (0..1400u32).map(|k| (k * 7919 % 1400) as u16).collect();
+        let keys: Vec<u16> = keys.iter().chain(&keys[..100]).copied().collect();
+        let lan: Vec<FiveTuple> = keys.iter().map(|&i| session(i, i).lan_key()).collect();
+        let wan: Vec<FiveTuple> = keys.iter().map(|&i| session(i, i).wan_key()).collect();
+        let hits = assert_burst_matches_single(&table, &lan, &wan);
+
+        let present = |i: u16| {
+            (i < capacity && !i.is_multiple_of(3)) || (capacity..capacity + 334).contains(&i)
+        };
+        let expected = 2 * keys.iter().filter(|&&i| present(i)).count();
+        assert_eq!(hits, expected, "keys found");
+        assert!(hits < 2 * keys.len(), "the keys include misses");
+    }
+
+    #[test]
+    fn burst_lookup_uneven_lengths() {
+        let mut table = SessionTable::new(64, 0, 1);
+        for i in 0..40 {
+            table.insert(session(i, i)).unwrap();
+        }
+        let lan: Vec<FiveTuple> = (0..50).map(|i| session(i, i).lan_key()).collect();
+
+        // Fewer results than keys: only as many keys are looked up.
+        let mut found = vec![UNWRITTEN; 35];
+        table.find_lan_burst(&lan, &mut found);
+        let single: Vec<_> = lan[..35].iter().map(|tuple| table.find_lan(tuple)).collect();
+        assert_eq!(found, single);
+
+        // More results than keys: the rest are left as they were.
+        let mut found = vec![UNWRITTEN; 50];
+        table.find_lan_burst(&lan[..33], &mut found);
+        assert!(found[..33].iter().all(Option::is_some));
+        assert!(found[33..].iter().all(|id| *id == UNWRITTEN));
+    }
+
+    #[test]
+    fn generation_counts_index_changes() {
+        let mut table = SessionTable::new(4, 0, 1);
+        let start = table.generation();
+        let id = table.insert(session(1, 1)).unwrap();
+        assert_ne!(table.generation(), start, "insert");
+
+        let before = table.generation();
+        assert!(table.insert(session(1, 2)).is_err());
+        table.get_mut(id).unwrap().sent += 1;
+        assert_eq!(table.find_lan(&session(1, 1).lan_key()), Some(id));
+        assert_eq!(table.generation(), before, "failed insert, write or lookup");
+
+        table.move_waypoints(id, session(0, 3).waypoints).unwrap();
+        assert_ne!(table.generation(), before, "move");
+
+        let before = table.generation();
+        table.remove(id).unwrap();
+        assert_ne!(table.generation(), before, "remove");
+    }
+
+    #[test]
+    fn slot_starts_with_session() {
+        // The batched lookup prefetches a session's key fields at their offsets in the
+        // slot, which holds only while `Some` keeps the session at the slot's start.
+        let slot = Some(session(1, 1));
+        let inside = slot.as_ref().unwrap() as *const Session as usize;
+        assert_eq!(inside, &slot as *const Option<Session> as usize);
+        assert!(LAN_KEY_BYTES.end <= size_of::<Session>());
+        assert!(WAN_KEY_BYTES.end <= size_of::<Session>());
+        assert!(SLOT_TAG_BYTES.end <= size_of::<Session>());
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! [`Engine::process_burst`]: a received burst through the multi-buffer crypto engine.
 //!
-//! Each packet first gets its session work, in receive order, exactly as
+//! The frames of the burst are parsed and their sessions looked up together first
+//! ([`SessionTable::find_lan_burst`], [`SessionTable::find_wan_burst`]), so that the cache
+//! misses of all the lookups overlap. Each frame then takes its session from that lookup,
+//! unless an earlier frame of the burst has added, removed or moved a session since. Then
+//! the frame looks its session up again, mostly in lines the batch has brought into the
+//! cache.
+//!
+//! Each packet then gets its session work, in receive order, exactly as
 //! [`Engine::process`] does it. A session packet without metadata is then staged instead of
 //! sealed or opened: LAN packets as seal jobs, WAN packets as open jobs. The staged jobs run
 //! through [`crate::crypto::mb`] together, after which each packet is finished (trailer or
@@ -18,6 +25,7 @@
 //! dropped as a replay here too, and a forged packet changes no window.
 
 use std::mem;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -38,29 +46,77 @@ use crate::sealed::{
     MAX_SEALED_LEN, Outgoing, ReceiveError, Received, classify, peek_sequence, seal,
     sealed_len_bound, starts_with_cookie,
 };
-use crate::session::{Role, Session, SessionId};
+use crate::session::{Role, Session, SessionId, SessionTable};
 
 const _: () = assert!(MAX_BURST <= mb::MAX_BURST, "a receive burst must fit one mb slice");
 
-/// The jobs of the burst being processed, kept between bursts so that their storage is
-/// allocated once.
+/// The frames and jobs of the burst being processed, kept between bursts so that their
+/// storage is allocated once.
 #[derive(Debug)]
 pub(super) struct Staging {
+    resolved: Resolved,
     seals: Vec<StagedSeal>,
     opens: Vec<StagedOpen>,
     /// Jobs run through the multi-buffer engine, sealed and opened.
     #[cfg(test)]
     jobs_run: (u64, u64),
+    /// Session lookups done ahead that were used, and those done again because the table
+    /// had changed.
+    #[cfg(test)]
+    lookups_ahead: (u64, u64),
 }
 
 impl Staging {
     pub(super) fn new() -> Staging {
         Staging {
+            resolved: Resolved { len: 0, generation: 0, frames: [None; MAX_BURST] },
             seals: Vec::with_capacity(MAX_BURST),
             opens: Vec::with_capacity(MAX_BURST),
             #[cfg(test)]
             jobs_run: (0, 0),
+            #[cfg(test)]
+            lookups_ahead: (0, 0),
         }
+    }
+}
+
+/// The session lookup of one frame, done by the batched lookup of its burst before the
+/// frame's turn.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FoundAhead {
+    id: Option<SessionId>,
+    /// [`SessionTable::generation`] when the lookup ran.
+    generation: u64,
+}
+
+/// The frames of the burst being processed, parsed and with their sessions looked up.
+#[derive(Debug)]
+struct Resolved {
+    /// Frames of the burst; later entries belong to earlier bursts.
+    len: usize,
+    /// [`SessionTable::generation`] when the sessions were looked up.
+    generation: u64,
+    /// Each frame's parse and session, or `None` for a frame that does not parse.
+    frames: [Option<(ParsedFrame, Option<SessionId>)>; MAX_BURST],
+}
+
+impl Resolved {
+    /// Frame `index`'s parse, or `None` when it does not parse.
+    fn parsed(&self, index: usize) -> Option<ParsedFrame> {
+        self.frame(index).map(|(parsed, _)| parsed)
+    }
+
+    /// Frame `index`'s session lookup, or `None` when the frame does not parse.
+    fn ahead(&self, index: usize) -> Option<FoundAhead> {
+        let (_, id) = self.frame(index)?;
+        Some(FoundAhead { id, generation: self.generation })
+    }
+
+    fn frame(&self, index: usize) -> Option<(ParsedFrame, Option<SessionId>)> {
+        if index >= self.len {
+            return None;
+        }
+        *self.frames.get(index)?
     }
 }
 
@@ -99,6 +155,22 @@ struct StagedOpen {
     outer: ParsedFrame,
 }
 
+/// Role of the port a burst arrived on.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Lan,
+    Wan,
+}
+
+/// Filler for the unused entries of a burst's array of lookup keys.
+const UNSPECIFIED_TUPLE: FiveTuple = FiveTuple {
+    source: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    destination: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    source_port: 0,
+    destination_port: 0,
+    protocol: 0,
+};
+
 /// Outcome of the first steps for one received packet.
 enum Stage<T> {
     /// It waits in the staging area.
@@ -128,6 +200,11 @@ impl Engine {
     ) {
         let role = epoch.interfaces.get(usize::from(port)).map(|interface| interface.role);
         for chunk in burst.chunks_mut(MAX_BURST) {
+            match role {
+                Some(InterfaceRole::Lan { .. }) => self.resolve(Side::Lan, chunk),
+                Some(InterfaceRole::Wan) => self.resolve(Side::Wan, chunk),
+                None => self.staged.resolved.len = 0,
+            }
             match (self.config.crypto, role) {
                 (CryptoPath::Burst(width), Some(InterfaceRole::Lan { tenant })) => {
                     for index in 0..chunk.len() {
@@ -142,16 +219,96 @@ impl Engine {
                     self.run_staged(width, epoch, now, port, chunk, frames);
                 }
                 _ => {
-                    for frame in chunk.iter_mut() {
-                        self.process_single(epoch, now, port, frame, frames);
+                    for (index, frame) in chunk.iter_mut().enumerate() {
+                        let ahead = self.staged.resolved.ahead(index);
+                        self.process_single(epoch, now, port, frame, frames, ahead);
                     }
                 }
             }
         }
     }
 
+    /// Parses the frames of `burst`, received on a port of `side`, and looks up all their
+    /// sessions in one batch.
+    fn resolve(&mut self, side: Side, burst: &[Frame]) {
+        let mut tuples = [UNSPECIFIED_TUPLE; MAX_BURST];
+        let mut indexes = [0; MAX_BURST];
+        let mut count = 0;
+        let resolved = &mut self.staged.resolved;
+        for ((index, frame), entry) in burst.iter().enumerate().zip(&mut resolved.frames) {
+            let parsed = match side {
+                Side::Lan => parse_frame(frame.data()),
+                Side::Wan => parse_wan_frame(frame.data()),
+            };
+            *entry = parsed.ok().map(|parsed| (parsed, None));
+            if let Some((parsed, _)) = entry {
+                tuples[count] = parsed.tuple;
+                indexes[count] = index;
+                count += 1;
+            }
+        }
+
+        let mut found = [None; MAX_BURST];
+        match side {
+            Side::Lan => self.sessions.find_lan_burst(&tuples[..count], &mut found[..count]),
+            Side::Wan => self.sessions.find_wan_burst(&tuples[..count], &mut found[..count]),
+        }
+        for (index, id) in indexes.iter().zip(found).take(count) {
+            if let Some((_, session)) = &mut resolved.frames[*index] {
+                *session = id;
+            }
+        }
+        resolved.len = burst.len().min(MAX_BURST);
+        resolved.generation = self.sessions.generation();
+    }
+
+    /// Finds the session of LAN `tuple`: `ahead`'s when the table is unchanged since that
+    /// lookup, else by a lookup now.
+    pub(super) fn find_lan_session(
+        &mut self,
+        tuple: &FiveTuple,
+        ahead: Option<FoundAhead>,
+    ) -> Option<SessionId> {
+        self.find_session(tuple, ahead, SessionTable::find_lan)
+    }
+
+    /// Finds the session of the outer `tuple` of a WAN packet: `ahead`'s when the table is
+    /// unchanged since that lookup, else by a lookup now.
+    pub(super) fn find_wan_session(
+        &mut self,
+        tuple: &FiveTuple,
+        ahead: Option<FoundAhead>,
+    ) -> Option<SessionId> {
+        self.find_session(tuple, ahead, SessionTable::find_wan)
+    }
+
+    fn find_session(
+        &mut self,
+        tuple: &FiveTuple,
+        ahead: Option<FoundAhead>,
+        find: fn(&SessionTable, &FiveTuple) -> Option<SessionId>,
+    ) -> Option<SessionId> {
+        match ahead {
+            Some(ahead) if ahead.generation == self.sessions.generation() => {
+                #[cfg(test)]
+                {
+                    self.staged.lookups_ahead.0 += 1;
+                }
+                ahead.id
+            }
+            Some(_) => {
+                #[cfg(test)]
+                {
+                    self.staged.lookups_ahead.1 += 1;
+                }
+                find(&self.sessions, tuple)
+            }
+            None => find(&self.sessions, tuple),
+        }
+    }
+
     /// Runs one frame through [`Engine::process`], its output frames queued in order after
-    /// those already queued.
+    /// those already queued. `ahead` is its session lookup from the batched lookup.
     fn process_single(
         &mut self,
         epoch: &KeyEpoch,
@@ -159,9 +316,10 @@ impl Engine {
         port: InterfaceId,
         frame: &mut Frame,
         frames: &mut dyn FrameSource,
+        ahead: Option<FoundAhead>,
     ) {
         let before = self.outbox.len();
-        if let Ok(Some(out)) = self.process(epoch, now, port, frame, frames) {
+        if let Ok(Some(out)) = self.process_ahead(epoch, now, port, frame, frames, ahead) {
             // `process` queued the further fragments of a packet after `before`.
             self.outbox.insert(before, out);
         }
@@ -184,13 +342,14 @@ impl Engine {
         let Some(frame) = rest.first_mut() else {
             return;
         };
-        let Ok(parsed) = parse_frame(frame.data()) else {
+        let Some(parsed) = self.staged.resolved.parsed(index) else {
             // IPv4 fragments from LAN hosts and malformed frames.
             self.flush_staged(epoch, now, port, done, frames);
-            self.process_single(epoch, now, port, frame, frames);
+            self.process_single(epoch, now, port, frame, frames, None);
             return;
         };
-        let (id, fit) = match self.prepare_lan(epoch, now, port, tenant, &parsed, frame) {
+        let ahead = self.staged.resolved.ahead(index);
+        let (id, fit) = match self.prepare_lan(epoch, now, port, tenant, &parsed, frame, ahead) {
             Ok(decided) => decided,
             Err(reason) => return self.count_drop(now, port, reason),
         };
@@ -242,12 +401,13 @@ impl Engine {
         let Some(frame) = rest.first_mut() else {
             return;
         };
+        let ahead = self.staged.resolved.ahead(index);
         match self.stage_open(now, index, frame) {
             Stage::Staged(staged) => self.staged.opens.push(staged),
             Stage::Dropped(reason) => self.count_drop(now, port, reason),
             Stage::Single => {
                 self.run_staged(width, epoch, now, port, done, frames);
-                self.process_single(epoch, now, port, frame, frames);
+                self.process_single(epoch, now, port, frame, frames, ahead);
             }
         }
     }
@@ -255,7 +415,7 @@ impl Engine {
     /// The steps of `handle_wan` and `open_session_packet` before the tag check, for a
     /// packet without metadata of an encrypting session.
     fn stage_open(&mut self, now: Instant, index: usize, frame: &Frame) -> Stage<StagedOpen> {
-        let Ok(outer) = parse_wan_frame(frame.data()) else {
+        let Some(outer) = self.staged.resolved.parsed(index) else {
             return Stage::Single;
         };
         let payload = outer.carried();
@@ -263,7 +423,8 @@ impl Engine {
         if !matches!(classify(packet), Ok(Received::Session)) {
             return Stage::Single;
         }
-        let Some(id) = self.sessions.find_wan(&outer.tuple) else {
+        let ahead = self.staged.resolved.ahead(index);
+        let Some(id) = self.find_wan_session(&outer.tuple, ahead) else {
             return Stage::Single;
         };
         let Some(session) = self.sessions.get_mut(id) else {

@@ -450,3 +450,73 @@ fn partial_burst_every_size() {
         }
     }
 }
+
+/// Flows that `setup` does not open, so that their first packets create sessions.
+fn new_flows() -> Vec<Flow> {
+    (0..5)
+        .map(|index| Flow {
+            v6: index % 3 == 2,
+            host1_port: 41_000 + index as u16,
+            host5_port: 6000,
+        })
+        .collect()
+}
+
+/// Builds a full burst of packets of `old` flows, with packets of `new` flows at every
+/// third position, so that each new flow has several packets after its first.
+fn mixed_burst(old: &[Flow], new: &[Flow], forward: bool, salt: u64) -> Vec<Vec<u8>> {
+    (0..32)
+        .map(|index| {
+            let flow =
+                if index % 3 == 1 { new[(index / 3) % new.len()] } else { old[index % old.len()] };
+            flow_frame(flow, forward, 60 + index, false, salt + index as u64)
+        })
+        .collect()
+}
+
+#[test]
+fn sessions_created_within_burst() {
+    let paths = widths().into_iter().map(CryptoPath::Burst).chain([CryptoPath::Single]);
+    for crypto in paths {
+        let width = match crypto {
+            CryptoPath::Burst(width) => width,
+            CryptoPath::Single => Width::Scalar,
+        };
+        let flows = test_flows();
+        let mut pairs = setup(width, &flows, 0);
+        pairs.r1_burst.config.crypto = crypto;
+        pairs.r2_burst.config.crypto = crypto;
+        let created = pairs.r1_burst.counters().sessions_created;
+
+        // The first burst creates the new sessions on both routers. The two copies of r1
+        // draw different payload keys for them, so r1's burst copy is forked again from the
+        // other before the replies come back.
+        let lan = mixed_burst(&flows, &new_flows(), true, 0);
+        let mut keep = |wan: Vec<Vec<u8>>| wan;
+        let restored = pairs.cross(true, &lan, &mut keep, &format!("{crypto:?} first packets"));
+        assert_eq!(restored.len(), lan.len(), "{crypto:?}: first packets restored");
+        let new = new_flows().len() as u64;
+        assert_eq!(pairs.r1_burst.counters().sessions_created - created, new, "{crypto:?}");
+        let (used, redone) = pairs.r1_burst.staged.lookups_ahead;
+        assert!(used > 0, "{crypto:?} r1: no lookup done ahead used");
+        assert!(redone > 0, "{crypto:?} r1: no lookup done again after a change");
+        pairs.r1_burst = pairs.r1_single.fork();
+        pairs.r1_burst.config.crypto = crypto;
+
+        // The next bursts carry the new sessions with metadata, end their handshake in
+        // reverse, and carry them without metadata.
+        for (round, forward) in [true, false, true].into_iter().enumerate() {
+            let lan = mixed_burst(&flows, &new_flows(), forward, 100 * (round as u64 + 1));
+            let context = format!("{crypto:?} round {round}");
+            let restored = pairs.cross(forward, &lan, &mut keep, &context);
+            assert_eq!(restored.len(), lan.len(), "{context}: every packet restored");
+        }
+        for (name, engine) in [("r1", &pairs.r1_burst), ("r2", &pairs.r2_burst)] {
+            let (used, redone) = engine.staged.lookups_ahead;
+            assert!(used > 32, "{crypto:?} {name}: {used} lookups done ahead used");
+            if name == "r2" {
+                assert!(redone > 0, "{crypto:?} r2: no lookup done again after a change");
+            }
+        }
+    }
+}
