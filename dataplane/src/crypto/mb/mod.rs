@@ -31,7 +31,7 @@ mod sha512;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use self::aes::{CbcLane, RoundKeys, cbc_encrypt_lanes};
+use self::aes::{AesPath, CbcLane, cbc_encrypt_lanes_with};
 pub(crate) use self::sha512::ROUND_CONSTANTS;
 use self::sha512::{MacJob, TAG_BUF_LEN, hmac_burst};
 use super::aes_cbc::{BLOCK_LEN, Iv, padded_len};
@@ -222,23 +222,17 @@ struct Staged {
 
 fn seal_slice(width: Width, jobs: &mut [SealJob<'_>]) {
     let mut staged: [Option<Staged>; MAX_BURST] = [None; MAX_BURST];
-    let mut ivs = [[0u8; BLOCK_LEN]; MAX_BURST];
 
     // Arguments are checked as the one-packet path checks them, and the payload padded.
-    for (index, job) in jobs.iter_mut().enumerate() {
+    for (job, stage) in jobs.iter_mut().zip(staged.iter_mut()) {
         job.result = None;
         match prepare_seal(job) {
-            Ok(stage) => {
-                ivs[index] = iv_input(job.direction, stage.sequence);
-                staged[index] = Some(stage);
-            }
+            Ok(prepared) => *stage = Some(prepared),
             Err(error) => job.result = Some(Err(error)),
         }
     }
 
-    let schedules = expand_keys(jobs.iter().map(|job| job.keys), &staged);
-    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &schedules, &mut ivs);
-    encrypt_payloads(jobs, &staged, &schedules, &ivs);
+    encrypt_payloads(jobs, &staged);
 
     for (job, stage) in jobs.iter_mut().zip(&staged) {
         if let Some(stage) = stage {
@@ -307,80 +301,64 @@ fn iv_input(direction: Direction, sequence: Sequence) -> Iv {
     block
 }
 
-/// Expands the AES key of each staged job into the form the lanes read. Entries stay
-/// `None` for jobs that are not staged and on CPUs without AES-NI. The schedules wipe
-/// themselves on drop.
-fn expand_keys<'k>(
-    keys: impl Iterator<Item = &'k SessionKeys>,
-    staged: &[Option<Staged>; MAX_BURST],
-) -> [Option<RoundKeys>; MAX_BURST] {
-    let mut schedules: [Option<RoundKeys>; MAX_BURST] = core::array::from_fn(|_| None);
-    for ((keys, stage), schedule) in keys.zip(staged).zip(schedules.iter_mut()) {
-        if stage.is_some() {
-            *schedule = RoundKeys::expand(keys.cbc().key_bytes());
-        }
-    }
-    schedules
-}
-
-/// Encrypts each staged job's IV input block under its own key, in place.
-fn derive_ivs<'k>(
-    keys: impl Iterator<Item = &'k SessionKeys>,
-    staged: &[Option<Staged>; MAX_BURST],
-    schedules: &[Option<RoundKeys>; MAX_BURST],
-    ivs: &mut [Iv; MAX_BURST],
-) {
+/// Derives each staged job's IV and encrypts its padded payload from that IV in CBC mode.
+/// With AES-NI both run in one pass of lockstep lanes, the IV input block as each lane's
+/// head.
+fn encrypt_payloads(jobs: &mut [SealJob<'_>], staged: &[Option<Staged>; MAX_BURST]) {
+    let path = AesPath::detect();
     let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
     let mut count = 0;
-    for (((keys, stage), schedule), iv) in keys.zip(staged).zip(schedules).zip(ivs.iter_mut()) {
-        if stage.is_none() {
-            continue;
-        }
-        match schedule {
-            Some(round_keys) => {
-                lanes[count] = CbcLane {
-                    keys: round_keys,
-                    chain: [0; BLOCK_LEN],
-                    blocks: core::slice::from_mut(iv),
-                };
-                count += 1;
-            }
-            None => keys.cbc().encrypt_block(iv),
-        }
-    }
-    cbc_encrypt_lanes(&mut lanes[..count]);
-}
-
-/// Encrypts each staged job's padded payload in CBC mode from its IV.
-fn encrypt_payloads(
-    jobs: &mut [SealJob<'_>],
-    staged: &[Option<Staged>; MAX_BURST],
-    schedules: &[Option<RoundKeys>; MAX_BURST],
-    ivs: &[Iv; MAX_BURST],
-) {
-    let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
-    let mut count = 0;
-    for (((job, stage), schedule), iv) in jobs.iter_mut().zip(staged).zip(schedules).zip(ivs) {
+    for (job, stage) in jobs.iter_mut().zip(staged) {
         let Some(stage) = stage else { continue };
-        let cbc = job.keys.cbc();
-        match schedule {
-            Some(round_keys) => {
-                let (blocks, _) = job.buf[..stage.body_len].as_chunks_mut::<BLOCK_LEN>();
-                lanes[count] = CbcLane { keys: round_keys, chain: *iv, blocks };
-                count += 1;
-            }
-            None => {
-                // Without AES-NI each packet goes through the aes crate; the buffer was
-                // checked above, so this repeats the same padding and cannot fail.
-                // NOTE: no test runs this branch on a CPU with AES-NI, where every key
-                // expands.
-                if let Err(error) = cbc.encrypt_padded(iv, job.buf, job.len) {
-                    job.result = Some(Err(error));
-                }
+        let keys = job.keys;
+        let head = iv_input(job.direction, stage.sequence);
+        if path.is_some() {
+            let (blocks, _) = job.buf[..stage.body_len].as_chunks_mut::<BLOCK_LEN>();
+            let key = keys.cbc().key_bytes();
+            lanes[count] = CbcLane { key, head, blocks, chain: [0; BLOCK_LEN] };
+            count += 1;
+        } else {
+            // Without AES-NI each packet goes through the aes crate; the buffer was checked
+            // above, so this repeats the same padding and cannot fail.
+            let mut iv = head;
+            keys.cbc().encrypt_block(&mut iv);
+            if let Err(error) = keys.cbc().encrypt_padded(&iv, job.buf, job.len) {
+                job.result = Some(Err(error));
             }
         }
     }
-    cbc_encrypt_lanes(&mut lanes[..count]);
+    if let Some(path) = path {
+        cbc_encrypt_lanes_with(path, &mut lanes[..count]);
+    }
+}
+
+/// Derives the IV of each staged job: the encryption of its IV input block under its key.
+fn derive_ivs(jobs: &[OpenJob<'_>], staged: &[Option<Staged>; MAX_BURST]) -> [Iv; MAX_BURST] {
+    let mut ivs = [[0u8; BLOCK_LEN]; MAX_BURST];
+    let path = AesPath::detect();
+    let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
+    let mut owners = [0usize; MAX_BURST];
+    let mut count = 0;
+    for (index, (job, stage)) in jobs.iter().zip(staged).enumerate() {
+        let Some(stage) = stage else { continue };
+        let head = iv_input(job.direction, stage.sequence);
+        if path.is_some() {
+            let key = job.keys.cbc().key_bytes();
+            lanes[count] = CbcLane { key, head, blocks: &mut [], chain: [0; BLOCK_LEN] };
+            owners[count] = index;
+            count += 1;
+        } else {
+            ivs[index] = head;
+            job.keys.cbc().encrypt_block(&mut ivs[index]);
+        }
+    }
+    if let Some(path) = path {
+        cbc_encrypt_lanes_with(path, &mut lanes[..count]);
+        for (lane, &index) in lanes[..count].iter().zip(&owners[..count]) {
+            ivs[index] = lane.chain;
+        }
+    }
+    ivs
 }
 
 fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
@@ -435,14 +413,7 @@ fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
     // The tags computed for rejected packets would tell a forger the right tag.
     tags.zeroize();
 
-    let mut ivs = [[0u8; BLOCK_LEN]; MAX_BURST];
-    for ((job, stage), iv) in jobs.iter().zip(&staged).zip(ivs.iter_mut()) {
-        if let Some(stage) = stage {
-            *iv = iv_input(job.direction, stage.sequence);
-        }
-    }
-    let schedules = expand_keys(jobs.iter().map(|job| job.keys), &staged);
-    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &schedules, &mut ivs);
+    let ivs = derive_ivs(jobs, &staged);
 
     for ((job, stage), iv) in jobs.iter_mut().zip(&staged).zip(&ivs) {
         let Some(stage) = stage else { continue };
