@@ -30,7 +30,9 @@ use crate::crypto::aes_cbc::BLOCK_LEN;
 pub(crate) const LANES: usize = 8;
 
 /// Packets encrypted in one lockstep group with VAES: four per 512-bit register, in four
-/// registers.
+/// registers. Each `vaesenc` reads a 64-byte round key from memory, because the schedules
+/// of sixteen lanes do not fit the register file. On AMD Zen 4 those loads already take as
+/// long as the AES units, so more registers per group measured slower.
 pub(crate) const VAES_LANES: usize = 16;
 
 /// The AES instructions that run the lanes.
@@ -302,10 +304,10 @@ unsafe fn steps<const K: usize>(
 #[cfg(target_arch = "x86_64")]
 mod vaes {
     use core::arch::x86_64::{
-        __m512i, _mm_loadu_si128, _mm_storeu_si128, _mm512_aesenc_epi128, _mm512_aesenclast_epi128,
-        _mm512_bslli_epi128, _mm512_castsi128_si512, _mm512_castsi512_si128,
-        _mm512_extracti32x4_epi32, _mm512_inserti32x4, _mm512_set1_epi32, _mm512_set4_epi32,
-        _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_storeu_si512, _mm512_ternarylogic_epi64,
+        __m512i, _mm_loadu_si128, _mm_setzero_si128, _mm_storeu_si128, _mm512_aesenc_epi128,
+        _mm512_aesenclast_epi128, _mm512_bslli_epi128, _mm512_castsi128_si512,
+        _mm512_castsi512_si128, _mm512_extracti32x4_epi32, _mm512_inserti32x4, _mm512_set1_epi32,
+        _mm512_set4_epi32, _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_ternarylogic_epi64,
         _mm512_xor_si512,
     };
 
@@ -320,7 +322,7 @@ mod vaes {
     /// `4g..4g + 4`.
     type Schedules = [[__m512i; ROUND_KEYS]; REGISTERS];
 
-    /// Where step `i` of each of the sixteen lane positions reads and writes its block:
+    /// Where step `i` of each of the lane positions reads and writes its block:
     /// `next[j]` is advanced by `stride[j]` bytes after each step. Positions without a
     /// lane, and lanes that have left, point at a scratch block with stride 0.
     struct Slots {
@@ -328,7 +330,7 @@ mod vaes {
         stride: [usize; VAES_LANES],
     }
 
-    /// Encrypts up to sixteen lanes, longest first, in phases of the lanes that still have
+    /// Encrypts up to [`VAES_LANES`] lanes, longest first, in phases of the lanes that still have
     /// blocks; a phase uses only the registers its lanes need.
     ///
     /// # Safety
@@ -342,11 +344,11 @@ mod vaes {
         let registers = count.div_ceil(4);
 
         let mut keys: Schedules = [[_mm512_setzero_si512(); ROUND_KEYS]; REGISTERS];
+        let lane_keys: [&[u8; 32]; VAES_LANES] =
+            core::array::from_fn(|j| group[order[j].min(count - 1)].key);
         for (g, schedule) in keys.iter_mut().enumerate().take(registers) {
-            let lanes = &order[4 * g..count.min(4 * g + 4)];
-            let low = gather(lanes, |j| &group[j].key[..BLOCK_LEN]);
-            let high = gather(lanes, |j| &group[j].key[BLOCK_LEN..]);
-            expand(low, high, schedule);
+            let lanes = &lane_keys[4 * g..count.min(4 * g + 4)];
+            expand(gather(lanes, 0), gather(lanes, BLOCK_LEN), schedule);
         }
 
         // The heads go through one step from a zero chaining value. Positions without a
@@ -496,28 +498,34 @@ mod vaes {
     /// Returns the 128-bit part of lane position `j`.
     #[target_feature(enable = "avx512f")]
     fn extract(chains: &[__m512i; REGISTERS], j: usize) -> [u8; BLOCK_LEN] {
-        let mut bytes = [0u8; 64];
-        // SAFETY: `bytes` is 64 bytes, one unaligned 512-bit store.
-        unsafe { _mm512_storeu_si512(bytes.as_mut_ptr().cast(), chains[j / 4]) };
-        let part = j % 4 * BLOCK_LEN;
+        let v = chains[j / 4];
+        let part = match j % 4 {
+            0 => _mm512_castsi512_si128(v),
+            1 => _mm512_extracti32x4_epi32::<1>(v),
+            2 => _mm512_extracti32x4_epi32::<2>(v),
+            _ => _mm512_extracti32x4_epi32::<3>(v),
+        };
         let mut block = [0u8; BLOCK_LEN];
-        block.copy_from_slice(&bytes[part..part + BLOCK_LEN]);
-        bytes.zeroize();
+        // SAFETY: `block` is 16 bytes, one unaligned 128-bit store.
+        unsafe { _mm_storeu_si128(block.as_mut_ptr().cast(), part) };
         block
     }
 
-    /// Builds a register from the 16 bytes `part(j)` of each of up to four lane indexes,
+    /// Builds a register from the 16 bytes at `offset` of the keys of up to four lanes,
     /// zeros past the last.
     #[target_feature(enable = "avx512f")]
-    fn gather<'k>(lanes: &[usize], part: impl Fn(usize) -> &'k [u8]) -> __m512i {
-        let mut bytes = [0u8; 64];
-        for (chunk, &j) in bytes.chunks_exact_mut(BLOCK_LEN).zip(lanes) {
-            chunk.copy_from_slice(part(j));
-        }
-        // SAFETY: `bytes` is 64 bytes, one unaligned 512-bit load.
-        let v = unsafe { core::arch::x86_64::_mm512_loadu_si512(bytes.as_ptr().cast()) };
-        bytes.zeroize();
-        v
+    fn gather(keys: &[&[u8; 32]], offset: usize) -> __m512i {
+        let part = |i: usize| match keys.get(i) {
+            // SAFETY: `offset` is 0 or 16, so 16 bytes from it are inside the 32-byte key.
+            Some(key) => unsafe {
+                _mm_loadu_si128(key[offset..offset + BLOCK_LEN].as_ptr().cast())
+            },
+            None => _mm_setzero_si128(),
+        };
+        let v = _mm512_castsi128_si512(part(0));
+        let v = _mm512_inserti32x4::<1>(v, part(1));
+        let v = _mm512_inserti32x4::<2>(v, part(2));
+        _mm512_inserti32x4::<3>(v, part(3))
     }
 
     /// Expands four AES-256 keys at once (FIPS 197, 5.2), one per 128-bit part.
