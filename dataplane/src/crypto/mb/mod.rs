@@ -234,48 +234,27 @@ fn seal_slice(width: Width, jobs: &mut [SealJob<'_>]) {
 
     encrypt_payloads(jobs, &staged);
 
+    // Each tag goes straight into its packet, after the sequence field.
+    let mut macs: [MacJob<'_>; MAX_BURST] = core::array::from_fn(|_| MacJob::EMPTY);
+    let mut outputs: [&mut [u8]; MAX_BURST] = Default::default();
+    let mut count = 0;
     for (job, stage) in jobs.iter_mut().zip(&staged) {
-        if let Some(stage) = stage {
-            let field = &mut job.buf[stage.body_len..stage.body_len + SEQUENCE_LEN];
-            field.copy_from_slice(&stage.sequence.to_bytes());
-        }
-    }
-
-    let mut tags = [[0u8; TAG_BUF_LEN]; MAX_BURST];
-    let mut owners = [0usize; MAX_BURST];
-    let count = {
-        let mut macs: [MacJob<'_>; MAX_BURST] = core::array::from_fn(|_| MacJob::EMPTY);
-        let mut count = 0;
-        for (index, (job, stage)) in jobs.iter().zip(&staged).enumerate() {
-            if let Some(stage) = stage {
-                let (inner, outer) = job.keys.mac(job.direction).states();
-                macs[count] = MacJob {
-                    inner,
-                    outer,
-                    tag_len: job.keys.suite().tag_len(),
-                    message: &job.buf[..stage.body_len + SEQUENCE_LEN],
-                };
-                owners[count] = index;
-                count += 1;
-            }
-        }
-        hmac_burst(width, &macs[..count], &mut tags[..count]);
-        count
-    };
-
-    for (tag, &index) in tags[..count].iter().zip(&owners[..count]) {
-        let job = &mut jobs[index];
         // A job whose encryption failed already carries its error.
-        if let (Some(stage), None) = (staged[index], job.result) {
-            let tag_len = job.keys.suite().tag_len();
-            let start = stage.body_len + SEQUENCE_LEN;
-            job.buf[start..start + tag_len].copy_from_slice(&tag[..tag_len]);
-            job.result = Some(Ok(start + tag_len));
-        }
+        let (Some(stage), None) = (stage, job.result) else { continue };
+        let tag_len = job.keys.suite().tag_len();
+        let authenticated = stage.body_len + SEQUENCE_LEN;
+        let (message, rest) = job.buf.split_at_mut(authenticated);
+        let (inner, outer) = job.keys.mac(job.direction).states();
+        macs[count] = MacJob { inner, outer, tag_len, message };
+        outputs[count] = &mut rest[..tag_len];
+        job.result = Some(Ok(authenticated + tag_len));
+        count += 1;
     }
+    hmac_burst(width, &macs[..count], &mut outputs[..count]);
 }
 
-/// Checks a seal job's arguments and pads its payload (PKCS#7) in place.
+/// Checks a seal job's arguments, pads its payload (PKCS#7) and writes the sequence field
+/// after it, in place.
 fn prepare_seal(job: &mut SealJob<'_>) -> Result<Staged, CryptoError> {
     let sequence = Sequence::new(job.keys.key_id(), job.number)?;
     let body_len = padded_len(job.len);
@@ -285,6 +264,7 @@ fn prepare_seal(job: &mut SealJob<'_>) -> Result<Staged, CryptoError> {
     }
     let pad = (body_len - job.len) as u8;
     job.buf[job.len..body_len].fill(pad);
+    job.buf[body_len..body_len + SEQUENCE_LEN].copy_from_slice(&sequence.to_bytes());
     Ok(Staged { sequence, body_len })
 }
 
@@ -391,7 +371,11 @@ fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
                 count += 1;
             }
         }
-        hmac_burst(width, &macs[..count], &mut tags[..count]);
+        let mut outputs: [&mut [u8]; MAX_BURST] = Default::default();
+        for (output, tag) in outputs.iter_mut().zip(tags.iter_mut()) {
+            *output = tag;
+        }
+        hmac_burst(width, &macs[..count], &mut outputs[..count]);
         count
     };
 

@@ -20,7 +20,7 @@ use super::Width;
 /// SHA-512 block length in bytes.
 pub(crate) const BLOCK_LEN: usize = 128;
 
-/// Bytes of the HMAC tag buffers; a lane writes the first 48 or 64.
+/// Bytes of the longest HMAC tag (HMAC-SHA-512); SHA-384 tags are 48.
 pub(crate) const TAG_BUF_LEN: usize = 64;
 
 /// FIPS 180-4, 4.2.3: the 80 SHA-512 round constants.
@@ -122,9 +122,10 @@ impl MacJob<'_> {
         MacJob { inner: &[0; 8], outer: &[0; 8], tag_len: 48, message: &[] };
 }
 
-/// Computes the HMAC tag of every job into the matching entry of `tags`, with as many
-/// lanes as `width` gives. A width this CPU lacks runs as [`Width::Scalar`].
-pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [[u8; TAG_BUF_LEN]]) {
+/// Computes the HMAC tag of every job into the matching entry of `tags`, whose first
+/// `tag_len` bytes it writes, with as many lanes as `width` gives. A width this CPU lacks
+/// runs as [`Width::Scalar`].
+pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [&mut [u8]]) {
     let width = if width.is_available() { width } else { Width::Scalar };
     match width {
         #[cfg(target_arch = "x86_64")]
@@ -204,7 +205,7 @@ struct Buffers<const L: usize> {
 /// keeps its chaining values in registers for most of the message.
 fn schedule<const L: usize>(
     jobs: &[MacJob<'_>],
-    tags: &mut [[u8; TAG_BUF_LEN]],
+    tags: &mut [&mut [u8]],
     mut compress: impl FnMut(&mut LaneState<L>, &[&[[u8; BLOCK_LEN]]; L], usize),
 ) {
     let mut lanes = [Lane::IDLE; L];
@@ -297,7 +298,7 @@ fn advance<const L: usize>(
     index: usize,
     count: usize,
     jobs: &[MacJob<'_>],
-    tags: &mut [[u8; TAG_BUF_LEN]],
+    tags: &mut [&mut [u8]],
 ) {
     lane.done += count;
     match lane.source {
@@ -346,7 +347,7 @@ fn finish_alone<const L: usize>(
     state: &mut LaneState<L>,
     index: usize,
     jobs: &[MacJob<'_>],
-    tags: &mut [[u8; TAG_BUF_LEN]],
+    tags: &mut [&mut [u8]],
 ) {
     while lane.source != Source::Idle {
         let mut words: [u64; 8] = core::array::from_fn(|w| state[w][index]);
@@ -769,7 +770,9 @@ mod tests {
                     })
                     .collect();
                 let mut tags = vec![[0u8; TAG_BUF_LEN]; count];
-                hmac_burst(width, &jobs, &mut tags);
+                let mut outputs: Vec<&mut [u8]> = tags.iter_mut().map(|t| &mut t[..]).collect();
+                hmac_burst(width, &jobs, &mut outputs);
+                drop(outputs);
                 for (j, job) in jobs.iter().enumerate() {
                     let expected = keys[j].tag(job.message);
                     assert_eq!(

@@ -335,7 +335,9 @@ fn burst_tags(width: Width, keys: &[MacKey], messages: &[Vec<u8>]) -> Vec<Vec<u8
         })
         .collect();
     let mut tags = vec![[0u8; TAG_BUF_LEN]; jobs.len()];
-    hmac_burst(width, &jobs, &mut tags);
+    let mut outputs: Vec<&mut [u8]> = tags.iter_mut().map(|t| &mut t[..]).collect();
+    hmac_burst(width, &jobs, &mut outputs);
+    drop(outputs);
     tags.iter().zip(&jobs).map(|(tag, job)| tag[..job.tag_len].to_vec()).collect()
 }
 
