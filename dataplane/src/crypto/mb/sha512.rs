@@ -368,8 +368,17 @@ fn load_lane<const L: usize>(state: &mut LaneState<L>, index: usize, words: &[u6
 
 /// Writes the first `out.len()` bytes of a lane's chaining value, big-endian.
 fn write_lane<const L: usize>(state: &LaneState<L>, index: usize, out: &mut [u8]) {
-    for (chunk, word) in out.chunks_mut(8).zip(state) {
-        chunk.copy_from_slice(&word[index].to_be_bytes()[..chunk.len()]);
+    // Whole words are stored with fixed-size copies, which compile to plain stores; tags
+    // are 48 or 64 bytes, so the partial word after them is never there in practice.
+    let whole = out.len() / 8;
+    let mut chunks = out.chunks_exact_mut(8);
+    for (chunk, word) in (&mut chunks).zip(state) {
+        chunk.copy_from_slice(&word[index].to_be_bytes());
+    }
+    let rest = chunks.into_remainder();
+    if let Some(word) = state.get(whole) {
+        let len = rest.len();
+        rest.copy_from_slice(&word[index].to_be_bytes()[..len]);
     }
 }
 
