@@ -610,9 +610,7 @@ fn cpu_times() -> Option<(u64, u64)> {
 
 /// Returns the CPU time the calling thread has used.
 fn thread_cpu_time() -> Result<Duration, String> {
-    let time = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map_err(|e| format!("failed to read the thread CPU time: {e}"))?;
-    Ok(Duration::from(time))
+    crate::clock::thread_cpu_time().ok_or("failed to read the thread CPU time".to_string())
 }
 
 /// Runs the library over `size` for `suite`, its worker on `core`; returns the rate
