@@ -721,6 +721,13 @@ mod tests {
     }
 
     #[test]
+    fn empty_group_encrypts_nothing() {
+        for path in paths() {
+            assert!(cbc_encrypt_lanes_with(path, &mut []), "{path:?}");
+        }
+    }
+
+    #[test]
     fn vaes_expansion_matches_aes_ni() {
         if !AesPath::Vaes.is_available() {
             return;

@@ -754,6 +754,68 @@ mod tests {
         Width::ALL.into_iter().filter(|w| w.is_available()).collect()
     }
 
+    /// Checks each job's tag in a burst at `width` against the one-message HMAC.
+    fn check_burst(width: Width, keys: &[MacKey], messages: &[&[u8]]) {
+        let jobs: Vec<MacJob<'_>> = keys
+            .iter()
+            .zip(messages)
+            .map(|(key, message)| {
+                let (inner, outer) = key.states();
+                MacJob { inner, outer, tag_len: key.algorithm().tag_len(), message }
+            })
+            .collect();
+        let mut tags = vec![[0u8; TAG_BUF_LEN]; jobs.len()];
+        let mut outputs: Vec<&mut [u8]> = tags.iter_mut().map(|t| &mut t[..]).collect();
+        hmac_burst(width, &jobs, &mut outputs);
+        drop(outputs);
+        for (j, (key, message)) in keys.iter().zip(messages).enumerate() {
+            let expected = key.tag(message);
+            let tag_len = key.algorithm().tag_len();
+            assert_eq!(
+                &tags[j][..tag_len],
+                expected.as_bytes(),
+                "{width:?} job {j} of {}, {} bytes",
+                jobs.len(),
+                message.len()
+            );
+        }
+    }
+
+    #[test]
+    fn long_runs_beside_idle_lanes() {
+        // Three long messages leave most lanes idle while the busy ones compress runs of
+        // many blocks, so the idle lanes repeat their one zero block within a run; a
+        // fourth, shorter message ends the runs of the others early.
+        let data: Vec<u8> = (0..6000u32).map(|i| (i * 13 + 5) as u8).collect();
+        let messages: Vec<&[u8]> =
+            vec![&data[..2000], &data[7..3007], &data[1..5001], &data[..700]];
+        for width in widths() {
+            for count in 1..=messages.len() {
+                let keys: Vec<MacKey> = (0..count)
+                    .map(|j| {
+                        let algorithm =
+                            if j % 2 == 1 { MacAlgorithm::Sha512 } else { MacAlgorithm::Sha384 };
+                        MacKey::new(algorithm, &[0x40 + j as u8; 64])
+                    })
+                    .collect();
+                check_burst(width, &keys, &messages[..count]);
+            }
+        }
+    }
+
+    #[test]
+    fn write_lane_partial_word() {
+        let mut state: LaneState<2> = [[0; 2]; 8];
+        state[0] = [0x0102_0304_0506_0708, 0x1112_1314_1516_1718];
+        state[1] = [0x2122_2324_2526_2728, 0x3132_3334_3536_3738];
+        let mut out = [0u8; 13];
+        write_lane(&state, 1, &mut out);
+        assert_eq!(
+            out,
+            [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x31, 0x32, 0x33, 0x34, 0x35]
+        );
+    }
+
     #[test]
     fn burst_matches_mac_key_for_mixed_lengths() {
         let lengths = [0usize, 1, 111, 112, 113, 127, 128, 129, 239, 240, 256, 1432, 9000, 5, 64];
