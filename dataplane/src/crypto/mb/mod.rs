@@ -5,13 +5,14 @@
 //! waits for the one before it, so the core's vector units sit mostly idle. Across a burst
 //! the packets are independent, so this module runs them side by side:
 //!
-//! - payload IVs: one AES block per packet, each under its own key, for up to sixteen
-//!   packets per step with VAES or eight with 128-bit AES-NI;
-//! - CBC encryption: block `i` of the same sixteen or eight packets per step, with lanes
-//!   leaving as their packets end;
+//! - payload IV and CBC encryption in one pass: each packet's key is expanded for the burst,
+//!   the IV input block is encrypted as the first block of the packet's lane, and block
+//!   `i` of up to sixteen packets (VAES) or eight (128-bit AES-NI) runs in each step, with
+//!   lanes leaving as their packets end;
 //! - HMAC: SHA-512 compression of eight packets at once with AVX-512, four with AVX2, or
 //!   one with the sha2 crate's compression function ([`Width`]), from the keyed states a
-//!   [`MacKey`](crate::crypto::MacKey) keeps.
+//!   [`MacKey`](crate::crypto::MacKey) keeps. Each lane compresses its message's whole
+//!   blocks in place, in runs that keep the chaining values in registers.
 //!
 //! CBC decryption has no chain, and [`CbcKey`](crate::crypto::CbcKey) already decrypts
 //! the blocks of one packet in parallel, so opening reuses it.
