@@ -29,7 +29,8 @@ fn sample() -> f64 {
     for _ in 0..STEPS {
         x = x.wrapping_mul(x);
     }
-    // Without a thread clock the wall clock stands in, which a busy machine slows down.
+    // Without a thread clock the wall clock is used instead, which a busy machine slows
+    // down.
     let elapsed = match (start, thread_cpu_time()) {
         (Some(start), Some(end)) => end.saturating_sub(start).as_secs_f64(),
         _ => wall.elapsed().as_secs_f64(),

@@ -17,8 +17,9 @@
 //! Every cell is reported twice: per second of wall-clock time, and per second of CPU time
 //! of the thread doing the work (svrd's measuring thread, the library's worker lcore read
 //! from `/proc/<pid>/task/<tid>/schedstat`). On a machine that other processes keep busy
-//! the wall-clock figures depend on how much of the core each side got; the CPU-time
-//! figures do not, though caches and the clock are still shared.
+//! the wall-clock figures depend on how much of the core each side got. The CPU-time
+//! figures do not, though the caches and the clock are still shared with the other
+//! processes.
 
 use std::hint::black_box;
 use std::io::Read;
@@ -613,9 +614,9 @@ fn thread_cpu_time() -> Result<Duration, String> {
     crate::clock::thread_cpu_time().ok_or("failed to read the thread CPU time".to_string())
 }
 
-/// Runs the library over `size` for `suite`, its worker on `core`; returns the rate
-/// parsed from the benchmark's CSV output and the rate per second of the worker lcore's
-/// CPU time, sampled while the process runs.
+/// Runs the library over `size` for `suite`, its worker on `core`. Returns the wall-clock
+/// rate parsed from the benchmark's CSV output, and the rate per second of the worker
+/// lcore's CPU time sampled while the process runs.
 fn run_library(
     options: &Options,
     suite: Suite,
@@ -660,8 +661,8 @@ fn run_library(
     Ok(Rate::of(bits, wall, worker_cpu))
 }
 
-/// Waits for the crypto benchmark to exit, sampling the CPU time of its worker lcore every
-/// millisecond; returns its standard output and the last CPU time sampled.
+/// Waits for the crypto benchmark to exit and samples the CPU time of its worker lcore every
+/// millisecond meanwhile. Returns its standard output and the last CPU time sampled.
 fn watch_library(
     mut child: std::process::Child,
     program: &str,
@@ -701,8 +702,8 @@ fn watch_library(
 }
 
 /// Returns the CPU time of the DPDK worker lcore thread of process `pid`: the thread
-/// whose name contains "worker" (`lcore-worker-1` in DPDK 22.11), from the first field of
-/// its `schedstat`, in nanoseconds.
+/// whose name contains "worker" (`rte-worker-1` with the DPDK installed here), from the
+/// first field of its `schedstat`, in nanoseconds.
 fn worker_cpu_time(pid: u32) -> Option<Duration> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     for task in tasks.flatten() {

@@ -30,9 +30,7 @@ use crate::crypto::aes_cbc::BLOCK_LEN;
 pub(crate) const LANES: usize = 8;
 
 /// Packets encrypted in one lockstep group with VAES: four per 512-bit register, in four
-/// registers. Each `vaesenc` reads a 64-byte round key from memory, because the schedules
-/// of sixteen lanes do not fit the register file. On AMD Zen 4 those loads already take as
-/// long as the AES units, so more registers per group measured slower.
+/// registers. On AMD Zen 4 a group of eight registers (32 packets) measured slower.
 pub(crate) const VAES_LANES: usize = 16;
 
 /// The AES instructions that run the lanes.
@@ -320,18 +318,15 @@ mod vaes {
 
     /// Steps whose blocks are loaded and stored together: four consecutive blocks of a lane
     /// are one 64-byte load or store, turned into block `i` of four lanes by a 4x4
-    /// transposition. That replaces sixteen 16-byte inserts or extracts per register,
-    /// whose loads compete with the round keys' for the load ports.
+    /// transposition. That replaces sixteen 16-byte inserts or extracts per register.
     const RUN: usize = 4;
 
-    /// The round keys of a group: `keys[g][round]` holds that round key of lanes
-    /// `4g..4g + 4`.
+    /// The round keys of a group: `keys[g][round]` is that round key of lanes `4g..4g + 4`.
     type Schedules = [[__m512i; ROUND_KEYS]; REGISTERS];
 
-    /// Where step `i` of each of the lane positions reads and writes its block:
-    /// `next[j]` is advanced by `stride[j]` bytes after each step. Positions without a
-    /// lane, and lanes that have left, point at a scratch buffer of [`RUN`] blocks with
-    /// stride 0.
+    /// The block addresses of the lane positions: `next[j]` is read and written by the next
+    /// step and then advanced by `stride[j]` bytes. Positions without a lane, and lanes
+    /// that have left, point at a scratch buffer of [`RUN`] blocks with stride 0.
     struct Slots {
         next: [*mut u8; VAES_LANES],
         stride: [usize; VAES_LANES],

@@ -6,9 +6,9 @@
 //! the packets are independent, so this module runs them side by side:
 //!
 //! - payload IV and CBC encryption in one pass: each packet's key is expanded for the burst,
-//!   the IV input block is encrypted as the first block of the packet's lane, and block
-//!   `i` of up to sixteen packets (VAES) or eight (128-bit AES-NI) runs in each step, with
-//!   lanes leaving as their packets end;
+//!   and the IV input block is encrypted as the first block of the packet's lane. Each
+//!   step runs block `i` of up to sixteen packets (VAES) or eight (128-bit AES-NI), and
+//!   lanes leave as their packets end;
 //! - HMAC: SHA-512 compression of eight packets at once with AVX-512, four with AVX2, or
 //!   one with the sha2 crate's compression function ([`Width`]), from the keyed states a
 //!   [`MacKey`](crate::crypto::MacKey) keeps. Each lane compresses its message's whole

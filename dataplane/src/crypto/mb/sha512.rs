@@ -157,7 +157,7 @@ pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [&mut [u8
 /// The chaining values of `L` lanes, word-major: `state[w][lane]`.
 type LaneState<const L: usize> = [[u64; L]; 8];
 
-/// Where a lane reads its next blocks from.
+/// The source of a lane's next blocks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Source {
     /// No job: the lane compresses a block of zeros and its result is never read.
@@ -256,9 +256,10 @@ fn schedule<const L: usize>(
     buffers.outers.iter_mut().for_each(|outer| outer[..TAG_BUF_LEN].zeroize());
 }
 
-/// Starts the inner hash of `job` in a lane: writes the message's last partial block and
-/// its padding (FIPS 180-4, 5.1.2: a one bit, zeros, the bit length in 128 bits) to the
-/// lane's pad buffer, counting the `ipad` block already absorbed into the keyed state.
+/// Starts the inner hash of `job` in a lane. The message's last partial block and its
+/// padding (FIPS 180-4, 5.1.2: a one bit, zeros, the bit length in 128 bits) go to the
+/// lane's pad buffer, and the length counts the `ipad` block already absorbed into the
+/// keyed state.
 fn start(lane: &mut Lane, pad: &mut [[u8; BLOCK_LEN]; 2], index: usize, job: &MacJob<'_>) {
     let (blocks, rest) = job.message.as_chunks::<BLOCK_LEN>();
     let pad_blocks = if rest.len() + 1 + 16 <= BLOCK_LEN { 1 } else { 2 };
@@ -368,8 +369,9 @@ fn load_lane<const L: usize>(state: &mut LaneState<L>, index: usize, words: &[u6
 
 /// Writes the first `out.len()` bytes of a lane's chaining value, big-endian.
 fn write_lane<const L: usize>(state: &LaneState<L>, index: usize, out: &mut [u8]) {
-    // Whole words are stored with fixed-size copies, which compile to plain stores; tags
-    // are 48 or 64 bytes, so the partial word after them is never there in practice.
+    // Whole words are stored with fixed-size copies, which compile to plain stores. Tags
+    // are 48 or 64 bytes, so they end on a whole word and the last branch is for callers
+    // that ask for another length.
     let whole = out.len() / 8;
     let mut chunks = out.chunks_exact_mut(8);
     for (chunk, word) in (&mut chunks).zip(state) {
@@ -784,7 +786,7 @@ mod tests {
     #[test]
     fn long_runs_beside_idle_lanes() {
         // Three long messages leave most lanes idle while the busy ones compress runs of
-        // many blocks, so the idle lanes repeat their one zero block within a run; a
+        // many blocks, so the idle lanes repeat their one zero block within a run. A
         // fourth, shorter message ends the runs of the others early.
         let data: Vec<u8> = (0..6000u32).map(|i| (i * 13 + 5) as u8).collect();
         let messages: Vec<&[u8]> =
