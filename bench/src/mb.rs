@@ -13,10 +13,18 @@
 //! Opening verifies the tag in constant time, decrypts and updates a replay window. Each
 //! packet is first copied back from its sealed form, on both svrd paths alike. The library
 //! has no open column, because its throughput test verifies only with a file of vectors.
+//!
+//! Every cell is reported twice: per second of wall-clock time, and per second of CPU time
+//! of the thread doing the work (svrd's measuring thread, the library's worker lcore read
+//! from `/proc/<pid>/task/<tid>/schedstat`). On a machine that other processes keep busy
+//! the wall-clock figures depend on how much of the core each side got. The CPU-time
+//! figures do not, though the caches and the clock are still shared with the other
+//! processes.
 
 use std::hint::black_box;
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -102,6 +110,17 @@ struct Row {
     widest_over_library: Option<f64>,
     /// Median of the widest width over the median of the one-packet path.
     widest_over_single: f64,
+    /// The same cells per second of CPU time of the working thread.
+    cpu: CpuRow,
+}
+
+/// Gbit/s per second of CPU time of the thread that did the work.
+#[derive(Serialize)]
+struct CpuRow {
+    single_gbps: Summary,
+    widest_gbps: Summary,
+    library_gbps: Option<Summary>,
+    widest_over_library: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -116,15 +135,39 @@ struct Report {
     /// Rounds that started on a quiet machine, out of `rounds`.
     quiet_rounds: usize,
     spin_first_core: bool,
+    /// One-minute load average before and after the run.
+    load_average: (f64, f64),
     rows: Vec<Row>,
 }
 
 /// Samples of one (suite, size, operation) cell, one per round.
 #[derive(Default)]
 struct Samples {
-    single: Vec<f64>,
-    burst: Vec<Vec<f64>>,
-    library: Vec<f64>,
+    single: Vec<Rate>,
+    burst: Vec<Vec<Rate>>,
+    library: Vec<Rate>,
+}
+
+/// Payload Gbit/s of one timed run, per second of wall-clock time and per second of CPU
+/// time of the thread that did the work.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rate {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Rate {
+    fn of(bits: f64, wall: Duration, cpu: Duration) -> Rate {
+        Rate {
+            wall: bits / wall.as_secs_f64().max(1e-9) / 1e9,
+            cpu: bits / cpu.as_secs_f64().max(1e-9) / 1e9,
+        }
+    }
+}
+
+/// Summarises one kind of figure of a set of rates.
+fn summary(rates: &[Rate], figure: fn(&Rate) -> f64) -> Summary {
+    Summary::of(&rates.iter().map(figure).collect::<Vec<f64>>())
 }
 
 /// Samples of one (suite, size) case for both operations.
@@ -140,9 +183,13 @@ pub fn run(options: &Options) -> Result<(), String> {
     if let Some(size) = options.sizes.iter().find(|s| **s == 0 || **s % 16 != 0) {
         return Err(format!("invalid size {size}: expected a positive multiple of 16"));
     }
+    let load_before = crate::load_average();
     let core = crate::pin_to_last_core();
     let ghz = crate::clock::core_ghz();
-    eprintln!("pinned to core {core:?}, core clock estimated at {ghz:.2} GHz");
+    eprintln!(
+        "pinned to core {core:?}, core clock estimated at {ghz:.2} GHz, load average \
+         {load_before:.2}"
+    );
     let widths: Vec<Width> = Width::ALL.into_iter().filter(|w| w.is_available()).collect();
     let run_time = Duration::from_millis(options.run_ms);
 
@@ -173,19 +220,19 @@ pub fn run(options: &Options) -> Result<(), String> {
             if !library_works {
                 break;
             }
-            match run_library(options, suite, core) {
-                Ok(figures) => {
-                    for (size_index, &size) in options.sizes.iter().enumerate() {
-                        let cell =
-                            &mut samples[suite_index * options.sizes.len() + size_index].seal;
-                        if let Some(&(_, gbps)) = figures.iter().find(|(s, _)| *s == size) {
-                            cell.library.push(gbps);
-                        }
+            for (size_index, &size) in options.sizes.iter().enumerate() {
+                match run_library(options, suite, size, core) {
+                    Ok(rate) => {
+                        samples[suite_index * options.sizes.len() + size_index]
+                            .seal
+                            .library
+                            .push(rate);
                     }
-                }
-                Err(error) => {
-                    eprintln!("library column left out: {error}");
-                    library_works = false;
+                    Err(error) => {
+                        eprintln!("library column left out: {error}");
+                        library_works = false;
+                        break;
+                    }
                 }
             }
         }
@@ -213,15 +260,20 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
     for row in &rows {
         eprintln!(
-            "{:<12} {} {:>5} B  one-packet {:>6.2}  widest {:>6.2}  library {:>6.2} Gbit/s",
+            "{:<12} {} {:>5} B  one-packet {:>6.2}  widest {:>6.2}  library {:>6.2} Gbit/s; \
+             per CPU second widest {:>6.2}  library {:>6.2}",
             row.mac,
             row.operation,
             row.size,
             row.single_gbps.median,
             row.burst_gbps.last().map_or(0.0, |(_, s)| s.median),
             row.library_gbps.map_or(0.0, |s| s.median),
+            row.cpu.widest_gbps.median,
+            row.cpu.library_gbps.map_or(0.0, |s| s.median),
         );
     }
+    let load_average = (load_before, crate::load_average());
+    eprintln!("load average {:.2} before, {:.2} after", load_average.0, load_average.1);
 
     let report = Report {
         core,
@@ -233,6 +285,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         library_ops: options.library_ops,
         quiet_rounds,
         spin_first_core: options.spin_first_core,
+        load_average,
         rows,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -244,11 +297,17 @@ pub fn run(options: &Options) -> Result<(), String> {
 }
 
 fn row(case: &Case, operation: Operation, cell: &Samples, widths: &[Width]) -> Row {
-    let single_gbps = Summary::of(&cell.single);
+    let wall = |r: &Rate| r.wall;
+    let cpu = |r: &Rate| r.cpu;
+    let single_gbps = summary(&cell.single, wall);
     let burst_gbps: Vec<(&'static str, Summary)> =
-        widths.iter().zip(&cell.burst).map(|(w, s)| (w.name(), Summary::of(s))).collect();
-    let library_gbps = (!cell.library.is_empty()).then(|| Summary::of(&cell.library));
+        widths.iter().zip(&cell.burst).map(|(w, s)| (w.name(), summary(s, wall))).collect();
+    let library_gbps = (!cell.library.is_empty()).then(|| summary(&cell.library, wall));
     let widest = burst_gbps.last().map_or(0.0, |(_, s)| s.median);
+
+    let widest_rates: &[Rate] = cell.burst.last().map_or(&[], |rates| rates);
+    let widest_cpu = summary(widest_rates, cpu);
+    let library_cpu = (!cell.library.is_empty()).then(|| summary(&cell.library, cpu));
     Row {
         mac: case.suite.mac().name(),
         operation: operation.name(),
@@ -258,6 +317,12 @@ fn row(case: &Case, operation: Operation, cell: &Samples, widths: &[Width]) -> R
         widest_over_single: widest / single_gbps.median,
         burst_gbps,
         library_gbps,
+        cpu: CpuRow {
+            single_gbps: summary(&cell.single, cpu),
+            widest_over_library: library_cpu.map(|l| widest_cpu.median / l.median),
+            widest_gbps: widest_cpu,
+            library_gbps: library_cpu,
+        },
     }
 }
 
@@ -377,7 +442,7 @@ impl Case {
         operation: Operation,
         width: Option<Width>,
         run_time: Duration,
-    ) -> Result<f64, String> {
+    ) -> Result<Rate, String> {
         match operation {
             Operation::Seal => self.measure_seal(width, run_time),
             Operation::Open => self.measure_open(width, run_time),
@@ -385,9 +450,10 @@ impl Case {
     }
 
     /// Opens the sealed burst over and over, each time from a fresh copy and fresh windows.
-    fn measure_open(&mut self, width: Option<Width>, run_time: Duration) -> Result<f64, String> {
+    fn measure_open(&mut self, width: Option<Width>, run_time: Duration) -> Result<Rate, String> {
         let sessions = &self.sessions;
         let mut packets = 0u64;
+        let cpu_start = thread_cpu_time()?;
         let start = Instant::now();
         while start.elapsed() < run_time {
             for _ in 0..8 {
@@ -430,20 +496,22 @@ impl Case {
                 packets += self.buffers.len() as u64;
             }
         }
-        let seconds = start.elapsed().as_secs_f64();
-        Ok(packets as f64 * self.size as f64 * 8.0 / seconds / 1e9)
+        let wall = start.elapsed();
+        let cpu = thread_cpu_time()?.saturating_sub(cpu_start);
+        Ok(Rate::of(packets as f64 * self.size as f64 * 8.0, wall, cpu))
     }
 
     /// Seals bursts for about `run_time`, one packet at a time when `width` is `None`;
     /// returns payload Gbit/s. Sealing in place re-encrypts the previous ciphertext, which
     /// costs the same as fresh plaintext.
-    fn measure_seal(&mut self, width: Option<Width>, run_time: Duration) -> Result<f64, String> {
+    fn measure_seal(&mut self, width: Option<Width>, run_time: Duration) -> Result<Rate, String> {
         let capacity = self.size + 16 + 8 + 64;
         self.buffers.iter_mut().for_each(|buf| buf.resize(capacity, 0));
         let size = self.size;
         let sessions = &self.sessions;
         let mut number = 1u64;
         let mut packets = 0u64;
+        let cpu_start = thread_cpu_time()?;
         let start = Instant::now();
         while start.elapsed() < run_time {
             for _ in 0..8 {
@@ -477,8 +545,9 @@ impl Case {
                 packets += self.buffers.len() as u64;
             }
         }
-        let seconds = start.elapsed().as_secs_f64();
-        Ok(packets as f64 * size as f64 * 8.0 / seconds / 1e9)
+        let wall = start.elapsed();
+        let cpu = thread_cpu_time()?.saturating_sub(cpu_start);
+        Ok(Rate::of(packets as f64 * size as f64 * 8.0, wall, cpu))
     }
 }
 
@@ -540,24 +609,30 @@ fn cpu_times() -> Option<(u64, u64)> {
     Some((fields.iter().sum(), idle))
 }
 
-/// Runs the library over every size for `suite`, its worker on `core`; returns
-/// (size, Gbit/s) pairs parsed from the benchmark's CSV output.
+/// Returns the CPU time the calling thread has used.
+fn thread_cpu_time() -> Result<Duration, String> {
+    crate::clock::thread_cpu_time().ok_or("failed to read the thread CPU time".to_string())
+}
+
+/// Runs the library over `size` for `suite`, its worker on `core`. Returns the wall-clock
+/// rate parsed from the benchmark's CSV output, and the rate per second of the worker
+/// lcore's CPU time sampled while the process runs.
 fn run_library(
     options: &Options,
     suite: Suite,
+    size: usize,
     core: Option<usize>,
-) -> Result<Vec<(usize, f64)>, String> {
+) -> Result<Rate, String> {
     let (algorithm, key_len) = match suite {
         Suite::AesCbc256HmacSha384 => ("sha2-384-hmac", "48"),
         Suite::AesCbc256HmacSha512 => ("sha2-512-hmac", "64"),
     };
     let worker = core.unwrap_or(1);
     let prefix = format!("svrbench-mb-{}", std::process::id());
-    let sizes: Vec<String> = options.sizes.iter().map(|s| s.to_string()).collect();
-    let sizes = sizes.join(",");
+    let size_arg = size.to_string();
     let ops = options.library_ops.to_string();
     let lcores = format!("0@0,1@{worker}");
-    let output = Command::new(&options.crypto_perf)
+    let child = Command::new(&options.crypto_perf)
         .args(["--no-huge", "--no-pci", "-m", "512", "--file-prefix", &prefix])
         .args(["--lcores", &lcores, "--vdev", "crypto_aesni_mb", "--log-level", "error", "--"])
         .args(["--ptest", "throughput", "--devtype", "crypto_aesni_mb"])
@@ -565,18 +640,83 @@ fn run_library(
         .args(["--cipher-op", "encrypt", "--cipher-key-sz", "32", "--cipher-iv-sz", "16"])
         .args(["--auth-algo", algorithm, "--auth-op", "generate"])
         .args(["--auth-key-sz", key_len, "--digest-sz", key_len])
-        .args(["--buffer-sz", &sizes, "--burst-sz", "32", "--total-ops", &ops])
+        .args(["--buffer-sz", &size_arg, "--burst-sz", "32", "--total-ops", &ops])
         .args(["--silent", "--csv-friendly"])
-        .output();
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let result = child
+        .map_err(|e| format!("{} failed to start: {e}", options.crypto_perf))
+        .and_then(|child| watch_library(child, &options.crypto_perf));
     // The EAL leaves its runtime folder behind; it is this process's own prefix.
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
-    let output = output.map_err(|e| format!("{} failed to start: {e}", options.crypto_perf))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, worker_cpu) = result?;
+    let figures = parse_library_csv(&stdout)?;
+    let &(_, gbps) = figures
+        .iter()
+        .find(|(s, _)| *s == size)
+        .ok_or(format!("the crypto benchmark printed no result for {size} B"))?;
+    let bits = options.library_ops as f64 * size as f64 * 8.0;
+    let wall = Duration::from_secs_f64(bits / (gbps * 1e9).max(1e-9));
+    Ok(Rate::of(bits, wall, worker_cpu))
+}
+
+/// Waits for the crypto benchmark to exit and samples the CPU time of its worker lcore every
+/// millisecond meanwhile. Returns its standard output and the last CPU time sampled.
+fn watch_library(
+    mut child: std::process::Child,
+    program: &str,
+) -> Result<(String, Duration), String> {
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = read_all(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = read_all(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let pid = child.id();
+    let mut worker_cpu = None;
+    let status = loop {
+        if let Some(cpu) = worker_cpu_time(pid) {
+            worker_cpu = Some(cpu);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => return Err(format!("{program}: failed to wait: {e}")),
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
         let last = stderr.lines().last().unwrap_or("");
-        return Err(format!("{} exited with {}: {last}", options.crypto_perf, output.status));
+        return Err(format!("{program} exited with {status}: {last}"));
     }
-    parse_library_csv(&String::from_utf8_lossy(&output.stdout))
+    let worker_cpu =
+        worker_cpu.ok_or(format!("no worker lcore thread found in {program} (pid {pid})"))?;
+    Ok((stdout, worker_cpu))
+}
+
+/// Returns the CPU time of the DPDK worker lcore thread of process `pid`: the thread
+/// whose name contains "worker" (`rte-worker-1` with the DPDK installed here), from the
+/// first field of its `schedstat`, in nanoseconds.
+fn worker_cpu_time(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !name.contains("worker") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+        let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        return Some(Duration::from_nanos(nanos));
+    }
+    None
 }
 
 /// Reads the (buffer size, Gbit/s) pairs of the throughput test's `--csv-friendly` table.
@@ -647,6 +787,28 @@ fn markdown(report: &Report, widths: &[Width]) -> String {
         let library = row.library_gbps.as_ref().map_or("n/a".to_string(), cell);
         let ratio = row.widest_over_library.map_or("n/a".to_string(), |r| format!("{r:.2}"));
         out.push_str(&format!(" {library} | {ratio} | {:.2} |\n", row.widest_over_single));
+    }
+
+    out.push_str(&format!(
+        "\nPer second of CPU time of the working thread (load average {:.2} before, {:.2} \
+         after):\n\n",
+        report.load_average.0, report.load_average.1
+    ));
+    out.push_str(
+        "| MAC | op | payload B | one-packet | widest burst | ipsec-mb | widest / ipsec-mb |\n",
+    );
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for row in &report.rows {
+        let library = row.cpu.library_gbps.as_ref().map_or("n/a".to_string(), cell);
+        let ratio = row.cpu.widest_over_library.map_or("n/a".to_string(), |r| format!("{r:.2}"));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {library} | {ratio} |\n",
+            row.mac,
+            row.operation,
+            row.size,
+            cell(&row.cpu.single_gbps),
+            cell(&row.cpu.widest_gbps),
+        ));
     }
     out
 }

@@ -5,13 +5,14 @@
 //! waits for the one before it, so the core's vector units sit mostly idle. Across a burst
 //! the packets are independent, so this module runs them side by side:
 //!
-//! - payload IVs: one AES block per packet, each under its own key, for up to sixteen
-//!   packets per step with VAES or eight with 128-bit AES-NI;
-//! - CBC encryption: block `i` of the same sixteen or eight packets per step, with lanes
-//!   leaving as their packets end;
+//! - payload IV and CBC encryption in one pass: each packet's key is expanded for the burst,
+//!   and the IV input block is encrypted as the first block of the packet's lane. Each
+//!   step runs block `i` of up to sixteen packets (VAES) or eight (128-bit AES-NI), and
+//!   lanes leave as their packets end;
 //! - HMAC: SHA-512 compression of eight packets at once with AVX-512, four with AVX2, or
 //!   one with the sha2 crate's compression function ([`Width`]), from the keyed states a
-//!   [`MacKey`](crate::crypto::MacKey) keeps.
+//!   [`MacKey`](crate::crypto::MacKey) keeps. Each lane compresses its message's whole
+//!   blocks in place, in runs that keep the chaining values in registers.
 //!
 //! CBC decryption has no chain, and [`CbcKey`](crate::crypto::CbcKey) already decrypts
 //! the blocks of one packet in parallel, so opening reuses it.
@@ -31,7 +32,7 @@ mod sha512;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use self::aes::{CbcLane, RoundKeys, cbc_encrypt_lanes};
+use self::aes::{AesPath, CbcLane, cbc_encrypt_lanes_with};
 pub(crate) use self::sha512::ROUND_CONSTANTS;
 use self::sha512::{MacJob, TAG_BUF_LEN, hmac_burst};
 use super::aes_cbc::{BLOCK_LEN, Iv, padded_len};
@@ -222,66 +223,39 @@ struct Staged {
 
 fn seal_slice(width: Width, jobs: &mut [SealJob<'_>]) {
     let mut staged: [Option<Staged>; MAX_BURST] = [None; MAX_BURST];
-    let mut ivs = [[0u8; BLOCK_LEN]; MAX_BURST];
 
     // Arguments are checked as the one-packet path checks them, and the payload padded.
-    for (index, job) in jobs.iter_mut().enumerate() {
+    for (job, stage) in jobs.iter_mut().zip(staged.iter_mut()) {
         job.result = None;
         match prepare_seal(job) {
-            Ok(stage) => {
-                ivs[index] = iv_input(job.direction, stage.sequence);
-                staged[index] = Some(stage);
-            }
+            Ok(prepared) => *stage = Some(prepared),
             Err(error) => job.result = Some(Err(error)),
         }
     }
 
-    let schedules = expand_keys(jobs.iter().map(|job| job.keys), &staged);
-    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &schedules, &mut ivs);
-    encrypt_payloads(jobs, &staged, &schedules, &ivs);
+    encrypt_payloads(jobs, &staged);
 
+    // Each tag goes straight into its packet, after the sequence field.
+    let mut macs: [MacJob<'_>; MAX_BURST] = core::array::from_fn(|_| MacJob::EMPTY);
+    let mut outputs: [&mut [u8]; MAX_BURST] = Default::default();
+    let mut count = 0;
     for (job, stage) in jobs.iter_mut().zip(&staged) {
-        if let Some(stage) = stage {
-            let field = &mut job.buf[stage.body_len..stage.body_len + SEQUENCE_LEN];
-            field.copy_from_slice(&stage.sequence.to_bytes());
-        }
-    }
-
-    let mut tags = [[0u8; TAG_BUF_LEN]; MAX_BURST];
-    let mut owners = [0usize; MAX_BURST];
-    let count = {
-        let mut macs: [MacJob<'_>; MAX_BURST] = core::array::from_fn(|_| MacJob::EMPTY);
-        let mut count = 0;
-        for (index, (job, stage)) in jobs.iter().zip(&staged).enumerate() {
-            if let Some(stage) = stage {
-                let (inner, outer) = job.keys.mac(job.direction).states();
-                macs[count] = MacJob {
-                    inner,
-                    outer,
-                    tag_len: job.keys.suite().tag_len(),
-                    message: &job.buf[..stage.body_len + SEQUENCE_LEN],
-                };
-                owners[count] = index;
-                count += 1;
-            }
-        }
-        hmac_burst(width, &macs[..count], &mut tags[..count]);
-        count
-    };
-
-    for (tag, &index) in tags[..count].iter().zip(&owners[..count]) {
-        let job = &mut jobs[index];
         // A job whose encryption failed already carries its error.
-        if let (Some(stage), None) = (staged[index], job.result) {
-            let tag_len = job.keys.suite().tag_len();
-            let start = stage.body_len + SEQUENCE_LEN;
-            job.buf[start..start + tag_len].copy_from_slice(&tag[..tag_len]);
-            job.result = Some(Ok(start + tag_len));
-        }
+        let (Some(stage), None) = (stage, job.result) else { continue };
+        let tag_len = job.keys.suite().tag_len();
+        let authenticated = stage.body_len + SEQUENCE_LEN;
+        let (message, rest) = job.buf.split_at_mut(authenticated);
+        let (inner, outer) = job.keys.mac(job.direction).states();
+        macs[count] = MacJob { inner, outer, tag_len, message };
+        outputs[count] = &mut rest[..tag_len];
+        job.result = Some(Ok(authenticated + tag_len));
+        count += 1;
     }
+    hmac_burst(width, &macs[..count], &mut outputs[..count]);
 }
 
-/// Checks a seal job's arguments and pads its payload (PKCS#7) in place.
+/// Checks a seal job's arguments, pads its payload (PKCS#7) and writes the sequence field
+/// after it, in place.
 fn prepare_seal(job: &mut SealJob<'_>) -> Result<Staged, CryptoError> {
     let sequence = Sequence::new(job.keys.key_id(), job.number)?;
     let body_len = padded_len(job.len);
@@ -291,6 +265,7 @@ fn prepare_seal(job: &mut SealJob<'_>) -> Result<Staged, CryptoError> {
     }
     let pad = (body_len - job.len) as u8;
     job.buf[job.len..body_len].fill(pad);
+    job.buf[body_len..body_len + SEQUENCE_LEN].copy_from_slice(&sequence.to_bytes());
     Ok(Staged { sequence, body_len })
 }
 
@@ -307,80 +282,64 @@ fn iv_input(direction: Direction, sequence: Sequence) -> Iv {
     block
 }
 
-/// Expands the AES key of each staged job into the form the lanes read. Entries stay
-/// `None` for jobs that are not staged and on CPUs without AES-NI. The schedules wipe
-/// themselves on drop.
-fn expand_keys<'k>(
-    keys: impl Iterator<Item = &'k SessionKeys>,
-    staged: &[Option<Staged>; MAX_BURST],
-) -> [Option<RoundKeys>; MAX_BURST] {
-    let mut schedules: [Option<RoundKeys>; MAX_BURST] = core::array::from_fn(|_| None);
-    for ((keys, stage), schedule) in keys.zip(staged).zip(schedules.iter_mut()) {
-        if stage.is_some() {
-            *schedule = RoundKeys::expand(keys.cbc().key_bytes());
-        }
-    }
-    schedules
-}
-
-/// Encrypts each staged job's IV input block under its own key, in place.
-fn derive_ivs<'k>(
-    keys: impl Iterator<Item = &'k SessionKeys>,
-    staged: &[Option<Staged>; MAX_BURST],
-    schedules: &[Option<RoundKeys>; MAX_BURST],
-    ivs: &mut [Iv; MAX_BURST],
-) {
+/// Derives each staged job's IV and encrypts its padded payload from that IV in CBC mode.
+/// With AES-NI both run in one pass of lockstep lanes, the IV input block as each lane's
+/// head.
+fn encrypt_payloads(jobs: &mut [SealJob<'_>], staged: &[Option<Staged>; MAX_BURST]) {
+    let path = AesPath::detect();
     let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
     let mut count = 0;
-    for (((keys, stage), schedule), iv) in keys.zip(staged).zip(schedules).zip(ivs.iter_mut()) {
-        if stage.is_none() {
-            continue;
-        }
-        match schedule {
-            Some(round_keys) => {
-                lanes[count] = CbcLane {
-                    keys: round_keys,
-                    chain: [0; BLOCK_LEN],
-                    blocks: core::slice::from_mut(iv),
-                };
-                count += 1;
-            }
-            None => keys.cbc().encrypt_block(iv),
-        }
-    }
-    cbc_encrypt_lanes(&mut lanes[..count]);
-}
-
-/// Encrypts each staged job's padded payload in CBC mode from its IV.
-fn encrypt_payloads(
-    jobs: &mut [SealJob<'_>],
-    staged: &[Option<Staged>; MAX_BURST],
-    schedules: &[Option<RoundKeys>; MAX_BURST],
-    ivs: &[Iv; MAX_BURST],
-) {
-    let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
-    let mut count = 0;
-    for (((job, stage), schedule), iv) in jobs.iter_mut().zip(staged).zip(schedules).zip(ivs) {
+    for (job, stage) in jobs.iter_mut().zip(staged) {
         let Some(stage) = stage else { continue };
-        let cbc = job.keys.cbc();
-        match schedule {
-            Some(round_keys) => {
-                let (blocks, _) = job.buf[..stage.body_len].as_chunks_mut::<BLOCK_LEN>();
-                lanes[count] = CbcLane { keys: round_keys, chain: *iv, blocks };
-                count += 1;
-            }
-            None => {
-                // Without AES-NI each packet goes through the aes crate; the buffer was
-                // checked above, so this repeats the same padding and cannot fail.
-                // NOTE: no test runs this branch on a CPU with AES-NI, where every key
-                // expands.
-                if let Err(error) = cbc.encrypt_padded(iv, job.buf, job.len) {
-                    job.result = Some(Err(error));
-                }
+        let keys = job.keys;
+        let head = iv_input(job.direction, stage.sequence);
+        if path.is_some() {
+            let (blocks, _) = job.buf[..stage.body_len].as_chunks_mut::<BLOCK_LEN>();
+            let key = keys.cbc().key_bytes();
+            lanes[count] = CbcLane { key, head, blocks, chain: [0; BLOCK_LEN] };
+            count += 1;
+        } else {
+            // Without AES-NI each packet goes through the aes crate; the buffer was checked
+            // above, so this repeats the same padding and cannot fail.
+            let mut iv = head;
+            keys.cbc().encrypt_block(&mut iv);
+            if let Err(error) = keys.cbc().encrypt_padded(&iv, job.buf, job.len) {
+                job.result = Some(Err(error));
             }
         }
     }
-    cbc_encrypt_lanes(&mut lanes[..count]);
+    if let Some(path) = path {
+        cbc_encrypt_lanes_with(path, &mut lanes[..count]);
+    }
+}
+
+/// Derives the IV of each staged job: the encryption of its IV input block under its key.
+fn derive_ivs(jobs: &[OpenJob<'_>], staged: &[Option<Staged>; MAX_BURST]) -> [Iv; MAX_BURST] {
+    let mut ivs = [[0u8; BLOCK_LEN]; MAX_BURST];
+    let path = AesPath::detect();
+    let mut lanes: [CbcLane<'_>; MAX_BURST] = core::array::from_fn(|_| CbcLane::empty());
+    let mut owners = [0usize; MAX_BURST];
+    let mut count = 0;
+    for (index, (job, stage)) in jobs.iter().zip(staged).enumerate() {
+        let Some(stage) = stage else { continue };
+        let head = iv_input(job.direction, stage.sequence);
+        if path.is_some() {
+            let key = job.keys.cbc().key_bytes();
+            lanes[count] = CbcLane { key, head, blocks: &mut [], chain: [0; BLOCK_LEN] };
+            owners[count] = index;
+            count += 1;
+        } else {
+            ivs[index] = head;
+            job.keys.cbc().encrypt_block(&mut ivs[index]);
+        }
+    }
+    if let Some(path) = path {
+        cbc_encrypt_lanes_with(path, &mut lanes[..count]);
+        for (lane, &index) in lanes[..count].iter().zip(&owners[..count]) {
+            ivs[index] = lane.chain;
+        }
+    }
+    ivs
 }
 
 fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
@@ -413,7 +372,11 @@ fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
                 count += 1;
             }
         }
-        hmac_burst(width, &macs[..count], &mut tags[..count]);
+        let mut outputs: [&mut [u8]; MAX_BURST] = Default::default();
+        for (output, tag) in outputs.iter_mut().zip(tags.iter_mut()) {
+            *output = tag;
+        }
+        hmac_burst(width, &macs[..count], &mut outputs[..count]);
         count
     };
 
@@ -435,14 +398,7 @@ fn open_slice(width: Width, jobs: &mut [OpenJob<'_>]) {
     // The tags computed for rejected packets would tell a forger the right tag.
     tags.zeroize();
 
-    let mut ivs = [[0u8; BLOCK_LEN]; MAX_BURST];
-    for ((job, stage), iv) in jobs.iter().zip(&staged).zip(ivs.iter_mut()) {
-        if let Some(stage) = stage {
-            *iv = iv_input(job.direction, stage.sequence);
-        }
-    }
-    let schedules = expand_keys(jobs.iter().map(|job| job.keys), &staged);
-    derive_ivs(jobs.iter().map(|job| job.keys), &staged, &schedules, &mut ivs);
+    let ivs = derive_ivs(jobs, &staged);
 
     for ((job, stage), iv) in jobs.iter_mut().zip(&staged).zip(&ivs) {
         let Some(stage) = stage else { continue };

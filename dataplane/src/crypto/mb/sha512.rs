@@ -20,7 +20,7 @@ use super::Width;
 /// SHA-512 block length in bytes.
 pub(crate) const BLOCK_LEN: usize = 128;
 
-/// Bytes of the HMAC tag buffers; a lane writes the first 48 or 64.
+/// Bytes of the longest HMAC tag (HMAC-SHA-512); SHA-384 tags are 48.
 pub(crate) const TAG_BUF_LEN: usize = 64;
 
 /// FIPS 180-4, 4.2.3: the 80 SHA-512 round constants.
@@ -122,24 +122,30 @@ impl MacJob<'_> {
         MacJob { inner: &[0; 8], outer: &[0; 8], tag_len: 48, message: &[] };
 }
 
-/// Computes the HMAC tag of every job into the matching entry of `tags`, with as many
-/// lanes as `width` gives. A width this CPU lacks runs as [`Width::Scalar`].
-pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [[u8; TAG_BUF_LEN]]) {
+/// Computes the HMAC tag of every job into the matching entry of `tags`, whose first
+/// `tag_len` bytes it writes, with as many lanes as `width` gives. A width this CPU lacks
+/// runs as [`Width::Scalar`].
+pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [&mut [u8]]) {
     let width = if width.is_available() { width } else { Width::Scalar };
     match width {
         #[cfg(target_arch = "x86_64")]
-        Width::Avx512 => schedule::<8>(jobs, tags, |state, blocks| {
-            // SAFETY: `is_available` detected AVX-512F and AVX-512BW just above.
-            unsafe { avx512::compress(state, blocks) }
+        Width::Avx512 => schedule::<8>(jobs, tags, |state, runs, count| {
+            // SAFETY: `is_available` detected AVX-512F and AVX-512BW just above, and
+            // `schedule` hands over runs of `count` blocks or of one block.
+            unsafe { avx512::compress(state, runs, count) }
         }),
         #[cfg(target_arch = "x86_64")]
-        Width::Avx2 => schedule::<4>(jobs, tags, |state, blocks| {
-            // SAFETY: `is_available` detected AVX2 just above.
-            unsafe { avx2::compress(state, blocks) }
+        Width::Avx2 => schedule::<4>(jobs, tags, |state, runs, count| {
+            // SAFETY: `is_available` detected AVX2 just above, and `schedule` hands over
+            // runs of `count` blocks or of one block.
+            unsafe { avx2::compress(state, runs, count) }
         }),
-        _ => schedule::<1>(jobs, tags, |state, blocks| {
+        _ => schedule::<1>(jobs, tags, |state, runs, count| {
             let mut lane = core::array::from_fn(|w| state[w][0]);
-            compress512(&mut lane, core::slice::from_ref(blocks[0]));
+            match runs[0].get(..count) {
+                Some(blocks) => compress512(&mut lane, blocks),
+                None => (0..count).for_each(|_| compress512(&mut lane, &runs[0][..1])),
+            }
             for (word, value) in state.iter_mut().zip(lane) {
                 word[0] = value;
             }
@@ -151,139 +157,168 @@ pub(crate) fn hmac_burst(width: Width, jobs: &[MacJob<'_>], tags: &mut [[u8; TAG
 /// The chaining values of `L` lanes, word-major: `state[w][lane]`.
 type LaneState<const L: usize> = [[u64; L]; 8];
 
+/// The source of a lane's next blocks.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Source {
+    /// No job: the lane compresses a block of zeros and its result is never read.
     Idle,
-    Inner,
+    /// The whole blocks of the message, read in place.
+    Message,
+    /// The padded final blocks of the inner hash, one or two, in the lane's pad buffer.
+    Pad,
+    /// The outer block, `inner digest || padding`, in the lane's outer buffer.
     Outer,
 }
 
-/// The work of one lane: its job, the phase, and the padded blocks that are not read from
-/// the message in place.
+/// The progress of one lane through its job.
+#[derive(Clone, Copy)]
 struct Lane {
     job: usize,
-    phase: Phase,
-    /// Index of the next block of the inner hash.
-    next: usize,
-    /// Whole message blocks, read in place.
+    source: Source,
+    /// Blocks of `source` already compressed.
+    done: usize,
+    /// Whole message blocks.
     full: usize,
     /// Padded final blocks after the whole ones: one or two.
-    tail_blocks: usize,
-    tail: [[u8; BLOCK_LEN]; 2],
-    outer: [u8; BLOCK_LEN],
+    pad_blocks: usize,
 }
 
 impl Lane {
-    const IDLE: Lane = Lane {
-        job: 0,
-        phase: Phase::Idle,
-        next: 0,
-        full: 0,
-        tail_blocks: 0,
-        tail: [[0; BLOCK_LEN]; 2],
-        outer: [0; BLOCK_LEN],
-    };
-
-    /// Starts the inner hash of `job`: copies the message's last partial block and its
-    /// padding (FIPS 180-4, 5.1.2: a one bit, zeros, the bit length in 128 bits), counting
-    /// the `ipad` block already absorbed into the keyed state.
-    fn start(&mut self, index: usize, job: &MacJob<'_>) {
-        let (blocks, rest) = job.message.as_chunks::<BLOCK_LEN>();
-        self.job = index;
-        self.phase = Phase::Inner;
-        self.next = 0;
-        self.full = blocks.len();
-        self.tail = [[0; BLOCK_LEN]; 2];
-        let flat = self.tail.as_flattened_mut();
-        flat[..rest.len()].copy_from_slice(rest);
-        flat[rest.len()] = 0x80;
-        self.tail_blocks = if rest.len() + 1 + 16 <= BLOCK_LEN { 1 } else { 2 };
-        let bit_len = ((BLOCK_LEN + job.message.len()) as u128) * 8;
-        let end = self.tail_blocks * BLOCK_LEN;
-        flat[end - 16..end].copy_from_slice(&bit_len.to_be_bytes());
-    }
-
-    fn block<'a>(&'a self, jobs: &'a [MacJob<'_>]) -> &'a [u8; BLOCK_LEN] {
-        match self.phase {
-            Phase::Idle => &ZERO_BLOCK,
-            Phase::Outer => &self.outer,
-            Phase::Inner if self.next < self.full => {
-                &jobs[self.job].message.as_chunks::<BLOCK_LEN>().0[self.next]
-            }
-            Phase::Inner => &self.tail[self.next - self.full],
-        }
-    }
+    const IDLE: Lane = Lane { job: 0, source: Source::Idle, done: 0, full: 0, pad_blocks: 0 };
 }
 
 /// The block an idle lane compresses; its result is never read.
 static ZERO_BLOCK: [u8; BLOCK_LEN] = [0; BLOCK_LEN];
 
+/// The blocks of each lane that are not read from the message in place.
+struct Buffers<const L: usize> {
+    pads: [[[u8; BLOCK_LEN]; 2]; L],
+    outers: [[u8; BLOCK_LEN]; L],
+}
+
 /// Runs the jobs through `L` lanes of `compress` until every tag is written.
+///
+/// `compress(state, runs, count)` compresses `count` blocks into each lane. Each run holds
+/// at least `count` blocks, except that an idle lane's run is one block of zeros, which it
+/// compresses over and over. A lane stays on its message's whole blocks for as long as
+/// every other busy lane has blocks left in its own source, so a burst of similar lengths
+/// keeps its chaining values in registers for most of the message.
 fn schedule<const L: usize>(
     jobs: &[MacJob<'_>],
-    tags: &mut [[u8; TAG_BUF_LEN]],
-    mut compress: impl FnMut(&mut LaneState<L>, &[&[u8; BLOCK_LEN]; L]),
+    tags: &mut [&mut [u8]],
+    mut compress: impl FnMut(&mut LaneState<L>, &[&[[u8; BLOCK_LEN]]; L], usize),
 ) {
-    let mut lanes: [Lane; L] = [Lane::IDLE; L];
+    let mut lanes = [Lane::IDLE; L];
+    let mut buffers = Buffers { pads: [[[0; BLOCK_LEN]; 2]; L], outers: [[0; BLOCK_LEN]; L] };
     let mut state: LaneState<L> = [[0; L]; 8];
     let mut queued = 0;
 
     loop {
         for (index, lane) in lanes.iter_mut().enumerate() {
-            if lane.phase == Phase::Idle && queued < jobs.len() {
-                lane.start(queued, &jobs[queued]);
+            if lane.source == Source::Idle && queued < jobs.len() {
+                start(lane, &mut buffers.pads[index], queued, &jobs[queued]);
                 load_lane(&mut state, index, jobs[queued].inner);
                 queued += 1;
             }
         }
-        let active = lanes.iter().filter(|lane| lane.phase != Phase::Idle).count();
-        if active == 0 {
+        let busy = lanes.iter().filter(|lane| lane.source != Source::Idle).count();
+        if busy == 0 {
             break;
         }
 
-        // A single lane left with nothing queued runs faster on the scalar compression
-        // than as one lane of a wide register.
-        if L > 1 && active == 1 && queued == jobs.len() {
-            if let Some(index) = lanes.iter().position(|lane| lane.phase != Phase::Idle) {
-                finish_scalar(&mut lanes[index], &mut state, index, jobs, tags);
+        // A single lane left with nothing queued runs faster on the one-message
+        // compression than as one lane of a wide register.
+        if L > 1 && busy == 1 && queued == jobs.len() {
+            if let Some(index) = lanes.iter().position(|lane| lane.source != Source::Idle) {
+                finish_alone(&mut lanes[index], &mut buffers, &mut state, index, jobs, tags);
             }
             continue;
         }
 
-        let blocks: [&[u8; BLOCK_LEN]; L] = core::array::from_fn(|i| lanes[i].block(jobs));
-        compress(&mut state, &blocks);
+        let runs: [&[[u8; BLOCK_LEN]]; L] =
+            core::array::from_fn(|index| run(&lanes[index], &buffers, index, jobs));
+        let count = lanes
+            .iter()
+            .zip(&runs)
+            .filter(|(lane, _)| lane.source != Source::Idle)
+            .map(|(_, run)| run.len())
+            .min()
+            .unwrap_or(1);
+        compress(&mut state, &runs, count);
 
         for (index, lane) in lanes.iter_mut().enumerate() {
-            advance(lane, &mut state, index, jobs, tags);
+            advance(lane, &mut buffers, &mut state, index, count, jobs, tags);
         }
     }
     // The chaining values and the inner digests in the outer blocks are as secret as the
     // keyed states they came from.
     state.zeroize();
-    lanes.iter_mut().for_each(|lane| lane.outer.zeroize());
+    buffers.outers.iter_mut().for_each(|outer| outer[..TAG_BUF_LEN].zeroize());
 }
 
-/// Moves a lane past the block it just compressed.
+/// Starts the inner hash of `job` in a lane. The message's last partial block and its
+/// padding (FIPS 180-4, 5.1.2: a one bit, zeros, the bit length in 128 bits) go to the
+/// lane's pad buffer, and the length counts the `ipad` block already absorbed into the
+/// keyed state.
+fn start(lane: &mut Lane, pad: &mut [[u8; BLOCK_LEN]; 2], index: usize, job: &MacJob<'_>) {
+    let (blocks, rest) = job.message.as_chunks::<BLOCK_LEN>();
+    let pad_blocks = if rest.len() + 1 + 16 <= BLOCK_LEN { 1 } else { 2 };
+    let end = pad_blocks * BLOCK_LEN;
+    let flat = pad.as_flattened_mut();
+    flat[..rest.len()].copy_from_slice(rest);
+    flat[rest.len()] = 0x80;
+    flat[rest.len() + 1..end - 16].fill(0);
+    let bit_len = ((BLOCK_LEN + job.message.len()) as u128) * 8;
+    flat[end - 16..end].copy_from_slice(&bit_len.to_be_bytes());
+
+    let source = if blocks.is_empty() { Source::Pad } else { Source::Message };
+    *lane = Lane { job: index, source, done: 0, full: blocks.len(), pad_blocks };
+}
+
+/// Returns the blocks a lane has left in its current source.
+fn run<'b, const L: usize>(
+    lane: &Lane,
+    buffers: &'b Buffers<L>,
+    index: usize,
+    jobs: &'b [MacJob<'_>],
+) -> &'b [[u8; BLOCK_LEN]] {
+    match lane.source {
+        Source::Idle => core::slice::from_ref(&ZERO_BLOCK),
+        Source::Message => &jobs[lane.job].message.as_chunks::<BLOCK_LEN>().0[lane.done..],
+        Source::Pad => &buffers.pads[index][lane.done..lane.pad_blocks],
+        Source::Outer => core::slice::from_ref(&buffers.outers[index]),
+    }
+}
+
+/// Moves a lane past the `count` blocks it just compressed, to its next source when the
+/// current one is used up.
 fn advance<const L: usize>(
     lane: &mut Lane,
+    buffers: &mut Buffers<L>,
     state: &mut LaneState<L>,
     index: usize,
+    count: usize,
     jobs: &[MacJob<'_>],
-    tags: &mut [[u8; TAG_BUF_LEN]],
+    tags: &mut [&mut [u8]],
 ) {
-    match lane.phase {
-        Phase::Idle => {}
-        Phase::Inner => {
-            lane.next += 1;
-            if lane.next == lane.full + lane.tail_blocks {
-                let job = &jobs[lane.job];
-                start_outer(lane, state, index, job);
+    lane.done += count;
+    match lane.source {
+        Source::Idle => {}
+        Source::Message => {
+            if lane.done == lane.full {
+                lane.source = Source::Pad;
+                lane.done = 0;
             }
         }
-        Phase::Outer => {
+        Source::Pad => {
+            if lane.done == lane.pad_blocks {
+                start_outer(lane, &mut buffers.outers[index], state, index, &jobs[lane.job]);
+            }
+        }
+        Source::Outer => {
             let tag_len = jobs[lane.job].tag_len;
             write_lane(state, index, &mut tags[lane.job][..tag_len]);
-            lane.phase = Phase::Idle;
+            lane.source = Source::Idle;
         }
     }
 }
@@ -291,40 +326,38 @@ fn advance<const L: usize>(
 /// Builds the outer block, `inner digest || padding`, and loads the outer keyed state.
 fn start_outer<const L: usize>(
     lane: &mut Lane,
+    outer: &mut [u8; BLOCK_LEN],
     state: &mut LaneState<L>,
     index: usize,
     job: &MacJob<'_>,
 ) {
-    lane.outer = [0; BLOCK_LEN];
-    write_lane(state, index, &mut lane.outer[..job.tag_len]);
-    lane.outer[job.tag_len] = 0x80;
+    write_lane(state, index, &mut outer[..job.tag_len]);
+    outer[job.tag_len] = 0x80;
+    outer[job.tag_len + 1..BLOCK_LEN - 16].fill(0);
     let bit_len = ((BLOCK_LEN + job.tag_len) as u128) * 8;
-    lane.outer[BLOCK_LEN - 16..].copy_from_slice(&bit_len.to_be_bytes());
+    outer[BLOCK_LEN - 16..].copy_from_slice(&bit_len.to_be_bytes());
     load_lane(state, index, job.outer);
-    lane.phase = Phase::Outer;
+    lane.source = Source::Outer;
+    lane.done = 0;
 }
 
-/// Completes one lane's job with the scalar compression function.
-fn finish_scalar<const L: usize>(
+/// Completes one lane's job with the one-message compression function.
+fn finish_alone<const L: usize>(
     lane: &mut Lane,
+    buffers: &mut Buffers<L>,
     state: &mut LaneState<L>,
     index: usize,
     jobs: &[MacJob<'_>],
-    tags: &mut [[u8; TAG_BUF_LEN]],
+    tags: &mut [&mut [u8]],
 ) {
-    while lane.phase != Phase::Idle {
+    while lane.source != Source::Idle {
         let mut words: [u64; 8] = core::array::from_fn(|w| state[w][index]);
-        if lane.phase == Phase::Inner && lane.next < lane.full {
-            let job = &jobs[lane.job];
-            let blocks = &job.message.as_chunks::<BLOCK_LEN>().0[lane.next..lane.full];
-            compress512(&mut words, blocks);
-            lane.next = lane.full - 1;
-        } else {
-            compress512(&mut words, core::slice::from_ref(lane.block(jobs)));
-        }
+        let blocks = run(lane, buffers, index, jobs);
+        let count = blocks.len();
+        crate::crypto::sha512::compress(&mut words, blocks);
         load_lane(state, index, &words);
         words.zeroize();
-        advance(lane, state, index, jobs, tags);
+        advance(lane, buffers, state, index, count, jobs, tags);
     }
 }
 
@@ -336,8 +369,18 @@ fn load_lane<const L: usize>(state: &mut LaneState<L>, index: usize, words: &[u6
 
 /// Writes the first `out.len()` bytes of a lane's chaining value, big-endian.
 fn write_lane<const L: usize>(state: &LaneState<L>, index: usize, out: &mut [u8]) {
-    for (chunk, word) in out.chunks_mut(8).zip(state) {
-        chunk.copy_from_slice(&word[index].to_be_bytes()[..chunk.len()]);
+    // Whole words are stored with fixed-size copies, which compile to plain stores. Tags
+    // are 48 or 64 bytes, so they end on a whole word and the last branch is for callers
+    // that ask for another length.
+    let whole = out.len() / 8;
+    let mut chunks = out.chunks_exact_mut(8);
+    for (chunk, word) in (&mut chunks).zip(state) {
+        chunk.copy_from_slice(&word[index].to_be_bytes());
+    }
+    let rest = chunks.into_remainder();
+    if let Some(word) = state.get(whole) {
+        let len = rest.len();
+        rest.copy_from_slice(&word[index].to_be_bytes()[..len]);
     }
 }
 
@@ -420,34 +463,51 @@ mod avx512 {
 
     use super::{BLOCK_LEN, LaneState, ROUND_CONSTANTS};
 
-    /// Compresses one block into each of eight lanes.
+    /// Compresses `count` blocks into each of eight lanes, keeping the chaining values in
+    /// registers from block to block.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F and AVX-512BW.
+    /// The CPU must support AVX-512F and AVX-512BW, and each run holds at least `count`
+    /// blocks or exactly one, which is then compressed `count` times.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn compress(state: &mut LaneState<8>, blocks: &[&[u8; BLOCK_LEN]; 8]) {
-        let mut w = [broadcast(0); 16];
-        for half in 0..2 {
-            let rows: [__m512i; 8] = core::array::from_fn(|j| {
-                // SAFETY: each block is 128 bytes, so bytes 64 * half .. + 64 are inside it.
-                let row = unsafe { _mm512_loadu_si512(blocks[j][64 * half..].as_ptr().cast()) };
-                byte_swap(row)
-            });
-            let columns = transpose(rows);
-            w[8 * half..8 * half + 8].copy_from_slice(&columns);
-        }
-
+    pub(super) unsafe fn compress(
+        state: &mut LaneState<8>,
+        runs: &[&[[u8; BLOCK_LEN]]; 8],
+        count: usize,
+    ) {
+        let mut next: [*const u8; 8] = core::array::from_fn(|j| runs[j].as_ptr().cast());
+        let stride: [usize; 8] =
+            core::array::from_fn(|j| if runs[j].len() > 1 { BLOCK_LEN } else { 0 });
         // SAFETY: each state word row is eight u64, one 512-bit unaligned load.
         let load = |row: &[u64; 8]| unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
-        let initial: [__m512i; 8] = core::array::from_fn(|i| load(&state[i]));
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = initial;
-        sha512_rounds!(w, a, b, c, d, e, f, g, h);
+        let mut chaining: [__m512i; 8] = core::array::from_fn(|i| load(&state[i]));
 
-        for (row, (start, end)) in
-            state.iter_mut().zip(initial.into_iter().zip([a, b, c, d, e, f, g, h]))
-        {
+        for _ in 0..count {
+            let mut w = [broadcast(0); 16];
+            for half in 0..2 {
+                let rows: [__m512i; 8] = core::array::from_fn(|j| {
+                    // SAFETY: `next[j]` points at a whole block of its run (the caller
+                    // guarantees enough blocks), so bytes 64 * half .. + 64 are inside it.
+                    let row = unsafe { _mm512_loadu_si512(next[j].add(64 * half).cast()) };
+                    byte_swap(row)
+                });
+                let columns = transpose(rows);
+                w[8 * half..8 * half + 8].copy_from_slice(&columns);
+            }
+
+            let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = chaining;
+            sha512_rounds!(w, a, b, c, d, e, f, g, h);
+            for (word, end) in chaining.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+                *word = add(*word, end);
+            }
+            for (pointer, step) in next.iter_mut().zip(stride) {
+                *pointer = pointer.wrapping_add(step);
+            }
+        }
+
+        for (row, word) in state.iter_mut().zip(chaining) {
             // SAFETY: as for the load.
-            unsafe { _mm512_storeu_si512(row.as_mut_ptr().cast(), add(start, end)) };
+            unsafe { _mm512_storeu_si512(row.as_mut_ptr().cast(), word) };
         }
     }
 
@@ -560,34 +620,51 @@ mod avx2 {
 
     use super::{BLOCK_LEN, LaneState, ROUND_CONSTANTS};
 
-    /// Compresses one block into each of four lanes.
+    /// Compresses `count` blocks into each of four lanes, keeping the chaining values in
+    /// registers from block to block.
     ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// The CPU must support AVX2, and each run holds at least `count` blocks or exactly
+    /// one, which is then compressed `count` times.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn compress(state: &mut LaneState<4>, blocks: &[&[u8; BLOCK_LEN]; 4]) {
-        let mut w = [broadcast(0); 16];
-        for quarter in 0..4 {
-            let rows: [__m256i; 4] = core::array::from_fn(|j| {
-                // SAFETY: each block is 128 bytes, so bytes 32 * quarter .. + 32 are inside.
-                let row = unsafe { _mm256_loadu_si256(blocks[j][32 * quarter..].as_ptr().cast()) };
-                byte_swap(row)
-            });
-            let columns = transpose(rows);
-            w[4 * quarter..4 * quarter + 4].copy_from_slice(&columns);
-        }
-
+    pub(super) unsafe fn compress(
+        state: &mut LaneState<4>,
+        runs: &[&[[u8; BLOCK_LEN]]; 4],
+        count: usize,
+    ) {
+        let mut next: [*const u8; 4] = core::array::from_fn(|j| runs[j].as_ptr().cast());
+        let stride: [usize; 4] =
+            core::array::from_fn(|j| if runs[j].len() > 1 { BLOCK_LEN } else { 0 });
         // SAFETY: each state word row is four u64, one 256-bit unaligned load.
         let load = |row: &[u64; 4]| unsafe { _mm256_loadu_si256(row.as_ptr().cast()) };
-        let initial: [__m256i; 8] = core::array::from_fn(|i| load(&state[i]));
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = initial;
-        sha512_rounds!(w, a, b, c, d, e, f, g, h);
+        let mut chaining: [__m256i; 8] = core::array::from_fn(|i| load(&state[i]));
 
-        for (row, (start, end)) in
-            state.iter_mut().zip(initial.into_iter().zip([a, b, c, d, e, f, g, h]))
-        {
+        for _ in 0..count {
+            let mut w = [broadcast(0); 16];
+            for quarter in 0..4 {
+                let rows: [__m256i; 4] = core::array::from_fn(|j| {
+                    // SAFETY: `next[j]` points at a whole block of its run (the caller
+                    // guarantees enough blocks), so bytes 32 * quarter .. + 32 are inside.
+                    let row = unsafe { _mm256_loadu_si256(next[j].add(32 * quarter).cast()) };
+                    byte_swap(row)
+                });
+                let columns = transpose(rows);
+                w[4 * quarter..4 * quarter + 4].copy_from_slice(&columns);
+            }
+
+            let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = chaining;
+            sha512_rounds!(w, a, b, c, d, e, f, g, h);
+            for (word, end) in chaining.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+                *word = add(*word, end);
+            }
+            for (pointer, step) in next.iter_mut().zip(stride) {
+                *pointer = pointer.wrapping_add(step);
+            }
+        }
+
+        for (row, word) in state.iter_mut().zip(chaining) {
             // SAFETY: as for the load.
-            unsafe { _mm256_storeu_si256(row.as_mut_ptr().cast(), add(start, end)) };
+            unsafe { _mm256_storeu_si256(row.as_mut_ptr().cast(), word) };
         }
     }
 
@@ -679,6 +756,68 @@ mod tests {
         Width::ALL.into_iter().filter(|w| w.is_available()).collect()
     }
 
+    /// Checks each job's tag in a burst at `width` against the one-message HMAC.
+    fn check_burst(width: Width, keys: &[MacKey], messages: &[&[u8]]) {
+        let jobs: Vec<MacJob<'_>> = keys
+            .iter()
+            .zip(messages)
+            .map(|(key, message)| {
+                let (inner, outer) = key.states();
+                MacJob { inner, outer, tag_len: key.algorithm().tag_len(), message }
+            })
+            .collect();
+        let mut tags = vec![[0u8; TAG_BUF_LEN]; jobs.len()];
+        let mut outputs: Vec<&mut [u8]> = tags.iter_mut().map(|t| &mut t[..]).collect();
+        hmac_burst(width, &jobs, &mut outputs);
+        drop(outputs);
+        for (j, (key, message)) in keys.iter().zip(messages).enumerate() {
+            let expected = key.tag(message);
+            let tag_len = key.algorithm().tag_len();
+            assert_eq!(
+                &tags[j][..tag_len],
+                expected.as_bytes(),
+                "{width:?} job {j} of {}, {} bytes",
+                jobs.len(),
+                message.len()
+            );
+        }
+    }
+
+    #[test]
+    fn long_runs_beside_idle_lanes() {
+        // Three long messages leave most lanes idle while the busy ones compress runs of
+        // many blocks, so the idle lanes repeat their one zero block within a run. A
+        // fourth, shorter message ends the runs of the others early.
+        let data: Vec<u8> = (0..6000u32).map(|i| (i * 13 + 5) as u8).collect();
+        let messages: Vec<&[u8]> =
+            vec![&data[..2000], &data[7..3007], &data[1..5001], &data[..700]];
+        for width in widths() {
+            for count in 1..=messages.len() {
+                let keys: Vec<MacKey> = (0..count)
+                    .map(|j| {
+                        let algorithm =
+                            if j % 2 == 1 { MacAlgorithm::Sha512 } else { MacAlgorithm::Sha384 };
+                        MacKey::new(algorithm, &[0x40 + j as u8; 64])
+                    })
+                    .collect();
+                check_burst(width, &keys, &messages[..count]);
+            }
+        }
+    }
+
+    #[test]
+    fn write_lane_partial_word() {
+        let mut state: LaneState<2> = [[0; 2]; 8];
+        state[0] = [0x0102_0304_0506_0708, 0x1112_1314_1516_1718];
+        state[1] = [0x2122_2324_2526_2728, 0x3132_3334_3536_3738];
+        let mut out = [0u8; 13];
+        write_lane(&state, 1, &mut out);
+        assert_eq!(
+            out,
+            [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x31, 0x32, 0x33, 0x34, 0x35]
+        );
+    }
+
     #[test]
     fn burst_matches_mac_key_for_mixed_lengths() {
         let lengths = [0usize, 1, 111, 112, 113, 127, 128, 129, 239, 240, 256, 1432, 9000, 5, 64];
@@ -704,7 +843,9 @@ mod tests {
                     })
                     .collect();
                 let mut tags = vec![[0u8; TAG_BUF_LEN]; count];
-                hmac_burst(width, &jobs, &mut tags);
+                let mut outputs: Vec<&mut [u8]> = tags.iter_mut().map(|t| &mut t[..]).collect();
+                hmac_burst(width, &jobs, &mut outputs);
+                drop(outputs);
                 for (j, job) in jobs.iter().enumerate() {
                     let expected = keys[j].tag(job.message);
                     assert_eq!(

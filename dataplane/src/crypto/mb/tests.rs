@@ -1,6 +1,7 @@
 //! The burst engine against the one-packet path, the RustCrypto crates and the Wycheproof
 //! vectors, at every width this CPU runs.
 
+use ::aes::cipher::{BlockCipherDecrypt, KeyInit};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -334,7 +335,9 @@ fn burst_tags(width: Width, keys: &[MacKey], messages: &[Vec<u8>]) -> Vec<Vec<u8
         })
         .collect();
     let mut tags = vec![[0u8; TAG_BUF_LEN]; jobs.len()];
-    hmac_burst(width, &jobs, &mut tags);
+    let mut outputs: Vec<&mut [u8]> = tags.iter_mut().map(|t| &mut t[..]).collect();
+    hmac_burst(width, &jobs, &mut outputs);
+    drop(outputs);
     tags.iter().zip(&jobs).map(|(tag, job)| tag[..job.tag_len].to_vec()).collect()
 }
 
@@ -357,6 +360,14 @@ fn hmac_burst_matches_hmac_crate_random_keys() {
             assert_eq!(tags[i], expected, "{width:?} message {i}");
         }
     }
+}
+
+/// Returns the head block whose encryption under `key` is `iv`, so that a lane encrypts
+/// with that IV.
+fn head_for_iv(key: &[u8; 32], iv: &[u8; 16]) -> [u8; 16] {
+    let mut block = (*iv).into();
+    ::aes::Aes256Dec::new(&(*key).into()).decrypt_block(&mut block);
+    block.into()
 }
 
 fn wycheproof(name: &str) -> Value {
@@ -413,11 +424,7 @@ fn wycheproof_cbc_in_lockstep() {
         .iter()
         .filter(|c| c["result"].as_str() == Some("valid"))
         .collect();
-    let Some(_) = RoundKeys::expand(&[0; 32]) else { return };
-    let schedules: Vec<RoundKeys> = cases
-        .iter()
-        .map(|c| RoundKeys::expand(&field(c, "key").try_into().unwrap()).unwrap())
-        .collect();
+    let keys: Vec<[u8; 32]> = cases.iter().map(|c| field(c, "key").try_into().unwrap()).collect();
     assert!(cases.len() > 10);
     for path in [AesPath::AesNi, AesPath::Vaes].into_iter().filter(|p| p.is_available()) {
         let mut buffers: Vec<Vec<u8>> = cases
@@ -431,15 +438,16 @@ fn wycheproof_cbc_in_lockstep() {
             .collect();
         let mut lanes: Vec<CbcLane<'_>> = buffers
             .iter_mut()
-            .zip(&schedules)
+            .zip(&keys)
             .zip(&cases)
-            .map(|((buf, keys), case)| CbcLane {
-                keys,
-                chain: field(case, "iv").try_into().unwrap(),
+            .map(|((buf, key), case)| CbcLane {
+                key,
+                head: head_for_iv(key, &field(case, "iv").try_into().unwrap()),
                 blocks: buf.as_chunks_mut::<16>().0,
+                chain: [0; 16],
             })
             .collect();
-        cbc_encrypt_lanes_with(path, &mut lanes);
+        assert!(cbc_encrypt_lanes_with(path, &mut lanes));
         drop(lanes);
         for (buf, case) in buffers.iter().zip(&cases) {
             assert_eq!(buf, &field(case, "ct"), "{path:?} case {}", case["tcId"]);
