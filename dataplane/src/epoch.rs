@@ -77,7 +77,7 @@ pub struct Peer {
     /// receipt, which covers a peer-key rotation. Empty until the key exchange has
     /// delivered them.
     pub pair_keys: Vec<PairKeys>,
-    /// Paths to the peer, in order of preference.
+    /// Paths to the peer. New sessions spread over those in service ([`KeyEpoch::path_for_flow`]).
     pub paths: Vec<Path>,
 }
 
@@ -240,8 +240,19 @@ impl KeyEpoch {
 
     /// Finds the first in-service path of `peer`.
     pub fn path_in_service(&self, peer: PeerId) -> Option<(PathId, &Path)> {
+        self.path_for_flow(peer, 0)
+    }
+
+    /// Picks the in-service path of `peer` for a session whose flow hashes to `flow`. A
+    /// flow keeps its path while the set of in-service paths stays the same, and flows
+    /// spread evenly over those paths, so sessions between one pair of hosts may take
+    /// different paths.
+    pub fn path_for_flow(&self, peer: PeerId, flow: u64) -> Option<(PathId, &Path)> {
         let peer = self.peers.get(usize::from(peer))?;
-        let (index, path) = peer.paths.iter().enumerate().find(|(_, path)| path.in_service)?;
+        let in_service = peer.paths.iter().filter(|path| path.in_service).count();
+        let pick = usize::try_from(flow % u64::try_from(in_service).ok()?.max(1)).ok()?;
+        let (index, path) =
+            peer.paths.iter().enumerate().filter(|(_, path)| path.in_service).nth(pick)?;
         Some((PathId::try_from(index).ok()?, path))
     }
 
@@ -407,6 +418,41 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::sync::atomic::AtomicUsize;
+
+    fn epoch_with_paths(in_service: &[bool]) -> KeyEpoch {
+        let paths = in_service
+            .iter()
+            .enumerate()
+            .map(|(index, &up)| Path {
+                interface: 1,
+                local: IpAddr::V4(Ipv4Addr::new(10, 0, index as u8, 1)),
+                peer: IpAddr::V4(Ipv4Addr::new(10, 0, index as u8, 2)),
+                gateway: None,
+                in_service: up,
+            })
+            .collect();
+        KeyEpoch {
+            peers: vec![Peer {
+                name: "peer".into(),
+                metadata_keys: None,
+                pair_keys: Vec::new(),
+                paths,
+            }],
+            ..KeyEpoch::default()
+        }
+    }
+
+    #[test]
+    fn path_for_flow_spreads_over_in_service() {
+        let epoch = epoch_with_paths(&[true, false, true]);
+        let picked: Vec<PathId> =
+            (0..4).map(|flow| epoch.path_for_flow(0, flow).unwrap().0).collect();
+        assert_eq!(picked, [0, 2, 0, 2], "flows alternate over paths 0 and 2, skipping 1");
+        assert_eq!(epoch.path_in_service(0).unwrap().0, 0);
+        assert!(epoch.path_for_flow(1, 0).is_none(), "unknown peer");
+        let down = epoch_with_paths(&[false, false]);
+        assert!(down.path_for_flow(0, 7).is_none(), "no path in service");
+    }
 
     #[test]
     fn reader_sees_published_epoch() {

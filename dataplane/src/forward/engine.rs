@@ -583,7 +583,8 @@ impl Engine {
             return Err(DropReason::NoRoute);
         };
         let peer_entry = epoch.peers.get(usize::from(peer)).ok_or(DropReason::NoRoute)?;
-        let (path_id, path) = epoch.path_in_service(peer).ok_or(DropReason::PathDown)?;
+        let (path_id, path) =
+            epoch.path_for_flow(peer, flow_selector(&tuple)).ok_or(DropReason::PathDown)?;
         if peer_entry.metadata_keys.is_none() {
             return Err(DropReason::NoKey);
         }
@@ -651,8 +652,9 @@ impl Engine {
         Ok(id)
     }
 
-    /// Moves an ingress session off a path that went out of service, onto the first path
-    /// of its peer in service; the session sends metadata again after a move.
+    /// Moves an ingress session off a path that went out of service, onto the path among
+    /// its peer's paths in service that its flow picks; the session sends metadata again
+    /// after a move, and keeps its payload key.
     fn refresh_path(&mut self, epoch: &KeyEpoch, id: SessionId) -> Result<(), DropReason> {
         let Some(session) = self.sessions.get(id) else {
             return Err(DropReason::NoSession);
@@ -666,7 +668,9 @@ impl Engine {
             return Ok(());
         }
 
-        let Some((new_id, path)) = epoch.path_in_service(session.peer) else {
+        let Some((new_id, path)) =
+            epoch.path_for_flow(session.peer, flow_selector(&session.original))
+        else {
             // The peer may restart while no path reaches it and so lose its end of the
             // session. The session sends metadata again once a path is back, which lets a
             // restarted egress create it anew.
@@ -1250,6 +1254,15 @@ fn decrypt(
 ) -> Result<Range<usize>, DropReason> {
     decrypt_carried(packet, opened, keys, session.receive_direction(), session.encrypt)
         .map_err(receive_drop)
+}
+
+/// Returns the number that picks a new session's path among its peer's paths in service:
+/// a hash of the session's original 5-tuple, the same on every run.
+pub(crate) fn flow_selector(tuple: &FiveTuple) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    tuple.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Lowest UDP port of SVR waypoints. A WAN frame to a lower port is not SVR.

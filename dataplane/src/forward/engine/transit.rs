@@ -69,7 +69,8 @@ impl Engine {
         if peer.metadata_keys.is_none() || peer.pair_keys.is_empty() {
             return Err(DropReason::NoKey);
         }
-        let (path_id, path) = epoch.path_in_service(next).ok_or(DropReason::PathDown)?;
+        let selector = super::flow_selector(&towards_ingress.original);
+        let (path_id, path) = epoch.path_for_flow(next, selector).ok_or(DropReason::PathDown)?;
         if path.local.is_ipv4() != path.peer.is_ipv4() {
             return Err(DropReason::NoRoute);
         }
