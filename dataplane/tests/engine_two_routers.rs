@@ -873,6 +873,78 @@ fn path_failover_moves_session() {
 }
 
 #[test]
+fn egress_path_failover_moves_both_ends() {
+    let mut net = Net::new();
+    net.r1_epoch.publish(with_second_path(router_epoch("r1", true), true, None));
+    net.r2_epoch.publish(with_second_path(router_epoch("r2", false), false, None));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"first"));
+    net.run();
+    let used = path_of(&forward_frames(&net)[0]);
+    let other = 1 - used;
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"reply 0")));
+    net.run();
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"handshake done"));
+    net.run();
+
+    // The session's path goes down at r2 only, while host5 sends and host1 is silent: r2
+    // moves the session itself, with reverse metadata on the other path.
+    net.r2_epoch.publish(with_second_path(router_epoch("r2", false), false, Some(used)));
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"moved by r2")));
+    net.run();
+    let moved = reverse_frames(&net)[1].clone();
+    let mut expected = PATH_ADDRESSES[other];
+    expected.rotate_left(4);
+    assert_eq!(moved[26..34], expected, "r2 sends on the other path");
+    assert!(has_metadata(&moved), "reverse metadata after r2's path change");
+    assert_eq!(net.at_host1().len(), 2, "r1 accepts the session on the new waypoints");
+
+    // r1 follows: its next packet of the session goes on the new path too.
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"after the move"));
+    net.run();
+    let followed = forward_frames(&net)[2].clone();
+    assert_eq!(path_of(&followed), other, "r1 sends on the path r2 moved to");
+    assert_eq!(net.at_host5().len(), 3);
+    assert_eq!(net.r1.engine().sessions().len(), 1);
+    assert_eq!(net.r2.engine().sessions().len(), 1);
+    assert_eq!(net.r1.engine().counters().total_drops(), 0);
+    assert_eq!(net.r2.engine().counters().total_drops(), 0);
+}
+
+#[test]
+fn reverse_metadata_move_not_replayable() {
+    let mut net = Net::new();
+    net.r1_epoch.publish(with_second_path(router_epoch("r1", true), true, None));
+    net.r2_epoch.publish(with_second_path(router_epoch("r2", false), false, None));
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"first"));
+    net.run();
+    let used = path_of(&forward_frames(&net)[0]);
+    net.r2_epoch.publish(with_second_path(router_epoch("r2", false), false, Some(used)));
+    net.send_from_host5(&from_host5(udp_v4(HOST5, HOST1, (5201, 40000), b"moved by r2")));
+    net.run();
+    let mut moved = reverse_frames(&net)[0].clone();
+    assert!(has_metadata(&moved));
+
+    assert_eq!(net.at_host1().len(), 1, "r1 followed r2's move");
+
+    // A replay of that packet is dropped as a replay. So is a copy with other outer ports,
+    // which the tag does not cover: it names r1's session, whose window has its number,
+    // so it moves nothing.
+    let drops_before = net.r1.engine().counters().total_drops();
+    let replayed = moved.clone();
+    moved[34..36].copy_from_slice(&17000u16.to_be_bytes());
+    fix_outer_lengths(&mut moved);
+    Net::send(&mut net.wire1, &replayed);
+    Net::send(&mut net.wire1, &moved);
+    net.run();
+    assert_eq!(net.at_host1().len(), 0, "neither copy reaches host1");
+    assert_eq!(net.r1.engine().counters().drops(DropReason::Replay), 2);
+    assert_eq!(net.r1.engine().counters().total_drops(), drops_before + 2);
+    net.send_from_host1(&udp_v4(HOST1, HOST5, (40000, 5201), b"still on the moved path"));
+    net.run();
+    assert_eq!(path_of(forward_frames(&net).last().unwrap()), 1 - used);
+}
+
+#[test]
 fn tcp_syn_mss_clamped() {
     let mut net = Net::new();
     let mut segment = Vec::new();

@@ -582,8 +582,9 @@ pub fn udp_datagram_crosses(
     Ok(status.success())
 }
 
-/// A TCP server in a namespace that sends one file to the first client and exits.
-const SEND_FILE: &str = "import socket, sys
+/// A TCP server in a namespace that sends one file to the first client and exits, at most
+/// at the rate in bytes per second of its fourth argument (0: as fast as it can).
+const SEND_FILE: &str = "import socket, sys, time
 family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
 server = socket.socket(family, socket.SOCK_STREAM)
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -591,7 +592,17 @@ server.bind((sys.argv[1], int(sys.argv[2])))
 server.listen(1)
 server.settimeout(30)
 connection, _ = server.accept()
-connection.sendall(open(sys.argv[3], 'rb').read())
+data = open(sys.argv[3], 'rb').read()
+rate = int(sys.argv[4])
+if rate == 0:
+    connection.sendall(data)
+else:
+    start = time.monotonic()
+    for offset in range(0, len(data), 65536):
+        connection.sendall(data[offset:offset + 65536])
+        ahead = (offset + 65536) / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
 connection.close()
 ";
 
@@ -633,6 +644,30 @@ pub fn tcp_transfer(
     port: u16,
     size: usize,
 ) -> Result<Transfer> {
+    let endpoints = TransferEnds { server_ns, client_ns, address, port };
+    tcp_transfer_paced(namespaces, dir, &endpoints, size, 0)
+}
+
+/// The two ends of a TCP transfer: the server's namespace, address and port, and the
+/// client's namespace.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferEnds<'a> {
+    pub server_ns: &'a str,
+    pub client_ns: &'a str,
+    pub address: &'a str,
+    pub port: u16,
+}
+
+/// Sends as [`tcp_transfer`] does, at most `rate` bytes per second (0: unpaced), so that a
+/// test can act while the transfer runs.
+pub fn tcp_transfer_paced(
+    namespaces: &Namespaces,
+    dir: &TempDir,
+    ends: &TransferEnds<'_>,
+    size: usize,
+    rate: u64,
+) -> Result<Transfer> {
+    let TransferEnds { server_ns, client_ns, address, port } = *ends;
     let source = dir.join(&format!("send-{port}.bin"));
     let target = dir.join(&format!("received-{port}.bin"));
     let mut data = vec![0u8; size];
@@ -642,9 +677,10 @@ pub fn tcp_transfer(
 
     let port_text = port.to_string();
     let source_text = source.display().to_string();
+    let rate_text = rate.to_string();
     let mut server = Command::new("ip")
         .args(["netns", "exec", &namespaces.name(server_ns), "python3", "-c", SEND_FILE])
-        .args([address, &port_text, &source_text])
+        .args([address, &port_text, &source_text, &rate_text])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

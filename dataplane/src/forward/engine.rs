@@ -652,9 +652,10 @@ impl Engine {
         Ok(id)
     }
 
-    /// Moves an ingress session off a path that went out of service, onto the path among
-    /// its peer's paths in service that its flow picks; the session sends metadata again
-    /// after a move, and keeps its payload key.
+    /// Moves a session off a path that went out of service, onto the path among its
+    /// peer's paths in service that its flow picks; the session sends metadata again after
+    /// a move, and keeps its payload key. Either end moves: the ingress's forward metadata
+    /// or the egress's reverse metadata on the new waypoints tells the other end.
     fn refresh_path(&mut self, epoch: &KeyEpoch, id: SessionId) -> Result<(), DropReason> {
         let Some(session) = self.sessions.get(id) else {
             return Err(DropReason::NoSession);
@@ -662,9 +663,7 @@ impl Engine {
         let Some(path_id) = session.path else {
             return Ok(());
         };
-        if session.role == Role::Egress
-            || epoch.path(session.peer, path_id).is_some_and(|path| path.in_service)
-        {
+        if epoch.path(session.peer, path_id).is_some_and(|path| path.in_service) {
             return Ok(());
         }
 
@@ -940,12 +939,14 @@ impl Engine {
         opened: &Opened,
     ) -> Result<(SessionId, bool), DropReason> {
         let mut context = None;
+        let mut reverse = None;
         let mut uuid = uuid::Uuid::nil();
         let (mut tenant, mut service, mut source_router) = (None, None, None);
         let mut encrypt = false;
         for tlv in &metadata.payload_tlvs {
             match tlv {
                 PayloadTlv::ForwardContext(value) => context = Some(FiveTuple::from_context(value)),
+                PayloadTlv::ReverseContext(value) => reverse = Some(FiveTuple::from_context(value)),
                 PayloadTlv::SessionUuid(value) => uuid = *value,
                 PayloadTlv::Tenant(name) => tenant = Some(name.as_str()),
                 PayloadTlv::Service(name) => service = Some(name.as_str()),
@@ -954,7 +955,13 @@ impl Engine {
                 _ => {}
             }
         }
-        // Reverse metadata for a session this router does not hold.
+        // Reverse metadata on waypoints no session has: the egress moved the session to
+        // another path, or it is for a session this router does not hold.
+        if context.is_none()
+            && let Some(reverse) = reverse
+        {
+            return self.follow_egress(epoch, port, outer, reverse.reversed(), uuid, opened);
+        }
         let original = context.ok_or(DropReason::NoSession)?;
         let key = payload_key(metadata)?.ok_or(DropReason::NoKey)?;
 
@@ -1039,6 +1046,45 @@ impl Engine {
         self.counters.sessions_created += 1;
         debug!(tuple = %original, %uuid, "egress session created");
         Ok((id, true))
+    }
+}
+
+impl Engine {
+    /// Moves the ingress session of flow `original` to the waypoints of `outer`, on which
+    /// its peer sent reverse metadata after moving the session off a path that went out of
+    /// service at its end. The metadata must name the session, and come from its peer.
+    fn follow_egress(
+        &mut self,
+        epoch: &KeyEpoch,
+        port: InterfaceId,
+        outer: &ParsedFrame,
+        original: FiveTuple,
+        uuid: uuid::Uuid,
+        opened: &Opened,
+    ) -> Result<(SessionId, bool), DropReason> {
+        let id = self.sessions.find_lan(&original).ok_or(DropReason::NoSession)?;
+        let session = self.sessions.get(id).ok_or(DropReason::NoSession)?;
+        let (sender, path) = epoch
+            .path_by_waypoints(port, outer.tuple.source, outer.tuple.destination)
+            .ok_or(DropReason::NoRoute)?;
+        // NOTE: a transit leg does not follow a move of its far end; it keeps sending on
+        // its own path until that path goes out of service here too.
+        if session.uuid != uuid
+            || session.role != Role::Ingress
+            || session.is_transit()
+            || session.peer != sender
+        {
+            return Err(DropReason::NoSession);
+        }
+        session.window.check(opened.sequence.number()).map_err(|_| DropReason::Replay)?;
+        let waypoints = outer.tuple.reversed();
+        self.sessions.move_waypoints(id, waypoints).map_err(|_| DropReason::TableFull)?;
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.wan_interface = port;
+            session.path = Some(path);
+            debug!(%uuid, path, "ingress session moved to the egress's new waypoints");
+        }
+        Ok((id, false))
     }
 }
 
