@@ -12,7 +12,7 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,9 @@ fn open_socket(interface: &str) -> Result<(Xsk, Arc<XdpAttachment>), String> {
 /// svrd's two routers polling on one pinned thread.
 pub struct SvrdForwarder {
     stop: Arc<AtomicBool>,
+    /// Nanoseconds r1 and r2 spent in `poll_once` calls that received frames: each
+    /// router's own work, as if it ran alone on its core.
+    busy: Arc<[AtomicU64; 2]>,
     handle: Option<JoinHandle<(Worker, Worker)>>,
     _epochs: Vec<svr_dataplane::epoch::EpochPublisher>,
     _attachments: Vec<Arc<XdpAttachment>>,
@@ -90,24 +93,37 @@ impl SvrdForwarder {
 
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let busy = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let counters = Arc::clone(&busy);
         let handle = thread::Builder::new()
             .name("svrb-forwarder".into())
             .spawn(move || {
                 crate::pin_to_last_core();
                 while !flag.load(Ordering::Relaxed) {
-                    let now = Instant::now();
-                    r1.poll_once(now);
-                    r2.poll_once(now);
+                    for (worker, counter) in [&mut r1, &mut r2].into_iter().zip(counters.iter()) {
+                        let start = Instant::now();
+                        if worker.poll_once(start) > 0 {
+                            let spent = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+                            counter.fetch_add(spent, Ordering::Relaxed);
+                        }
+                    }
                 }
                 (r1, r2)
             })
             .map_err(|e| format!("forwarder thread: {e}"))?;
         Ok(SvrdForwarder {
             stop,
+            busy,
             handle: Some(handle),
             _epochs: vec![r1_epoch, r2_epoch],
             _attachments: vec![r1_lan.1, r2_lan.1],
         })
+    }
+
+    /// Returns the nanoseconds r1 and r2 have spent in `poll_once` calls that received
+    /// frames so far.
+    pub fn busy_ns(&self) -> [u64; 2] {
+        [self.busy[0].load(Ordering::Relaxed), self.busy[1].load(Ordering::Relaxed)]
     }
 
     /// Stops the thread and returns both routers' drop counts.
@@ -177,9 +193,19 @@ pub fn forward_legs(
 
         let forwarder = SvrdForwarder::start(&rig.topology, options.flows)?;
         let mut generator = warm_up(&mut rig, options.flows, SizeMix::Fixed(size))?;
-        let svrd: Vec<LoadResult> = (0..runs)
-            .map(|_| run_load(&mut rig.host1, Some(&mut rig.host5), &mut generator, &config))
-            .collect();
+        let mut svrd = Vec::with_capacity(runs);
+        let mut worker_pps = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let before = forwarder.busy_ns();
+            let result = run_load(&mut rig.host1, Some(&mut rig.host5), &mut generator, &config);
+            let after = forwarder.busy_ns();
+            let rate = |router: usize| {
+                let busy = after[router].saturating_sub(before[router]) as f64 / 1e9;
+                result.totals.received as f64 / busy.max(1e-9)
+            };
+            worker_pps.push([rate(0), rate(1)]);
+            svrd.push(result);
+        }
         let drops = forwarder.stop()?;
         for result in &svrd {
             eprint!("svrd {size} B: ");
@@ -188,7 +214,7 @@ pub fn forward_legs(
 
         let log_dir = options.json.parent().unwrap_or(std::path::Path::new("."));
         let testpmd = testpmd_runs(&mut rig, size, options.flows, &config, runs, log_dir)?;
-        rows.push(afxdp_row(size, options.flows, &svrd, &testpmd, drops));
+        rows.push(afxdp_row(size, options.flows, &svrd, &worker_pps, &testpmd, drops));
     }
     Ok(rows)
 }
@@ -197,25 +223,28 @@ fn afxdp_row(
     size: usize,
     flows: u16,
     svrd: &[LoadResult],
+    worker_pps: &[[f64; 2]],
     testpmd: &[LoadResult],
     drops: u64,
 ) -> Row {
     let received: Vec<f64> = svrd.iter().map(|r| r.received_pps).collect();
+    let r1: Vec<f64> = worker_pps.iter().map(|rates| rates[0]).collect();
+    let r2: Vec<f64> = worker_pps.iter().map(|rates| rates[1]).collect();
     let reference: Vec<f64> = testpmd.iter().map(|r| r.received_pps).collect();
     let pipeline_pps = Summary::of(&received);
     let reference_pps = Summary::of(&reference);
     let best = svrd.iter().max_by(|a, b| a.received_pps.total_cmp(&b.received_pps));
-    let zero = Summary::of(&[]);
     Row {
         backend: "afxdp".into(),
         crypto_path: crate::forward::crypto_path_name(CryptoPath::default()),
         frame_bytes: size,
         flows,
-        r1_pps: zero,
-        r2_pps: zero,
-        // Both routers share one thread with the AF_XDP sockets' kernel work, so there is
-        // no separate worker time to report.
-        worker_ns_per_packet: 0.0,
+        r1_pps: Summary::of(&r1),
+        r2_pps: Summary::of(&r2),
+        // Each router's time includes the kernel's work for its own AF_XDP socket, which
+        // runs in its system calls.
+        worker_ns_per_packet: 1e9 / Summary::of(&r1).median.max(1.0)
+            + 1e9 / Summary::of(&r2).median.max(1.0),
         reference: "testpmd io".into(),
         ratio: pipeline_pps.median / reference_pps.median.max(1.0),
         latency: median_latency(svrd),

@@ -110,10 +110,8 @@ fn netns_path_cut_mid_transfer() {
             std::thread::sleep(CUT_AFTER);
             let before = [sent_bytes(&ns, "wan-a"), sent_bytes(&ns, "wan-b")];
             std::thread::sleep(Duration::from_millis(300));
-            let grown = [
-                sent_bytes(&ns, "wan-a") - before[0],
-                sent_bytes(&ns, "wan-b") - before[1],
-            ];
+            let grown =
+                [sent_bytes(&ns, "wan-a") - before[0], sent_bytes(&ns, "wan-b") - before[1]];
             let (busy, other) =
                 if grown[0] >= grown[1] { ("wan-a", "wan-b") } else { ("wan-b", "wan-a") };
             ns.exec("r1", &["ip", "link", "set", busy, "down"]).expect("cut the busy path");
