@@ -66,6 +66,17 @@ demo_topology_up() {
     topo_default_route "$DEMO_NS_HOST5" "${DEMO_R2_LAN_V6%/*}"
 }
 
+# Removes the demo's own five namespaces, with the processes inside them and their veth
+# pairs, and nothing else that happens to share the prefix.
+demo_topology_down() {
+    local ns
+    for ns in "$DEMO_NS_HOST1" "$DEMO_NS_R1" "$DEMO_NS_R2" "$DEMO_NS_HOST5" "$DEMO_NS_WIRE"; do
+        [[ -e /run/netns/$ns ]] || continue
+        topo_ns_kill "$ns"
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+
 # Pings each router's LAN address from its host and each router's WAN peer once, so the
 # kernels' neighbour tables, which svrd reads, hold every next hop before svrd starts.
 demo_warm_neighbours() {

@@ -354,16 +354,18 @@ impl Xsk {
             if ret >= 0 {
                 return;
             }
-            match io::Error::last_os_error().raw_os_error() {
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
                 Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => continue,
-                errno => {
+                _ => {
                     // Logged on the 1st, 2nd, 4th, 8th... failure, so a persistent fault
-                    // does not flood the log from the poll loop.
+                    // (ENETDOWN while the link is down) does not flood the log from the
+                    // poll loop.
                     self.wakeup_failures += 1;
                     if self.wakeup_failures.is_power_of_two() {
                         tracing::warn!(
                             interface = self.interface(),
-                            ?errno,
+                            %error,
                             failures = self.wakeup_failures,
                             "AF_XDP transmit wakeup failed"
                         );
