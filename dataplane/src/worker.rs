@@ -88,8 +88,12 @@ pub struct ControlQueues {
     pub discovery: ArrayQueue<ControlPacket>,
     /// Control packets the control thread wants sent.
     pub to_send: ArrayQueue<ControlPacket>,
-    /// Empty buffers; take one to build a packet and return it when done.
+    /// Empty buffers for `punted` and `to_send`; take one to build a packet and return it
+    /// when done.
     pub spare: ArrayQueue<Vec<u8>>,
+    /// Empty buffers for `discovery` alone, so that a flood of ARP or neighbour discovery
+    /// can never take the buffers BFD needs.
+    pub discovery_spare: ArrayQueue<Vec<u8>>,
     /// LAN next hops that had no neighbour entry, with their port, for the control thread
     /// to have resolved. Entries that find the queue full are dropped.
     pub unresolved: ArrayQueue<(InterfaceId, std::net::IpAddr)>,
@@ -103,8 +107,10 @@ impl ControlQueues {
     /// no doorbell.
     pub fn new(depth: usize, frame_size: usize) -> ControlQueues {
         let spare = ArrayQueue::new(depth.max(1) * 2);
+        let discovery_spare = ArrayQueue::new(depth.max(1));
         for _ in 0..depth {
             let _ = spare.push(Vec::with_capacity(frame_size));
+            let _ = discovery_spare.push(Vec::with_capacity(frame_size));
         }
         ControlQueues {
             punted: ArrayQueue::new(depth.max(1)),
@@ -112,6 +118,7 @@ impl ControlQueues {
             to_send: ArrayQueue::new(depth.max(1)),
             unresolved: ArrayQueue::new(depth.max(1)),
             spare,
+            discovery_spare,
             punt_bell: None,
         }
     }
@@ -316,12 +323,12 @@ impl Worker {
 
             for frame in rx.drain() {
                 if side == Some(Side::Wan) && is_control_packet(frame.data()) {
-                    punted |= punt(engine, &control.punted, control, port, &frame);
+                    punted |= punt(engine, &control.punted, &control.spare, port, &frame);
                     ports.free(port, frame);
                     continue;
                 }
                 if is_neighbour_discovery(frame.data()) {
-                    punt(engine, &control.discovery, control, port, &frame);
+                    punt(engine, &control.discovery, &control.discovery_spare, port, &frame);
                     ports.free(port, frame);
                     continue;
                 }
@@ -825,16 +832,16 @@ fn transmit(engine: &mut Engine, ports: &mut PortSet, port: InterfaceId, bytes: 
     true
 }
 
-/// Copies a control packet into a spare buffer and queues it on `queue` for the control
-/// thread. Returns whether it was queued.
+/// Copies a control packet into a buffer from `spare` and queues it on `queue` for the
+/// control thread. Returns whether it was queued.
 fn punt(
     engine: &mut Engine,
     queue: &ArrayQueue<ControlPacket>,
-    control: &ControlQueues,
+    spare: &ArrayQueue<Vec<u8>>,
     port: InterfaceId,
     frame: &Frame,
 ) -> bool {
-    let Some(mut buffer) = control.spare.pop() else {
+    let Some(mut buffer) = spare.pop() else {
         engine.counters_mut().drop(DropReason::PuntQueueFull);
         return false;
     };
@@ -848,7 +855,7 @@ fn punt(
             true
         }
         Err(packet) => {
-            let _ = control.spare.push(packet.frame);
+            let _ = spare.push(packet.frame);
             engine.counters_mut().drop(DropReason::PuntQueueFull);
             false
         }

@@ -464,6 +464,33 @@ fn bfd_packets_punted_and_sent() {
 }
 
 #[test]
+fn arp_flood_leaves_bfd_punted() {
+    let mut net = Net::new();
+    // Broadcast ARP requests for r1's waypoint, far more than the discovery queue holds,
+    // then one BFD packet.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 0x66, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 0x66, 10, 202, 0, 66]);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&R1_WAYPOINT.octets());
+    for _ in 0..4 {
+        for _ in 0..32 {
+            Net::send(&mut net.wire1, &arp);
+        }
+        net.run();
+    }
+    let bfd = udp_v4(R2_WAYPOINT, R1_WAYPOINT, (49152, 3784), &[0x20, 0x40, 3, 24]);
+    Net::send(&mut net.wire1, &bfd);
+    net.run();
+
+    assert_eq!(net.r1_control.discovery.len(), net.r1_control.discovery.capacity());
+    assert!(net.r1.engine().counters().drops(DropReason::PuntQueueFull) > 0);
+    let punted = net.r1_control.punted.pop().expect("the BFD packet is punted");
+    assert_eq!(punted.frame, bfd);
+    assert!(!net.r1_control.spare.is_empty(), "BFD's buffers are untouched by the flood");
+}
+
+#[test]
 fn rotation_under_load_loses_nothing() {
     let mut net = Net::new();
     let total = 10_000;

@@ -62,6 +62,7 @@ impl Neighbours {
                 dpdk.get(index).copied().unwrap_or(false).then(|| PortAddresses {
                     mac: macs.get(index).copied().unwrap_or_default(),
                     addresses: port.addresses.clone(),
+                    networks: port.networks.clone(),
                 })
             })
             .collect();
@@ -152,8 +153,9 @@ impl Daemon {
                 break;
             };
             let reply = self.neighbours.resolver.receive(port, &frame, now);
-            // The spare queue holds twice as many buffers as any one queue, so it has room.
-            let _ = control.spare.push(frame);
+            // The buffer came from the discovery pool, which has room for every buffer it
+            // lent out.
+            let _ = control.discovery_spare.push(frame);
             if let Some(reply) = reply {
                 send_frame(&control, port, &reply);
             }

@@ -94,6 +94,8 @@ pub struct PortPlan {
     pub binding: PortBinding,
     /// This router's addresses on the port.
     pub addresses: Vec<IpAddr>,
+    /// The same addresses with their prefix lengths: the networks on the port's link.
+    pub networks: Vec<(IpAddr, u8)>,
     /// The tenant of a LAN port; `None` for a WAN port.
     pub tenant: Option<String>,
     /// The smallest `mtu` of the port's network interfaces, in bytes (1500 by default).
@@ -495,6 +497,11 @@ fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
                 .network_interfaces
                 .iter()
                 .flat_map(|n| n.addresses.iter().map(|a| a.ip_address))
+                .collect(),
+            networks: device
+                .network_interfaces
+                .iter()
+                .flat_map(|n| n.addresses.iter().map(|a| (a.ip_address, a.prefix_length)))
                 .collect(),
             tenant: device
                 .network_interfaces

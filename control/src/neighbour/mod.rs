@@ -47,11 +47,42 @@ pub const LEARNED_LIFETIME: Duration = Duration::from_secs(300);
 /// traffic amplifier.
 pub const MAX_REPLIES_PER_SECOND: u32 = 100;
 
+/// Most neighbours learned from their own requests, over all ports. Next hops the router
+/// wants are learned beyond it, so a flood of requests from made-up senders can neither
+/// grow the table without bound nor push out the hops that matter.
+pub const MAX_LEARNED: usize = 4096;
+
 /// A port the resolver serves: its MAC address and the router's addresses on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortAddresses {
     pub mac: [u8; 6],
     pub addresses: Vec<IpAddr>,
+    /// The networks on the port's link, as (address, prefix length). A request's sender is
+    /// learned only when it is on one of them.
+    pub networks: Vec<(IpAddr, u8)>,
+}
+
+impl PortAddresses {
+    /// Returns whether `address` is on one of the port's networks.
+    fn on_link(&self, address: IpAddr) -> bool {
+        self.networks.iter().any(|&(network, len)| same_network(network, len, address))
+    }
+}
+
+/// Returns whether `address` is in the network of `network`/`len`; addresses of different
+/// families never are.
+fn same_network(network: IpAddr, len: u8, address: IpAddr) -> bool {
+    match (network, address) {
+        (IpAddr::V4(network), IpAddr::V4(address)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            u32::from(network) & mask == u32::from(address) & mask
+        }
+        (IpAddr::V6(network), IpAddr::V6(address)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+            u128::from(network) & mask == u128::from(address) & mask
+        }
+        _ => false,
+    }
 }
 
 /// Counts of what the resolver did and dropped.
@@ -71,6 +102,8 @@ pub struct ResolverCounters {
     pub ignored: u64,
     /// Requests not answered because of [`MAX_REPLIES_PER_SECOND`].
     pub rate_limited: u64,
+    /// Askers not learned: off the port's networks, or past [`MAX_LEARNED`].
+    pub not_learned: u64,
 }
 
 /// One resolved neighbour.
@@ -181,12 +214,20 @@ impl Resolver {
             Message::Request { sender, sender_mac, target } => {
                 let for_us = ours.addresses.contains(&target);
                 // RFC 826's merge: a sender already known is updated whoever is asked, and
-                // one that asks for the router is added, since a reply will follow.
+                // one on the link that asks for the router is added, since a reply will
+                // follow, while the table has room.
                 if let Some(mac) = sender_mac
                     && !sender.is_unspecified()
-                    && (for_us || self.knows(port, sender))
                 {
-                    self.learn(port, sender, mac, now);
+                    let wanted = self.wanted.contains_key(&(port, sender));
+                    let room = self.entries.len() < MAX_LEARNED;
+                    if self.knows(port, sender) || wanted {
+                        self.learn(port, sender, mac, now);
+                    } else if for_us && ours.on_link(sender) && room {
+                        self.learn(port, sender, mac, now);
+                    } else if for_us {
+                        self.counters.not_learned += 1;
+                    }
                 }
                 if !for_us {
                     self.counters.ignored += 1;

@@ -16,7 +16,11 @@ const HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfd09, 0, 0, 0, 0, 0, 0, 0x10);
 
 /// A resolver serving port 1 with both addresses; port 0 is left to the kernel.
 fn resolver() -> Resolver {
-    let port = PortAddresses { mac: OUR_MAC, addresses: vec![OUR_V4.into(), OUR_V6.into()] };
+    let port = PortAddresses {
+        mac: OUR_MAC,
+        addresses: vec![OUR_V4.into(), OUR_V6.into()],
+        networks: vec![(OUR_V4.into(), 24), (OUR_V6.into(), 64)],
+    };
     Resolver::new(vec![None, Some(port)])
 }
 
@@ -330,4 +334,38 @@ fn replanning_drops_old_hops() {
         wire::parse(&requests[0].1),
         Ok(Message::Request { target: IpAddr::V6(_), .. })
     ));
+}
+
+#[test]
+fn off_link_asker_answered_not_learned() {
+    let mut resolver = resolver();
+    let stranger = Ipv4Addr::new(192, 0, 2, 7);
+    let request = wire::arp_request(HOST_MAC, stranger, OUR_V4, None);
+    assert!(resolver.receive(1, &request, Instant::now()).is_some(), "still answered");
+    assert!(table(&resolver).is_empty(), "an asker off the port's networks is not learned");
+    assert_eq!(resolver.counters().not_learned, 1);
+}
+
+#[test]
+fn learned_neighbours_bounded() {
+    let mut resolver = resolver();
+    let start = Instant::now();
+    resolver.set_planned([(1, IpAddr::V6(HOST_V6))], start);
+    // Askers from all over the port's /24 and a /64, with made-up MACs, one reply slot
+    // per second each so the rate limit does not hide the cap.
+    let mut at = start;
+    for i in 0..MAX_LEARNED as u32 + 10 {
+        let sender = Ipv6Addr::new(0xfd09, 0, 0, 0, 0, 0, 1 + (i >> 16) as u16, i as u16);
+        let mac = [2, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0x20];
+        let request = wire::neighbour_solicitation(mac, sender, OUR_V6, None);
+        resolver.receive(1, &request, at);
+        at += Duration::from_millis(10);
+    }
+    assert_eq!(table(&resolver).len(), MAX_LEARNED, "learning stops at the cap");
+    assert_eq!(resolver.counters().not_learned, 10);
+
+    // A wanted next hop is still learned past the cap.
+    let answer = wire::neighbour_advertisement(HOST_MAC, HOST_V6, Some(OUR_MAC), OUR_V6);
+    resolver.receive(1, &answer, at);
+    assert!(table(&resolver).contains(&((1, HOST_V6.into()), HOST_MAC)));
 }
