@@ -824,8 +824,9 @@ impl Daemon {
         let neighbours = self.neighbours.counters();
         if self.neighbours.resolves_any() {
             text.push_str(&format!(
-                "Neighbour resolution (ports without a kernel stack)\n  replies sent {}, requests sent {}, learned {}, \
-                 expired {}, malformed {}, ignored {}, rate limited {}\n",
+                "Neighbour resolution (ports without a kernel stack)\n  replies sent {}, \
+                 requests sent {}, learned {}, expired {}, malformed {}, ignored {}, rate \
+                 limited {}\n",
                 neighbours.replies_sent,
                 neighbours.requests_sent,
                 neighbours.learned,
