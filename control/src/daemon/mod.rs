@@ -41,6 +41,7 @@ pub use plan::{
     CrlPlan, DpdkDevice, PathPlan, PeerPlan, Plan, PlanError, PortBinding, PortPlan, RoutePlan,
     ServicePlan,
 };
+pub use ports::SuppliedPort;
 pub use reload::{Reload, ReloadError, prepare as prepare_reload, read_plan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
@@ -130,6 +131,27 @@ impl std::error::Error for DaemonError {}
 
 /// Runs the router until `signals.stop` is set.
 pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
+    run_router(options, signals, ports::open_ports)
+}
+
+/// Runs the router until `signals.stop` is set, over ports the caller opened in place of
+/// the AF_XDP or DPDK ports of its configuration: one per device-interface of the router.
+/// Everything else is as [`run`] does it. This runs several routers in one process, joined
+/// by memory ports, without root or network interfaces.
+pub fn run_with_ports(
+    options: &Options,
+    signals: &Signals,
+    ports: Vec<SuppliedPort>,
+) -> Result<(), DaemonError> {
+    run_router(options, signals, move |plan| ports::take_supplied(plan, ports))
+}
+
+/// Runs the router of `options` over the ports `open_ports` opens for its plan.
+fn run_router(
+    options: &Options,
+    signals: &Signals,
+    open_ports: impl FnOnce(&Plan) -> Result<ports::OpenedPorts, DaemonError>,
+) -> Result<(), DaemonError> {
     let config =
         crate::config::load(&options.config).map_err(|e| DaemonError::Config(e.to_string()))?;
     let hostname = sys::hostname();
@@ -139,7 +161,7 @@ pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
     let plan = Plan::resolve(&config, router).map_err(DaemonError::Plan)?;
     info!(router = %plan.router, node = %plan.node, peers = plan.peers.len(), paths = plan.paths.len(), wan_mtu = plan.wan_mtu(), "starting");
 
-    let mut daemon = Daemon::start(options, plan)?;
+    let mut daemon = Daemon::start(options, plan, open_ports)?;
     let result = daemon.run(signals);
     daemon.shutdown();
     info!(router = %daemon.plan.router, "stopped");
@@ -178,7 +200,7 @@ struct Daemon {
     /// A reader of the published key epochs, for the BFD thread's link addresses.
     reader: EpochReader,
     neighbours: neighbours::Neighbours,
-    /// The XDP program of each AF_XDP port; `None` for a DPDK port.
+    /// The XDP program of each AF_XDP port; `None` for a port without a kernel stack.
     attachments: Vec<Option<Arc<XdpAttachment>>>,
     links: links::Links,
     alarms: AlarmTable,
@@ -223,7 +245,11 @@ impl kex::PeerVerifier for CertificateVerifier {
 }
 
 impl Daemon {
-    fn start(options: &Options, plan: Plan) -> Result<Daemon, DaemonError> {
+    fn start(
+        options: &Options,
+        plan: Plan,
+        open_ports: impl FnOnce(&Plan) -> Result<ports::OpenedPorts, DaemonError>,
+    ) -> Result<Daemon, DaemonError> {
         let state_dir = options
             .state_dir
             .clone()
@@ -277,9 +303,10 @@ impl Daemon {
             engine::build(&plan, &identity, ml_kem, options.key_grace, Duration::ZERO)?;
         let certs = Certificates::new(&plan, identity_config, trust, options.crl_poll)?;
 
-        let opened = ports::open_ports(&plan)?;
-        let dpdk: Vec<bool> = (0..plan.ports.len()).map(|index| opened.is_dpdk(index)).collect();
-        let neighbours = neighbours::Neighbours::new(&plan, dpdk, &opened.macs);
+        let opened = open_ports(&plan)?;
+        let without_kernel: Vec<bool> =
+            (0..plan.ports.len()).map(|index| opened.lacks_kernel_stack(index)).collect();
+        let neighbours = neighbours::Neighbours::new(&plan, without_kernel, &opened.macs);
         let ports::OpenedPorts { ports, attachments, macs } = opened;
         let mut keyring = Keyring::new(&plan, macs);
         let (publisher, reader) = epoch_channel(keyring.epoch(&plan));
@@ -797,8 +824,9 @@ impl Daemon {
         let neighbours = self.neighbours.counters();
         if self.neighbours.resolves_any() {
             text.push_str(&format!(
-                "Neighbour resolution (DPDK ports)\n  replies sent {}, requests sent {}, learned {}, \
-                 expired {}, malformed {}, ignored {}, rate limited {}\n",
+                "Neighbour resolution (ports without a kernel stack)\n  replies sent {}, \
+                 requests sent {}, learned {}, expired {}, malformed {}, ignored {}, rate \
+                 limited {}\n",
                 neighbours.replies_sent,
                 neighbours.requests_sent,
                 neighbours.learned,

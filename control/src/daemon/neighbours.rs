@@ -3,8 +3,9 @@
 //! On AF_XDP ports the kernel resolves neighbours: the control loop reads its neighbour
 //! table, asks it (over rtnetlink) to resolve the hops the workers found missing, and keeps
 //! the peer waypoints of the WAN ports fresh in it, since only svrd sends to them. On DPDK
-//! ports no kernel sees the traffic, so the router's own [`Resolver`] answers ARP and
-//! neighbour solicitations from the frames the workers punt, and resolves the same hops.
+//! ports, and on ports supplied by the caller, no kernel sees the traffic, so the router's
+//! own [`Resolver`] answers ARP and neighbour solicitations from the frames the workers
+//! punt, and resolves the same hops.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,7 +38,7 @@ const DISCOVERY_BURST: usize = 64;
 /// The control loop's neighbour state.
 #[derive(Debug)]
 pub(super) struct Neighbours {
-    /// Whether each port is a DPDK port, by port index.
+    /// Whether each port lacks a kernel stack (a DPDK or supplied port), by port index.
     dpdk: Vec<bool>,
     /// ARP and neighbour discovery of the DPDK ports.
     resolver: Resolver,

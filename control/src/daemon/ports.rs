@@ -1,5 +1,7 @@
 //! Opens the router's ports: AF_XDP sockets on Linux interfaces, and DPDK ports (NICs by
-//! PCI address, or virtual devices) when svrd is built with the `dpdk` feature.
+//! PCI address, or virtual devices) when svrd is built with the `dpdk` feature. A caller
+//! that runs the router in its own process may supply the ports instead ([`SuppliedPort`]),
+//! for example memory ports.
 //!
 //! DPDK's EAL starts once, with the virtual devices and PCI addresses of every DPDK port
 //! and the configured `eal-argument`s. A port of driver `auto` that also names an
@@ -17,17 +19,89 @@ use super::{DaemonError, Plan, PortBinding, PortPlan, sys};
 /// The opened ports, indexed as the plan's ports are.
 pub(super) struct OpenedPorts {
     pub ports: Vec<Port>,
-    /// The XDP program of each AF_XDP port; `None` for a DPDK port.
+    /// The XDP program of each AF_XDP port; `None` for a port that no kernel stack serves
+    /// (a DPDK port or a supplied one).
     pub attachments: Vec<Option<Arc<XdpAttachment>>>,
     /// Each port's MAC address.
     pub macs: Vec<[u8; 6]>,
 }
 
 impl OpenedPorts {
-    /// Returns whether port `index` was opened with DPDK.
-    pub fn is_dpdk(&self, index: usize) -> bool {
+    /// Returns whether no kernel stack serves port `index`, so that svrd itself replies to
+    /// ARP and neighbour discovery on it.
+    pub fn lacks_kernel_stack(&self, index: usize) -> bool {
         self.attachments.get(index).is_some_and(Option::is_none)
     }
+}
+
+/// A port that the caller of [`super::run_with_ports`] opened for one device-interface of
+/// the router. svrd treats it as it treats a DPDK port. No kernel stack serves it, so svrd
+/// replies to ARP and neighbour discovery on it, resolves its next hops itself, and runs
+/// BFD through the workers. Its link is not watched.
+pub struct SuppliedPort {
+    /// The name of the router's `device-interface` this port stands for.
+    pub device_interface: String,
+    pub port: Port,
+    /// The MAC address svrd writes as the source of the frames it sends on the port.
+    pub mac: [u8; 6],
+}
+
+impl std::fmt::Debug for SuppliedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuppliedPort")
+            .field("device_interface", &self.device_interface)
+            .field("mac", &self.mac)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Orders `supplied` as the plan's ports: each device-interface of the plan must have
+/// exactly one supplied port, and each supplied port must name a device-interface.
+pub(super) fn take_supplied(
+    plan: &Plan,
+    supplied: Vec<SuppliedPort>,
+) -> Result<OpenedPorts, DaemonError> {
+    let mut slots: Vec<Option<SuppliedPort>> = plan.ports.iter().map(|_| None).collect();
+    for port in supplied {
+        let Some(index) = plan.ports.iter().position(|p| p.name == port.device_interface) else {
+            return Err(DaemonError::Dataplane(format!(
+                "supplied port {}: router {} has no device-interface of that name; expected \
+                 one of: {}",
+                port.device_interface,
+                plan.router,
+                device_interface_names(plan)
+            )));
+        };
+        if slots[index].is_some() {
+            return Err(DaemonError::Dataplane(format!(
+                "device-interface {}: more than one port supplied",
+                port.device_interface
+            )));
+        }
+        slots[index] = Some(port);
+    }
+
+    let mut opened = OpenedPorts { ports: Vec::new(), attachments: Vec::new(), macs: Vec::new() };
+    for (slot, plan_port) in slots.into_iter().zip(&plan.ports) {
+        let Some(port) = slot else {
+            return Err(DaemonError::Dataplane(format!(
+                "device-interface {}: no port supplied; every device-interface of router {} \
+                 needs one ({})",
+                plan_port.name,
+                plan.router,
+                device_interface_names(plan)
+            )));
+        };
+        info!(port = %plan_port.name, lan = plan_port.tenant.is_some(), "port open (supplied)");
+        opened.ports.push(port.port);
+        opened.attachments.push(None);
+        opened.macs.push(port.mac);
+    }
+    Ok(opened)
+}
+
+fn device_interface_names(plan: &Plan) -> String {
+    plan.ports.iter().map(|port| port.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Opens every port of `plan`.
@@ -198,5 +272,68 @@ mod dpdk {
                 device.port_name()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use svr_dataplane::io::mem::{MemConfig, mem_pair};
+
+    use super::*;
+
+    /// Resolves r1 of the sample configuration, whose device-interfaces are lan, wan-a and
+    /// wan-b.
+    fn plan() -> Plan {
+        let text = include_str!("../../tests/configs/eskm-two-router.cfg");
+        let config = crate::config::parse_authority(text).unwrap();
+        Plan::resolve(&config, config.router("r1").unwrap()).unwrap()
+    }
+
+    fn supplied(name: &str, last_octet: u8) -> SuppliedPort {
+        let config = MemConfig { frames: 16, frame_size: 2048, ring_size: 16 };
+        let (port, _peer) = mem_pair(&config).unwrap();
+        SuppliedPort {
+            device_interface: name.into(),
+            port: Box::new(port),
+            mac: [2, 0, 0, 0, 0, last_octet],
+        }
+    }
+
+    #[test]
+    fn supplied_ports_take_plan_order() {
+        let ports = vec![supplied("wan-b", 3), supplied("lan", 1), supplied("wan-a", 2)];
+        let opened = take_supplied(&plan(), ports).unwrap();
+        assert_eq!(opened.ports.len(), 3);
+        assert_eq!(opened.macs, [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]]);
+        assert!((0..3).all(|index| opened.lacks_kernel_stack(index)));
+    }
+
+    #[test]
+    fn supplied_port_unknown_name_rejected() {
+        let ports =
+            vec![supplied("lan", 1), supplied("wan-a", 2), supplied("wan-b", 3), supplied("x", 4)];
+        let Err(DaemonError::Dataplane(message)) = take_supplied(&plan(), ports) else {
+            panic!("a port for an unknown device-interface was accepted");
+        };
+        assert!(message.contains("supplied port x"), "{message}");
+        assert!(message.contains("lan, wan-a, wan-b"), "{message}");
+    }
+
+    #[test]
+    fn supplied_port_missing_rejected() {
+        let ports = vec![supplied("lan", 1), supplied("wan-b", 3)];
+        let Err(DaemonError::Dataplane(message)) = take_supplied(&plan(), ports) else {
+            panic!("a device-interface without a port was accepted");
+        };
+        assert!(message.starts_with("device-interface wan-a: no port supplied"), "{message}");
+    }
+
+    #[test]
+    fn supplied_port_twice_rejected() {
+        let ports = vec![supplied("lan", 1), supplied("lan", 2), supplied("wan-a", 3)];
+        let Err(DaemonError::Dataplane(message)) = take_supplied(&plan(), ports) else {
+            panic!("two ports for one device-interface were accepted");
+        };
+        assert!(message.contains("more than one port supplied"), "{message}");
     }
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ pub struct Server {
     /// Device and inode of the socket this process bound, so that exit removes only that
     /// socket and not one a later process put at the same path.
     identity: (u64, u64),
+    /// Set on drop: the listener thread ends at the next connection it accepts.
+    stopping: Arc<AtomicBool>,
+    listener_thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -60,11 +63,19 @@ impl Server {
             .map_err(|e| MgmtError::io(path, e))?;
 
         let (sender, receiver) = mpsc::channel();
-        thread::Builder::new()
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread_stopping = Arc::clone(&stopping);
+        let listener_thread = thread::Builder::new()
             .name("svrd-mgmt".into())
-            .spawn(move || accept_loop(&listener, &sender))
+            .spawn(move || accept_loop(&listener, &sender, &thread_stopping))
             .map_err(|e| MgmtError::io(path, e))?;
-        Ok((Server { path: path.to_path_buf(), identity }, receiver))
+        let server = Server {
+            path: path.to_path_buf(),
+            identity,
+            stopping,
+            listener_thread: Some(listener_thread),
+        };
+        Ok((server, receiver))
     }
 
     /// The socket's path.
@@ -75,10 +86,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         let Ok(metadata) = std::fs::symlink_metadata(&self.path) else {
             return;
         };
         if (metadata.dev(), metadata.ino()) == self.identity {
+            // The listener thread waits in accept. A connection wakes it, so it reads the flag
+            // and ends. This matters where the daemon runs inside a longer-lived process.
+            if UnixStream::connect(&self.path).is_ok()
+                && let Some(thread) = self.listener_thread.take()
+            {
+                let _ = thread.join();
+            }
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -103,9 +122,12 @@ fn remove_stale_socket(path: &Path) -> Result<(), MgmtError> {
     }
 }
 
-fn accept_loop(listener: &UnixListener, sender: &mpsc::Sender<Pending>) {
+fn accept_loop(listener: &UnixListener, sender: &mpsc::Sender<Pending>, stopping: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            break;
+        }
         let stream = match stream {
             Ok(stream) => stream,
             Err(error) => {
@@ -453,6 +475,19 @@ mod tests {
         drop(server);
 
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn drop_ends_listener_thread() {
+        let dir = TempDir::new();
+        let path = dir.join("svrd.sock");
+        let (server, requests) = Server::start(&path).unwrap();
+
+        drop(server);
+
+        // The listener thread holds the only sender, so the channel closes when it ends.
+        let closed = requests.recv_timeout(Duration::from_secs(5));
+        assert_eq!(closed.err(), Some(mpsc::RecvTimeoutError::Disconnected));
     }
 
     #[test]
