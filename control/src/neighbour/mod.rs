@@ -219,11 +219,11 @@ impl Resolver {
                 if let Some(mac) = sender_mac
                     && !sender.is_unspecified()
                 {
-                    let wanted = self.wanted.contains_key(&(port, sender));
-                    let room = self.entries.len() < MAX_LEARNED;
-                    if self.knows(port, sender) || wanted {
-                        self.learn(port, sender, mac, now);
-                    } else if for_us && ours.on_link(sender) && room {
+                    let known =
+                        self.knows(port, sender) || self.wanted.contains_key(&(port, sender));
+                    let new_on_link =
+                        for_us && ours.on_link(sender) && self.entries.len() < MAX_LEARNED;
+                    if known || new_on_link {
                         self.learn(port, sender, mac, now);
                     } else if for_us {
                         self.counters.not_learned += 1;
