@@ -582,8 +582,8 @@ impl Daemon {
             let Some(id) = self.bfd_paths[index] else {
                 continue;
             };
-            // A path whose port lost its interface stays down whatever BFD sees, because
-            // BFD runs on kernel sockets that work without the port's XDP program.
+            // A path whose port lost its interface stays down at once, without waiting for
+            // BFD's detection time to pass.
             let port = self.plan.paths[index].port;
             let up = self.bfd.is_up(id) && self.links.is_bound(port);
             if up == self.keyring.path_up[index] {
