@@ -578,6 +578,51 @@ impl Pair {
 }
 
 #[test]
+fn certificate_return_after_rejection_reported() {
+    let mut p = Pair::complete(Options::default());
+    // b presents another certificate, which a rejects.
+    let other = b"another certificate".to_vec();
+    let bogus = p.msg_from_b(Body::Certificate { certificate: other.clone() }, 2, 2000);
+    let (r, actions) = p.b_side_receive_raw(&bogus);
+    assert!(matches!(r, Err(ReceiveError::CertificatePending)), "{r:?}");
+    assert!(actions.iter().any(|a| matches!(a, Action::ValidateCertificate { .. })));
+    let _ = p.a.certificate_rejected(B, &other, "expired", p.now);
+
+    // b goes back to the certificate a accepted, signed with its key: a reports the return
+    // once and goes on under that certificate.
+    let cert_b = p.cert_b.clone();
+    let back = p.msg_from_b(Body::Certificate { certificate: cert_b.clone() }, 3, 2001);
+    let (r, actions) = p.b_side_receive_raw(&back);
+    assert!(r.is_ok(), "{r:?}");
+    let returned: Vec<&Action> =
+        actions.iter().filter(|a| matches!(a, Action::CertificateReturned { .. })).collect();
+    assert_eq!(returned.len(), 1, "{actions:?}");
+    assert!(matches!(returned[0], Action::CertificateReturned { peer: B, certificate }
+        if *certificate == cert_b));
+    let again = p.msg_from_b(Body::Certificate { certificate: cert_b }, 4, 2002);
+    let (_, actions) = p.b_side_receive_raw(&again);
+    assert!(!actions.iter().any(|a| matches!(a, Action::CertificateReturned { .. })));
+}
+
+#[test]
+fn certificate_return_needs_signature() {
+    let mut p = Pair::complete(Options::default());
+    let other = b"another certificate".to_vec();
+    let bogus = p.msg_from_b(Body::Certificate { certificate: other.clone() }, 2, 2000);
+    let _ = p.b_side_receive_raw(&bogus);
+    let _ = p.a.certificate_rejected(B, &other, "expired", p.now);
+
+    // The accepted certificate in a message not signed by b's key reports nothing.
+    let cert_b = p.cert_b.clone();
+    let mut forged = p.msg_from_b(Body::Certificate { certificate: cert_b }, 3, 2001);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let (r, actions) = p.b_side_receive_raw(&forged);
+    assert!(matches!(r, Err(ReceiveError::BadSignature(_))), "{r:?}");
+    assert!(!actions.iter().any(|a| matches!(a, Action::CertificateReturned { .. })));
+}
+
+#[test]
 fn certificate_rejected_is_remembered() {
     let mut p = Pair::new(Options::default());
     let wire = std::mem::take(&mut p.wire);

@@ -666,3 +666,49 @@ fn netns_reload_bad_ca_fails() {
     let output = lab.svrctl_output("r1", &["reload", "local", "certificates"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn netns_certificate_rollback_restores() {
+    let mut lab = Lab::new("b");
+    start(&mut lab, &Setup { behavior: "fail-soft", tpm_on_r1: false, self_signed_r1: false });
+    establish_flow(&lab, 43001);
+
+    // r2 moves to a certificate from another CA, which r1 does not trust.
+    let pki = lab.path("pki");
+    let rogue = lab.path("rogue");
+    fs::create_dir_all(&rogue).unwrap();
+    check(
+        &bash(
+            &lab.prefix,
+            &format!(
+                "pki_make_ca '{r}' 'rogue CA' 365; \
+                 pki_make_router_cert '{r}' '{r}' r2 svrdemo-r2 365; \
+                 cp '{p}/r2.pem' '{p}/r2-good.pem'; cp '{p}/r2.key' '{p}/r2-good.key'; \
+                 cp '{r}/r2.pem' '{p}/r2.pem'; cp '{r}/r2.key' '{p}/r2.key'",
+                r = rogue.display(),
+                p = pki.display()
+            ),
+        ),
+        "r2's certificate from another CA",
+    );
+    let reply = lab.svrctl("r2", &["reload", "local", "certificates"]);
+    assert!(reply.contains("router certificate replaced"), "{reply}");
+    lab.wait(Duration::from_secs(40), "r1's alarm on r2's certificate", |lab| {
+        has_alarm(&lab.alarms("r1"), "Peer r2 certificate is invalid")
+    });
+    assert_eq!(lab.echoes(43002, 3), 0, "a new flow crossed to a peer with a bad certificate");
+
+    // r2 goes back to the certificate r1 accepted before: r1 checks it again, clears the
+    // alarm and lets new flows through.
+    fs::copy(pki.join("r2-good.pem"), pki.join("r2.pem")).unwrap();
+    fs::copy(pki.join("r2-good.key"), pki.join("r2.key")).unwrap();
+    let reply = lab.svrctl("r2", &["reload", "local", "certificates"]);
+    assert!(reply.contains("router certificate replaced"), "{reply}");
+    lab.wait(Duration::from_secs(40), "r1's alarm on r2 cleared", |lab| {
+        !has_alarm(&lab.alarms("r1"), "Peer r2 certificate is invalid")
+    });
+    lab.wait(Duration::from_secs(20), "new flows after r2's rollback", |lab| {
+        lab.echoes(43003, 2) >= 1
+    });
+    assert!(lab.log("r1").contains("went back to its earlier certificate"), "{}", lab.log("r1"));
+}

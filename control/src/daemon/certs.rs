@@ -483,6 +483,26 @@ impl Daemon {
         }
     }
 
+    /// Checks the certificate a peer went back to after presenting one that failed, and
+    /// restores its access when it still checks out. Returns whether the access changed.
+    pub(super) fn certificate_returned(&mut self, peer: PeerId, certificate: Vec<u8>) -> bool {
+        let index = peer.0 as usize;
+        let now = SystemTime::now();
+        let Some(outcome) = self.certs.check(index, &certificate, now, &mut self.alarms) else {
+            return false;
+        };
+        let access = match outcome {
+            PeerCertificateOutcome::Valid(validated) => {
+                info!(peer = %self.certs.peers[index].router, subject = validated.subject(),
+                    "peer went back to its earlier certificate, which is valid");
+                self.certs.peers[index].certificate = Some(certificate.clone());
+                PeerAccess::Full
+            }
+            PeerCertificateOutcome::Invalid { verdict, .. } => access_after(&verdict),
+        };
+        self.set_access(index, access, &certificate, false)
+    }
+
     /// Records the access of peer `index`. Returns whether it changed. When the peer gets
     /// full access back and `redo_exchange` is set, a new key exchange starts, so that no
     /// key made before the certificate failed is used again.

@@ -483,6 +483,9 @@ impl Daemon {
                 Action::ValidateCertificate { peer, certificate } => {
                     queue.extend(self.validate(peer, certificate));
                 }
+                Action::CertificateReturned { peer, certificate } => {
+                    changed |= self.certificate_returned(peer, certificate);
+                }
                 Action::SealTowardsPeer { peer, key } => {
                     if let Some(slot) = self.keyring.peer_metadata.get_mut(peer.0 as usize) {
                         *slot = key.as_ref().map(metadata_keys);

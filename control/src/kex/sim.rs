@@ -600,6 +600,9 @@ impl Sim {
                         in_service,
                     });
                 }
+                // The simulation restricts nothing for a rejected certificate, so it has
+                // nothing to lift when the peer goes back to the accepted one.
+                Action::CertificateReturned { .. } => {}
                 Action::Alarm { peer, kind, raised, .. } => {
                     self.events.push(SimEvent::Alarm {
                         at: self.now,

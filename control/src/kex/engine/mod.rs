@@ -87,6 +87,11 @@ pub enum Action {
     /// Validate this certificate, then call [`Engine::certificate_validated`] or
     /// [`Engine::certificate_rejected`].
     ValidateCertificate { peer: PeerId, certificate: Vec<u8> },
+    /// The peer presented, in a message signed with its key, the certificate accepted
+    /// earlier, after it had presented one that was rejected. The exchange goes on under
+    /// the accepted certificate; the owner may lift what it restricted for the rejection
+    /// once the certificate still checks out.
+    CertificateReturned { peer: PeerId, certificate: Vec<u8> },
     /// Seal SVR metadata towards the peer with this key from now on (`None`: no key).
     SealTowardsPeer { peer: PeerId, key: Option<MetadataKeyBundle> },
     /// This router's metadata keys that the dataplane accepts, by index.

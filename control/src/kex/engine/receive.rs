@@ -85,6 +85,16 @@ impl Ctx {
                     return Err(ReceiveError::NoVerifier);
                 };
                 verifier.verify(&input, m.signature).map_err(ReceiveError::BadSignature)?;
+                // The accepted certificate again, signed with its key, after another one was
+                // rejected: the peer went back to it.
+                if let Body::Certificate { certificate } = &m.body
+                    && peer.rejected_fingerprint.take().is_some()
+                {
+                    self.out.push(Action::CertificateReturned {
+                        peer: id,
+                        certificate: certificate.clone(),
+                    });
+                }
             }
         }
 
