@@ -382,12 +382,37 @@ fn san_uri_matches_peering_name() {
     let ee = issue(p, Key::p256(), &ca);
     let t = trust(&[&ca]);
     assert_eq!(check(&[&ee], "r2", NOW, &t), Ok(()));
-    assert_eq!(check(&[&ee], "r2-node-a", NOW, &t), Ok(()));
+    // The peering URI names the router; the CN is not a second identity.
+    assert!(matches!(
+        check(&[&ee], "r2-node-a", NOW, &t),
+        Err(ValidationError::NameMismatch { .. })
+    ));
     let err = check(&[&ee], "r9", NOW, &t).unwrap_err();
     assert_eq!(
         err.to_string(),
         "name mismatch: expected r9, got CN=r2-node-a, URI:urn:ssr:peering:r2"
     );
+}
+
+#[test]
+fn san_uri_for_other_router_overrides_cn() {
+    let ca = root("ca");
+    let mut p = ee_params("r2", 2);
+    p.subject_alt_names = vec![san_uri("urn:ssr:peering:r5")];
+    let ee = issue(p, Key::p256(), &ca);
+    let err = check(&[&ee], "r2", NOW, &trust(&[&ca])).unwrap_err();
+    assert_eq!(err.to_string(), "name mismatch: expected r2, got CN=r2, URI:urn:ssr:peering:r5");
+}
+
+#[test]
+fn san_uris_must_agree() {
+    let ca = root("ca");
+    let mut p = ee_params("r2", 2);
+    p.subject_alt_names = vec![san_uri("urn:ssr:peering:r2"), san_uri("urn:ssr:peering:r3")];
+    let ee = issue(p, Key::p256(), &ca);
+    let t = trust(&[&ca]);
+    assert!(matches!(check(&[&ee], "r2", NOW, &t), Err(ValidationError::NameMismatch { .. })));
+    assert!(matches!(check(&[&ee], "r3", NOW, &t), Err(ValidationError::NameMismatch { .. })));
 }
 
 #[test]

@@ -493,11 +493,13 @@ fn check_revocation(
     Ok(())
 }
 
+/// Checks that the certificate names the router `expected`. A certificate with peering
+/// URIs in its subject alternative names names the router of those URIs, which must all
+/// agree, and its CN does not count; one without them names the router of its CN. So a
+/// certificate speaks for one router, and cannot carry a second identity in the other
+/// field.
 fn check_name(ee: &X509Certificate<'_>, expected: &str) -> Result<(), ValidationError> {
     let cns: Vec<&str> = ee.subject().iter_common_name().filter_map(|a| a.as_str().ok()).collect();
-    if cns.contains(&expected) {
-        return Ok(());
-    }
     let san =
         ee.subject_alternative_name().map_err(|e| malformed("subject alt name", &e.to_string()))?;
     let uris: Vec<&str> = san
@@ -505,7 +507,14 @@ fn check_name(ee: &X509Certificate<'_>, expected: &str) -> Result<(), Validation
         .flat_map(|s| s.value.general_names.iter())
         .filter_map(|n| if let GeneralName::URI(u) = n { Some(*u) } else { None })
         .collect();
-    if uris.iter().any(|u| u.strip_prefix(PEERING_URI_PREFIX) == Some(expected)) {
+    let peering: Vec<&str> =
+        uris.iter().filter_map(|u| u.strip_prefix(PEERING_URI_PREFIX)).collect();
+    let named = if peering.is_empty() {
+        cns.contains(&expected)
+    } else {
+        peering.iter().all(|name| *name == expected)
+    };
+    if named {
         return Ok(());
     }
 
