@@ -18,20 +18,28 @@ pub mod protocol {
     pub const ICMPV6: u8 = 58;
 }
 
-/// Adds `data` as big-endian 16-bit words to `sum`, padding an odd last byte with zero.
-pub fn accumulate(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for word in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([word[0], word[1]])));
-        // Fold early so that long buffers cannot overflow the accumulator.
-        if sum & 0x8000_0000 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
+/// Adds `data` as big-endian 16-bit words to `sum`, padding an odd last byte with zero,
+/// and returns the sum folded to 16 bits.
+///
+/// The words are added four bytes at a time into a 64-bit accumulator, which halves the
+/// additions over every byte of every LAN packet. A big-endian 32-bit word `hi:lo` is
+/// `hi * 65536 + lo`, and 65536 is 1 modulo 65535. So the wide sum is congruent to the
+/// 16-bit one in ones' complement arithmetic, and the final fold makes the two equal.
+pub fn accumulate(sum: u32, data: &[u8]) -> u32 {
+    let mut wide = u64::from(sum);
+    let mut words = data.chunks_exact(4);
+    for word in &mut words {
+        wide += u64::from(u32::from_be_bytes([word[0], word[1], word[2], word[3]]));
     }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
+    // The tail starts at an even offset, so zero padding on the right keeps every byte
+    // in its place within its 16-bit word.
+    let mut tail = [0u8; 4];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    wide += u64::from(u32::from_be_bytes(tail));
+    while wide > 0xffff {
+        wide = (wide & 0xffff) + (wide >> 16);
     }
-    sum
+    wide as u32
 }
 
 /// Folds `sum` to 16 bits and returns its ones' complement, the value to store.
@@ -153,5 +161,38 @@ mod tests {
     #[test]
     fn odd_length_pads_with_zero() {
         assert_eq!(accumulate(0, &[0x12]), 0x1200);
+        assert_eq!(accumulate(0, &[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+
+    /// Sums 16-bit words one at a time and folds at the end, as RFC 1071 describes.
+    fn word_sum(sum: u32, data: &[u8]) -> u32 {
+        let mut total = u64::from(sum);
+        for word in data.chunks(2) {
+            let high = u64::from(word[0]) << 8;
+            total += high | word.get(1).copied().map_or(0, u64::from);
+        }
+        while total > 0xffff {
+            total = (total & 0xffff) + (total >> 16);
+        }
+        total as u32
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn accumulate_matches_word_sum(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            initial in proptest::prelude::any::<u32>(),
+        ) {
+            proptest::prop_assert_eq!(accumulate(initial, &data), word_sum(initial, &data));
+        }
+    }
+
+    #[test]
+    fn accumulate_all_ones_folds() {
+        for len in 0..64 {
+            let data = vec![0xff; len];
+            assert_eq!(accumulate(0, &data), word_sum(0, &data), "length {len}");
+            assert_eq!(accumulate(0xffff, &data), word_sum(0xffff, &data), "length {len}");
+        }
     }
 }
