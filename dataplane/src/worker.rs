@@ -396,10 +396,13 @@ impl Worker {
     }
 
     /// Starts the poll loop on a new thread, pinned when a core is configured; the thread
-    /// returns the worker when stopped.
+    /// returns the worker when stopped. The thread logs inside the caller's current span,
+    /// so a process that runs several routers can tell their workers apart.
     pub fn spawn(mut self) -> std::io::Result<JoinHandle<Worker>> {
         let name = format!("svr-worker-{}", self.config.engine.worker);
+        let span = tracing::Span::current();
         std::thread::Builder::new().name(name).spawn(move || {
+            let _entered = span.enter();
             if let Some(core) = self.config.core
                 && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
             {

@@ -395,9 +395,11 @@ impl CrlFetcher {
     fn spawn() -> Result<Self, DaemonError> {
         let (requests, inbox) = mpsc::channel::<(usize, CrlSource)>();
         let (outbox, results) = mpsc::channel();
+        let span = tracing::Span::current();
         std::thread::Builder::new()
             .name("svrd-crl".into())
             .spawn(move || {
+                let _entered = span.enter();
                 while let Ok((index, source)) = inbox.recv() {
                     let result = source.fetch(CRL_FETCH_TIMEOUT, DEFAULT_MAX_CRL_BYTES);
                     if outbox.send((index, source, result)).is_err() {

@@ -950,9 +950,11 @@ fn start_bfd(
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = Arc::clone(&stop);
+    let span = tracing::Span::current();
     let thread = std::thread::Builder::new()
         .name("svrd-bfd".into())
         .spawn(move || {
+            let _entered = span.enter();
             if let Err(error) = driver.run(&thread_stop) {
                 error!(%error, "bfd stopped");
             }
