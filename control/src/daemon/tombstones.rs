@@ -23,9 +23,10 @@ impl Daemon {
             for security_id in requests {
                 warn!(
                     security_id,
-                    "tombstones of replayed first packets are filling up, and metadata keys \
-                     from security policies cannot rotate: change the policy's keys on every \
-                     router and reload, or new sessions under this Security ID will be refused"
+                    "tombstones of deleted sessions passed their high-water mark, but metadata \
+                     keys from security policies cannot rotate: change the policy's keys on \
+                     every router and reload, or new sessions from peers under this Security ID \
+                     will be refused once the tombstones are full"
                 );
             }
             return false;
@@ -39,7 +40,7 @@ impl Daemon {
         info!(
             old,
             index,
-            "metadata key rotated because the tombstones of first packets under the old key \
+            "metadata key rotated because the tombstones of deleted sessions under the old key \
              passed their high-water mark"
         );
         changed
