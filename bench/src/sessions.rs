@@ -205,7 +205,7 @@ struct FilledTable {
 /// lookups in it in random order.
 fn fill_table(count: usize, lookups: usize) -> Result<FilledTable, String> {
     let before = alloc_count::live_bytes();
-    let mut table = SessionTable::new(count, 0, 1);
+    let mut table = SessionTable::new(count, 0, 1, 0);
     let empty = alloc_count::live_bytes() - before;
 
     let started = Instant::now();

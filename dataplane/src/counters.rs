@@ -52,11 +52,15 @@ pub enum DropReason {
     /// deliver such frames, because the AF_XDP filter leaves them to the kernel. They are
     /// not logged, since hosts on a WAN segment send them in normal operation.
     NotSvr,
+    /// The first packet of a session from a peer, whose Security ID's tombstones have no
+    /// room left for the session's, or no free set for a new Security ID. The session is
+    /// refused rather than a tombstone forgotten, until the metadata key retires.
+    ReplayStoreFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::BadTag,
         DropReason::Replay,
@@ -74,6 +78,7 @@ impl DropReason {
         DropReason::HandoffFull,
         DropReason::NoNeighbour,
         DropReason::NotSvr,
+        DropReason::ReplayStoreFull,
     ];
 
     /// Counter name, as shown by management tools.
@@ -96,6 +101,7 @@ impl DropReason {
             DropReason::HandoffFull => "handoff-full",
             DropReason::NoNeighbour => "no-neighbour",
             DropReason::NotSvr => "not-svr",
+            DropReason::ReplayStoreFull => "replay-store-full",
         }
     }
 

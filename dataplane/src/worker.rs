@@ -98,6 +98,10 @@ pub struct ControlQueues {
     /// LAN next hops that had no neighbour entry, with their port, for the control thread
     /// to have resolved. Entries that find the queue full are dropped.
     pub unresolved: ArrayQueue<(InterfaceId, std::net::IpAddr)>,
+    /// Security IDs whose tombstones in some worker passed their high-water mark, for the
+    /// control thread to rotate the metadata key. Each worker sends each Security ID once,
+    /// and offers one that finds the queue full again at its next poll.
+    pub rotation_requests: ArrayQueue<u32>,
     /// Rung by a worker after it queued packets on `punted`, so that a BFD thread asleep
     /// on [`Doorbell::fd`] wakes up; `None` when the queues were made without one.
     pub punt_bell: Option<Doorbell>,
@@ -118,6 +122,7 @@ impl ControlQueues {
             discovery: ArrayQueue::new(depth.max(1)),
             to_send: ArrayQueue::new(depth.max(1)),
             unresolved: ArrayQueue::new(depth.max(1)),
+            rotation_requests: ArrayQueue::new(depth.max(1)),
             spare,
             discovery_spare,
             punt_bell: None,
@@ -365,10 +370,14 @@ impl Worker {
         for hop in engine.drain_unresolved() {
             let _ = control.unresolved.push(hop);
         }
+        engine.send_rotation_requests(|security_id| {
+            control.rotation_requests.push(security_id).is_ok()
+        });
         ports.flush_all(engine);
         if let Some(link) = shard.as_mut() {
             link.ring_doorbells();
         }
+        engine.drop_retired_tombstones(&epoch);
         drop(epoch);
 
         // The idle sweep runs on a clock, not on every pass: a busy worker polls about a

@@ -641,6 +641,29 @@ fn transit_sessions_expire_together() {
 }
 
 #[test]
+fn transit_first_packet_replayed_after_idle_dropped() {
+    let mut net = Net::new();
+    net.request(b"one");
+    net.reply(b"reply");
+    let first = net.frames(Link::A, true)[0].clone();
+    assert!(has_metadata(&first));
+    let forwarded = net.frames(Link::B, true).len();
+
+    net.now += Duration::from_secs(61);
+    net.hub.poll_once(net.now);
+    assert_eq!(net.hub_engine().sessions().len(), 0, "both legs expire");
+    assert_eq!(net.hub_engine().sessions().tombstones().buried(3), Some(1));
+
+    // The hub's metadata key 3 still opens the first packet, and the tombstone stops it.
+    net.inject_at_hub(&first);
+    assert_eq!(net.hub_engine().counters().drops(DropReason::Replay), 1);
+    assert_eq!(net.hub_engine().sessions().len(), 0, "no leg made");
+    assert_eq!(net.hub_engine().counters().sessions_created, 1);
+    assert_eq!(net.frames(Link::B, true).len(), forwarded, "nothing goes on to spoke2");
+    assert_eq!(Net::receive(&mut net.host5).len(), 1, "only the original delivered");
+}
+
+#[test]
 fn transit_fragments_pass_through() {
     let mut net = Net::new();
     let payload: Vec<u8> = (0..1700u32).map(|i| (i % 251) as u8).collect();

@@ -798,30 +798,6 @@ fn bad_lan_checksum_dropped() {
     assert_eq!(net.at_host5().len(), 1);
 }
 
-/// Adds a second path over the WAN port, with waypoints 10.202.1.x, to a router's epoch,
-/// with path `down` (0 or 1) out of service if one is given.
-fn with_second_path(
-    mut epoch: svr_dataplane::epoch::KeyEpoch,
-    ingress: bool,
-    down: Option<usize>,
-) -> svr_dataplane::epoch::KeyEpoch {
-    let (local, peer, peer_mac) = if ingress {
-        ([10, 202, 1, 1], [10, 202, 1, 2], R2_WAN_MAC)
-    } else {
-        ([10, 202, 1, 2], [10, 202, 1, 1], R1_WAN_MAC)
-    };
-    let mut path = epoch.peers[0].paths[0].clone();
-    path.local = std::net::Ipv4Addr::from(local).into();
-    path.peer = std::net::Ipv4Addr::from(peer).into();
-    epoch.peers[0].paths.push(path);
-    if let Some(down) = down {
-        epoch.peers[0].paths[down].in_service = false;
-    }
-    epoch.neighbours.insert((WAN, std::net::Ipv4Addr::from(peer).into()), peer_mac);
-    epoch.generation += 1;
-    epoch
-}
-
 /// Outer source and destination IPv4 addresses of path 0 and path 1, as r1 sends them.
 const PATH_ADDRESSES: [[u8; 8]; 2] =
     [[10, 202, 0, 1, 10, 202, 0, 2], [10, 202, 1, 1, 10, 202, 1, 2]];

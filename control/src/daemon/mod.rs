@@ -19,6 +19,7 @@ mod plan;
 mod ports;
 mod reload;
 mod sys;
+mod tombstones;
 mod workers;
 
 use std::path::PathBuf;
@@ -426,6 +427,7 @@ impl Daemon {
             }
 
             changed |= self.poll_certificates();
+            changed |= self.poll_rotation_requests();
 
             // payload-key-rekey-interval: the workers rotate every session's payload key.
             if self
@@ -791,7 +793,7 @@ impl Daemon {
         for reason in DropReason::ALL {
             let count = self.counters.drops(reason);
             drops.insert(reason.name().into(), count.into());
-            text.push_str(&format!("  drop {:<16} {count}\n", reason.name()));
+            text.push_str(&format!("  drop {:<17} {count}\n", reason.name()));
         }
         let forwarded = serde_json::json!({
             "ingress_forwarded": self.counters.ingress_forwarded(),

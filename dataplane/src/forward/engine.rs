@@ -51,8 +51,8 @@ use crate::sealed::{
     sealed_len_bound,
 };
 use crate::session::{
-    PayloadKeys, Role, RotationError, RouteTlvs, Session, SessionId, SessionMetadata, SessionTable,
-    TableError,
+    PayloadKeys, Refusal, Role, RotationError, RouteTlvs, Session, SessionId, SessionMetadata,
+    SessionTable, TableError,
 };
 use crate::shard::flow_class;
 
@@ -82,6 +82,9 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Maximum number of sessions in the shard.
     pub sessions: usize,
+    /// Sessions created from forward metadata under one Security ID that the shard's
+    /// tombstones hold, deleted and live together ([`crate::session::Tombstones`]).
+    pub tombstones: usize,
     /// Idle time after which a session is deleted.
     pub idle_timeout: Duration,
     /// Grace time of payload-key rotations (30 s in service, shorter in tests).
@@ -127,6 +130,7 @@ impl Default for EngineConfig {
             worker: 0,
             workers: 1,
             sessions: 16_384,
+            tombstones: crate::session::TOMBSTONE_CAPACITY,
             idle_timeout: Duration::from_secs(180),
             rotation_grace: Duration::from_secs(30),
             verify_lan_checksums: true,
@@ -221,7 +225,12 @@ impl Engine {
     /// An engine with an empty shard for `ports` ports.
     pub fn new(config: EngineConfig, ports: usize) -> Engine {
         Engine {
-            sessions: SessionTable::new(config.sessions, config.worker, config.workers),
+            sessions: SessionTable::new(
+                config.sessions,
+                config.worker,
+                config.workers,
+                config.tombstones,
+            ),
             routes: RouteTlvs::default(),
             counters: Counters::new(ports),
             warnings: WarnLimiter { last: None, suppressed: 0 },
@@ -354,7 +363,13 @@ impl Engine {
     /// Logs a drop that points at a faulty or hostile sender, at most once per
     /// [`WARN_INTERVAL`].
     fn warn_limited(&mut self, now: Instant, port: InterfaceId, reason: DropReason) {
-        if !matches!(reason, DropReason::Malformed | DropReason::BadTag | DropReason::Replay) {
+        if !matches!(
+            reason,
+            DropReason::Malformed
+                | DropReason::BadTag
+                | DropReason::Replay
+                | DropReason::ReplayStoreFull
+        ) {
             return;
         }
         let limiter = &mut self.warnings;
@@ -374,6 +389,34 @@ impl Engine {
         self.reassembly.expire(now);
         self.lan_reassembly.expire(now);
         deleted
+    }
+
+    /// Drops the tombstones of the Security IDs that `epoch` no longer accepts: a first
+    /// packet sealed under a retired metadata key no longer opens, so it needs none.
+    pub fn drop_retired_tombstones(&mut self, epoch: &KeyEpoch) {
+        let dropped = self
+            .sessions
+            .tombstones_mut()
+            .retain(|security_id| epoch.own_metadata_key(security_id).is_some());
+        if dropped > 0 {
+            debug!(dropped, "tombstones of retired metadata keys dropped");
+        }
+    }
+
+    /// Calls `send` with each Security ID whose tombstones passed their high-water mark,
+    /// once per Security ID, to have the control thread rotate the metadata key. A
+    /// request that `send` refuses (returns false for) is offered again on the next call.
+    pub fn send_rotation_requests(&mut self, mut send: impl FnMut(u32) -> bool) {
+        self.sessions.tombstones_mut().send_rotation_requests(|security_id| {
+            let sent = send(security_id);
+            if sent {
+                debug!(
+                    security_id,
+                    "tombstones past high-water mark: metadata key rotation requested"
+                );
+            }
+            sent
+        });
     }
 
     /// Starts a payload-key rotation on an ingress session: the next key is sent in forward
@@ -840,7 +883,7 @@ impl Engine {
                 }
                 (id, false)
             }
-            None => self.create_egress(epoch, now, port, outer, metadata, &opened)?,
+            None => self.create_egress(epoch, now, port, outer, security_id, metadata, &opened)?,
         };
 
         let transit = self.sessions.get(id).is_some_and(Session::is_transit);
@@ -850,8 +893,9 @@ impl Engine {
             self.finish_metadata_packet(id, now, packet, &opened, metadata).map(Some)
         };
         if result.is_err() && created {
-            // A session made from a packet that then failed must not stay behind.
-            self.sessions.remove(id);
+            // A session made from a packet that then failed must not stay behind. It
+            // carried no packet, so it leaves no tombstone.
+            self.sessions.discard(id);
             self.counters.sessions_created -= 1;
         }
         Ok(match result? {
@@ -928,13 +972,20 @@ impl Engine {
         Ok(plain)
     }
 
-    /// Creates the egress session named by the metadata of a session's first packet.
+    /// Creates the egress session named by the metadata of a session's first packet,
+    /// sealed under `security_id`. A session of that UUID deleted since leaves a tombstone
+    /// under the Security ID, which makes the packet a replay.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the packet and its opened parts travel together"
+    )]
     fn create_egress(
         &mut self,
         epoch: &KeyEpoch,
         now: Instant,
         port: InterfaceId,
         outer: &ParsedFrame,
+        security_id: u32,
         metadata: &ReceivedMetadata,
         opened: &Opened,
     ) -> Result<(SessionId, bool), DropReason> {
@@ -967,7 +1018,8 @@ impl Engine {
 
         // The same flow arriving on new waypoints is a path change of an existing session.
         // The same flow under a new UUID is a new session from a restarted ingress, which
-        // replaces the old one.
+        // replaces the old one once the new one is admitted.
+        let mut replaced = None;
         if let Some(id) = self.sessions.find_lan(&original.reversed()) {
             let Some(session) = self.sessions.get(id) else {
                 return Err(DropReason::NoSession);
@@ -985,8 +1037,7 @@ impl Engine {
                 debug!(%uuid, "egress session moved to new waypoints");
                 return Ok((id, false));
             }
-            debug!(old = %session.uuid, new = %uuid, "egress session replaced");
-            self.sessions.remove(id);
+            replaced = Some((id, session.uuid));
         }
 
         let service = service.and_then(|name| epoch.service_by_name(name));
@@ -1015,6 +1066,16 @@ impl Engine {
         };
         original.reversed().to_context().ok_or(DropReason::Malformed)?;
 
+        let legs = if next_peer.is_some() { 2 } else { 1 };
+        self.sessions.admit(security_id, uuid, legs).map_err(|refusal| match refusal {
+            Refusal::Replayed => DropReason::Replay,
+            Refusal::Full => DropReason::ReplayStoreFull,
+        })?;
+        if let Some((id, old)) = replaced {
+            debug!(%old, new = %uuid, "egress session replaced");
+            self.sessions.remove(id);
+        }
+
         let session = Session {
             role: Role::Egress,
             uuid,
@@ -1037,12 +1098,10 @@ impl Engine {
             relay: None,
         };
         if let Some(next) = next_peer {
-            return self.create_transit(epoch, session, next, metadata, &key);
+            return self.create_transit(epoch, session, security_id, next, metadata, &key);
         }
-        let id = self.sessions.insert(session).map_err(|error| match error {
-            TableError::Full { .. } => DropReason::TableFull,
-            _ => DropReason::Malformed,
-        })?;
+        let id =
+            self.sessions.insert_from_peer(session, security_id).map_err(|e| table_drop(&e))?;
         self.counters.sessions_created += 1;
         debug!(tuple = %original, %uuid, "egress session created");
         Ok((id, true))
@@ -1431,6 +1490,15 @@ fn payload_key(metadata: &ReceivedMetadata) -> Result<Option<PayloadKeyTlv>, Dro
 
 fn payload_key_blob(tlv: &PayloadKeyTlv) -> Result<PayloadKeyBlob, CryptoError> {
     PayloadKeyBlob::new(tlv.emit().to_vec()).map_err(|_| CryptoError::Random)
+}
+
+/// Returns the drop counter for a session that the table did not take.
+pub(super) fn table_drop(error: &TableError) -> DropReason {
+    match error {
+        TableError::Full { .. } => DropReason::TableFull,
+        TableError::TombstonesFull { .. } => DropReason::ReplayStoreFull,
+        _ => DropReason::Malformed,
+    }
 }
 
 /// The drop counter for a receive error.

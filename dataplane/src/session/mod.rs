@@ -21,6 +21,7 @@ mod keys;
 mod memory;
 mod metadata;
 mod table;
+mod tombstones;
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ pub use metadata::{RouteTlvs, SessionMetadata};
 pub use table::{
     LOOKUP_BURST, PORT_FIRST, PORT_LAST, PortPool, SessionId, SessionTable, TableError,
 };
+pub use tombstones::{Refusal, TOMBSTONE_CAPACITY, TOMBSTONE_SETS, Tombstones};
 
 use crate::crypto::Direction;
 use crate::epoch::{InterfaceId, PathId, PeerId, ServiceId, TenantId};

@@ -1,6 +1,7 @@
 //! One worker's shard of the session table: a slab of sessions sized at start and two
 //! indexes into it, by the LAN 5-tuple and by the outer waypoint 5-tuple, plus the pool of
-//! waypoint ports the worker allocates from.
+//! waypoint ports the worker allocates from and the tombstones of the sessions it deleted
+//! ([`Tombstones`]).
 //!
 //! Every structure is allocated with its full capacity when the shard is made. The
 //! indexes never grow because the slab caps how many sessions exist, so no insertion or
@@ -13,6 +14,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use super::index::{Probe, TupleIndex};
+use super::tombstones::{Refusal, Tombstones};
 use super::{Role, Session};
 use crate::forward::FiveTuple;
 use crate::shard::{FLOW_CLASSES, class_owner, port_class};
@@ -74,10 +76,15 @@ impl SessionId {
 #[cfg_attr(test, derive(Clone))]
 pub struct SessionTable {
     slots: Vec<Option<Session>>,
+    /// Per slot, the Security ID of the forward metadata that created its session: on an
+    /// egress session and both legs of a transit session, `None` on a session started from
+    /// a LAN packet. Kept beside the slab so that a session stays within its size budget.
+    security_ids: Vec<Option<u32>>,
     free: Vec<u32>,
     by_lan: TupleIndex,
     by_wan: TupleIndex,
     ports: PortPool,
+    tombstones: Tombstones,
     sweep_at: usize,
     len: usize,
     /// Count of the changes to the indexes; see [`SessionTable::generation`].
@@ -86,17 +93,20 @@ pub struct SessionTable {
 
 impl SessionTable {
     /// A shard for up to `capacity` sessions, taking the waypoint ports that belong to
-    /// worker `worker` of `workers`.
-    pub fn new(capacity: usize, worker: usize, workers: usize) -> SessionTable {
+    /// worker `worker` of `workers`, with room for `tombstones` sessions per Security ID in
+    /// its tombstones.
+    pub fn new(capacity: usize, worker: usize, workers: usize, tombstones: usize) -> SessionTable {
         let mut slots = Vec::with_capacity(capacity);
         super::memory::advise(slots.spare_capacity_mut());
         slots.resize_with(capacity, || None);
         SessionTable {
             slots,
+            security_ids: vec![None; capacity],
             free: (0..capacity as u32).rev().collect(),
             by_lan: TupleIndex::new(capacity),
             by_wan: TupleIndex::new(capacity),
             ports: PortPool::new(worker, workers),
+            tombstones: Tombstones::new(tombstones),
             sweep_at: 0,
             len: 0,
             generation: 0,
@@ -116,6 +126,29 @@ impl SessionTable {
     /// The waypoint port pool.
     pub fn ports(&mut self) -> &mut PortPool {
         &mut self.ports
+    }
+
+    /// Returns the tombstones of the sessions this shard deleted.
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
+    }
+
+    /// Returns the tombstones, writable, to drop those of retired Security IDs and to send
+    /// rotation requests.
+    pub fn tombstones_mut(&mut self) -> &mut Tombstones {
+        &mut self.tombstones
+    }
+
+    /// Checks that a session with `uuid` may be created from forward metadata sealed under
+    /// `security_id`, with `legs` sessions (two for a transit session): its UUID must not
+    /// be buried there, and the Security ID's tombstones must have room for it.
+    pub fn admit(
+        &mut self,
+        security_id: u32,
+        uuid: uuid::Uuid,
+        legs: usize,
+    ) -> Result<(), Refusal> {
+        self.tombstones.admit(security_id, uuid, legs)
     }
 
     /// Returns a number that changes whenever a session is added, removed or moved to new
@@ -211,6 +244,25 @@ impl SessionTable {
 
     /// Adds a session and indexes it by its LAN and WAN tuples.
     pub fn insert(&mut self, session: Session) -> Result<SessionId, TableError> {
+        self.insert_with(session, None)
+    }
+
+    /// Adds a session created from forward metadata sealed under `security_id`, as
+    /// [`SessionTable::insert`] does, holding a slot for its tombstone. Fails when the
+    /// Security ID's tombstones have no room for it.
+    pub fn insert_from_peer(
+        &mut self,
+        session: Session,
+        security_id: u32,
+    ) -> Result<SessionId, TableError> {
+        self.insert_with(session, Some(security_id))
+    }
+
+    fn insert_with(
+        &mut self,
+        session: Session,
+        security_id: Option<u32>,
+    ) -> Result<SessionId, TableError> {
         let (lan, wan) = (session.lan_key(), session.wan_key());
         if self.find_lan(&lan).is_some() {
             return Err(TableError::Exists { tuple: lan });
@@ -218,15 +270,29 @@ impl SessionTable {
         if self.find_wan(&wan).is_some() {
             return Err(TableError::Exists { tuple: wan });
         }
+        if self.free.is_empty() {
+            return Err(TableError::Full { capacity: self.slots.len() });
+        }
+        if let Some(security_id) = security_id
+            && !self.tombstones.reserve(security_id)
+        {
+            return Err(TableError::TombstonesFull { security_id });
+        }
         let Some(index) = self.free.pop() else {
             return Err(TableError::Full { capacity: self.slots.len() });
         };
         self.slots[index as usize] = Some(session);
+        self.security_ids[index as usize] = security_id;
         self.by_lan.insert(&lan, index);
         self.by_wan.insert(&wan, index);
         self.len += 1;
         self.generation += 1;
         Ok(SessionId::new(index))
+    }
+
+    /// Returns the Security ID of the forward metadata that created session `id`, if any.
+    pub fn security_id(&self, id: SessionId) -> Option<u32> {
+        self.security_ids.get(id.slot() as usize).copied().flatten()
     }
 
     /// Moves session `id` to new waypoints (a path change), re-indexing it.
@@ -250,23 +316,40 @@ impl SessionTable {
 
     /// Deletes session `id`, returning its ingress waypoint port to the pool. A leg of a
     /// transit session takes its other leg with it, so that neither is left naming a slot
-    /// that a new session may reuse.
+    /// that a new session may reuse. A session created from forward metadata leaves a
+    /// tombstone, so that its first packet cannot create it again.
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
-        let session = self.remove_one(id)?;
+        self.delete(id, Deletion::Bury)
+    }
+
+    /// Deletes session `id` as [`SessionTable::remove`] does, but leaves no tombstone: for
+    /// a session just created from a packet that then failed, which never carried one.
+    pub fn discard(&mut self, id: SessionId) -> Option<Session> {
+        self.delete(id, Deletion::Release)
+    }
+
+    fn delete(&mut self, id: SessionId, deletion: Deletion) -> Option<Session> {
+        let session = self.remove_one(id, deletion)?;
         if let Some(other) = session.relay
             && self.get(other).is_some_and(|leg| leg.relay == Some(id))
         {
-            self.remove_one(other);
+            self.remove_one(other, deletion);
         }
         Some(session)
     }
 
-    fn remove_one(&mut self, id: SessionId) -> Option<Session> {
+    fn remove_one(&mut self, id: SessionId, deletion: Deletion) -> Option<Session> {
         let session = self.slots.get_mut(id.slot() as usize)?.take()?;
         self.by_lan.remove(&session.lan_key(), id.slot());
         self.by_wan.remove(&session.wan_key(), id.slot());
         if session.role == super::Role::Ingress {
             self.ports.release(session.waypoints.source_port);
+        }
+        if let Some(security_id) = self.security_ids[id.slot() as usize].take() {
+            match deletion {
+                Deletion::Bury => self.tombstones.bury(security_id, session.uuid),
+                Deletion::Release => self.tombstones.release(security_id),
+            }
         }
         self.free.push(id.slot());
         self.len -= 1;
@@ -375,6 +458,15 @@ impl PortPool {
     }
 }
 
+/// Treatment of the tombstone slot when a session created from forward metadata is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deletion {
+    /// Bury its UUID there.
+    Bury,
+    /// Give the slot back.
+    Release,
+}
+
 /// Why a session could not be added or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -385,6 +477,8 @@ pub enum TableError {
     Exists { tuple: FiveTuple },
     /// No session has this id.
     Unknown { id: SessionId },
+    /// The tombstones of this Security ID have no room for the session's.
+    TombstonesFull { security_id: u32 },
 }
 
 impl fmt::Display for TableError {
@@ -393,6 +487,9 @@ impl fmt::Display for TableError {
             TableError::Full { capacity } => write!(f, "session table full at {capacity} sessions"),
             TableError::Exists { tuple } => write!(f, "a session already exists for {tuple}"),
             TableError::Unknown { id } => write!(f, "no session with id {}", id.slot()),
+            TableError::TombstonesFull { security_id } => {
+                write!(f, "tombstones of security id {security_id} full")
+            }
         }
     }
 }
@@ -472,7 +569,7 @@ mod tests {
     /// Applies `ops` to a table of `capacity` slots and to a model of two hash maps, and
     /// checks after each step that every tuple finds the session the model expects.
     fn check_against_model(capacity: usize, ops: &[Op]) {
-        let mut table = SessionTable::new(capacity, 0, 1);
+        let mut table = SessionTable::new(capacity, 0, 1, 0);
         // LAN tuple host -> waypoint port of the session that has it.
         let mut model: HashMap<u16, u16> = HashMap::new();
         let probe = |host| session(host, 0).lan_key();
@@ -539,7 +636,7 @@ mod tests {
     #[test]
     fn lookups_at_many_sizes() {
         for size in [1usize, 7, 8, 100, 1000, 4000] {
-            let mut table = SessionTable::new(size, 0, 1);
+            let mut table = SessionTable::new(size, 0, 1, 0);
             let sessions = (0..size as u16).map(|i| session(i, i));
             let ids: Vec<SessionId> = sessions.map(|s| table.insert(s).unwrap()).collect();
             // Remove every third session, so later lookups cross shifted probe runs.
@@ -560,7 +657,7 @@ mod tests {
     /// Applies `ops` to a table of `capacity` slots, ignoring the errors that
     /// `check_against_model` checks.
     fn table_after(capacity: usize, ops: &[Op]) -> SessionTable {
-        let mut table = SessionTable::new(capacity, 0, 1);
+        let mut table = SessionTable::new(capacity, 0, 1, 0);
         for op in ops {
             match *op {
                 Op::Insert { host, port } => {
@@ -627,7 +724,7 @@ mod tests {
     #[test]
     fn burst_lookup_full_table() {
         let capacity = 1000u16;
-        let mut table = SessionTable::new(usize::from(capacity), 0, 1);
+        let mut table = SessionTable::new(usize::from(capacity), 0, 1, 0);
         let ids: Vec<SessionId> =
             (0..capacity).map(|i| table.insert(session(i, i)).unwrap()).collect();
         // Remove every third session and fill the table again with other keys, so that
@@ -659,7 +756,7 @@ mod tests {
 
     #[test]
     fn burst_lookup_uneven_lengths() {
-        let mut table = SessionTable::new(64, 0, 1);
+        let mut table = SessionTable::new(64, 0, 1, 0);
         for i in 0..40 {
             table.insert(session(i, i)).unwrap();
         }
@@ -680,7 +777,7 @@ mod tests {
 
     #[test]
     fn generation_counts_index_changes() {
-        let mut table = SessionTable::new(4, 0, 1);
+        let mut table = SessionTable::new(4, 0, 1, 0);
         let start = table.generation();
         let id = table.insert(session(1, 1)).unwrap();
         assert_ne!(table.generation(), start, "insert");
@@ -714,16 +811,38 @@ mod tests {
     #[test]
     fn session_budget_under_1_kib() {
         // The slot, both index entries amortised over the index length, the free-list
-        // entry, and the payload-key TLV bytes, which are the only per-session heap.
+        // entry, the Security ID beside the slot, and the payload-key TLV bytes, which are
+        // the only per-session heap.
         let capacity = 1 << 20;
         let index = super::super::index::TupleIndex::new(capacity);
         let slot = std::mem::size_of::<Option<Session>>();
         let indexes = 2 * index.heap_bytes() / capacity;
         let free = std::mem::size_of::<u32>();
-        let total = slot + indexes + free + PAYLOAD_KEY_TLV_LEN;
+        let security_id = std::mem::size_of::<Option<u32>>();
+        let total = slot + indexes + free + security_id + PAYLOAD_KEY_TLV_LEN;
         assert!(slot <= 944, "slot of {slot} bytes");
         assert!(indexes <= 34, "indexes take {indexes} bytes per session");
         assert!(total <= 1024, "a session takes {total} bytes");
+    }
+
+    #[test]
+    fn remove_buries_discard_releases() {
+        let mut table = SessionTable::new(8, 0, 1, 2);
+        let kept = table.insert_from_peer(session(1, 1), 7).unwrap();
+        let dropped = table.insert_from_peer(session(2, 2), 7).unwrap();
+        assert_eq!(table.security_id(kept), Some(7));
+        let full = table.insert_from_peer(session(3, 3), 7);
+        assert_eq!(full, Err(TableError::TombstonesFull { security_id: 7 }));
+        assert_eq!(table.len(), 2, "a refused session takes no slot");
+
+        let uuid = table.get(kept).unwrap().uuid;
+        table.remove(kept).unwrap();
+        table.discard(dropped).unwrap();
+        assert_eq!(table.tombstones().buried(7), Some(1));
+        assert_eq!(table.admit(7, uuid, 1), Err(Refusal::Replayed));
+        let fresh = uuid::Uuid::from_u128(99);
+        assert_eq!(table.admit(7, fresh, 1), Ok(()), "the discarded session's slot came back");
+        assert!(table.insert(session(4, 4)).is_ok(), "LAN sessions take no tombstone slot");
     }
 
     #[test]

@@ -145,6 +145,26 @@ pub fn router_epoch(name: &str, ingress: bool) -> KeyEpoch {
     }
 }
 
+/// Adds a second path over the WAN port, with waypoints 10.202.1.x, to a router's epoch,
+/// with path `down` (0 or 1) out of service if one is given.
+pub fn with_second_path(mut epoch: KeyEpoch, ingress: bool, down: Option<usize>) -> KeyEpoch {
+    let (local, peer, peer_mac) = if ingress {
+        ([10, 202, 1, 1], [10, 202, 1, 2], R2_WAN_MAC)
+    } else {
+        ([10, 202, 1, 2], [10, 202, 1, 1], R1_WAN_MAC)
+    };
+    let mut path = epoch.peers[0].paths[0].clone();
+    path.local = Ipv4Addr::from(local).into();
+    path.peer = Ipv4Addr::from(peer).into();
+    epoch.peers[0].paths.push(path);
+    if let Some(down) = down {
+        epoch.peers[0].paths[down].in_service = false;
+    }
+    epoch.neighbours.insert((WAN, Ipv4Addr::from(peer).into()), peer_mac);
+    epoch.generation += 1;
+    epoch
+}
+
 /// What the relay does to one WAN frame.
 pub enum Fate {
     Deliver,

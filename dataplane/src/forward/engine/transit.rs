@@ -32,7 +32,7 @@ use super::super::headers::{IpHeaderFields, Macs, emit_outer, outer_header_len};
 use super::super::parse::{ETHERNET_LEN, IpFields, ParsedFrame};
 use super::{
     Engine, FrameSource, discard, payload_key, payload_key_blob, peer_link_mac, receive_drop,
-    seal_drop,
+    seal_drop, table_drop,
 };
 use crate::counters::DropReason;
 use crate::crypto::PayloadKeyTlv;
@@ -44,19 +44,18 @@ use crate::sealed::{
     Opened, Outgoing, OutgoingMetadata, ReceivedMetadata, open_without_metadata, peek_sequence,
     seal, sealed_len_bound,
 };
-use crate::session::{
-    PayloadKeys, Role, Session, SessionId, SessionMetadata, SessionTable, TableError,
-};
+use crate::session::{PayloadKeys, Role, Session, SessionId, SessionMetadata, SessionTable};
 use crate::shard::{flow_class, port_class};
 
 impl Engine {
     /// Creates a transit session from the first packet of a session whose service is
-    /// routed to peer `next`. `towards_ingress` is the leg facing the sender, built as an
-    /// egress session would be. Returns the id of that leg.
+    /// routed to peer `next`, sealed under `security_id`. `towards_ingress` is the leg
+    /// facing the sender, built as an egress session would be. Returns the id of that leg.
     pub(super) fn create_transit(
         &mut self,
         epoch: &KeyEpoch,
         towards_ingress: Session,
+        security_id: u32,
         next: PeerId,
         metadata: &ReceivedMetadata,
         key: &PayloadKeyTlv,
@@ -132,7 +131,7 @@ impl Engine {
         // sends, never its own.
         let mut towards_ingress = towards_ingress;
         towards_ingress.send_metadata = false;
-        let back = match self.sessions.insert(towards_ingress) {
+        let back = match self.sessions.insert_from_peer(towards_ingress, security_id) {
             Ok(id) => id,
             Err(error) => {
                 self.sessions.ports().release(local_port);
@@ -140,10 +139,10 @@ impl Engine {
             }
         };
         onward.relay = Some(back);
-        let ahead = match self.sessions.insert(onward) {
+        let ahead = match self.sessions.insert_from_peer(onward, security_id) {
             Ok(id) => id,
             Err(error) => {
-                self.sessions.remove(back);
+                self.sessions.discard(back);
                 self.sessions.ports().release(local_port);
                 return Err(table_drop(&error));
             }
@@ -372,13 +371,6 @@ fn other_leg(sessions: &SessionTable, id: SessionId) -> Result<SessionId, DropRe
         .get(other)
         .is_some_and(|session| session.relay == Some(id) && session.uuid == leg.uuid);
     if matches { Ok(other) } else { Err(DropReason::NoSession) }
-}
-
-fn table_drop(error: &TableError) -> DropReason {
-    match error {
-        TableError::Full { .. } => DropReason::TableFull,
-        _ => DropReason::Malformed,
-    }
 }
 
 /// Returns the outer IP fields of a forwarded packet from those it arrived with. The DS
