@@ -52,15 +52,11 @@ pub enum DropReason {
     /// deliver such frames, because the AF_XDP filter leaves them to the kernel. They are
     /// not logged, since hosts on a WAN segment send them in normal operation.
     NotSvr,
-    /// The first packet of a session from a peer, whose Security ID's tombstones have no
-    /// room left for the session's, or no free set for a new Security ID. The session is
-    /// refused rather than a tombstone forgotten, until the metadata key retires.
-    ReplayStoreFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::BadTag,
         DropReason::Replay,
@@ -78,7 +74,6 @@ impl DropReason {
         DropReason::HandoffFull,
         DropReason::NoNeighbour,
         DropReason::NotSvr,
-        DropReason::ReplayStoreFull,
     ];
 
     /// Counter name, as shown by management tools.
@@ -101,7 +96,6 @@ impl DropReason {
             DropReason::HandoffFull => "handoff-full",
             DropReason::NoNeighbour => "no-neighbour",
             DropReason::NotSvr => "not-svr",
-            DropReason::ReplayStoreFull => "replay-store-full",
         }
     }
 
@@ -149,6 +143,9 @@ pub struct Counters {
     pub rotations_started: u64,
     /// Sessions whose sending switched to the next payload key.
     pub key_switches: u64,
+    /// Tombstones of deleted sessions forgotten because their set filled up before its
+    /// metadata key retired (see `session::Tombstones`).
+    pub tombstones_forgotten: u64,
     /// Per port, by interface id.
     pub ports: Vec<PortCounters>,
 }
@@ -168,6 +165,7 @@ impl Counters {
             sessions_expired: 0,
             rotations_started: 0,
             key_switches: 0,
+            tombstones_forgotten: 0,
             ports: vec![PortCounters::default(); ports],
         }
     }
@@ -216,6 +214,7 @@ pub struct SharedCounters {
     sessions_created: AtomicU64,
     rotations_started: AtomicU64,
     key_switches: AtomicU64,
+    tombstones_forgotten: AtomicU64,
     ports: Vec<[AtomicU64; 2]>,
 }
 
@@ -231,6 +230,7 @@ impl SharedCounters {
             sessions_created: AtomicU64::new(0),
             rotations_started: AtomicU64::new(0),
             key_switches: AtomicU64::new(0),
+            tombstones_forgotten: AtomicU64::new(0),
             ports: (0..ports).map(|_| [AtomicU64::new(0), AtomicU64::new(0)]).collect(),
         }
     }
@@ -247,6 +247,7 @@ impl SharedCounters {
         self.sessions_created.store(counters.sessions_created, Ordering::Relaxed);
         self.rotations_started.store(counters.rotations_started, Ordering::Relaxed);
         self.key_switches.store(counters.key_switches, Ordering::Relaxed);
+        self.tombstones_forgotten.store(counters.tombstones_forgotten, Ordering::Relaxed);
         for (shared, port) in self.ports.iter().zip(counters.ports.iter()) {
             shared[0].store(port.rx, Ordering::Relaxed);
             shared[1].store(port.tx, Ordering::Relaxed);
@@ -291,6 +292,11 @@ impl SharedCounters {
     /// Switches to a next payload key, at the last refresh.
     pub fn key_switches(&self) -> u64 {
         self.key_switches.load(Ordering::Relaxed)
+    }
+
+    /// Tombstones forgotten because their set was full, at the last refresh.
+    pub fn tombstones_forgotten(&self) -> u64 {
+        self.tombstones_forgotten.load(Ordering::Relaxed)
     }
 
     /// Received and sent frames of `port`, at the last refresh.

@@ -257,6 +257,11 @@ impl GroupCounters {
         self.sum(SharedCounters::key_switches)
     }
 
+    /// Tombstones forgotten because their set was full.
+    pub fn tombstones_forgotten(&self) -> u64 {
+        self.sum(SharedCounters::tombstones_forgotten)
+    }
+
     /// Received and sent frames of `port`.
     pub fn port(&self, port: usize) -> PortCounters {
         self.workers.iter().map(|counters| counters.port(port)).fold(

@@ -802,14 +802,16 @@ impl Daemon {
             "sessions_created": self.counters.sessions_created(),
             "rotations_started": self.counters.rotations_started(),
             "key_switches": self.counters.key_switches(),
+            "tombstones_forgotten": self.counters.tombstones_forgotten(),
             "punted": self.counters.punted(),
         });
         text.push_str(&format!(
-            "  ingress forwarded {}\n  egress forwarded  {}\n  transit forwarded {}\n  sessions created  {}\n",
+            "  ingress forwarded {}\n  egress forwarded  {}\n  transit forwarded {}\n  sessions created  {}\n  tombstones forgotten {}\n",
             self.counters.ingress_forwarded(),
             self.counters.egress_forwarded(),
             self.counters.transit_forwarded(),
-            self.counters.sessions_created()
+            self.counters.sessions_created(),
+            self.counters.tombstones_forgotten()
         ));
         let bfd = self.bfd.counters();
         text.push_str(&format!("BFD\n  drops {bfd:?}\n"));

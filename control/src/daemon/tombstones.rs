@@ -25,8 +25,8 @@ impl Daemon {
                     security_id,
                     "tombstones of deleted sessions passed their high-water mark, but metadata \
                      keys from security policies cannot rotate: change the policy's keys on \
-                     every router and reload, or new sessions from peers under this Security ID \
-                     will be refused once the tombstones are full"
+                     every router and reload, or the tombstones will be forgotten once full, \
+                     and first packets of those sessions can then be replayed"
                 );
             }
             return false;

@@ -363,13 +363,7 @@ impl Engine {
     /// Logs a drop that points at a faulty or hostile sender, at most once per
     /// [`WARN_INTERVAL`].
     fn warn_limited(&mut self, now: Instant, port: InterfaceId, reason: DropReason) {
-        if !matches!(
-            reason,
-            DropReason::Malformed
-                | DropReason::BadTag
-                | DropReason::Replay
-                | DropReason::ReplayStoreFull
-        ) {
+        if !matches!(reason, DropReason::Malformed | DropReason::BadTag | DropReason::Replay) {
             return;
         }
         let limiter = &mut self.warnings;
@@ -380,6 +374,23 @@ impl Engine {
         warn!(port, reason = reason.name(), suppressed = limiter.suppressed, "packet dropped");
         limiter.last = Some(now);
         limiter.suppressed = 0;
+    }
+
+    /// Copies the count of forgotten tombstones into the counters, and warns when a set has
+    /// just been forgotten: the metadata key did not rotate in time, so first packets of
+    /// the forgotten sessions could be replayed until it does.
+    pub(super) fn count_forgotten_tombstones(&mut self) {
+        let forgotten = self.sessions.tombstones().forgotten();
+        let before = self.counters.tombstones_forgotten;
+        if forgotten > before {
+            warn!(
+                worker = self.config.worker,
+                forgotten = forgotten - before,
+                "tombstones of a metadata key filled up before the key retired; \
+                 forgot them so that peers can still open sessions"
+            );
+            self.counters.tombstones_forgotten = forgotten;
+        }
     }
 
     /// Deletes sessions idle past their timeout, visiting at most `budget` slots.
@@ -1066,11 +1077,7 @@ impl Engine {
         };
         original.reversed().to_context().ok_or(DropReason::Malformed)?;
 
-        let legs = if next_peer.is_some() { 2 } else { 1 };
-        self.sessions.admit(security_id, uuid, legs).map_err(|refusal| match refusal {
-            Refusal::Replayed => DropReason::Replay,
-            Refusal::Full => DropReason::ReplayStoreFull,
-        })?;
+        self.sessions.admit(security_id, uuid).map_err(|Refusal::Replayed| DropReason::Replay)?;
         if let Some((id, old)) = replaced {
             debug!(%old, new = %uuid, "egress session replaced");
             self.sessions.remove(id);
@@ -1102,6 +1109,7 @@ impl Engine {
         }
         let id =
             self.sessions.insert_from_peer(session, security_id).map_err(|e| table_drop(&e))?;
+        self.count_forgotten_tombstones();
         self.counters.sessions_created += 1;
         debug!(tuple = %original, %uuid, "egress session created");
         Ok((id, true))
@@ -1496,7 +1504,6 @@ fn payload_key_blob(tlv: &PayloadKeyTlv) -> Result<PayloadKeyBlob, CryptoError> 
 pub(super) fn table_drop(error: &TableError) -> DropReason {
     match error {
         TableError::Full { .. } => DropReason::TableFull,
-        TableError::TombstonesFull { .. } => DropReason::ReplayStoreFull,
         _ => DropReason::Malformed,
     }
 }

@@ -140,15 +140,9 @@ impl SessionTable {
     }
 
     /// Checks that a session with `uuid` may be created from forward metadata sealed under
-    /// `security_id`, with `legs` sessions (two for a transit session): its UUID must not
-    /// be buried there, and the Security ID's tombstones must have room for it.
-    pub fn admit(
-        &mut self,
-        security_id: u32,
-        uuid: uuid::Uuid,
-        legs: usize,
-    ) -> Result<(), Refusal> {
-        self.tombstones.admit(security_id, uuid, legs)
+    /// `security_id`: its UUID must not be buried there.
+    pub fn admit(&self, security_id: u32, uuid: uuid::Uuid) -> Result<(), Refusal> {
+        self.tombstones.admit(security_id, uuid)
     }
 
     /// Returns a number that changes whenever a session is added, removed or moved to new
@@ -248,8 +242,8 @@ impl SessionTable {
     }
 
     /// Adds a session created from forward metadata sealed under `security_id`, as
-    /// [`SessionTable::insert`] does, holding a slot for its tombstone. Fails when the
-    /// Security ID's tombstones have no room for it.
+    /// [`SessionTable::insert`] does, holding a slot for its tombstone when the tombstones
+    /// have a set for the Security ID.
     pub fn insert_from_peer(
         &mut self,
         session: Session,
@@ -270,19 +264,12 @@ impl SessionTable {
         if self.find_wan(&wan).is_some() {
             return Err(TableError::Exists { tuple: wan });
         }
-        if self.free.is_empty() {
-            return Err(TableError::Full { capacity: self.slots.len() });
-        }
-        if let Some(security_id) = security_id
-            && !self.tombstones.reserve(security_id)
-        {
-            return Err(TableError::TombstonesFull { security_id });
-        }
         let Some(index) = self.free.pop() else {
             return Err(TableError::Full { capacity: self.slots.len() });
         };
+        let tracked = security_id.filter(|&id| self.tombstones.reserve(id));
         self.slots[index as usize] = Some(session);
-        self.security_ids[index as usize] = security_id;
+        self.security_ids[index as usize] = tracked;
         self.by_lan.insert(&lan, index);
         self.by_wan.insert(&wan, index);
         self.len += 1;
@@ -477,8 +464,6 @@ pub enum TableError {
     Exists { tuple: FiveTuple },
     /// No session has this id.
     Unknown { id: SessionId },
-    /// The tombstones of this Security ID have no room for the session's.
-    TombstonesFull { security_id: u32 },
 }
 
 impl fmt::Display for TableError {
@@ -487,9 +472,6 @@ impl fmt::Display for TableError {
             TableError::Full { capacity } => write!(f, "session table full at {capacity} sessions"),
             TableError::Exists { tuple } => write!(f, "a session already exists for {tuple}"),
             TableError::Unknown { id } => write!(f, "no session with id {}", id.slot()),
-            TableError::TombstonesFull { security_id } => {
-                write!(f, "tombstones of security id {security_id} full")
-            }
         }
     }
 }
@@ -831,17 +813,16 @@ mod tests {
         let kept = table.insert_from_peer(session(1, 1), 7).unwrap();
         let dropped = table.insert_from_peer(session(2, 2), 7).unwrap();
         assert_eq!(table.security_id(kept), Some(7));
-        let full = table.insert_from_peer(session(3, 3), 7);
-        assert_eq!(full, Err(TableError::TombstonesFull { security_id: 7 }));
-        assert_eq!(table.len(), 2, "a refused session takes no slot");
 
         let uuid = table.get(kept).unwrap().uuid;
         table.remove(kept).unwrap();
         table.discard(dropped).unwrap();
         assert_eq!(table.tombstones().buried(7), Some(1));
-        assert_eq!(table.admit(7, uuid, 1), Err(Refusal::Replayed));
+        assert_eq!(table.admit(7, uuid), Err(Refusal::Replayed));
         let fresh = uuid::Uuid::from_u128(99);
-        assert_eq!(table.admit(7, fresh, 1), Ok(()), "the discarded session's slot came back");
+        assert_eq!(table.admit(7, fresh), Ok(()));
+        assert!(table.tombstones_mut().reserve(7), "the discarded session's slot came back");
+        assert_eq!(table.tombstones().forgotten(), 0);
         assert!(table.insert(session(4, 4)).is_ok(), "LAN sessions take no tombstone slot");
     }
 

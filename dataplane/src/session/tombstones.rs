@@ -10,9 +10,12 @@
 //!
 //! Each set is a linear-probing table allocated when the worker starts, so recording a
 //! tombstone never allocates. Tombstones are never removed one by one, which keeps the
-//! probing free of deletion markers. A set fails closed: a live session created under a
-//! Security ID holds a slot for its future tombstone, and a session that would need more
-//! slots than the set has left is refused, so no deletion ever has to forget a tombstone.
+//! probing free of deletion markers. A live session created under a Security ID holds a
+//! slot for its future tombstone, so a deletion always finds room.
+//!
+//! A set that fills before its key retires fails open: it forgets its buried UUIDs and
+//! starts again, and the worker counts them. Refusing new sessions instead would let a
+//! burst of sessions, or a key that cannot rotate (classic mode), cut every peer off.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -35,9 +38,6 @@ pub enum Refusal {
     /// A session with this UUID was created under this Security ID and deleted since: the
     /// packet is a replay of its first packet.
     Replayed,
-    /// The Security ID's set has no slot left for the session's tombstone, or no set is
-    /// free for a new Security ID.
-    Full,
 }
 
 /// The tombstones of one worker, in [`TOMBSTONE_SETS`] sets of equal capacity.
@@ -49,6 +49,8 @@ pub struct Tombstones {
     /// Keyed hash of the UUIDs, which peers choose, so that a peer cannot pick UUIDs that
     /// share one probe run.
     hasher: RandomState,
+    /// Tombstones forgotten because their set was full.
+    forgotten: u64,
 }
 
 /// The tombstones of one Security ID.
@@ -82,7 +84,7 @@ impl Tombstones {
     /// Tombstone sets for `capacity` sessions per Security ID, allocated now.
     pub fn new(capacity: usize) -> Tombstones {
         let sets = (0..TOMBSTONE_SETS).map(|_| TombstoneSet::new(slots_for(capacity))).collect();
-        Tombstones { sets, capacity, hasher: RandomState::new() }
+        Tombstones { sets, capacity, hasher: RandomState::new(), forgotten: 0 }
     }
 
     /// Sessions one Security ID may hold, deleted and live.
@@ -97,28 +99,29 @@ impl Tombstones {
     }
 
     /// Checks whether a session with `uuid` may be created from forward metadata sealed
-    /// under `security_id`, taking `legs` slots (two for a transit session). Claims a free
-    /// set for a Security ID that has none.
-    pub fn admit(&mut self, security_id: u32, uuid: Uuid, legs: usize) -> Result<(), Refusal> {
-        let set = find_or_claim(&mut self.sets, security_id).ok_or(Refusal::Full)?;
-        if set.contains(&self.hasher, uuid) {
+    /// under `security_id`: it may unless its UUID is buried there.
+    pub fn admit(&self, security_id: u32, uuid: Uuid) -> Result<(), Refusal> {
+        let set = self.sets.iter().find(|set| set.security_id == Some(security_id));
+        if set.is_some_and(|set| set.contains(&self.hasher, uuid)) {
             return Err(Refusal::Replayed);
-        }
-        if set.buried + set.live + legs > self.capacity {
-            return Err(Refusal::Full);
         }
         Ok(())
     }
 
     /// Holds a slot for the tombstone of a session being created under `security_id`, and
     /// marks the set for a rotation request when that takes it to the high-water mark.
-    /// Returns false when the set is full or no set is free.
+    /// A full set forgets its buried UUIDs first. Returns false when the session gets no
+    /// tombstone: no set is free for a new Security ID, or live sessions alone fill the set.
     pub fn reserve(&mut self, security_id: u32) -> bool {
         let (capacity, high_water) = (self.capacity, self.high_water());
         let Some(set) = find_or_claim(&mut self.sets, security_id) else {
             return false;
         };
         if set.buried + set.live >= capacity {
+            self.forgotten += set.buried as u64;
+            set.forget();
+        }
+        if set.live >= capacity {
             return false;
         }
         set.live += 1;
@@ -163,6 +166,11 @@ impl Tombstones {
             }
         }
         dropped
+    }
+
+    /// Returns how many tombstones were forgotten because their set was full.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// UUIDs buried under `security_id`, or `None` when no set holds that Security ID.
@@ -257,6 +265,14 @@ impl TombstoneSet {
         }
     }
 
+    /// Forgets the buried UUIDs and keeps the Security ID, its live sessions and its
+    /// rotation request.
+    fn forget(&mut self) {
+        self.slots.fill(0);
+        self.nil = false;
+        self.buried = 0;
+    }
+
     /// Frees the set for another Security ID. A used table is replaced by a new zeroed
     /// allocation and the old one freed, rather than zeroed in place, which would keep all
     /// of its pages resident. This runs when a key retires, not while a packet is processed.
@@ -304,7 +320,7 @@ mod tests {
 
     /// Creates and deletes a session under `security_id`.
     fn bury_one(tombstones: &mut Tombstones, security_id: u32, n: u128) {
-        assert_eq!(tombstones.admit(security_id, uuid(n), 1), Ok(()));
+        assert_eq!(tombstones.admit(security_id, uuid(n)), Ok(()));
         assert!(tombstones.reserve(security_id));
         tombstones.bury(security_id, uuid(n));
     }
@@ -338,18 +354,18 @@ mod tests {
     fn buried_uuid_refused() {
         let mut tombstones = Tombstones::new(16);
         bury_one(&mut tombstones, 7, 42);
-        assert_eq!(tombstones.admit(7, uuid(42), 1), Err(Refusal::Replayed));
-        assert_eq!(tombstones.admit(7, uuid(43), 1), Ok(()));
-        assert_eq!(tombstones.admit(8, uuid(42), 1), Ok(()), "another Security ID");
+        assert_eq!(tombstones.admit(7, uuid(42)), Err(Refusal::Replayed));
+        assert_eq!(tombstones.admit(7, uuid(43)), Ok(()));
+        assert_eq!(tombstones.admit(8, uuid(42)), Ok(()), "another Security ID");
         assert_eq!(tombstones.buried(7), Some(1));
     }
 
     #[test]
     fn nil_uuid_buried() {
         let mut tombstones = Tombstones::new(16);
-        assert_eq!(tombstones.admit(7, Uuid::nil(), 1), Ok(()));
+        assert_eq!(tombstones.admit(7, Uuid::nil()), Ok(()));
         bury_one(&mut tombstones, 7, 0);
-        assert_eq!(tombstones.admit(7, Uuid::nil(), 1), Err(Refusal::Replayed));
+        assert_eq!(tombstones.admit(7, Uuid::nil()), Err(Refusal::Replayed));
         assert_eq!(tombstones.buried(7), Some(1));
     }
 
@@ -358,8 +374,11 @@ mod tests {
         let mut tombstones = Tombstones::new(2);
         assert!(tombstones.reserve(7));
         tombstones.release(7);
-        assert_eq!(tombstones.admit(7, uuid(1), 2), Ok(()), "the slot came back");
+        assert_eq!(tombstones.admit(7, uuid(1)), Ok(()));
         assert_eq!(tombstones.buried(7), Some(0));
+        assert!(tombstones.reserve(7));
+        assert!(tombstones.reserve(7), "the released slot came back");
+        assert_eq!(tombstones.forgotten(), 0);
     }
 
     #[test]
@@ -368,10 +387,7 @@ mod tests {
         assert!(tombstones.reserve(7));
         assert!(tombstones.reserve(7));
         bury_one(&mut tombstones, 7, 1);
-        assert_eq!(tombstones.admit(7, uuid(2), 2), Err(Refusal::Full));
-        assert_eq!(tombstones.admit(7, uuid(2), 1), Ok(()));
         assert!(tombstones.reserve(7));
-        assert!(!tombstones.reserve(7), "two live and one buried fill four slots with this one");
 
         // The live sessions' deletions always find their slots.
         tombstones.bury(7, uuid(10));
@@ -379,21 +395,50 @@ mod tests {
         tombstones.bury(7, uuid(12));
         assert_eq!(tombstones.buried(7), Some(4));
         for n in [1, 10, 11, 12] {
-            assert_eq!(tombstones.admit(7, uuid(n), 1), Err(Refusal::Replayed), "uuid {n}");
+            assert_eq!(tombstones.admit(7, uuid(n)), Err(Refusal::Replayed), "uuid {n}");
         }
-        assert_eq!(tombstones.admit(7, uuid(13), 1), Err(Refusal::Full));
+        assert_eq!(tombstones.forgotten(), 0);
+    }
+
+    #[test]
+    fn full_set_forgets_and_admits() {
+        let mut tombstones = Tombstones::new(4);
+        for n in 1..=4 {
+            bury_one(&mut tombstones, 7, n);
+        }
+        assert_eq!(tombstones.admit(7, uuid(1)), Err(Refusal::Replayed));
+
+        // The next session still gets a slot: the set forgets what it buried.
+        assert!(tombstones.reserve(7));
+        assert_eq!(tombstones.forgotten(), 4);
+        assert_eq!(tombstones.buried(7), Some(0));
+        assert_eq!(tombstones.admit(7, uuid(1)), Ok(()));
+        assert_eq!(sent_requests(&mut tombstones), vec![7], "the rotation request stays");
+    }
+
+    #[test]
+    fn live_sessions_alone_fill_set() {
+        let mut tombstones = Tombstones::new(2);
+        assert!(tombstones.reserve(7));
+        assert!(tombstones.reserve(7));
+        assert!(!tombstones.reserve(7), "a third live session gets no tombstone");
+        tombstones.bury(7, uuid(1));
+        assert!(tombstones.reserve(7), "a deletion gave the slot back");
     }
 
     #[test]
     fn transit_legs_bury_once() {
         let mut tombstones = Tombstones::new(4);
-        assert_eq!(tombstones.admit(7, uuid(5), 2), Ok(()));
+        assert_eq!(tombstones.admit(7, uuid(5)), Ok(()));
         assert!(tombstones.reserve(7));
         assert!(tombstones.reserve(7));
         tombstones.bury(7, uuid(5));
         tombstones.bury(7, uuid(5));
         assert_eq!(tombstones.buried(7), Some(1));
-        assert_eq!(tombstones.admit(7, uuid(6), 3), Ok(()), "both legs' slots came back");
+        for _ in 0..3 {
+            assert!(tombstones.reserve(7), "both legs' slots came back");
+        }
+        assert_eq!(tombstones.forgotten(), 0);
     }
 
     #[test]
@@ -446,18 +491,19 @@ mod tests {
         // empty for the next one.
         tombstones.bury(7, uuid(99));
         assert_eq!(tombstones.buried(7), None);
-        assert_eq!(tombstones.admit(9, uuid(1), 16), Ok(()));
+        assert!(tombstones.reserve(9));
         assert_eq!(tombstones.buried(9), Some(0));
     }
 
     #[test]
-    fn no_free_set_refused() {
+    fn no_free_set_untracked() {
         let mut tombstones = Tombstones::new(4);
         for id in 0..TOMBSTONE_SETS as u32 {
             assert!(tombstones.reserve(id));
         }
-        assert_eq!(tombstones.admit(100, uuid(1), 1), Err(Refusal::Full));
+        assert_eq!(tombstones.admit(100, uuid(1)), Ok(()));
         assert!(!tombstones.reserve(100));
+        assert_eq!(tombstones.buried(100), None);
     }
 
     #[test]
@@ -470,8 +516,8 @@ mod tests {
         }
         assert_eq!(tombstones.buried(1), Some(3000));
         for &key in &keys {
-            assert_eq!(tombstones.admit(1, uuid(key), 0), Err(Refusal::Replayed));
+            assert_eq!(tombstones.admit(1, uuid(key)), Err(Refusal::Replayed));
         }
-        assert_eq!(tombstones.admit(1, uuid(1), 0), Ok(()), "a UUID never buried");
+        assert_eq!(tombstones.admit(1, uuid(1)), Ok(()), "a UUID never buried");
     }
 }

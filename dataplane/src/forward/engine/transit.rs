@@ -147,6 +147,7 @@ impl Engine {
                 return Err(table_drop(&error));
             }
         };
+        self.count_forgotten_tombstones();
         if let Some(leg) = self.sessions.get_mut(back) {
             leg.relay = Some(ahead);
         }
