@@ -130,6 +130,77 @@ fn error_unknown_keyword_inside_flat_line() {
     );
 }
 
+/// A router whose WAN network-interface contains `block`, indented as `show config` prints it
+/// and closed by exits, followed by a service whose `address` is invalid. The block starts
+/// on line 8, and the address is on the fourth line from the end.
+fn wan_block_then_bad_address(block: &str) -> String {
+    format!(
+        "config\n authority\n  router r1\n   node n1\n    device-interface d1\n     \
+         interface-name eth1\n     network-interface wan\n{block}     exit\n    exit\n   exit\n  exit\n  \
+         service s\n   address 10.0.0.0/33\n  exit\n exit\nexit\n"
+    )
+}
+
+#[test]
+fn misspelt_block_gives_one_error() {
+    let block = "      nieghborhood wan-a\n       name wan-a\n       topology hub\n       \
+                 bfd\n        multiplier 4\n       exit\n      exit\n";
+    let text = wan_block_then_bad_address(block);
+    let messages = errors(&text);
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(
+        messages[0],
+        "line 8, column 7: unknown keyword nieghborhood in network-interface wan: did you mean \
+         neighborhood?"
+    );
+    assert!(messages[1].starts_with("line 20, column 4: address 10.0.0.0/33:"), "{messages:#?}");
+}
+
+#[test]
+fn misspelt_block_contents_still_checked() {
+    let block = "      nieghborhood wan-a\n       topology hubb\n      exit\n";
+    let messages = errors(&wan_block_then_bad_address(block));
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(messages[1].starts_with("line 9, column 8: topology hubb: must be"), "{messages:#?}");
+}
+
+#[test]
+fn unknown_block_skipped_by_indentation() {
+    let block = "      frobnicate x\n       name y\n       bfd\n        multiplier 4\n       \
+                 exit\n      exit\n";
+    let messages = errors(&wan_block_then_bad_address(block));
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(messages[0].starts_with("line 8, column 7: unknown keyword frobnicate"));
+    assert!(messages[1].starts_with("line 19, column 4: address 10.0.0.0/33:"), "{messages:#?}");
+}
+
+#[test]
+fn unknown_leaf_skips_nothing() {
+    // Unindented text gives no hint, so the line after an unknown leaf is read as usual.
+    let messages = in_authority(
+        "router r1
+frobnicate 1
+location a
+location b
+",
+    );
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(messages[0].starts_with("line 4, column 1: unknown keyword frobnicate"));
+    assert!(messages[1].starts_with("line 6, column 1: location b: set twice"), "{messages:#?}");
+}
+
+#[test]
+fn misspelt_exit_closes_block() {
+    // name is valid in both blocks, so it shows which block the misspelt exit left open.
+    let block = "      neighborhood wan-a\n       name wan-a\n      exti\n      name wan\n";
+    let messages = errors(&wan_block_then_bad_address(block));
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(
+        messages[0],
+        "line 10, column 7: unknown keyword exti in neighborhood wan-a: did you mean exit?"
+    );
+}
+
 #[test]
 fn error_missing_value() {
     assert_eq!(one(in_authority("name\n")), "line 3, column 1: name: missing value");
