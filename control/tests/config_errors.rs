@@ -41,8 +41,31 @@ fn router_with(extra: &str, wan: &str) -> String {
 fn error_unterminated_string() {
     assert_eq!(
         one(in_authority("name \"lab\n")),
-        "line 3, column 6: unterminated quoted string: add the closing \""
+        "line 3, column 6: quoted string opened at line 3, column 6 is not closed: add the \
+         closing \""
     );
+}
+
+#[test]
+fn unterminated_string_before_next_quote() {
+    // The string opened on line 4 would end at the first quote of line 5, which more words
+    // follow.
+    let messages = in_authority("router r1\ndescription \"one\nlocation \"Newton, MA\"\nname r2\n");
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(
+        messages[0],
+        "line 4, column 13: quoted string opened at line 4, column 13 is not closed: add the \
+         closing \""
+    );
+    // Lexing resumes on the next line, so the later mismatch is still found.
+    assert!(messages[1].starts_with("line 6, column 1: name r2: does not match"), "{messages:#?}");
+}
+
+#[test]
+fn multiline_string_closed_alone_accepted() {
+    let text =
+        "config\nauthority\ntrusted-ca-certificate ca\ncontent \"line one\nline two\n\" # end\n";
+    assert_eq!(errors(text), Vec::<String>::new());
 }
 
 #[test]
@@ -130,7 +153,7 @@ fn error_unknown_keyword_inside_flat_line() {
     );
 }
 
-/// A router whose WAN network-interface contains `block`, indented as `show config` prints it
+/// Returns a router whose WAN network-interface contains `block`, indented as `show config` prints it
 /// and closed by exits, followed by a service whose `address` is invalid. The block starts
 /// on line 8, and the address is on the fourth line from the end.
 fn wan_block_then_bad_address(block: &str) -> String {

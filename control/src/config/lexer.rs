@@ -43,7 +43,7 @@ pub fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
             c if c.is_whitespace() => {
                 lexer.bump();
             }
-            '#' => lexer.skip_comment(),
+            '#' => lexer.skip_to_line_end(),
             '"' => {
                 if let Some(token) = lexer.quoted(errors) {
                     current.push(token);
@@ -85,7 +85,7 @@ impl Lexer<'_> {
         Some(c)
     }
 
-    fn skip_comment(&mut self) {
+    fn skip_to_line_end(&mut self) {
         while let Some(&c) = self.chars.peek() {
             if c == '\n' {
                 break;
@@ -116,43 +116,28 @@ impl Lexer<'_> {
         Some(Token { text, quoted: false, span })
     }
 
+    /// Reads a quoted string. A string that reaches the end of the text, or that spans
+    /// lines and ends in a quote with more words after it on its line, is taken as a
+    /// missing closing quote. It is reported at its opening quote, and lexing resumes at
+    /// the end of that line, so the lines after it are read as usual.
     fn quoted(&mut self, errors: &mut Vec<ConfigError>) -> Option<Token> {
         let span = self.span();
-        self.bump();
-        let mut text = String::new();
-        let mut valid = true;
-        loop {
-            let escape_span = self.span();
-            match self.bump() {
-                None => {
-                    errors.push(ConfigError { span, kind: ConfigErrorKind::UnterminatedString });
-                    return None;
-                }
-                Some('"') => break,
-                Some('\\') => match self.bump() {
-                    Some('"') => text.push('"'),
-                    Some('\\') => text.push('\\'),
-                    Some('n') => text.push('\n'),
-                    Some('t') => text.push('\t'),
-                    Some('r') => text.push('\r'),
-                    Some(other) => {
-                        valid = false;
-                        errors.push(ConfigError {
-                            span: escape_span,
-                            kind: ConfigErrorKind::UnknownEscape { escape: other },
-                        });
-                    }
-                    None => {
-                        errors
-                            .push(ConfigError { span, kind: ConfigErrorKind::UnterminatedString });
-                        return None;
-                    }
-                },
-                // Line ends inside certificates may be CRLF; keep the text as LF only.
-                Some('\r') if self.chars.peek() == Some(&'\n') => {}
-                Some(c) => text.push(c),
-            }
-        }
+        let opening = (self.chars.clone(), self.line, self.column);
+        let mut escape_errors = Vec::new();
+        let text = self.quoted_text(&mut escape_errors);
+        let closed = text.is_some() && (self.line == span.line || !self.words_follow());
+        let Some(text) = text.filter(|_| closed) else {
+            (self.chars, self.line, self.column) = opening;
+            self.skip_to_line_end();
+            errors.push(ConfigError {
+                span,
+                kind: ConfigErrorKind::UnterminatedString { opened: span },
+            });
+            return None;
+        };
+        let valid = escape_errors.is_empty();
+        errors.append(&mut escape_errors);
+
         // A word glued to the closing quote (`"a"b`) is as wrong as a quote inside a word.
         if let Some(&c) = self.chars.peek()
             && !c.is_whitespace()
@@ -165,6 +150,40 @@ impl Lexer<'_> {
             return None;
         }
         valid.then_some(Token { text, quoted: true, span })
+    }
+
+    /// Reads from an opening quote to the closing one and returns the text between them,
+    /// or `None` at the end of the text. Unknown escapes go to `errors`.
+    fn quoted_text(&mut self, errors: &mut Vec<ConfigError>) -> Option<String> {
+        self.bump();
+        let mut text = String::new();
+        loop {
+            let escape_span = self.span();
+            match self.bump()? {
+                '"' => return Some(text),
+                '\\' => match self.bump()? {
+                    '"' => text.push('"'),
+                    '\\' => text.push('\\'),
+                    'n' => text.push('\n'),
+                    't' => text.push('\t'),
+                    'r' => text.push('\r'),
+                    other => errors.push(ConfigError {
+                        span: escape_span,
+                        kind: ConfigErrorKind::UnknownEscape { escape: other },
+                    }),
+                },
+                // Line ends inside certificates may be CRLF; keep the text as LF only.
+                '\r' if self.chars.peek() == Some(&'\n') => {}
+                c => text.push(c),
+            }
+        }
+    }
+
+    /// Tells whether a word follows on the current line, directly or after blanks. A
+    /// comment is no word.
+    fn words_follow(&self) -> bool {
+        let mut rest = self.chars.clone().skip_while(|&c| c == ' ' || c == '\t');
+        !matches!(rest.next(), None | Some('\n' | '\r' | '#'))
     }
 }
 
