@@ -153,9 +153,9 @@ fn error_unknown_keyword_inside_flat_line() {
     );
 }
 
-/// Returns a router whose WAN network-interface contains `block`, indented as `show config` prints it
-/// and closed by exits, followed by a service whose `address` is invalid. The block starts
-/// on line 8, and the address is on the fourth line from the end.
+/// Returns a router whose WAN network-interface contains `block`, indented as `show config`
+/// prints it and closed by exits, followed by a service whose `address` is invalid. The
+/// block starts on line 8, and the address is on the fourth line from the end.
 fn wan_block_then_bad_address(block: &str) -> String {
     format!(
         "config\n authority\n  router r1\n   node n1\n    device-interface d1\n     \
