@@ -269,6 +269,25 @@ fn read_file_names_invalid_utf8_position() {
 }
 
 #[test]
+fn read_file_counts_cr_only_lines() {
+    let file = TempFile::new("latin1-cr.cfg", "");
+    std::fs::write(file.path(), b"config\r  authority \"caf\xe9\"\r").unwrap();
+    let error = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap_err();
+    assert_eq!(error.to_string(), "invalid UTF-8 at line 2, column 17");
+}
+
+#[test]
+fn check_reads_cr_only_lines() {
+    let text = "config\rauthority\rrouter r1\rlocation a\rlocation b\rexit\rexit\rexit\r";
+    let file = TempFile::new("cr-only.cfg", text);
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = stdout(&out);
+    assert!(output.contains("line 5, column 1: location b: set twice"), "{output}");
+    assert!(output.contains("invalid: 1 error"), "{output}");
+}
+
+#[test]
 fn read_file_skips_byte_order_mark() {
     let file = TempFile::new("bom.cfg", "\u{feff}config\nexit\n");
     let text = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap();

@@ -4,6 +4,7 @@
 //! span lines (certificate `content`) and take the escapes `\"`, `\\`, `\n`, `\t` and `\r`.
 //! A `#` that starts a word begins a comment that runs to the end of the line. A `#` inside
 //! a word or a quoted string is an ordinary character. Indentation carries no meaning.
+//! Lines end in LF, CRLF or a lone CR, as files from old Mac editors have.
 
 use super::error::{ConfigError, ConfigErrorKind, Span};
 
@@ -33,7 +34,8 @@ pub fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
     while let Some(&c) = lexer.chars.peek() {
         let before = errors.len();
         match c {
-            '\n' => {
+            // The CR of a CRLF ends the statement, and the LF then ends an empty one.
+            '\n' | '\r' => {
                 lexer.bump();
                 if !current.is_empty() || broken {
                     statements.push(Statement { tokens: std::mem::take(&mut current), broken });
@@ -76,7 +78,8 @@ impl Lexer<'_> {
 
     fn bump(&mut self) -> Option<char> {
         let c = self.chars.next()?;
-        if c == '\n' {
+        let line_end = c == '\n' || (c == '\r' && self.chars.peek() != Some(&'\n'));
+        if line_end {
             self.line = self.line.saturating_add(1);
             self.column = 1;
         } else {
@@ -87,7 +90,7 @@ impl Lexer<'_> {
 
     fn skip_to_line_end(&mut self) {
         while let Some(&c) = self.chars.peek() {
-            if c == '\n' {
+            if c == '\n' || c == '\r' {
                 break;
             }
             self.bump();
@@ -172,8 +175,9 @@ impl Lexer<'_> {
                         kind: ConfigErrorKind::UnknownEscape { escape: other },
                     }),
                 },
-                // Line ends inside certificates may be CRLF; keep the text as LF only.
+                // Line ends inside certificates may be CRLF or CR; keep the text as LF only.
                 '\r' if self.chars.peek() == Some(&'\n') => {}
+                '\r' => text.push('\n'),
                 c => text.push(c),
             }
         }
@@ -230,6 +234,23 @@ mod tests {
         let s = tokenize("  ab\tc\n", &mut errors);
         assert_eq!(s[0].tokens[0].span, Span::new(1, 3));
         assert_eq!(s[0].tokens[1].span, Span::new(1, 6));
+    }
+
+    #[test]
+    fn lexer_cr_only_lines() {
+        assert_eq!(words("a b\rc\r\rd\r"), vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
+        let mut errors = Vec::new();
+        let statements = tokenize("a\r\rb # c\rd\r", &mut errors);
+        assert_eq!(statements[1].tokens[0].span, Span::new(3, 1));
+        assert_eq!(statements[2].tokens[0].span, Span::new(4, 1));
+    }
+
+    #[test]
+    fn lexer_cr_only_inside_quotes() {
+        assert_eq!(
+            words("content \"l1\rl2\"\rnext"),
+            vec![vec!["content", "l1\nl2"], vec!["next"]]
+        );
     }
 
     #[test]
