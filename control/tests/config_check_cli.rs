@@ -337,7 +337,10 @@ fn check_classic_without_policy() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
-        text.contains("router r1: network-interface wan-net has no inter-router-security policy"),
+        text.contains(
+            "router r1: line 11, column 13: network-interface wan-net has no \
+             inter-router-security policy"
+        ),
         "{text}"
     );
 }
