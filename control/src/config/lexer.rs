@@ -24,45 +24,44 @@ pub struct Statement {
     pub broken: bool,
 }
 
-/// Splits `text` into non-empty statements, collecting every lexical error.
-pub fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
-    let mut lexer = Lexer { chars: text.chars().peekable(), line: 1, column: 1 };
-    let mut statements = Vec::new();
-    let mut current = Vec::new();
-    let mut broken = false;
+/// The statements of a text, read one at a time so that the words of only one line are
+/// held at once.
+pub struct Statements<'a> {
+    lexer: Lexer<'a>,
+}
 
-    while let Some(&c) = lexer.chars.peek() {
-        let before = errors.len();
-        match c {
-            // The CR of a CRLF ends the statement, and the LF then ends an empty one.
-            '\n' | '\r' => {
-                lexer.bump();
-                if !current.is_empty() || broken {
-                    statements.push(Statement { tokens: std::mem::take(&mut current), broken });
+impl<'a> Statements<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Statements { lexer: Lexer { chars: text.chars().peekable(), line: 1, column: 1 } }
+    }
+
+    /// Returns the next non-empty statement, or `None` at the end of the text. Lexical
+    /// errors go to `errors`.
+    pub fn next(&mut self, errors: &mut Vec<ConfigError>) -> Option<Statement> {
+        let lexer = &mut self.lexer;
+        let mut tokens = Vec::new();
+        let mut broken = false;
+        while let Some(&c) = lexer.chars.peek() {
+            let before = errors.len();
+            match c {
+                // The CR of a CRLF ends the statement, and the LF then ends an empty one.
+                '\n' | '\r' => {
+                    lexer.bump();
+                    if !tokens.is_empty() || broken {
+                        return Some(Statement { tokens, broken });
+                    }
                 }
-                broken = false;
-            }
-            c if c.is_whitespace() => {
-                lexer.bump();
-            }
-            '#' => lexer.skip_to_line_end(),
-            '"' => {
-                if let Some(token) = lexer.quoted(errors) {
-                    current.push(token);
+                c if c.is_whitespace() => {
+                    lexer.bump();
                 }
+                '#' => lexer.skip_to_line_end(),
+                '"' => tokens.extend(lexer.quoted(errors)),
+                _ => tokens.extend(lexer.word(errors)),
             }
-            _ => {
-                if let Some(token) = lexer.word(errors) {
-                    current.push(token);
-                }
-            }
+            broken |= errors.len() > before;
         }
-        broken |= errors.len() > before;
+        (!tokens.is_empty() || broken).then_some(Statement { tokens, broken })
     }
-    if !current.is_empty() || broken {
-        statements.push(Statement { tokens: current, broken });
-    }
-    statements
 }
 
 struct Lexer<'a> {
@@ -194,6 +193,12 @@ impl Lexer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splits `text` into all its statements.
+    fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
+        let mut statements = Statements::new(text);
+        std::iter::from_fn(|| statements.next(errors)).collect()
+    }
 
     fn words(text: &str) -> Vec<Vec<String>> {
         let mut errors = Vec::new();

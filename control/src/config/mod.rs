@@ -39,8 +39,7 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
-    let statements = lexer::tokenize(text, &mut errors);
-    let tree = parser::parse(statements, &mut errors);
+    let tree = parser::parse(lexer::Statements::new(text), &mut errors);
     let authority = lower::lower(&tree, &mut errors, &mut warnings);
     if let Some(mut authority) = authority {
         generate::generate(&mut authority, &mut warnings);

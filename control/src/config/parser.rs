@@ -15,14 +15,14 @@
 use std::net::IpAddr;
 
 use super::error::{ConfigError, ConfigErrorKind, Span};
-use super::lexer::{Statement, Token};
+use super::lexer::{Statements, Token};
 use super::schema::{self, Kind, Schema};
 use super::suggest;
 use super::tree::{Node, NodeId, Tree};
 use super::value::{self, Value};
 
-/// Parses statements into a tree, collecting every structural and value error.
-pub fn parse(statements: Vec<Statement>, errors: &mut Vec<ConfigError>) -> Tree {
+/// Parses statements into a tree, collecting every lexical, structural and value error.
+pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> Tree {
     let root = Node {
         schema: &schema::ROOT,
         span: Span::new(1, 1),
@@ -38,15 +38,17 @@ pub fn parse(statements: Vec<Statement>, errors: &mut Vec<ConfigError>) -> Tree 
         skip: None,
         errors,
     };
-    if statements.is_empty() {
-        parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
-    }
-    for statement in statements {
+    let mut empty = true;
+    while let Some(statement) = statements.next(parser.errors) {
+        empty = false;
         // A line with a lexical error is skipped whole: its remaining words would only
         // produce follow-on errors.
         if !statement.broken {
             parser.statement(statement.tokens);
         }
+    }
+    if empty {
+        parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
     }
     parser.tree
 }
