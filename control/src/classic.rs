@@ -303,12 +303,13 @@ pub struct ClassicError {
     /// Position of the keyword that opens the policy, network interface or adjacency at
     /// fault.
     pub span: Span,
-    pub kind: ClassicErrorKind,
+    /// Boxed, so that results carrying the error stay small.
+    pub kind: Box<ClassicErrorKind>,
 }
 
 impl ClassicError {
     fn at(span: Span, kind: ClassicErrorKind) -> Self {
-        ClassicError { span, kind }
+        ClassicError { span, kind: Box::new(kind) }
     }
 }
 

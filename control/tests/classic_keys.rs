@@ -108,7 +108,7 @@ fn error_unknown_policy() {
     let mut config = config();
     policy_mut(&mut config, "wan-keys").name = "renamed".into();
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error.kind, ClassicErrorKind::UnknownPolicy { policy: "wan-keys".into() });
+    assert_eq!(*error.kind, ClassicErrorKind::UnknownPolicy { policy: "wan-keys".into() });
     assert!(error.to_string().contains("wan-keys"), "{error}");
 }
 
@@ -120,7 +120,7 @@ fn error_missing_policy() {
     wan.adjacencies[0].inter_router_security = None;
     let error = keys(&config, "r1").unwrap_err();
     assert!(
-        matches!(&error.kind, ClassicErrorKind::MissingPolicy { place } if place.contains("wan-net"))
+        matches!(&*error.kind, ClassicErrorKind::MissingPolicy { place } if place.contains("wan-net"))
     );
 }
 
@@ -147,7 +147,7 @@ fn error_conflicting_policies() {
     wan.adjacencies.push(adjacency);
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error.kind,
+        *error.kind,
         ClassicErrorKind::ConflictingPolicies {
             peer: "r2".into(),
             first: "wan-keys".into(),
@@ -162,14 +162,14 @@ fn error_missing_key() {
     policy_mut(&mut config, "wan-keys").encryption_key = None;
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error.kind,
+        *error.kind,
         ClassicErrorKind::MissingKey { policy: "wan-keys".into(), field: "encryption-key" }
     );
     let mut config = self::config();
     policy_mut(&mut config, "wan-keys").hmac_key = None;
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error.kind,
+        *error.kind,
         ClassicErrorKind::MissingKey { policy: "wan-keys".into(), field: "hmac-key" }
     );
 }
@@ -180,7 +180,7 @@ fn error_key_length() {
     policy_mut(&mut config, "wan-keys").encryption_key = Some(SecretBytes::new(vec![1; 16]));
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error.kind,
+        *error.kind,
         ClassicErrorKind::KeyLength { policy: "wan-keys".into(), len: 16, expected: 32 }
     );
 }
@@ -190,7 +190,7 @@ fn error_hmac_key_length() {
     let mut config = config();
     policy_mut(&mut config, "wan-keys").hmac_key = Some(SecretBytes::new(vec![1; 8]));
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error.kind, ClassicErrorKind::HmacKeyLength { policy: "wan-keys".into(), len: 8 });
+    assert_eq!(*error.kind, ClassicErrorKind::HmacKeyLength { policy: "wan-keys".into(), len: 8 });
 }
 
 #[test]
@@ -199,14 +199,14 @@ fn error_unsupported_setting() {
     policy_mut(&mut config, "wan-keys").encrypt = false;
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error.kind,
+        *error.kind,
         ClassicErrorKind::Unsupported { policy: "wan-keys".into(), setting: "encrypt" }
     );
     let mut config = self::config();
     policy_mut(&mut config, "wan-keys").hmac = false;
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error.kind,
+        *error.kind,
         ClassicErrorKind::Unsupported { policy: "wan-keys".into(), setting: "hmac" }
     );
 }
@@ -222,7 +222,7 @@ fn error_far_end_mismatch() {
     reference.name = "other-keys".into();
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error.kind,
+        *error.kind,
         ClassicErrorKind::FarEndMismatch {
             peer: "r2".into(),
             address: "10.202.0.2".into(),
