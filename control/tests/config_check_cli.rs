@@ -447,3 +447,13 @@ fn check_no_router_is_error() {
     assert!(text.contains("router r1 not found: the authority defines no router"), "{text}");
     assert!(!text.contains("(routers: )"), "{text}");
 }
+
+#[test]
+fn check_router_without_node_names_line() {
+    let file =
+        TempFile::new("no-node.cfg", "config\nauthority\nname lab\nrouter r1\nexit\nexit\nexit\n");
+    let out = svrd(&["--check", file.path(), "--router", "r1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = stdout(&out);
+    assert!(output.contains("line 4: router r1 has no node to run"), "{output}");
+}
