@@ -300,6 +300,21 @@ fn error_duplicate_leaf() {
 }
 
 #[test]
+fn flat_duplicate_leaf_names_both_lines() {
+    let text = "config authority router r1 node n1 role combo\n\
+                config authority router r1 bfd multiplier 4\n\
+                config authority router r1 node n1 role control\n\
+                config authority router r1 bfd multiplier 5\n";
+    assert_eq!(
+        errors(text),
+        vec![
+            "line 3, column 36: role control: set twice in one block, first at line 1",
+            "line 4, column 32: multiplier 5: set twice in one block, first at line 2",
+        ]
+    );
+}
+
+#[test]
 fn error_choice_conflict() {
     assert_eq!(
         one(in_authority(
