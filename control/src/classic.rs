@@ -15,7 +15,7 @@ use sha2::Sha256;
 use svr_dataplane::crypto::{MetadataKeys, MetadataSecret, Suite};
 use zeroize::Zeroizing;
 
-use crate::config::{Config, HmacCipher, Router, SecurityPolicy};
+use crate::config::{Config, HmacCipher, Ref, Router, SecurityPolicy, Span};
 
 /// HKDF salt of every classic-mode key, so that no other use of a policy's keys derives the
 /// same bytes.
@@ -60,45 +60,50 @@ impl fmt::Debug for ClassicKeys {
 /// Derives the classic-mode keys of `router` from the security policies of `config`.
 pub fn classic_keys(config: &Config, router: &Router) -> Result<ClassicKeys, ClassicError> {
     let policies = &config.authority.security_policies;
-    let find = |name: &str| {
-        policies
-            .iter()
-            .find(|policy| policy.name == name)
-            .ok_or_else(|| ClassicError::UnknownPolicy { policy: name.to_owned() })
+    let find = |reference: &Ref| {
+        policies.iter().find(|policy| policy.name == reference.name).ok_or_else(|| {
+            ClassicError::at(
+                reference.span,
+                ClassicErrorKind::UnknownPolicy { policy: reference.name.clone() },
+            )
+        })
     };
 
     // Own keys: every network interface with an adjacency names the policy that decrypts
     // what arrives on it.
-    let mut own_names: Vec<&str> = Vec::new();
+    let mut own_policies: Vec<&Ref> = Vec::new();
     let mut interface_policies: Vec<(&str, &str)> = Vec::new();
     for node in &router.nodes {
         for device in &node.device_interfaces {
             for network in &device.network_interfaces {
                 match &network.inter_router_security {
                     Some(policy) => {
-                        if !own_names.contains(&policy.name.as_str()) {
-                            own_names.push(&policy.name);
+                        if !own_policies.iter().any(|own| own.name == policy.name) {
+                            own_policies.push(policy);
                         }
                         interface_policies.push((&network.name, &policy.name));
                     }
                     None if !network.adjacencies.is_empty() => {
-                        return Err(ClassicError::MissingPolicy {
-                            place: format!("network-interface {}", network.name),
-                        });
+                        return Err(ClassicError::at(
+                            network.span,
+                            ClassicErrorKind::MissingPolicy {
+                                place: format!("network-interface {}", network.name),
+                            },
+                        ));
                     }
                     None => {}
                 }
             }
         }
     }
-    let own = own_names
+    let own = own_policies
         .iter()
-        .map(|name| find(name).and_then(derive).map(|keys| keys.metadata))
+        .map(|reference| find(reference).and_then(derive).map(|keys| keys.metadata))
         .collect::<Result<Vec<_>, _>>()?;
     let own_by_interface = interface_policies
         .iter()
         .filter_map(|(network, policy)| {
-            let position = own_names.iter().position(|name| name == policy)?;
+            let position = own_policies.iter().position(|own| own.name == *policy)?;
             Some(((*network).to_owned(), own[position].index()))
         })
         .collect();
@@ -109,34 +114,38 @@ pub fn classic_keys(config: &Config, router: &Router) -> Result<ClassicKeys, Cla
     let mut peer_metadata = Vec::with_capacity(router.peers.len());
     let mut pair_secrets = Vec::with_capacity(router.peers.len());
     for peer in &router.peers {
-        let mut chosen: Option<&str> = None;
+        let mut chosen: Option<&Ref> = None;
         for path in router.peer_paths().filter(|path| path.adjacency.peer.name == peer.name) {
             let policy = path
                 .adjacency
                 .inter_router_security
                 .as_ref()
                 .or(path.network_interface.inter_router_security.as_ref())
-                .ok_or_else(|| ClassicError::MissingPolicy {
-                    place: format!(
+                .ok_or_else(|| {
+                    let place = format!(
                         "adjacency {} {} on network-interface {}",
                         path.adjacency.ip_address, peer.name, path.network_interface.name
-                    ),
+                    );
+                    ClassicError::at(path.adjacency.span, ClassicErrorKind::MissingPolicy { place })
                 })?;
             match chosen {
-                None => chosen = Some(&policy.name),
-                Some(first) if first == policy.name => {}
+                None => chosen = Some(policy),
+                Some(first) if first.name == policy.name => {}
                 Some(first) => {
-                    return Err(ClassicError::ConflictingPolicies {
-                        peer: peer.name.clone(),
-                        first: first.to_owned(),
-                        second: policy.name.clone(),
-                    });
+                    return Err(ClassicError::at(
+                        policy.span,
+                        ClassicErrorKind::ConflictingPolicies {
+                            peer: peer.name.clone(),
+                            first: first.name.clone(),
+                            second: policy.name.clone(),
+                        },
+                    ));
                 }
             }
         }
         match chosen {
-            Some(name) => {
-                let keys = derive(find(name)?)?;
+            Some(reference) => {
+                let keys = derive(find(reference)?)?;
                 peer_metadata.push(Some(keys.metadata));
                 pair_secrets.push(vec![keys.pair_secret]);
             }
@@ -206,13 +215,16 @@ fn check_far_ends(config: &Config, router: &Router) -> Result<(), ClassicError> 
         };
         let received = far_end.inter_router_security.as_ref().map(|p| p.name.clone());
         if received.as_deref() != Some(sent.name.as_str()) {
-            return Err(ClassicError::FarEndMismatch {
-                peer: path.adjacency.peer.name.clone(),
-                address: path.adjacency.ip_address.to_string(),
-                sent: sent.name.clone(),
-                network_interface: far_end.name.clone(),
-                received,
-            });
+            return Err(ClassicError::at(
+                path.adjacency.span,
+                ClassicErrorKind::FarEndMismatch {
+                    peer: path.adjacency.peer.name.clone(),
+                    address: path.adjacency.ip_address.to_string(),
+                    sent: sent.name.clone(),
+                    network_interface: far_end.name.clone(),
+                    received,
+                },
+            ));
         }
     }
     Ok(())
@@ -232,23 +244,25 @@ struct PolicyKeys {
 /// `encryption-cipher` and `hmac-cipher`, so only the key bytes of a policy matter on the
 /// wire, and two routers interoperate only with each other, not with other makes.
 fn derive(policy: &SecurityPolicy) -> Result<PolicyKeys, ClassicError> {
+    let fault = |kind| ClassicError::at(policy.span, kind);
+    let name = || policy.name.clone();
     if !policy.encrypt {
-        return Err(ClassicError::Unsupported { policy: policy.name.clone(), setting: "encrypt" });
+        return Err(fault(ClassicErrorKind::Unsupported { policy: name(), setting: "encrypt" }));
     }
     if !policy.hmac {
-        return Err(ClassicError::Unsupported { policy: policy.name.clone(), setting: "hmac" });
+        return Err(fault(ClassicErrorKind::Unsupported { policy: name(), setting: "hmac" }));
     }
-    let missing = |field| ClassicError::MissingKey { policy: policy.name.clone(), field };
+    let missing = |field| fault(ClassicErrorKind::MissingKey { policy: name(), field });
     let encryption_key = policy.encryption_key.as_ref().ok_or_else(|| missing("encryption-key"))?;
     let hmac_key = policy.hmac_key.as_ref().ok_or_else(|| missing("hmac-key"))?;
     let expected = policy.encryption_cipher.key_len();
     let len = encryption_key.expose().len();
     if len != expected {
-        return Err(ClassicError::KeyLength { policy: policy.name.clone(), len, expected });
+        return Err(fault(ClassicErrorKind::KeyLength { policy: name(), len, expected }));
     }
     let hmac_len = hmac_key.expose().len();
     if !(MIN_HMAC_KEY_LEN..=usize::from(u16::MAX)).contains(&hmac_len) {
-        return Err(ClassicError::HmacKeyLength { policy: policy.name.clone(), len: hmac_len });
+        return Err(fault(ClassicErrorKind::HmacKeyLength { policy: name(), len: hmac_len }));
     }
 
     let mut input = Zeroizing::new(Vec::with_capacity(4 + len + hmac_len));
@@ -268,7 +282,7 @@ fn derive(policy: &SecurityPolicy) -> Result<PolicyKeys, ClassicError> {
         .and_then(|()| hkdf.expand(b"pair secret", pair_secret.as_mut()))
         .and_then(|()| hkdf.expand(b"security id", &mut security_id));
     if expanded.is_err() {
-        return Err(ClassicError::Derivation { policy: policy.name.clone() });
+        return Err(fault(ClassicErrorKind::Derivation { policy: name() }));
     }
     let index = CLASSIC_SECURITY_ID | (u32::from_be_bytes(security_id) & !CLASSIC_SECURITY_ID);
     let suite = match policy.hmac_cipher {
@@ -282,11 +296,27 @@ fn derive(policy: &SecurityPolicy) -> Result<PolicyKeys, ClassicError> {
 /// Shortest HMAC key a classic-mode policy may have: 128 bits.
 pub const MIN_HMAC_KEY_LEN: usize = 16;
 
-/// A reason the security policies cannot give a router its classic-mode keys. Each is a
-/// configuration fault that stops the daemon before it opens ports.
+/// A reason the security policies cannot give a router its classic-mode keys, with the
+/// position of the configuration line at fault. Each stops the daemon before it opens ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicError {
+    /// Position of the keyword that opens the policy, network interface or adjacency at
+    /// fault.
+    pub span: Span,
+    /// Boxed, so that results carrying the error stay small.
+    pub kind: Box<ClassicErrorKind>,
+}
+
+impl ClassicError {
+    fn at(span: Span, kind: ClassicErrorKind) -> Self {
+        ClassicError { span, kind: Box::new(kind) }
+    }
+}
+
+/// The kind of fault in the security policies of a router in classic mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ClassicError {
+pub enum ClassicErrorKind {
     /// A reference names a policy that is not defined.
     UnknownPolicy { policy: String },
     /// A WAN network interface or an adjacency has no `inter-router-security` policy.
@@ -316,41 +346,53 @@ pub enum ClassicError {
 
 impl fmt::Display for ClassicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.span, self.kind)
+    }
+}
+
+impl fmt::Display for ClassicErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClassicError::UnknownPolicy { policy } => {
+            ClassicErrorKind::UnknownPolicy { policy } => {
                 write!(f, "inter-router-security names unknown security policy {policy}")
             }
-            ClassicError::MissingPolicy { place } => write!(
+            ClassicErrorKind::MissingPolicy { place } => write!(
                 f,
                 "{place} has no inter-router-security policy; classic mode \
                  (enhanced-security-key-management false) needs one on every peer path"
             ),
-            ClassicError::ConflictingPolicies { peer, first, second } => write!(
+            ClassicErrorKind::ConflictingPolicies { peer, first, second } => write!(
                 f,
                 "adjacencies towards peer {peer} name security policies {first} and {second}; \
                  svrd keeps one metadata key per peer, so use one policy for all of them"
             ),
-            ClassicError::MissingKey { policy, field } => write!(
+            ClassicErrorKind::MissingKey { policy, field } => write!(
                 f,
                 "security policy {policy} has no {field}; in classic mode every router must \
                  be configured with the same key, so set it in hex"
             ),
-            ClassicError::KeyLength { policy, len, expected } => write!(
+            ClassicErrorKind::KeyLength { policy, len, expected } => write!(
                 f,
                 "security policy {policy} has an encryption-key of {len} bytes, expected \
                  {expected} for its encryption-cipher"
             ),
-            ClassicError::HmacKeyLength { policy, len } => write!(
+            ClassicErrorKind::HmacKeyLength { policy, len } => write!(
                 f,
                 "security policy {policy} has an hmac-key of {len} bytes, expected \
                  {MIN_HMAC_KEY_LEN} to 65535"
             ),
-            ClassicError::Unsupported { policy, setting } => write!(
+            ClassicErrorKind::Unsupported { policy, setting } => write!(
                 f,
                 "security policy {policy} sets {setting} false, but svrd always encrypts and \
                  authenticates metadata; set {setting} true"
             ),
-            ClassicError::FarEndMismatch { peer, address, sent, network_interface, received } => {
+            ClassicErrorKind::FarEndMismatch {
+                peer,
+                address,
+                sent,
+                network_interface,
+                received,
+            } => {
                 write!(
                     f,
                     "the adjacency towards peer {peer} at {address} encrypts with security \
@@ -360,7 +402,7 @@ impl fmt::Display for ClassicError {
                     received.as_deref().map_or("no policy".to_string(), |p| format!("policy {p}"))
                 )
             }
-            ClassicError::Derivation { policy } => {
+            ClassicErrorKind::Derivation { policy } => {
                 write!(f, "key derivation failed for security policy {policy}")
             }
         }

@@ -2,7 +2,7 @@
 //! open each other's metadata packets, and every fault of the policies is reported.
 #![expect(clippy::unwrap_used, reason = "test helpers fail the test by panicking")]
 
-use svr_control::classic::{ClassicError, ClassicKeys, classic_keys};
+use svr_control::classic::{ClassicError, ClassicErrorKind, ClassicKeys, classic_keys};
 use svr_control::config::{Config, Ref, SecretBytes, parse_authority};
 use svr_dataplane::crypto::{Direction, PairKeys, PairSecret, PayloadSecret, SessionKeys, Suite};
 use svr_dataplane::packet::PayloadTlv;
@@ -108,7 +108,7 @@ fn error_unknown_policy() {
     let mut config = config();
     policy_mut(&mut config, "wan-keys").name = "renamed".into();
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error, ClassicError::UnknownPolicy { policy: "wan-keys".into() });
+    assert_eq!(*error.kind, ClassicErrorKind::UnknownPolicy { policy: "wan-keys".into() });
     assert!(error.to_string().contains("wan-keys"), "{error}");
 }
 
@@ -119,7 +119,9 @@ fn error_missing_policy() {
     wan.inter_router_security = None;
     wan.adjacencies[0].inter_router_security = None;
     let error = keys(&config, "r1").unwrap_err();
-    assert!(matches!(&error, ClassicError::MissingPolicy { place } if place.contains("wan-net")));
+    assert!(
+        matches!(&*error.kind, ClassicErrorKind::MissingPolicy { place } if place.contains("wan-net"))
+    );
 }
 
 #[test]
@@ -145,8 +147,8 @@ fn error_conflicting_policies() {
     wan.adjacencies.push(adjacency);
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error,
-        ClassicError::ConflictingPolicies {
+        *error.kind,
+        ClassicErrorKind::ConflictingPolicies {
             peer: "r2".into(),
             first: "wan-keys".into(),
             second: "other-keys".into()
@@ -160,13 +162,16 @@ fn error_missing_key() {
     policy_mut(&mut config, "wan-keys").encryption_key = None;
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error,
-        ClassicError::MissingKey { policy: "wan-keys".into(), field: "encryption-key" }
+        *error.kind,
+        ClassicErrorKind::MissingKey { policy: "wan-keys".into(), field: "encryption-key" }
     );
     let mut config = self::config();
     policy_mut(&mut config, "wan-keys").hmac_key = None;
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error, ClassicError::MissingKey { policy: "wan-keys".into(), field: "hmac-key" });
+    assert_eq!(
+        *error.kind,
+        ClassicErrorKind::MissingKey { policy: "wan-keys".into(), field: "hmac-key" }
+    );
 }
 
 #[test]
@@ -174,7 +179,10 @@ fn error_key_length() {
     let mut config = config();
     policy_mut(&mut config, "wan-keys").encryption_key = Some(SecretBytes::new(vec![1; 16]));
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error, ClassicError::KeyLength { policy: "wan-keys".into(), len: 16, expected: 32 });
+    assert_eq!(
+        *error.kind,
+        ClassicErrorKind::KeyLength { policy: "wan-keys".into(), len: 16, expected: 32 }
+    );
 }
 
 #[test]
@@ -182,7 +190,7 @@ fn error_hmac_key_length() {
     let mut config = config();
     policy_mut(&mut config, "wan-keys").hmac_key = Some(SecretBytes::new(vec![1; 8]));
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error, ClassicError::HmacKeyLength { policy: "wan-keys".into(), len: 8 });
+    assert_eq!(*error.kind, ClassicErrorKind::HmacKeyLength { policy: "wan-keys".into(), len: 8 });
 }
 
 #[test]
@@ -190,11 +198,17 @@ fn error_unsupported_setting() {
     let mut config = config();
     policy_mut(&mut config, "wan-keys").encrypt = false;
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error, ClassicError::Unsupported { policy: "wan-keys".into(), setting: "encrypt" });
+    assert_eq!(
+        *error.kind,
+        ClassicErrorKind::Unsupported { policy: "wan-keys".into(), setting: "encrypt" }
+    );
     let mut config = self::config();
     policy_mut(&mut config, "wan-keys").hmac = false;
     let error = keys(&config, "r1").unwrap_err();
-    assert_eq!(error, ClassicError::Unsupported { policy: "wan-keys".into(), setting: "hmac" });
+    assert_eq!(
+        *error.kind,
+        ClassicErrorKind::Unsupported { policy: "wan-keys".into(), setting: "hmac" }
+    );
 }
 
 #[test]
@@ -208,8 +222,8 @@ fn error_far_end_mismatch() {
     reference.name = "other-keys".into();
     let error = keys(&config, "r1").unwrap_err();
     assert_eq!(
-        error,
-        ClassicError::FarEndMismatch {
+        *error.kind,
+        ClassicErrorKind::FarEndMismatch {
             peer: "r2".into(),
             address: "10.202.0.2".into(),
             sent: "other-keys".into(),
@@ -219,4 +233,33 @@ fn error_far_end_mismatch() {
     );
     let text = error.to_string();
     assert!(text.contains("other-keys") && text.contains("wan-keys"), "{text}");
+}
+
+#[test]
+fn errors_name_their_line() {
+    // The policy wan-keys opens on line 5 of the file, at column 18.
+    let mut config = config();
+    policy_mut(&mut config, "wan-keys").hmac = false;
+    let error = keys(&config, "r1").unwrap_err();
+    assert_eq!((error.span.line, error.span.column), (5, 18));
+    let text = error.to_string();
+    assert!(text.starts_with("line 5, column 18: security policy wan-keys sets hmac"), "{text}");
+
+    // r1's WAN network-interface opens on line 20, at column 57.
+    let mut config = self::config();
+    let wan = r1_wan(&mut config);
+    wan.inter_router_security = None;
+    let error = keys(&config, "r1").unwrap_err();
+    assert_eq!((error.span.line, error.span.column), (20, 57));
+
+    // Its adjacency opens on line 22, and the far end decrypts with another policy.
+    let mut config = self::config();
+    let mut second = policy_mut(&mut config, "wan-keys").clone();
+    second.name = "other-keys".into();
+    config.authority.security_policies.push(second);
+    let adjacency = &mut r1_wan(&mut config).adjacencies[0];
+    adjacency.inter_router_security.as_mut().unwrap().name = "other-keys".into();
+    let error = keys(&config, "r1").unwrap_err();
+    assert_eq!(error.span.line, 22);
+    assert!(error.to_string().starts_with("line 22, column "), "{error}");
 }

@@ -269,6 +269,25 @@ fn read_file_names_invalid_utf8_position() {
 }
 
 #[test]
+fn read_file_counts_cr_only_lines() {
+    let file = TempFile::new("latin1-cr.cfg", "");
+    std::fs::write(file.path(), b"config\r  authority \"caf\xe9\"\r").unwrap();
+    let error = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap_err();
+    assert_eq!(error.to_string(), "invalid UTF-8 at line 2, column 17");
+}
+
+#[test]
+fn check_reads_cr_only_lines() {
+    let text = "config\rauthority\rrouter r1\rlocation a\rlocation b\rexit\rexit\rexit\r";
+    let file = TempFile::new("cr-only.cfg", text);
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = stdout(&out);
+    assert!(output.contains("line 5, column 1: location b: set twice"), "{output}");
+    assert!(output.contains("invalid: 1 error"), "{output}");
+}
+
+#[test]
 fn read_file_skips_byte_order_mark() {
     let file = TempFile::new("bom.cfg", "\u{feff}config\nexit\n");
     let text = svr_control::config::read_file(std::path::Path::new(file.path())).unwrap();
@@ -318,7 +337,10 @@ fn check_classic_without_policy() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
-        text.contains("router r1: network-interface wan-net has no inter-router-security policy"),
+        text.contains(
+            "router r1: line 11, column 13: network-interface wan-net has no \
+             inter-router-security policy"
+        ),
         "{text}"
     );
 }
@@ -424,4 +446,14 @@ fn check_no_router_is_error() {
     let text = stdout(&named);
     assert!(text.contains("router r1 not found: the authority defines no router"), "{text}");
     assert!(!text.contains("(routers: )"), "{text}");
+}
+
+#[test]
+fn check_router_without_node_names_line() {
+    let file =
+        TempFile::new("no-node.cfg", "config\nauthority\nname lab\nrouter r1\nexit\nexit\nexit\n");
+    let out = svrd(&["--check", file.path(), "--router", "r1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = stdout(&out);
+    assert!(output.contains("line 4: router r1 has no node to run"), "{output}");
 }

@@ -41,8 +41,31 @@ fn router_with(extra: &str, wan: &str) -> String {
 fn error_unterminated_string() {
     assert_eq!(
         one(in_authority("name \"lab\n")),
-        "line 3, column 6: unterminated quoted string: add the closing \""
+        "line 3, column 6: quoted string opened at line 3, column 6 is not closed: add the \
+         closing \""
     );
+}
+
+#[test]
+fn unterminated_string_before_next_quote() {
+    // The string opened on line 4 would end at the first quote of line 5, which more words
+    // follow.
+    let messages = in_authority("router r1\ndescription \"one\nlocation \"Newton, MA\"\nname r2\n");
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(
+        messages[0],
+        "line 4, column 13: quoted string opened at line 4, column 13 is not closed: add the \
+         closing \""
+    );
+    // Lexing resumes on the next line, so the later mismatch is still found.
+    assert!(messages[1].starts_with("line 6, column 1: name r2: does not match"), "{messages:#?}");
+}
+
+#[test]
+fn multiline_string_closed_alone_accepted() {
+    let text =
+        "config\nauthority\ntrusted-ca-certificate ca\ncontent \"line one\nline two\n\" # end\n";
+    assert_eq!(errors(text), Vec::<String>::new());
 }
 
 #[test]
@@ -130,6 +153,77 @@ fn error_unknown_keyword_inside_flat_line() {
     );
 }
 
+/// Returns a router whose WAN network-interface contains `block`, indented as `show config`
+/// prints it and closed by exits, followed by a service whose `address` is invalid. The
+/// block starts on line 8, and the address is on the fourth line from the end.
+fn wan_block_then_bad_address(block: &str) -> String {
+    format!(
+        "config\n authority\n  router r1\n   node n1\n    device-interface d1\n     \
+         interface-name eth1\n     network-interface wan\n{block}     exit\n    exit\n   exit\n  exit\n  \
+         service s\n   address 10.0.0.0/33\n  exit\n exit\nexit\n"
+    )
+}
+
+#[test]
+fn misspelt_block_gives_one_error() {
+    let block = "      nieghborhood wan-a\n       name wan-a\n       topology hub\n       \
+                 bfd\n        multiplier 4\n       exit\n      exit\n";
+    let text = wan_block_then_bad_address(block);
+    let messages = errors(&text);
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(
+        messages[0],
+        "line 8, column 7: unknown keyword nieghborhood in network-interface wan: did you mean \
+         neighborhood?"
+    );
+    assert!(messages[1].starts_with("line 20, column 4: address 10.0.0.0/33:"), "{messages:#?}");
+}
+
+#[test]
+fn misspelt_block_contents_still_checked() {
+    let block = "      nieghborhood wan-a\n       topology hubb\n      exit\n";
+    let messages = errors(&wan_block_then_bad_address(block));
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(messages[1].starts_with("line 9, column 8: topology hubb: must be"), "{messages:#?}");
+}
+
+#[test]
+fn unknown_block_skipped_by_indentation() {
+    let block = "      frobnicate x\n       name y\n       bfd\n        multiplier 4\n       \
+                 exit\n      exit\n";
+    let messages = errors(&wan_block_then_bad_address(block));
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(messages[0].starts_with("line 8, column 7: unknown keyword frobnicate"));
+    assert!(messages[1].starts_with("line 19, column 4: address 10.0.0.0/33:"), "{messages:#?}");
+}
+
+#[test]
+fn unknown_leaf_skips_nothing() {
+    // Unindented text gives no hint, so the line after an unknown leaf is read as usual.
+    let messages = in_authority(
+        "router r1
+frobnicate 1
+location a
+location b
+",
+    );
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(messages[0].starts_with("line 4, column 1: unknown keyword frobnicate"));
+    assert!(messages[1].starts_with("line 6, column 1: location b: set twice"), "{messages:#?}");
+}
+
+#[test]
+fn misspelt_exit_closes_block() {
+    // name is valid in both blocks, so it shows which block the misspelt exit left open.
+    let block = "      neighborhood wan-a\n       name wan-a\n      exti\n      name wan\n";
+    let messages = errors(&wan_block_then_bad_address(block));
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(
+        messages[0],
+        "line 10, column 7: unknown keyword exti in neighborhood wan-a: did you mean exit?"
+    );
+}
+
 #[test]
 fn error_missing_value() {
     assert_eq!(one(in_authority("name\n")), "line 3, column 1: name: missing value");
@@ -202,6 +296,21 @@ fn error_duplicate_leaf() {
     assert_eq!(
         one(in_authority("name a\nname b\n")),
         "line 4, column 1: name b: set twice in one block, first at line 3"
+    );
+}
+
+#[test]
+fn flat_duplicate_leaf_names_both_lines() {
+    let text = "config authority router r1 node n1 role combo\n\
+                config authority router r1 bfd multiplier 4\n\
+                config authority router r1 node n1 role control\n\
+                config authority router r1 bfd multiplier 5\n";
+    assert_eq!(
+        errors(text),
+        vec![
+            "line 3, column 36: role control: set twice in one block, first at line 1",
+            "line 4, column 32: multiplier 5: set twice in one block, first at line 2",
+        ]
     );
 }
 

@@ -122,6 +122,9 @@ fn with_client_certificates(blocks: &str) -> String {
     text.replacen(original, blocks, 1)
 }
 
+/// Line of `router r1` in the sample, which [`client_file`] blocks of four lines keep.
+const ROUTER_R1_LINE: u32 = 113;
+
 fn client_file(name: &str, file: &str) -> String {
     format!(
         "        client-certificate  {name}\n            name  {name}\n            file  {file}\n        exit\n"
@@ -160,9 +163,12 @@ fn certificate_of_other_router_not_taken() {
             router: "r1".into(),
             expected: vec!["r1".into(), "r1-alias".into()],
             found: vec!["r2".into()],
+            line: ROUTER_R1_LINE,
         }
     );
-    assert!(error.to_string().contains("no client-certificate is named r1 or r1-alias"), "{error}");
+    let text = error.to_string();
+    assert!(text.starts_with(&format!("line {ROUTER_R1_LINE}: router r1: ")), "{text}");
+    assert!(text.contains("no client-certificate is named r1 or r1-alias"), "{text}");
 }
 
 #[test]

@@ -47,6 +47,10 @@ fn own_check_ca_certificate_rejected() {
     let inner = issue(params, Key::p256(), &ca);
     let error = check_installed(&identity(&inner), "r1", &trust(&[&ca]), system_time(NOW));
     assert!(matches!(error, Err(ValidationError::EndEntityIsCa { .. })), "{error:?}");
+    // The same check runs on peers and on the router's own certificate.
+    let message = error.unwrap_err().to_string();
+    assert!(!message.contains("peer"), "{message}");
+    assert!(message.contains("is a CA certificate (basicConstraints CA:TRUE)"), "{message}");
 }
 
 #[test]

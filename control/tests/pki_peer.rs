@@ -174,7 +174,11 @@ fn expired_self_signed_without_ca_raises() {
         alarms.get_by_cause(&AlarmCause::OwnCertificate).unwrap().spec.severity,
         Severity::Critical
     );
-    assert!(alarms.get_by_cause(&AlarmCause::NoValidCertificate).is_some());
+    // The expiry is the reason given, not the self-signature.
+    let alarm = alarms.get_by_cause(&AlarmCause::NoValidCertificate).unwrap();
+    let not_after = svr_control::pki::error::format_unix(NOW - 1);
+    let expected = format!("the router's own certificate expired at {not_after} (notAfter)");
+    assert!(alarm.spec.message.ends_with(&expected), "{}", alarm.spec.message);
 }
 
 #[test]
@@ -194,4 +198,25 @@ fn crl_failure_alarm_until_fetched() {
         &mut alarms,
     );
     assert!(alarms.is_empty());
+}
+
+#[test]
+fn expired_own_alarm_names_not_after() {
+    let ca = root("ca");
+    let mut params = ee_params("r1", 2);
+    params.not_after = at(NOW - DAY);
+    let own = issue(params, Key::p256(), &ca);
+    let identity =
+        OwnIdentity::from_bytes(&own.der, &own.key.pkcs8(), IdentityOrigin::Installed).unwrap();
+    let not_after = svr_control::pki::error::format_unix(NOW - DAY);
+    let expected = format!("the router's own certificate expired at {not_after} (notAfter)");
+
+    // Without trusted CAs, and with the CA that signed it.
+    for trust_store in [TrustStore::new(), trust(&[&ca])] {
+        let pki = PeerCertificates::new(trust_store, InvalidCertificateBehavior::FailSoft);
+        let mut alarms = AlarmTable::new("n");
+        pki.evaluate_own(&identity, "r1", true, system_time(NOW), &mut alarms);
+        let alarm = alarms.get_by_cause(&AlarmCause::NoValidCertificate).unwrap();
+        assert!(alarm.spec.message.ends_with(&expected), "{}", alarm.spec.message);
+    }
 }

@@ -37,8 +37,9 @@ pub struct ConfigError {
 #[non_exhaustive]
 pub enum ConfigErrorKind {
     // Text (lexer).
-    /// A quoted string has no closing quote before the end of the text.
-    UnterminatedString,
+    /// A quoted string has no closing quote: it reaches the end of the text, or runs on to
+    /// a later line whose quote is followed by more words.
+    UnterminatedString { opened: Span },
     /// A backslash escape other than `\"`, `\\`, `\n`, `\t` or `\r`.
     UnknownEscape { escape: char },
     /// A `"` inside a bare word.
@@ -135,7 +136,11 @@ impl fmt::Display for ConfigErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ConfigErrorKind as K;
         match self {
-            K::UnterminatedString => write!(f, "unterminated quoted string: add the closing \""),
+            K::UnterminatedString { opened } => write!(
+                f,
+                "quoted string opened at line {}, column {} is not closed: add the closing \"",
+                opened.line, opened.column
+            ),
             K::UnknownEscape { escape } => write!(
                 f,
                 "unknown escape \\{escape} in quoted string: use \\\", \\\\, \\n, \\t or \\r"

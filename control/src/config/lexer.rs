@@ -4,6 +4,7 @@
 //! span lines (certificate `content`) and take the escapes `\"`, `\\`, `\n`, `\t` and `\r`.
 //! A `#` that starts a word begins a comment that runs to the end of the line. A `#` inside
 //! a word or a quoted string is an ordinary character. Indentation carries no meaning.
+//! Lines end in LF, CRLF or a lone CR, as files from old Mac editors have.
 
 use super::error::{ConfigError, ConfigErrorKind, Span};
 
@@ -23,44 +24,44 @@ pub struct Statement {
     pub broken: bool,
 }
 
-/// Splits `text` into non-empty statements, collecting every lexical error.
-pub fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
-    let mut lexer = Lexer { chars: text.chars().peekable(), line: 1, column: 1 };
-    let mut statements = Vec::new();
-    let mut current = Vec::new();
-    let mut broken = false;
+/// The statements of a text, read one at a time so that the words of only one line are
+/// held at once.
+pub struct Statements<'a> {
+    lexer: Lexer<'a>,
+}
 
-    while let Some(&c) = lexer.chars.peek() {
-        let before = errors.len();
-        match c {
-            '\n' => {
-                lexer.bump();
-                if !current.is_empty() || broken {
-                    statements.push(Statement { tokens: std::mem::take(&mut current), broken });
+impl<'a> Statements<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Statements { lexer: Lexer { chars: text.chars().peekable(), line: 1, column: 1 } }
+    }
+
+    /// Returns the next non-empty statement, or `None` at the end of the text. Lexical
+    /// errors go to `errors`.
+    pub fn next(&mut self, errors: &mut Vec<ConfigError>) -> Option<Statement> {
+        let lexer = &mut self.lexer;
+        let mut tokens = Vec::new();
+        let mut broken = false;
+        while let Some(&c) = lexer.chars.peek() {
+            let before = errors.len();
+            match c {
+                // The CR of a CRLF ends the statement, and the LF then ends an empty one.
+                '\n' | '\r' => {
+                    lexer.bump();
+                    if !tokens.is_empty() || broken {
+                        return Some(Statement { tokens, broken });
+                    }
                 }
-                broken = false;
-            }
-            c if c.is_whitespace() => {
-                lexer.bump();
-            }
-            '#' => lexer.skip_comment(),
-            '"' => {
-                if let Some(token) = lexer.quoted(errors) {
-                    current.push(token);
+                c if c.is_whitespace() => {
+                    lexer.bump();
                 }
+                '#' => lexer.skip_to_line_end(),
+                '"' => tokens.extend(lexer.quoted(errors)),
+                _ => tokens.extend(lexer.word(errors)),
             }
-            _ => {
-                if let Some(token) = lexer.word(errors) {
-                    current.push(token);
-                }
-            }
+            broken |= errors.len() > before;
         }
-        broken |= errors.len() > before;
+        (!tokens.is_empty() || broken).then_some(Statement { tokens, broken })
     }
-    if !current.is_empty() || broken {
-        statements.push(Statement { tokens: current, broken });
-    }
-    statements
 }
 
 struct Lexer<'a> {
@@ -76,7 +77,8 @@ impl Lexer<'_> {
 
     fn bump(&mut self) -> Option<char> {
         let c = self.chars.next()?;
-        if c == '\n' {
+        let line_end = c == '\n' || (c == '\r' && self.chars.peek() != Some(&'\n'));
+        if line_end {
             self.line = self.line.saturating_add(1);
             self.column = 1;
         } else {
@@ -85,9 +87,9 @@ impl Lexer<'_> {
         Some(c)
     }
 
-    fn skip_comment(&mut self) {
+    fn skip_to_line_end(&mut self) {
         while let Some(&c) = self.chars.peek() {
-            if c == '\n' {
+            if c == '\n' || c == '\r' {
                 break;
             }
             self.bump();
@@ -116,43 +118,28 @@ impl Lexer<'_> {
         Some(Token { text, quoted: false, span })
     }
 
+    /// Reads a quoted string. A string that reaches the end of the text, or that spans
+    /// lines and ends in a quote with more words after it on its line, is taken as a
+    /// missing closing quote. It is reported at its opening quote, and lexing resumes at
+    /// the end of that line, so the lines after it are read as usual.
     fn quoted(&mut self, errors: &mut Vec<ConfigError>) -> Option<Token> {
         let span = self.span();
-        self.bump();
-        let mut text = String::new();
-        let mut valid = true;
-        loop {
-            let escape_span = self.span();
-            match self.bump() {
-                None => {
-                    errors.push(ConfigError { span, kind: ConfigErrorKind::UnterminatedString });
-                    return None;
-                }
-                Some('"') => break,
-                Some('\\') => match self.bump() {
-                    Some('"') => text.push('"'),
-                    Some('\\') => text.push('\\'),
-                    Some('n') => text.push('\n'),
-                    Some('t') => text.push('\t'),
-                    Some('r') => text.push('\r'),
-                    Some(other) => {
-                        valid = false;
-                        errors.push(ConfigError {
-                            span: escape_span,
-                            kind: ConfigErrorKind::UnknownEscape { escape: other },
-                        });
-                    }
-                    None => {
-                        errors
-                            .push(ConfigError { span, kind: ConfigErrorKind::UnterminatedString });
-                        return None;
-                    }
-                },
-                // Line ends inside certificates may be CRLF; keep the text as LF only.
-                Some('\r') if self.chars.peek() == Some(&'\n') => {}
-                Some(c) => text.push(c),
-            }
-        }
+        let opening = (self.chars.clone(), self.line, self.column);
+        let mut escape_errors = Vec::new();
+        let text = self.quoted_text(&mut escape_errors);
+        let closed = text.is_some() && (self.line == span.line || !self.words_follow());
+        let Some(text) = text.filter(|_| closed) else {
+            (self.chars, self.line, self.column) = opening;
+            self.skip_to_line_end();
+            errors.push(ConfigError {
+                span,
+                kind: ConfigErrorKind::UnterminatedString { opened: span },
+            });
+            return None;
+        };
+        let valid = escape_errors.is_empty();
+        errors.append(&mut escape_errors);
+
         // A word glued to the closing quote (`"a"b`) is as wrong as a quote inside a word.
         if let Some(&c) = self.chars.peek()
             && !c.is_whitespace()
@@ -166,11 +153,52 @@ impl Lexer<'_> {
         }
         valid.then_some(Token { text, quoted: true, span })
     }
+
+    /// Reads from an opening quote to the closing one and returns the text between them,
+    /// or `None` at the end of the text. Unknown escapes go to `errors`.
+    fn quoted_text(&mut self, errors: &mut Vec<ConfigError>) -> Option<String> {
+        self.bump();
+        let mut text = String::new();
+        loop {
+            let escape_span = self.span();
+            match self.bump()? {
+                '"' => return Some(text),
+                '\\' => match self.bump()? {
+                    '"' => text.push('"'),
+                    '\\' => text.push('\\'),
+                    'n' => text.push('\n'),
+                    't' => text.push('\t'),
+                    'r' => text.push('\r'),
+                    other => errors.push(ConfigError {
+                        span: escape_span,
+                        kind: ConfigErrorKind::UnknownEscape { escape: other },
+                    }),
+                },
+                // Line ends inside certificates may be CRLF or CR; keep the text as LF only.
+                '\r' if self.chars.peek() == Some(&'\n') => {}
+                '\r' => text.push('\n'),
+                c => text.push(c),
+            }
+        }
+    }
+
+    /// Tells whether a word follows on the current line, directly or after blanks. A
+    /// comment is no word.
+    fn words_follow(&self) -> bool {
+        let mut rest = self.chars.clone().skip_while(|&c| c == ' ' || c == '\t');
+        !matches!(rest.next(), None | Some('\n' | '\r' | '#'))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splits `text` into all its statements.
+    fn tokenize(text: &str, errors: &mut Vec<ConfigError>) -> Vec<Statement> {
+        let mut statements = Statements::new(text);
+        std::iter::from_fn(|| statements.next(errors)).collect()
+    }
 
     fn words(text: &str) -> Vec<Vec<String>> {
         let mut errors = Vec::new();
@@ -211,6 +239,23 @@ mod tests {
         let s = tokenize("  ab\tc\n", &mut errors);
         assert_eq!(s[0].tokens[0].span, Span::new(1, 3));
         assert_eq!(s[0].tokens[1].span, Span::new(1, 6));
+    }
+
+    #[test]
+    fn lexer_cr_only_lines() {
+        assert_eq!(words("a b\rc\r\rd\r"), vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
+        let mut errors = Vec::new();
+        let statements = tokenize("a\r\rb # c\rd\r", &mut errors);
+        assert_eq!(statements[1].tokens[0].span, Span::new(3, 1));
+        assert_eq!(statements[2].tokens[0].span, Span::new(4, 1));
+    }
+
+    #[test]
+    fn lexer_cr_only_inside_quotes() {
+        assert_eq!(
+            words("content \"l1\rl2\"\rnext"),
+            vec![vec!["content", "l1\nl2"], vec!["next"]]
+        );
     }
 
     #[test]

@@ -39,8 +39,7 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
-    let statements = lexer::tokenize(text, &mut errors);
-    let tree = parser::parse(statements, &mut errors);
+    let tree = parser::parse(lexer::Statements::new(text), &mut errors);
     let authority = lower::lower(&tree, &mut errors, &mut warnings);
     if let Some(mut authority) = authority {
         generate::generate(&mut authority, &mut warnings);
@@ -78,8 +77,14 @@ pub fn read_file(path: &Path) -> std::io::Result<String> {
     }
     let text = String::from_utf8(bytes).map_err(|error| {
         let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // A line ends in LF, CRLF or a lone CR, as the lexer counts them.
+        let line_ends = valid
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && valid.get(i + 1) != Some(&b'\n')))
+            .count();
+        let line = line_ends + 1;
+        let line_start = valid.iter().rposition(|&b| b == b'\n' || b == b'\r').map_or(0, |i| i + 1);
         let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,

@@ -5,18 +5,24 @@
 //! reads the way it is indented. A statement may also walk several levels at once, as in
 //! the product's flat form `config authority router r1 name r1`. The blocks it walks
 //! through are merged with entries already opened with the same keys.
+//!
+//! After an unknown keyword the parser guesses what the line was, so that one typo gives
+//! one error. A keyword near a block keyword opens a block of that kind that is checked
+//! but kept out of the tree, so its lines and its `exit` are read as they would have been.
+//! Any other unknown keyword skips the lines indented deeper than it, and then an `exit` at
+//! its own indentation.
 
 use std::net::IpAddr;
 
 use super::error::{ConfigError, ConfigErrorKind, Span};
-use super::lexer::{Statement, Token};
+use super::lexer::{Statements, Token};
 use super::schema::{self, Kind, Schema};
 use super::suggest;
 use super::tree::{Node, NodeId, Tree};
 use super::value::{self, Value};
 
-/// Parses statements into a tree, collecting every structural and value error.
-pub fn parse(statements: Vec<Statement>, errors: &mut Vec<ConfigError>) -> Tree {
+/// Parses statements into a tree, collecting every lexical, structural and value error.
+pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> Tree {
     let root = Node {
         schema: &schema::ROOT,
         span: Span::new(1, 1),
@@ -25,17 +31,24 @@ pub fn parse(statements: Vec<Statement>, errors: &mut Vec<ConfigError>) -> Tree 
         children: Vec::new(),
         valid: true,
     };
-    let mut parser =
-        Parser { tree: Tree { nodes: vec![root] }, stack: Vec::new(), state: State::Start, errors };
-    if statements.is_empty() {
-        parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
-    }
-    for statement in statements {
+    let mut parser = Parser {
+        tree: Tree { nodes: vec![root] },
+        stack: Vec::new(),
+        state: State::Start,
+        skip: None,
+        errors,
+    };
+    let mut empty = true;
+    while let Some(statement) = statements.next(parser.errors) {
+        empty = false;
         // A line with a lexical error is skipped whole: its remaining words would only
         // produce follow-on errors.
         if !statement.broken {
             parser.statement(statement.tokens);
         }
+    }
+    if empty {
+        parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
     }
     parser.tree
 }
@@ -52,7 +65,16 @@ struct Parser<'e> {
     /// Open blocks, outermost first; empty before `config` and after its `exit`.
     stack: Vec<NodeId>,
     state: State,
+    /// Lines being skipped after an unknown keyword that opened no known block.
+    skip: Option<Skip>,
     errors: &'e mut Vec<ConfigError>,
+}
+
+/// The skipping that follows an unknown keyword: lines whose first word starts right of
+/// `column` are taken as its block, and an `exit` at `column` after them as its end.
+struct Skip {
+    column: u32,
+    skipped_any: bool,
 }
 
 fn is_root_word(text: &str) -> bool {
@@ -83,6 +105,9 @@ impl Parser<'_> {
 
     fn statement(&mut self, tokens: Vec<Token>) {
         let Some(first) = tokens.first() else { return };
+        if self.skipped(&tokens) {
+            return;
+        }
         let mut rest = &tokens[..];
         let mut flat = false;
 
@@ -111,32 +136,88 @@ impl Parser<'_> {
                     },
                 );
             }
-            self.stack.pop();
-            if self.stack.is_empty() {
-                self.state = State::Closed;
-            }
+            self.exit();
             return;
         }
 
         // Close blocks until one accepts the keyword.
-        let accepting = self
-            .stack
-            .iter()
-            .rposition(|&id| self.tree.node(id).schema.child(&first.text).is_some());
-        let Some(depth) = accepting else {
-            self.unknown_keyword(first, true);
+        let Some(depth) = self.accepting_depth(&first.text) else {
+            let suggestion = self.unknown_keyword(first, true);
+            self.recover(first, suggestion, tokens[0].span.column);
             return;
         };
         self.stack.truncate(depth + 1);
-        self.walk(rest, flat);
+        self.walk(rest, flat, tokens[0].span.column);
     }
 
-    /// Applies the keywords of one statement from the current block downwards.
-    fn walk(&mut self, mut tokens: &[Token], flat: bool) {
+    /// Closes the innermost open block.
+    fn exit(&mut self) {
+        self.stack.pop();
+        if self.stack.is_empty() {
+            self.state = State::Closed;
+        }
+    }
+
+    /// Returns the index in the stack of the innermost open block that accepts `keyword`.
+    fn accepting_depth(&self, keyword: &str) -> Option<usize> {
+        self.stack.iter().rposition(|&id| self.tree.node(id).schema.child(keyword).is_some())
+    }
+
+    /// Tells whether the statement `tokens` belongs to the block of an unknown keyword, and
+    /// so is skipped without a message.
+    fn skipped(&mut self, tokens: &[Token]) -> bool {
+        let Some(skip) = self.skip.take() else { return false };
+        let first = &tokens[0];
+        if first.span.column > skip.column {
+            self.skip = Some(Skip { skipped_any: true, ..skip });
+            return true;
+        }
+        let is_exit = tokens.len() == 1 && first.text == "exit" && !first.quoted;
+        skip.skipped_any && is_exit && first.span.column == skip.column
+    }
+
+    /// Recovers from the unknown keyword `token` so that the lines after it are read as they
+    /// were meant. `indent` is the column of the first word of its line.
+    ///
+    /// A suggested `exit` closes a block. A suggested block keyword opens a block of that
+    /// kind, left out of the tree, so its contents are still checked and its `exit` closes
+    /// it. Otherwise the lines indented deeper than `indent` are skipped.
+    fn recover(&mut self, token: &Token, suggestion: Option<&'static str>, indent: u32) {
+        if suggestion == Some("exit") && !self.stack.is_empty() {
+            self.exit();
+            return;
+        }
+        let block = suggestion.and_then(|keyword| {
+            let depth = self.accepting_depth(keyword)?;
+            let schema = self.tree.node(self.stack[depth]).schema.child(keyword)?;
+            schema.is_block().then_some((depth, schema))
+        });
+        match block {
+            Some((depth, schema)) => {
+                self.stack.truncate(depth + 1);
+                let id = self.tree.nodes.len();
+                self.tree.nodes.push(Node {
+                    schema,
+                    span: token.span,
+                    keys: Vec::new(),
+                    value: None,
+                    children: Vec::new(),
+                    valid: false,
+                });
+                self.stack.push(id);
+            }
+            None => self.skip = Some(Skip { column: indent, skipped_any: false }),
+        }
+    }
+
+    /// Applies the keywords of one statement from the current block downwards. `indent` is
+    /// the column of the statement's first word.
+    fn walk(&mut self, mut tokens: &[Token], flat: bool, indent: u32) {
         while let Some(token) = tokens.first() {
             let parent = self.top();
             let Some(schema) = self.tree.node(parent).schema.child(&token.text) else {
-                self.unknown_keyword(token, false);
+                let suggestion = self.unknown_keyword(token, false);
+                self.recover(token, suggestion, indent);
                 return;
             };
             match schema.kind {
@@ -337,7 +418,8 @@ impl Parser<'_> {
     }
 
     /// Reports a keyword no open block accepts, suggesting the nearest one that would fit.
-    fn unknown_keyword(&mut self, token: &Token, search_enclosing: bool) {
+    /// Returns the suggestion.
+    fn unknown_keyword(&mut self, token: &Token, search_enclosing: bool) -> Option<&'static str> {
         let top = self.tree.node(self.top());
         let mut candidates: Vec<&'static str> =
             top.schema.children().iter().map(|s| s.name).collect();
@@ -364,6 +446,7 @@ impl Parser<'_> {
                 allowed,
             },
         );
+        suggestion
     }
 }
 

@@ -10,6 +10,9 @@ use super::value::Value;
 pub type NodeId = usize;
 
 /// One block or leaf.
+// NOTE: a node takes 144 bytes before its strings, so the tree is several times the size
+// of its text. A generated 14 MB file of services peaked at 148 MB in a debug build of
+// `svrd --check`.
 #[derive(Debug)]
 pub struct Node {
     pub schema: &'static Schema,

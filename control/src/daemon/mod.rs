@@ -274,7 +274,10 @@ impl Daemon {
                 &trust,
                 SystemTime::now(),
             )
-            .map_err(|e| DaemonError::Pki(format!("{}: {e}", certificate.display())))?;
+            .map_err(|e| {
+                let path = certificate.display();
+                DaemonError::Pki(format!("the router's own certificate {path} is unusable: {e}"))
+            })?;
         }
         info!(
             common_name = %plan.peering_common_name,

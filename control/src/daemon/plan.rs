@@ -197,8 +197,8 @@ pub enum RoutePlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PlanError {
-    /// The router has no node.
-    NoNode { router: String },
+    /// The router, opened at `line`, has no node.
+    NoNode { router: String, line: u32 },
     /// A device interface has no Linux interface name for AF_XDP.
     NoInterfaceName { device_interface: String },
     /// A device interface of driver `dpdk` has neither a `vdev` nor a `pci-address`.
@@ -222,8 +222,8 @@ pub enum PlanError {
     UnknownReference { what: &'static str, name: String },
     /// The router's client-certificate is given as `content`, which has no private key.
     CertificateContent { certificate: String, line: u32 },
-    /// Client certificates are configured but none is this router's.
-    NoOwnCertificate { router: String, expected: Vec<String>, found: Vec<String> },
+    /// Client certificates are configured but none is this router's, which opens at `line`.
+    NoOwnCertificate { router: String, expected: Vec<String>, found: Vec<String>, line: u32 },
     /// Without ESKM, the security policies cannot give the router its keys.
     Classic(ClassicError),
 }
@@ -231,7 +231,9 @@ pub enum PlanError {
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlanError::NoNode { router } => write!(f, "router {router} has no node to run"),
+            PlanError::NoNode { router, line } => {
+                write!(f, "line {line}: router {router} has no node to run")
+            }
             PlanError::NoDpdkDevice { device_interface } => write!(
                 f,
                 "device-interface {device_interface} has neither vdev nor pci-address; \
@@ -276,9 +278,9 @@ impl fmt::Display for PlanError {
                  router's own certificate needs its private key; give it as `file PATH`, with \
                  the key in PATH.key"
             ),
-            PlanError::NoOwnCertificate { router, expected, found } => write!(
+            PlanError::NoOwnCertificate { router, expected, found, line } => write!(
                 f,
-                "router {router}: no client-certificate is named {} (found {}); name the \
+                "line {line}: router {router}: no client-certificate is named {} (found {}); name the \
                  router's certificate after the router or its peering-common-name, or remove \
                  the client-certificates to use a self-signed one",
                 expected.join(" or "),
@@ -295,7 +297,10 @@ impl Plan {
     /// Resolves the setup of `router` in `config`.
     pub fn resolve(config: &Config, router: &Router) -> Result<Plan, PlanError> {
         let authority = &config.authority;
-        let node = router.nodes.first().ok_or(PlanError::NoNode { router: router.name.clone() })?;
+        let node = router
+            .nodes
+            .first()
+            .ok_or(PlanError::NoNode { router: router.name.clone(), line: router.span.line })?;
         let skm = &authority.security_key_management;
         let ports = ports(node)?;
         let peers = peers(config, router);
@@ -407,6 +412,7 @@ fn own_certificate(
                 router: router.name.clone(),
                 expected: own_names.iter().map(|n| (*n).to_owned()).collect(),
                 found: certificates.iter().map(|c| c.name.clone()).collect(),
+                line: router.span.line,
             });
         }
     };

@@ -21,7 +21,7 @@ pub enum ValidationError {
     /// An issuing certificate has `CA:TRUE` in a Basic Constraints extension that is not
     /// marked critical.
     BasicConstraintsNotCritical { issuer: String },
-    /// The peer's own certificate is a CA certificate.
+    /// The certificate of a router, the peer's or this router's own, is a CA certificate.
     EndEntityIsCa { subject: String },
     /// An issuer's pathLenConstraint allows fewer intermediates than follow it.
     PathLengthExceeded { issuer: String, max: u32, found: u32 },
@@ -101,7 +101,11 @@ impl fmt::Display for ValidationError {
                 write!(f, "issuer {issuer} has basic constraints not marked critical")
             }
             Self::EndEntityIsCa { subject } => {
-                write!(f, "peer certificate {subject} is a CA certificate, expected an end entity")
+                write!(
+                    f,
+                    "certificate {subject} is a CA certificate (basicConstraints CA:TRUE), but a \
+                     router certificate must be an end-entity certificate"
+                )
             }
             Self::PathLengthExceeded { issuer, max, found } => write!(
                 f,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::crl::RevocationSet;
-use super::error::ValidationError;
+use super::error::{ValidationError, format_unix};
 use super::validate::{TrustStore, ValidatedPeer, fingerprint, unix_seconds, validate_peer_at};
 use crate::alarm::{self, AlarmCause, AlarmSpec, AlarmTable, Raised};
 
@@ -305,33 +305,7 @@ impl PeerCertificates {
             now,
         );
 
-        let problem = if identity.is_self_signed() {
-            Some(match revoked {
-                Some(e) => e.to_string(),
-                None => "the certificate is self-signed".into(),
-            })
-        } else if self.trust.is_empty() {
-            let secs = unix_seconds(now);
-            let (from, until) = identity.validity();
-            match revoked {
-                Some(e) => Some(e.to_string()),
-                None if secs < from || secs > until => {
-                    Some("certificate is outside its validity period".into())
-                }
-                None => None,
-            }
-        } else {
-            let name = identity.common_name();
-            validate_peer_at(
-                identity.chain(),
-                name,
-                unix_seconds(now),
-                &self.trust,
-                &self.revocations,
-            )
-            .err()
-            .map(|e| e.to_string())
-        };
+        let problem = self.own_problem(identity, revoked, unix_seconds(now));
         let spec = match problem {
             Some(detail) if eskm_enabled => Some(alarm::no_valid_certificate(router, &detail)),
             _ => None,
@@ -340,6 +314,43 @@ impl PeerCertificates {
         if let Some(Raised::New(id)) = alarms.set(AlarmCause::NoValidCertificate, spec, now) {
             tracing::error!(router, %id, "ESKM is enabled but no valid signed certificate is loaded");
         }
+    }
+
+    /// Returns why the router's own certificate is not a valid signed one at `now` (Unix
+    /// seconds), or `None` when it is. A revocation or a date outside the validity period
+    /// comes first, because it matters more than how the certificate is signed.
+    fn own_problem(
+        &self,
+        identity: &super::OwnIdentity,
+        revoked: Option<ValidationError>,
+        now: i64,
+    ) -> Option<String> {
+        if let Some(error) = revoked {
+            return Some(error.to_string());
+        }
+        let (not_before, not_after) = identity.validity();
+        if now > not_after {
+            return Some(format!(
+                "the router's own certificate expired at {} (notAfter)",
+                format_unix(not_after)
+            ));
+        }
+        if now < not_before {
+            return Some(format!(
+                "the router's own certificate is not valid before {} (notBefore)",
+                format_unix(not_before)
+            ));
+        }
+        if identity.is_self_signed() {
+            return Some("the certificate is self-signed".into());
+        }
+        if self.trust.is_empty() {
+            return None;
+        }
+        let name = identity.common_name();
+        validate_peer_at(identity.chain(), name, now, &self.trust, &self.revocations)
+            .err()
+            .map(|error| error.to_string())
     }
 
     /// Raises or clears the alarm of a CRL from the result of fetching and applying it.
