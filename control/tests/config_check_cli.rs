@@ -345,7 +345,8 @@ fn check_duplicate_interface_name() {
     let text = stdout(&out);
     assert!(
         text.contains(
-            "device-interface wan2 has interface-name wan0, which device-interface wan already uses"
+            "interface-name wan0: already bound by device-interface wan at line 10; expected a \
+             device that no other device-interface of the node uses"
         ),
         "{text}"
     );
