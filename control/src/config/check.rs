@@ -156,6 +156,14 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
         }
     };
     let mut problems = PlanProblems::default();
+    for (port, device, fallback) in crate::daemon::ports_needing_dpdk(&plan) {
+        let message = crate::daemon::without_dpdk_message(port, device);
+        problems.warnings.push(if fallback {
+            format!("{message}; until then svrd opens it with AF_XDP on {}", port.linux_name)
+        } else {
+            format!("{message}; until then svrd does not start")
+        });
+    }
     if let Some((certificate, key)) = &plan.certificate {
         own_certificate_problems(certificate, key, SystemTime::now(), &mut problems);
     }

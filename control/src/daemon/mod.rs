@@ -41,7 +41,7 @@ pub use plan::{
     CrlPlan, DpdkDevice, PathPlan, PeerPlan, Plan, PlanError, PortBinding, PortPlan, RoutePlan,
     ServicePlan,
 };
-pub use ports::SuppliedPort;
+pub use ports::{SuppliedPort, ports_needing_dpdk, without_dpdk_message};
 pub use reload::{Reload, ReloadError, prepare as prepare_reload, read_plan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
@@ -55,6 +55,7 @@ use crate::pki::{IdentityConfig, KeyProtection, OwnIdentity, TrustStore, Validat
 use certs::Certificates;
 use keyring::{Keyring, metadata_keys};
 use keystore::MlKemKeys;
+use ports::PortSource;
 
 /// How long the control loop waits for BFD metadata before it looks at its other inputs.
 const TICK: Duration = Duration::from_millis(20);
@@ -131,7 +132,7 @@ impl std::error::Error for DaemonError {}
 
 /// Runs the router until `signals.stop` is set.
 pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
-    run_router(options, signals, ports::open_ports)
+    run_router(options, signals, PortSource::Configured)
 }
 
 /// Runs the router until `signals.stop` is set, over ports the caller opened in place of
@@ -143,15 +144,11 @@ pub fn run_with_ports(
     signals: &Signals,
     ports: Vec<SuppliedPort>,
 ) -> Result<(), DaemonError> {
-    run_router(options, signals, move |plan| ports::take_supplied(plan, ports))
+    run_router(options, signals, PortSource::Supplied(ports))
 }
 
-/// Runs the router of `options` over the ports `open_ports` opens for its plan.
-fn run_router(
-    options: &Options,
-    signals: &Signals,
-    open_ports: impl FnOnce(&Plan) -> Result<ports::OpenedPorts, DaemonError>,
-) -> Result<(), DaemonError> {
+/// Runs the router of `options` over the ports of `ports`.
+fn run_router(options: &Options, signals: &Signals, ports: PortSource) -> Result<(), DaemonError> {
     let config =
         crate::config::load(&options.config).map_err(|e| DaemonError::Config(e.to_string()))?;
     let hostname = sys::hostname();
@@ -161,7 +158,9 @@ fn run_router(
     let plan = Plan::resolve(&config, router).map_err(DaemonError::Plan)?;
     info!(router = %plan.router, node = %plan.node, peers = plan.peers.len(), paths = plan.paths.len(), wan_mtu = plan.wan_mtu(), "starting");
 
-    let mut daemon = Daemon::start(options, plan, open_ports)?;
+    ports.check(&plan)?;
+
+    let mut daemon = Daemon::start(options, plan, ports)?;
     let result = daemon.run(signals);
     daemon.shutdown();
     info!(router = %daemon.plan.router, "stopped");
@@ -245,11 +244,7 @@ impl kex::PeerVerifier for CertificateVerifier {
 }
 
 impl Daemon {
-    fn start(
-        options: &Options,
-        plan: Plan,
-        open_ports: impl FnOnce(&Plan) -> Result<ports::OpenedPorts, DaemonError>,
-    ) -> Result<Daemon, DaemonError> {
+    fn start(options: &Options, plan: Plan, ports: PortSource) -> Result<Daemon, DaemonError> {
         let state_dir = options
             .state_dir
             .clone()
@@ -303,7 +298,7 @@ impl Daemon {
             engine::build(&plan, &identity, ml_kem, options.key_grace, Duration::ZERO)?;
         let certs = Certificates::new(&plan, identity_config, trust, options.crl_poll)?;
 
-        let opened = open_ports(&plan)?;
+        let opened = ports.open(&plan)?;
         let without_kernel: Vec<bool> =
             (0..plan.ports.len()).map(|index| opened.lacks_kernel_stack(index)).collect();
         let neighbours = neighbours::Neighbours::new(&plan, without_kernel, &opened.macs);

@@ -14,7 +14,7 @@ use svr_dataplane::io::afxdp::{XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig
 use svr_dataplane::worker::Port;
 use tracing::{info, warn};
 
-use super::{DaemonError, Plan, PortBinding, PortPlan, sys};
+use super::{DaemonError, DpdkDevice, Plan, PortBinding, PortPlan, sys};
 
 /// The opened ports, indexed as the plan's ports are.
 pub(super) struct OpenedPorts {
@@ -57,10 +57,7 @@ impl std::fmt::Debug for SuppliedPort {
 
 /// Orders `supplied` as the plan's ports: each device-interface of the plan must have
 /// exactly one supplied port, and each supplied port must name a device-interface.
-pub(super) fn take_supplied(
-    plan: &Plan,
-    supplied: Vec<SuppliedPort>,
-) -> Result<OpenedPorts, DaemonError> {
+fn take_supplied(plan: &Plan, supplied: Vec<SuppliedPort>) -> Result<OpenedPorts, DaemonError> {
     let mut slots: Vec<Option<SuppliedPort>> = plan.ports.iter().map(|_| None).collect();
     for port in supplied {
         let Some(index) = plan.ports.iter().position(|p| p.name == port.device_interface) else {
@@ -100,12 +97,72 @@ pub(super) fn take_supplied(
     Ok(opened)
 }
 
+/// The origin of the router's ports.
+pub(super) enum PortSource {
+    /// The ports of the configuration: AF_XDP sockets and DPDK ports.
+    Configured,
+    /// Ports the caller of [`super::run_with_ports`] opened.
+    Supplied(Vec<SuppliedPort>),
+}
+
+impl PortSource {
+    /// Checks that this svrd can open the plan's ports, before the daemon starts anything.
+    pub(super) fn check(&self, plan: &Plan) -> Result<(), DaemonError> {
+        match self {
+            PortSource::Configured => require_dpdk(plan),
+            PortSource::Supplied(_) => Ok(()),
+        }
+    }
+
+    /// Opens the ports, indexed as the plan's ports are.
+    pub(super) fn open(self, plan: &Plan) -> Result<OpenedPorts, DaemonError> {
+        match self {
+            PortSource::Configured => open_ports(plan),
+            PortSource::Supplied(ports) => take_supplied(plan, ports),
+        }
+    }
+}
+
+/// Returns the DPDK ports of `plan` that this svrd cannot open because it was built without the
+/// `dpdk` feature, each with whether it falls back to AF_XDP. Empty in a build with DPDK.
+pub fn ports_needing_dpdk(plan: &Plan) -> Vec<(&PortPlan, &DpdkDevice, bool)> {
+    if cfg!(feature = "dpdk") {
+        return Vec::new();
+    }
+    plan.ports
+        .iter()
+        .filter_map(|port| match &port.binding {
+            PortBinding::Dpdk { device, fallback } => Some((port, device, *fallback)),
+            PortBinding::AfXdp => None,
+        })
+        .collect()
+}
+
+/// Formats the error for a DPDK port in a svrd built without DPDK.
+pub fn without_dpdk_message(port: &PortPlan, device: &DpdkDevice) -> String {
+    format!(
+        "device-interface {} ({}): this svrd was built without DPDK; rebuild with \
+         `--features dpdk`, or bind the port with interface-name and driver af-xdp",
+        port.name,
+        device.port_name()
+    )
+}
+
+/// Fails on the first DPDK port that this build cannot open and that has no AF_XDP
+/// fallback.
+fn require_dpdk(plan: &Plan) -> Result<(), DaemonError> {
+    match ports_needing_dpdk(plan).into_iter().find(|(_, _, fallback)| !fallback) {
+        Some((port, device, _)) => Err(DaemonError::Dataplane(without_dpdk_message(port, device))),
+        None => Ok(()),
+    }
+}
+
 fn device_interface_names(plan: &Plan) -> String {
     plan.ports.iter().map(|port| port.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Opens every port of `plan`.
-pub(super) fn open_ports(plan: &Plan) -> Result<OpenedPorts, DaemonError> {
+fn open_ports(plan: &Plan) -> Result<OpenedPorts, DaemonError> {
     let mut dpdk = dpdk::Opener::new(plan);
     let mut opened = OpenedPorts { ports: Vec::new(), attachments: Vec::new(), macs: Vec::new() };
     for port in &plan.ports {
@@ -252,7 +309,7 @@ mod dpdk {
 
     use super::super::{DaemonError, DpdkDevice, Plan, PortPlan};
 
-    /// Refuses every DPDK port: this svrd was built without DPDK.
+    /// Rejects every DPDK port, because this svrd was built without DPDK.
     pub(super) struct Opener;
 
     impl Opener {
@@ -265,12 +322,7 @@ mod dpdk {
             port: &PortPlan,
             device: &DpdkDevice,
         ) -> Result<(Port, [u8; 6]), DaemonError> {
-            Err(DaemonError::Dataplane(format!(
-                "device-interface {} ({}): this svrd was built without DPDK; rebuild with \
-                 `--features dpdk`, or bind the port with interface-name and driver af-xdp",
-                port.name,
-                device.port_name()
-            )))
+            Err(DaemonError::Dataplane(super::without_dpdk_message(port, device)))
         }
     }
 }
