@@ -219,24 +219,11 @@ fn check_auto_port_falls_back_without_dpdk_build() {
     assert_eq!(text.contains(fallback), !cfg!(feature = "dpdk"), "{text}");
 }
 
-/// Without DPDK, start-up stops on the DPDK port before anything is set up, so not even the
-/// state directory is made.
+/// Without DPDK, start-up stops on the DPDK port before anything is set up.
 #[cfg(not(feature = "dpdk"))]
 #[test]
 fn dpdk_port_stops_start_without_dpdk_build() {
-    let file = TempFile::new("dpdk-start.cfg", &dpdk_router("dpdk", ""));
-    let dir = std::env::temp_dir().join(format!("svrd-cli-dpdk-{}", std::process::id()));
-    let socket = dir.join("svrd.sock");
-    let out = svrd(&[
-        "--config",
-        file.path(),
-        "--state-dir",
-        dir.to_str().unwrap(),
-        "--socket",
-        socket.to_str().unwrap(),
-    ]);
-    let made_state = dir.exists();
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = start("dpdk-start.cfg", &dpdk_router("dpdk", ""));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -246,7 +233,62 @@ fn dpdk_port_stops_start_without_dpdk_build() {
         ),
         "{stderr}"
     );
-    assert!(!made_state, "the state directory was made before the DPDK check");
+    // The check comes before the certificate is loaded.
+    assert!(!stderr.contains("certificate loaded"), "{stderr}");
+}
+
+/// Runs svrd on `config` with a state directory and socket of its own; returns its output.
+fn start(name: &str, config: &str) -> Output {
+    let file = TempFile::new(name, config);
+    let dir = std::env::temp_dir().join(format!("svrd-cli-{name}-{}", std::process::id()));
+    let socket = dir.join("svrd.sock");
+    let out = svrd(&[
+        "--config",
+        file.path(),
+        "--state-dir",
+        dir.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// A virtual device on a missing interface stops start-up with the interface's name, before
+/// EAL starts.
+#[cfg(feature = "dpdk")]
+#[test]
+fn vdev_missing_interface_stops_start() {
+    let config = dpdk_router("dpdk", "").replace("net_null0", "net_af_packet0,iface=svrd-none0");
+    let out = start("vdev-iface.cfg", &config);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interface svrd-none0 not found"), "{stderr}");
+    assert!(!stderr.contains("EAL:"), "EAL started before the check: {stderr}");
+}
+
+/// On a host without free hugepages, EAL fails and the error says how to fix it.
+#[cfg(feature = "dpdk")]
+#[test]
+fn eal_without_hugepages_explained() {
+    let free: u64 = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|sizes| {
+            sizes
+                .filter_map(Result::ok)
+                .filter_map(|size| std::fs::read_to_string(size.path().join("free_hugepages")).ok())
+                .filter_map(|text| text.trim().parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    if free > 0 {
+        eprintln!("skipped: this host has {free} free hugepages");
+        return;
+    }
+    let out = start("no-huge.cfg", &dpdk_router("dpdk", ""));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("this host has no free hugepages"), "{stderr}");
+    assert!(stderr.contains("eal-argument --no-huge"), "{stderr}");
 }
 
 #[test]

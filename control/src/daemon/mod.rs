@@ -201,6 +201,8 @@ struct Daemon {
     neighbours: neighbours::Neighbours,
     /// The XDP program of each AF_XDP port; `None` for a port without a kernel stack.
     attachments: Vec<Option<Arc<XdpAttachment>>>,
+    /// EAL's runtime directory, removed at a clean stop when EAL left it empty.
+    dpdk_runtime_dir: Option<PathBuf>,
     links: links::Links,
     alarms: AlarmTable,
     metadata_rekeyed_at: Instant,
@@ -302,7 +304,7 @@ impl Daemon {
         let without_kernel: Vec<bool> =
             (0..plan.ports.len()).map(|index| opened.lacks_kernel_stack(index)).collect();
         let neighbours = neighbours::Neighbours::new(&plan, without_kernel, &opened.macs);
-        let ports::OpenedPorts { ports, attachments, macs } = opened;
+        let ports::OpenedPorts { ports, attachments, macs, dpdk_runtime_dir } = opened;
         let mut keyring = Keyring::new(&plan, macs);
         let (publisher, reader) = epoch_channel(keyring.epoch(&plan));
         let links = links::Links::new(
@@ -366,6 +368,7 @@ impl Daemon {
             reader,
             neighbours,
             attachments,
+            dpdk_runtime_dir,
             links,
             metadata_rekeyed_at: Instant::now(),
             metadata_index: 0,
@@ -859,6 +862,9 @@ impl Daemon {
         self.worker_stop.store(true, Ordering::Relaxed);
         if let Some(workers) = self.worker_thread.take() {
             workers.join();
+        }
+        if let Some(dir) = &self.dpdk_runtime_dir {
+            ports::remove_runtime_dir(dir);
         }
         let _ = self.mgmt.path();
     }
