@@ -183,7 +183,7 @@ fn missing_interface_stops_start_up() {
     assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
 
-/// A router of one DPDK port under `driver`, with `binding` lines on the port.
+/// Returns a router of one DPDK port under `driver`, with `binding` lines on the port.
 fn dpdk_router(driver: &str, binding: &str) -> String {
     format!(
         "config\nauthority\nrouter r1\nnode n1\ndataplane\ndriver {driver}\nexit\n\
@@ -267,7 +267,7 @@ fn vdev_missing_interface_stops_start() {
     assert!(!stderr.contains("EAL:"), "EAL started before the check: {stderr}");
 }
 
-/// On a host without free hugepages, EAL fails and the error says how to fix it.
+/// On a host without free hugepages, EAL fails and the error explains how to fix it.
 #[cfg(feature = "dpdk")]
 #[test]
 fn eal_without_hugepages_explained() {
@@ -289,6 +289,41 @@ fn eal_without_hugepages_explained() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("this host has no free hugepages"), "{stderr}");
     assert!(stderr.contains("eal-argument --no-huge"), "{stderr}");
+}
+
+/// A socket another process listens on stops start-up before any port is opened: the
+/// sample's missing interface would otherwise be the error.
+#[test]
+fn socket_in_use_stops_start_before_ports() {
+    let dir = std::env::temp_dir().join(format!("svrd-cli-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("svrd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let path = sample("flat.cfg");
+    let out = svrd(&[
+        "--config",
+        &path,
+        "--router",
+        "edge",
+        "--state-dir",
+        dir.join("state").to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    drop(listener);
+    let made_state = dir.join("state").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "svrd: management socket: another svrd is listening on {}",
+            socket.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("eth-lan"), "a port was opened first: {stderr}");
+    assert!(!made_state, "the state directory was made before the socket was checked");
 }
 
 #[test]

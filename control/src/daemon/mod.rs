@@ -247,6 +247,12 @@ impl kex::PeerVerifier for CertificateVerifier {
 
 impl Daemon {
     fn start(options: &Options, plan: Plan, ports: PortSource) -> Result<Daemon, DaemonError> {
+        // The socket comes first: a second svrd started with the socket of a running one
+        // fails here, before it touches the state directory, a port or an XDP program.
+        let (mgmt, requests) = mgmt::Server::start(&options.socket)
+            .map_err(|e| DaemonError::Management(e.to_string()))?;
+        info!(socket = %options.socket.display(), "management socket open");
+
         let state_dir = options
             .state_dir
             .clone()
@@ -335,10 +341,6 @@ impl Daemon {
 
         let BfdThread { handle: bfd, paths: bfd_paths, stop: bfd_stop, thread: bfd_thread } =
             start_bfd(&plan, &control, &reader)?;
-
-        let (mgmt, requests) = mgmt::Server::start(&options.socket)
-            .map_err(|e| DaemonError::Management(e.to_string()))?;
-        info!(socket = %options.socket.display(), "management socket open");
 
         let mut daemon = Daemon {
             options: options.clone(),
