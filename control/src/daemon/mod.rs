@@ -698,21 +698,14 @@ impl Daemon {
                     serde_json::json!({ "requested": true }),
                 )
             }
-            Command::ShowAlarms => {
-                let rows: Vec<serde_json::Value> = self
-                    .alarms
-                    .list()
-                    .map(|alarm| serde_json::json!({ "id": alarm.id.to_string(), "message": alarm.spec.message }))
-                    .collect();
-                Reply::ok(self.alarms.render_table(), serde_json::Value::Array(rows))
-            }
+            Command::ShowAlarms => Reply::ok(self.alarms.render_table(), self.alarms.to_json()),
             Command::ShowAlarm { id } => {
                 let Ok(parsed) = id.parse() else {
                     return Reply::error(format!("alarm id {id}: expected <node>:<number>"));
                 };
-                match self.alarms.render_detail(&parsed) {
-                    Some(text) => Reply::ok(text, serde_json::json!({ "id": id })),
-                    None => Reply::error(format!("no alarm with id {id}")),
+                match (self.alarms.render_detail(&parsed), self.alarms.detail_json(&parsed)) {
+                    (Some(text), Some(json)) => Reply::ok(text, json),
+                    _ => Reply::error(format!("no alarm with id {id}")),
                 }
             }
             Command::ShowStats => self.stats(),
@@ -786,13 +779,12 @@ impl Daemon {
     }
 
     fn stats(&self) -> Reply {
-        let mut drops = serde_json::Map::new();
-        let mut text = String::from("Dataplane\n");
-        for reason in DropReason::ALL {
-            let count = self.counters.drops(reason);
-            drops.insert(reason.name().into(), count.into());
-            text.push_str(&format!("  drop {:<16} {count}\n", reason.name()));
-        }
+        let dataplane: Vec<(&str, u64)> = DropReason::ALL
+            .iter()
+            .map(|&reason| (reason.name(), self.counters.drops(reason)))
+            .collect();
+        let (dataplane_text, drops) = mgmt::render_drop_counters(&dataplane);
+        let mut text = format!("Dataplane\n{dataplane_text}");
         let forwarded = serde_json::json!({
             "ingress_forwarded": self.counters.ingress_forwarded(),
             "egress_forwarded": self.counters.egress_forwarded(),
@@ -810,20 +802,27 @@ impl Daemon {
             self.counters.sessions_created()
         ));
         let bfd = self.bfd.counters();
-        text.push_str(&format!("BFD\n  drops {bfd:?}\n"));
-        let bfd_drops = serde_json::json!({
-            "malformed": bfd.truncated + bfd.bad_version + bfd.length_too_short
-                + bfd.length_exceeds_datagram + bfd.zero_detect_mult + bfd.multipoint_set
-                + bfd.zero_my_discriminator + bfd.zero_your_discriminator
-                + bfd.authentication_unsupported,
-            "ttl_not_255": bfd.ttl_not_255,
-            "unknown_discriminator": bfd.unknown_discriminator,
-            "no_session": bfd.no_session,
-            "source_mismatch": bfd.source_mismatch,
-            "metadata_rejected": bfd.metadata_rejected,
-            "auth_missing": bfd.auth_missing,
-            "auth_bad": bfd.auth_bad,
-        });
+        let malformed = bfd.truncated
+            + bfd.bad_version
+            + bfd.length_too_short
+            + bfd.length_exceeds_datagram
+            + bfd.zero_detect_mult
+            + bfd.multipoint_set
+            + bfd.zero_my_discriminator
+            + bfd.zero_your_discriminator
+            + bfd.authentication_unsupported;
+        let (bfd_text, bfd_drops) = mgmt::render_drop_counters(&[
+            ("malformed", malformed),
+            ("ttl_not_255", bfd.ttl_not_255),
+            ("unknown_discriminator", bfd.unknown_discriminator),
+            ("no_session", bfd.no_session),
+            ("source_mismatch", bfd.source_mismatch),
+            ("metadata_rejected", bfd.metadata_rejected),
+            ("auth_missing", bfd.auth_missing),
+            ("auth_bad", bfd.auth_bad),
+        ]);
+        text.push_str("BFD\n");
+        text.push_str(&bfd_text);
         let neighbours = self.neighbours.counters();
         if self.neighbours.resolves_any() {
             text.push_str(&format!(
