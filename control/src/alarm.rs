@@ -279,6 +279,18 @@ impl AlarmTable {
         out
     }
 
+    /// Returns `show alarms` as JSON: one object per alarm with every column of
+    /// [`AlarmTable::render_table`] and the process of the detail view.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.list().map(alarm_json).collect())
+    }
+
+    /// Returns `show alarms id <id>` as JSON, with every line of
+    /// [`AlarmTable::render_detail`].
+    pub fn detail_json(&self, id: &AlarmId) -> Option<serde_json::Value> {
+        self.get(id).map(alarm_json)
+    }
+
     /// `show alarms id <id>`: Time, Severity, Source, Category, Process and Message lines.
     pub fn render_detail(&self, id: &AlarmId) -> Option<String> {
         let a = self.get(id)?;
@@ -293,6 +305,19 @@ impl AlarmTable {
             a.spec.message
         ))
     }
+}
+
+/// Converts one alarm to JSON, with its fields named as the text output labels them.
+fn alarm_json(alarm: &Alarm) -> serde_json::Value {
+    serde_json::json!({
+        "id": alarm.id.to_string(),
+        "time": format_time(alarm.time),
+        "severity": alarm.spec.severity.to_string(),
+        "source": alarm.spec.source,
+        "category": alarm.spec.category.to_string(),
+        "process": alarm.spec.process,
+        "message": alarm.spec.message,
+    })
 }
 
 fn format_time(t: SystemTime) -> String {

@@ -61,7 +61,9 @@ fn check_sample_plan_errors() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 7, "{text}");
+    // A build without DPDK also warns once for each of r2's three DPDK ports.
+    let dpdk_warnings = if cfg!(feature = "dpdk") { 0 } else { 3 };
+    assert_eq!(lines.len(), 7 + dpdk_warnings, "{text}");
     // Both routers, r2 with its DPDK ports included, reach the certificate checks.
     for (router, lines) in [("r1", &lines[0..3]), ("r2", &lines[3..6])] {
         assert!(
@@ -84,7 +86,14 @@ fn check_sample_plan_errors() {
             "{text}"
         );
     }
-    assert_eq!(lines[6], format!("{path}: invalid: 6 errors, 0 warnings"));
+    for line in &lines[6..6 + dpdk_warnings] {
+        assert!(line.contains("router r2: warning: device-interface "), "{text}");
+        assert!(line.contains("this svrd was built without DPDK"), "{text}");
+    }
+    assert_eq!(
+        lines[6 + dpdk_warnings],
+        format!("{path}: invalid: 6 errors, {dpdk_warnings} warnings")
+    );
 }
 
 #[test]
@@ -172,6 +181,149 @@ fn missing_interface_stops_start_up() {
     // The fatal error is printed once, and the log has no colour when it is not a terminal.
     assert_eq!(stderr.matches("interface \"eth-lan\" not found").count(), 1, "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+/// Returns a router of one DPDK port under `driver`, with `binding` lines on the port.
+fn dpdk_router(driver: &str, binding: &str) -> String {
+    format!(
+        "config\nauthority\nrouter r1\nnode n1\ndataplane\ndriver {driver}\nexit\n\
+         device-interface wan\nvdev net_null0\n{binding}\nnetwork-interface wan-net\n\
+         address 10.9.0.1\nprefix-length 24\n"
+    )
+}
+
+#[test]
+fn check_dpdk_port_without_dpdk_build() {
+    let file = TempFile::new("dpdk-driver.cfg", &dpdk_router("dpdk", ""));
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    let warning = "router r1: warning: device-interface wan (net_null0): this svrd was built \
+                   without DPDK; rebuild with `--features dpdk`";
+    if cfg!(feature = "dpdk") {
+        assert!(!text.contains(warning), "{text}");
+        return;
+    }
+    assert!(text.contains(warning), "{text}");
+    assert!(text.contains("until then svrd does not start"), "{text}");
+    assert!(text.ends_with(": valid: 1 router, 1 warning\n"), "{text}");
+}
+
+#[test]
+fn check_auto_port_falls_back_without_dpdk_build() {
+    let file = TempFile::new("dpdk-auto.cfg", &dpdk_router("auto", "interface-name wan0"));
+    let out = svrd(&["--check", file.path()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    let fallback = "until then svrd opens it with AF_XDP on wan0";
+    assert_eq!(text.contains(fallback), !cfg!(feature = "dpdk"), "{text}");
+}
+
+/// Without DPDK, start-up stops on the DPDK port before anything is set up.
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn dpdk_port_stops_start_without_dpdk_build() {
+    let out = start("dpdk-start.cfg", &dpdk_router("dpdk", ""));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "svrd: dataplane: device-interface wan (net_null0): this svrd was built without \
+             DPDK; rebuild with `--features dpdk`"
+        ),
+        "{stderr}"
+    );
+    // The check comes before the certificate is loaded.
+    assert!(!stderr.contains("certificate loaded"), "{stderr}");
+}
+
+/// Runs svrd on `config` with a state directory and socket of its own; returns its output.
+fn start(name: &str, config: &str) -> Output {
+    let file = TempFile::new(name, config);
+    let dir = std::env::temp_dir().join(format!("svrd-cli-{name}-{}", std::process::id()));
+    let socket = dir.join("svrd.sock");
+    let out = svrd(&[
+        "--config",
+        file.path(),
+        "--state-dir",
+        dir.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// A virtual device on a missing interface stops start-up with the interface's name, before
+/// EAL starts.
+#[cfg(feature = "dpdk")]
+#[test]
+fn vdev_missing_interface_stops_start() {
+    let config = dpdk_router("dpdk", "").replace("net_null0", "net_af_packet0,iface=svrd-none0");
+    let out = start("vdev-iface.cfg", &config);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interface svrd-none0 not found"), "{stderr}");
+    assert!(!stderr.contains("EAL:"), "EAL started before the check: {stderr}");
+}
+
+/// On a host without free hugepages, EAL fails and the error explains how to fix it.
+#[cfg(feature = "dpdk")]
+#[test]
+fn eal_without_hugepages_explained() {
+    let free: u64 = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|sizes| {
+            sizes
+                .filter_map(Result::ok)
+                .filter_map(|size| std::fs::read_to_string(size.path().join("free_hugepages")).ok())
+                .filter_map(|text| text.trim().parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    if free > 0 {
+        eprintln!("skipped: this host has {free} free hugepages");
+        return;
+    }
+    let out = start("no-huge.cfg", &dpdk_router("dpdk", ""));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("this host has no free hugepages"), "{stderr}");
+    assert!(stderr.contains("eal-argument --no-huge"), "{stderr}");
+}
+
+/// A socket another process listens on stops start-up before any port is opened: the
+/// sample's missing interface would otherwise be the error.
+#[test]
+fn socket_in_use_stops_start_before_ports() {
+    let dir = std::env::temp_dir().join(format!("svrd-cli-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("svrd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let path = sample("flat.cfg");
+    let out = svrd(&[
+        "--config",
+        &path,
+        "--router",
+        "edge",
+        "--state-dir",
+        dir.join("state").to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    drop(listener);
+    let made_state = dir.join("state").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "svrd: management socket: another svrd is listening on {}",
+            socket.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("eth-lan"), "a port was opened first: {stderr}");
+    assert!(!made_state, "the state directory was made before the socket was checked");
 }
 
 #[test]
@@ -367,7 +519,8 @@ fn check_duplicate_interface_name() {
     let text = stdout(&out);
     assert!(
         text.contains(
-            "device-interface wan2 has interface-name wan0, which device-interface wan already uses"
+            "interface-name wan0: already bound by device-interface wan at line 10; expected a \
+             device that no other device-interface of the node uses"
         ),
         "{text}"
     );

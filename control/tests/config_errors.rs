@@ -428,7 +428,8 @@ fn error_invalid_value_bindings() {
     assert_eq!(
         errors(text),
         vec![
-            "line 6, column 1: pci-address 03:00.9: must be a PCI address such as 0000:03:00.0",
+            "line 6, column 1: pci-address 03:00.9: must be a PCI address DDDD:BB:DD.F or \
+             BB:DD.F in hexadecimal, such as 0000:03:00.0",
             "line 7, column 1: interface-name this-name-is-too-long: must be a Linux interface \
              name of 1-15 characters without /, : or blanks",
         ]
@@ -443,6 +444,106 @@ fn error_invalid_value_worker_cores() {
         "line 6, column 1: worker-cores 3-1: must be a CPU list such as 1,3-5 with CPU numbers \
          0-1023, each named once"
     );
+}
+
+#[test]
+fn error_worker_cores_above_worker_limit() {
+    let text = "config\nauthority\nrouter r1\nnode n1\ndataplane\nworker-cores 0-64\n";
+    assert_eq!(
+        one(errors(text)),
+        "line 6, column 1: worker-cores 0-64: must be at most 64 CPUs, one per worker (this \
+         list names 65)"
+    );
+    assert!(errors(&text.replace("0-64", "1-64")).is_empty());
+}
+
+#[test]
+fn error_invalid_value_vdev() {
+    let text = "config\nauthority\nrouter r1\nnode n1\ndevice-interface d1\nvdev VDEV\n";
+    for bad in ["ring0", "net_ring0,iface", "\"net_ring0 --no-pci\""] {
+        let shown = bad.trim_matches('"');
+        assert_eq!(
+            one(errors(&text.replace("VDEV", bad))),
+            format!(
+                "line 6, column 1: vdev {shown}: must be a DPDK virtual device \
+                 net_NAME[,key=value...] without blanks, such as net_af_packet0,iface=veth0"
+            )
+        );
+    }
+    assert!(errors(&text.replace("VDEV", "net_af_packet0,iface=wan0")).is_empty());
+}
+
+#[test]
+fn error_device_bound_twice() {
+    let text = "config\nauthority\nrouter r1\nnode n1\n\
+                device-interface d1\nKEYWORD FIRST\nexit\n\
+                device-interface d2\nKEYWORD SECOND\nexit\n";
+    let case = |keyword: &str, first: &str, second: &str| {
+        errors(&text.replace("KEYWORD", keyword).replace("FIRST", first).replace("SECOND", second))
+    };
+    let expected = "expected a device that no other device-interface of the node uses";
+    assert_eq!(
+        one(case("interface-name", "wan0", "wan0")),
+        format!(
+            "line 9, column 1: interface-name wan0: already bound by device-interface d1 at \
+             line 6; {expected}"
+        )
+    );
+    assert_eq!(
+        one(case("vdev", "net_tap0,iface=a", "net_tap0,iface=b")),
+        format!(
+            "line 9, column 1: vdev net_tap0,iface=b: device net_tap0 already bound by \
+             device-interface d1 at line 6; {expected}"
+        )
+    );
+    assert_eq!(
+        one(case("pci-address", "0000:03:00.0", "03:00.0")),
+        format!(
+            "line 9, column 1: pci-address 03:00.0: device 0000:03:00.0 already bound by \
+             device-interface d1 at line 6; {expected}"
+        )
+    );
+    assert!(case("vdev", "net_tap0", "net_tap1").is_empty());
+    assert!(case("pci-address", "03:00.0", "03:00.1").is_empty());
+}
+
+#[test]
+fn error_device_bound_on_two_nodes_accepted() {
+    let text = "config\nauthority\nrouter r1\nnode n1\ndevice-interface d1\nvdev net_tap0\n\
+                exit\nexit\nnode n2\ndevice-interface d1\nvdev net_tap0\n";
+    assert!(errors(text).is_empty(), "{:?}", errors(text));
+}
+
+#[test]
+fn error_eal_arguments_rejected() {
+    let text = "config\nauthority\nrouter r1\nnode n1\ndataplane\n\
+                eal-argument --no-huge\neal-argument --in-memory\neal-argument --help\n\
+                eal-argument --version\nexit\ndevice-interface d1\nvdev net_ring0\n";
+    assert_eq!(
+        errors(text),
+        vec![
+            "line 7, column 1: eal-argument --in-memory: DPDK's EAL rejects it together with \
+             --no-huge (eal-argument --no-huge): --no-huge turns on the legacy memory mode; \
+             remove one of them",
+            "line 8, column 1: eal-argument --help: DPDK's EAL prints its usage on it and ends \
+             svrd; remove it (run dpdk-testpmd --help to read the EAL options)",
+            "line 9, column 1: eal-argument --version: not an EAL option, so EAL prints its \
+             usage and fails to start; use -v to log DPDK's version",
+        ]
+    );
+}
+
+#[test]
+fn error_eal_block_list_with_pci_port() {
+    let text = "config\nauthority\nrouter r1\nnode n1\ndataplane\neal-argument -b\n\
+                eal-argument 0000:09:00.0\nexit\ndevice-interface d1\nBINDING\n";
+    assert_eq!(
+        one(errors(&text.replace("BINDING", "pci-address 0000:01:00.0"))),
+        "line 6, column 1: eal-argument -b: EAL rejects a block list together with -a, which \
+         svrd passes for each pci-address; remove it, since only the configured PCI ports are \
+         used"
+    );
+    assert!(errors(&text.replace("BINDING", "vdev net_ring0")).is_empty());
 }
 
 #[test]

@@ -174,6 +174,22 @@ fn peer_invalid_message_and_detail_render() {
     );
     assert!(listing.contains("combo-east-1:1"), "{listing}");
     assert!(listing.contains("There is 1 active alarm\n"), "{listing}");
+
+    let rows = table.to_json();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    let message = table.list().next().unwrap().spec.message.clone();
+    assert!(message.starts_with("Peer RTR_WEST_COMBO certificate is invalid: expired"));
+    let expected = serde_json::json!({
+        "id": "combo-east-1:1",
+        "time": "2027-01-15 08:00:00 UTC",
+        "severity": "CRITICAL",
+        "source": "RTR_WEST_COMBO",
+        "category": "PEER",
+        "process": "pki",
+        "message": message,
+    });
+    assert_eq!(rows[0], expected);
+    assert_eq!(table.detail_json(&"combo-east-1:1".parse().unwrap()), Some(expected));
 }
 
 #[test]

@@ -243,9 +243,9 @@ fn netns_classic_policies_differ() {
     assert!(wait_path_up(&mut lab.r1), "r1's peer path comes up\n{}", lab.logs());
     assert!(wait_path_up(&mut lab.r2), "r2's peer path comes up\n{}", lab.logs());
 
-    let drops_before = stat(&lab.r2, "drops", "unknown-key-id");
+    let drops_before = stat(&lab.r2, "drops", "unknown_key_id");
     assert_eq!(ping(&lab.ns, "host1", "10.246.5.10", 5), 0, "no ping crosses\n{}", lab.logs());
-    let dropped = stat(&lab.r2, "drops", "unknown-key-id") - drops_before;
+    let dropped = stat(&lab.r2, "drops", "unknown_key_id") - drops_before;
     let stats = lab.r2.request(&["show", "stats"]).expect("show stats").data;
     assert!(dropped >= 5, "r2 drops each ping under an unknown security id: {stats}");
     assert_eq!(stat(&lab.r2, "forwarding", "sessions_created"), 0, "no session at r2: {stats}");
@@ -355,7 +355,7 @@ fn netns_unknown_lan_neighbour_resolved() {
     let entries = lab.ns.exec("r2", &["ip", "neigh", "show", "10.246.5.10"]).expect("ip neigh");
     let listed = String::from_utf8_lossy(&entries.stdout).to_string();
     assert!(!listed.contains("lladdr"), "host5's entry is gone: {listed}");
-    let drops_before = stat(&lab.r2, "drops", "no-neighbour");
+    let drops_before = stat(&lab.r2, "drops", "no_neighbour");
 
     // Each try is one ping with a 2-second timeout, so the bound is 5 tries in 10 s.
     let mut tries = 0;
@@ -365,7 +365,7 @@ fn netns_unknown_lan_neighbour_resolved() {
     });
     assert!(reached, "host5 reachable within 5 tries\n{}", lab.logs());
     assert!(tries >= 2, "the first ping finds no neighbour entry, try {tries} succeeded");
-    let dropped = stat(&lab.r2, "drops", "no-neighbour") - drops_before;
+    let dropped = stat(&lab.r2, "drops", "no_neighbour") - drops_before;
     assert!(dropped >= 1, "r2 counts the packets it could not deliver as no-neighbour");
     let entries = lab.ns.exec("r2", &["ip", "neigh", "show", "10.246.5.10"]).expect("ip neigh");
     let listed = String::from_utf8_lossy(&entries.stdout).to_string();

@@ -523,7 +523,7 @@ fn netns_daemon_hub_and_spokes() {
     assert!(transit >= 1000, "the hub forwarded {transit} transit packets");
     let egress = stats.data["forwarding"]["egress_forwarded"].as_u64().unwrap_or(0);
     assert_eq!(egress, 0, "the hub ends no session on a LAN");
-    for reason in ["no-key", "bad-tag", "replay"] {
+    for reason in ["no_key", "bad_tag", "replay"] {
         let drops = stats.data["drops"][reason].as_u64().unwrap_or(0);
         assert_eq!(drops, 0, "hub drops for {reason}");
     }
@@ -617,7 +617,7 @@ fn netns_daemon_reload_adds_peer() {
     assert_eq!(spoke1_ups, 1, "spoke1's path restarted when spoke2 was removed\n{log}");
     assert_eq!(ping(&ns, "host1", "10.245.2.10", 2), 0, "no way to spoke2 after the removal");
     let stats = hub.request(&["show", "stats"]).expect("hub stats");
-    assert_eq!(stats.data["drops"]["bad-tag"].as_u64(), Some(0), "hub bad-tag drops");
+    assert_eq!(stats.data["drops"]["bad_tag"].as_u64(), Some(0), "hub bad_tag drops");
     drop((spoke1, spoke2, hub));
     drop((ns, dir));
     eprintln!("reload-peer test took {:?}", started.elapsed());

@@ -126,6 +126,50 @@ fn assert_line(text: &str, start: &str) {
     );
 }
 
+/// Runs scripts/demo with `args`, which it must reject before it builds or creates anything,
+/// and returns its standard error.
+fn demo_rejects(args: &[&str]) -> String {
+    let output = Command::new(repo_root().join("scripts/demo"))
+        .args(args)
+        .output()
+        .expect("run scripts/demo");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn demo_seconds_leading_zero_accepted() {
+    // 08 passes the --seconds check, so the invalid prefix is the first error.
+    let stderr = demo_rejects(&["--seconds", "08", "--prefix", "1x"]);
+    assert!(stderr.starts_with("scripts/demo: --prefix 1x: expected"), "{stderr}");
+    assert!(!stderr.contains("value too great"), "{stderr}");
+}
+
+#[test]
+fn demo_seconds_invalid_named() {
+    for value in ["0x10", "-3", "1", "121", ""] {
+        let stderr = demo_rejects(&["--seconds", value]);
+        assert_eq!(
+            stderr,
+            format!("scripts/demo: --seconds {value}: expected a whole number of seconds, 2-120\n")
+        );
+    }
+    let stderr = demo_rejects(&["--in-process", "--seconds", "05"]);
+    assert_eq!(
+        stderr,
+        "scripts/demo: --seconds 05: expected a whole number of seconds, 6-120 with --in-process\n"
+    );
+}
+
+#[test]
+fn demo_option_without_value_named() {
+    for option in ["--seconds", "--prefix"] {
+        let stderr = demo_rejects(&[option]);
+        assert!(stderr.starts_with(&format!("scripts/demo: {option} needs a value\n")), "{stderr}");
+    }
+}
+
 #[test]
 fn pki_router_cert_validates() {
     let dir = TempDir::new("demo-pki");

@@ -177,7 +177,7 @@ fn netns_dpdk_router_forwards() {
     assert!(lab.r1_stat("neighbours", "replies_sent") >= 2, "{neighbours}");
     assert!(lab.r1_stat("neighbours", "learned") >= 3, "{neighbours}");
     assert_eq!(lab.r1_stat("neighbours", "malformed"), 0, "{neighbours}");
-    for reason in ["bad-tag", "replay", "no-key", "unknown-key-id", "malformed"] {
+    for reason in ["bad_tag", "replay", "no_key", "unknown_key_id", "malformed"] {
         assert_eq!(lab.r1_stat("drops", reason), 0, "r1 drops for {reason}\n{}", lab.logs());
     }
 }

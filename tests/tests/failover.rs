@@ -149,7 +149,7 @@ fn netns_path_cut_mid_transfer() {
     });
     assert!(down, "r1 shows one path down and one up\n{}", logs(&r1, &r2));
     let stats = r1.request(&["show", "stats"]).expect("r1 stats");
-    for reason in ["bad-tag", "replay", "no-key"] {
+    for reason in ["bad_tag", "replay", "no_key"] {
         assert_eq!(stats.data["drops"][reason], 0, "r1 drops for {reason}: {}", stats.data);
     }
 }

@@ -1,13 +1,17 @@
 //! `svrd --check FILE`: parse a configuration file and report every error and warning.
 //!
 //! After parsing, each router to check is resolved as the daemon resolves it at start
-//! (ports, peer paths, BFD settings, the router's certificate). The certificate and CA
-//! files of the plan are read too, so a file that passes the check does not fail the
-//! daemon's start for those reasons. What needs the host (interfaces, XDP, the TPM) is
-//! not checked.
+//! (ports, peer paths, BFD settings, the router's certificate). The router's certificate
+//! and key are loaded and compared, and the CA files of the plan are read, so a file that
+//! passes the check does not fail the daemon's start for those reasons. What needs the
+//! host (interfaces, XDP, the TPM) is not checked.
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::SystemTime;
+
+use crate::pki::error::format_unix;
+use crate::pki::{IdentityConfig, IdentityError, OwnIdentity};
 
 use super::parse_authority;
 
@@ -103,10 +107,11 @@ pub fn check_text(file: &str, text: &str, router: Option<&str>) -> CheckReport {
                 report.warnings += 1;
             }
             for router in routers {
-                for problem in plan_problems(&config, router) {
-                    report.messages.push(problem);
-                    report.errors += 1;
-                }
+                let problems = plan_problems(&config, router);
+                report.errors += problems.errors.len();
+                report.warnings += problems.warnings.len();
+                report.messages.extend(problems.errors);
+                report.messages.extend(problems.warnings);
             }
             report
         }
@@ -129,52 +134,45 @@ pub fn check_text(file: &str, text: &str, router: Option<&str>) -> CheckReport {
     }
 }
 
+/// Errors and warnings found in one router's plan, each already formatted.
+#[derive(Default)]
+struct PlanProblems {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
 /// Resolves `router` as the daemon does at start, then reads the certificate and CA files
 /// of its plan. Returns every problem found, each naming the router.
-fn plan_problems(config: &super::Config, router: &super::Router) -> Vec<String> {
+fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems {
     let plan = match crate::daemon::Plan::resolve(config, router) {
         Ok(plan) => plan,
         // This message names the router already.
-        Err(error @ crate::daemon::PlanError::NoNode { .. }) => return vec![error.to_string()],
-        Err(error) => return vec![format!("router {}: {error}", router.name)],
+        Err(error @ crate::daemon::PlanError::NoNode { .. }) => {
+            return PlanProblems { errors: vec![error.to_string()], warnings: Vec::new() };
+        }
+        Err(error) => {
+            let errors = vec![format!("router {}: {error}", router.name)];
+            return PlanProblems { errors, warnings: Vec::new() };
+        }
     };
-    let mut problems = Vec::new();
+    let mut problems = PlanProblems::default();
+    for (port, device, fallback) in crate::daemon::ports_needing_dpdk(&plan) {
+        let message = crate::daemon::without_dpdk_message(port, device);
+        problems.warnings.push(if fallback {
+            format!("{message}; until then svrd opens it with AF_XDP on {}", port.linux_name)
+        } else {
+            format!("{message}; until then svrd does not start")
+        });
+    }
     if let Some((certificate, key)) = &plan.certificate {
-        match std::fs::read(certificate) {
-            Ok(pem) => {
-                let parsed = crate::pki::validate::pem_certificates(&pem).and_then(|chain| {
-                    let first = chain.first().ok_or(crate::pki::ValidationError::Malformed {
-                        what: "certificate file",
-                        detail: "no CERTIFICATE block".into(),
-                    })?;
-                    crate::pki::validate::parse_certificate(first).map(|_| ())
-                });
-                if let Err(error) = parsed {
-                    problems.push(format!(
-                        "client-certificate file {}: not a certificate: {error}",
-                        certificate.display()
-                    ));
-                }
-            }
-            Err(error) => problems.push(format!(
-                "client-certificate file {}: cannot be read: {error}",
-                certificate.display()
-            )),
-        }
-        if !key.exists() {
-            problems.push(format!(
-                "client-certificate file {}: its private key {} is missing",
-                certificate.display(),
-                key.display()
-            ));
-        }
+        own_certificate_problems(certificate, key, SystemTime::now(), &mut problems);
     }
     for source in &plan.trusted_cas {
         let (origin, pem) = match source {
             super::CertificateSource::File(path) => match std::fs::read(path) {
                 Ok(pem) => (format!("file {path}"), pem),
                 Err(error) => {
-                    problems.push(format!(
+                    problems.errors.push(format!(
                         "trusted-ca-certificate file {path}: cannot be read: {error}"
                     ));
                     continue;
@@ -186,10 +184,110 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> Vec<String> 
         };
         if let Err(error) = crate::pki::TrustStore::new().add_pem_bundle(&pem) {
             problems
+                .errors
                 .push(format!("trusted-ca-certificate {origin}: not a CA certificate: {error}"));
         }
     }
-    problems.into_iter().map(|problem| format!("router {}: {problem}", router.name)).collect()
+    let name = |problem: String| format!("router {}: {problem}", router.name);
+    PlanProblems {
+        errors: problems.errors.into_iter().map(name).collect(),
+        warnings: problems
+            .warnings
+            .into_iter()
+            .map(|warning| name(format!("warning: {warning}")))
+            .collect(),
+    }
+}
+
+/// Loads the router's installed certificate and private key as the daemon does at start,
+/// so that a missing or unparsable file or a key of another certificate is an error.
+/// A certificate outside its validity period at `now` is a warning, because the check may
+/// run long before the daemon starts.
+fn own_certificate_problems(
+    certificate: &Path,
+    key: &Path,
+    now: SystemTime,
+    problems: &mut PlanProblems,
+) {
+    let path = certificate.display();
+    if let Err(error) = std::fs::metadata(certificate) {
+        problems.errors.push(format!("client-certificate file {path}: cannot be read: {error}"));
+    }
+    let key_bytes = match std::fs::read(key) {
+        Ok(bytes) => Some(bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            problems.errors.push(format!(
+                "client-certificate file {path}: its private key {} is missing",
+                key.display()
+            ));
+            None
+        }
+        Err(error) => {
+            problems.errors.push(format!(
+                "client-certificate file {path}: its private key {} cannot be read: {error}",
+                key.display()
+            ));
+            None
+        }
+    };
+    if !problems.errors.is_empty() {
+        return;
+    }
+    if key_bytes.as_deref().is_some_and(is_sealed_key) {
+        problems.warnings.push(format!(
+            "client-certificate file {path}: its private key {} is sealed by a TPM, so it is \
+             not compared with the certificate here; svrd --tpm TCTI compares them at start",
+            key.display()
+        ));
+        return;
+    }
+    let config = IdentityConfig {
+        certificate: Some(certificate.to_owned()),
+        private_key: Some(key.to_owned()),
+        ..IdentityConfig::generated("", Path::new(""))
+    };
+    let identity = match OwnIdentity::load(&config, now) {
+        Ok(identity) => identity,
+        Err(error @ IdentityError::KeyMismatch { .. }) => {
+            problems.errors.push(format!(
+                "client-certificate file {path}: {error}; install the key the certificate was \
+                 issued for"
+            ));
+            return;
+        }
+        Err(error) => {
+            problems.errors.push(format!("client-certificate file {path}: {error}"));
+            return;
+        }
+    };
+    let (not_before, not_after) = identity.validity();
+    let now = crate::pki::validate::unix_seconds(now);
+    if now > not_after {
+        problems.warnings.push(format!(
+            "client-certificate file {path}: expired at {}, so peers reject it; install a \
+             renewed certificate",
+            format_unix(not_after)
+        ));
+    } else if now < not_before {
+        problems.warnings.push(format!(
+            "client-certificate file {path}: not valid before {}, and svrd does not start \
+             with it until then",
+            format_unix(not_before)
+        ));
+    }
+}
+
+/// Returns whether `key` is a private key sealed by a TPM rather than a plain key.
+fn is_sealed_key(key: &[u8]) -> bool {
+    #[cfg(feature = "tpm")]
+    {
+        key.starts_with(crate::pki::tpm::SealedBlob::MAGIC)
+    }
+    #[cfg(not(feature = "tpm"))]
+    {
+        let _ = key;
+        false
+    }
 }
 
 /// Reads and checks `path`; a file that cannot be read is reported as one error.
@@ -204,5 +302,141 @@ pub fn check_file(path: &Path, router: Option<&str>) -> CheckReport {
             warnings: 0,
             routers: 0,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test fixtures fail the test")]
+
+    use std::path::PathBuf;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use rcgen::{CertificateParams, KeyPair};
+
+    use super::*;
+
+    /// 2027-01-15 08:00:00 UTC, the moment the checks run at.
+    const NOW: u64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+
+    /// A temporary directory with a certificate for r1 valid from `not_before` to
+    /// `not_after` (seconds relative to [`NOW`]) and a private key, removed on drop.
+    struct Installed {
+        dir: PathBuf,
+    }
+
+    impl Installed {
+        fn new(tag: &str, not_before: i64, not_after: i64) -> Installed {
+            let dir = std::env::temp_dir().join(format!("svrd-check-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec!["r1".to_owned()]).unwrap();
+            let at = |offset: i64| {
+                time::OffsetDateTime::from_unix_timestamp(NOW as i64 + offset).unwrap()
+            };
+            params.not_before = at(not_before);
+            params.not_after = at(not_after);
+            let certificate = params.self_signed(&key).unwrap();
+            std::fs::write(dir.join("r1.pem"), certificate.pem()).unwrap();
+            std::fs::write(dir.join("r1.key"), key.serialize_pem()).unwrap();
+            Installed { dir }
+        }
+
+        fn certificate(&self) -> PathBuf {
+            self.dir.join("r1.pem")
+        }
+
+        fn key(&self) -> PathBuf {
+            self.dir.join("r1.key")
+        }
+
+        /// Returns the only problem found, which must be an error.
+        fn one_error(&self) -> String {
+            let problems = self.problems();
+            assert_eq!(problems.warnings, Vec::<String>::new());
+            assert_eq!(problems.errors.len(), 1, "{:?}", problems.errors);
+            problems.errors.into_iter().next().unwrap_or_default()
+        }
+
+        fn problems(&self) -> PlanProblems {
+            let mut problems = PlanProblems::default();
+            let now = UNIX_EPOCH + Duration::from_secs(NOW);
+            own_certificate_problems(&self.certificate(), &self.key(), now, &mut problems);
+            problems
+        }
+    }
+
+    impl Drop for Installed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn own_certificate_valid_passes() {
+        let installed = Installed::new("valid", -DAY, DAY);
+        let problems = installed.problems();
+        assert_eq!(problems.errors, Vec::<String>::new());
+        assert_eq!(problems.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn own_certificate_other_key_rejected() {
+        let installed = Installed::new("mismatch", -DAY, DAY);
+        std::fs::write(installed.key(), KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        let error = installed.one_error();
+        assert!(error.contains("does not match"), "{error}");
+        assert!(error.contains("install the key"), "{error}");
+    }
+
+    #[test]
+    fn own_certificate_unparsable_rejected() {
+        let installed = Installed::new("garbage", -DAY, DAY);
+        std::fs::write(installed.certificate(), "not a certificate\n").unwrap();
+        let error = installed.one_error();
+        assert!(error.contains("invalid certificate"), "{error}");
+    }
+
+    #[test]
+    fn own_certificate_bad_key_rejected() {
+        let installed = Installed::new("badkey", -DAY, DAY);
+        std::fs::write(installed.key(), "not a key\n").unwrap();
+        let error = installed.one_error();
+        assert!(error.contains("invalid private key"), "{error}");
+    }
+
+    #[test]
+    fn own_certificate_missing_key_rejected() {
+        let installed = Installed::new("nokey", -DAY, DAY);
+        std::fs::remove_file(installed.key()).unwrap();
+        let error = installed.one_error();
+        assert!(error.ends_with("r1.key is missing"), "{error}");
+    }
+
+    #[test]
+    fn own_certificate_expired_warns() {
+        let installed = Installed::new("expired", -2 * DAY, -DAY);
+        let problems = installed.problems();
+        assert_eq!(problems.errors, Vec::<String>::new());
+        assert_eq!(problems.warnings.len(), 1);
+        assert!(
+            problems.warnings[0].contains("expired at 2027-01-14 08:00:00 UTC"),
+            "{}",
+            problems.warnings[0]
+        );
+    }
+
+    #[test]
+    fn own_certificate_not_yet_valid_warns() {
+        let installed = Installed::new("future", DAY, 2 * DAY);
+        let problems = installed.problems();
+        assert_eq!(problems.errors, Vec::<String>::new());
+        assert_eq!(problems.warnings.len(), 1);
+        assert!(
+            problems.warnings[0].contains("not valid before 2027-01-16 08:00:00 UTC"),
+            "{}",
+            problems.warnings[0]
+        );
     }
 }

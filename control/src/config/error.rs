@@ -101,6 +101,17 @@ pub enum ConfigErrorKind {
     MissingBinding { device_interface: String, driver: &'static str, needs: &'static str },
     /// A gateway or address of the wrong IP family for its interface address.
     FamilyMismatch { keyword: String, value: String, expected: &'static str },
+    /// A device that two device-interfaces of one node bind: the same `interface-name`,
+    /// `vdev` device name or PCI address.
+    DuplicateBinding {
+        keyword: &'static str,
+        value: String,
+        /// The device, as compared: the vdev's name or the PCI address in full form.
+        device: String,
+        /// The device-interface that binds it first.
+        other: String,
+        first: Span,
+    },
     /// A value that is valid alone but not with another one in the same block.
     Inconsistent { keyword: String, value: String, reason: String },
 }
@@ -229,6 +240,18 @@ impl fmt::Display for ConfigErrorKind {
             }
             K::FamilyMismatch { keyword, value, expected } => {
                 write!(f, "{keyword} {}: must be an {expected} address", Clip(value))
+            }
+            K::DuplicateBinding { keyword, value, device, other, first } => {
+                write!(f, "{keyword} {}: ", Clip(value))?;
+                if device != value {
+                    write!(f, "device {} ", Clip(device))?;
+                }
+                write!(
+                    f,
+                    "already bound by device-interface {other} at line {}; expected a device \
+                     that no other device-interface of the node uses",
+                    first.line
+                )
             }
             K::Inconsistent { keyword, value, reason } => {
                 write!(f, "{keyword} {}: {reason}", Clip(value))

@@ -6,6 +6,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use svr_dataplane::shard::MAX_WORKERS;
+
+use super::dataplane::{
+    check_eal_arguments, full_pci_address, is_linux_ifname, is_pci_address, is_vdev, vdev_name,
+};
 use super::error::{ConfigError, ConfigErrorKind as K, ConfigWarning, ConfigWarningKind, Span};
 use super::model::*;
 use super::tree::{NodeId, Tree};
@@ -27,6 +32,14 @@ pub fn lower(
         return None;
     };
     Some(lower.authority(id))
+}
+
+/// The devices bound by the device-interfaces of one node so far, keyed by keyword and
+/// device (the `vdev` device name, the full PCI address), with the device-interface and
+/// the place that bound each first.
+#[derive(Default)]
+struct BoundDevices {
+    first: HashMap<(&'static str, String), (String, Span)>,
 }
 
 struct Lower<'a> {
@@ -178,11 +191,7 @@ impl<'a> Lower<'a> {
             match (outside, inside) {
                 (Some((token, o)), Some((v, span))) => {
                     if o != v {
-                        let inside_text = self
-                            .tree
-                            .children_named(id, name)
-                            .find_map(|(_, n)| n.value.as_ref().map(|(t, _)| t.text.clone()))
-                            .unwrap_or_default();
+                        let inside_text = self.leaf_text(id, name);
                         self.error(
                             span,
                             K::KeyMismatch {
@@ -613,8 +622,10 @@ impl<'a> Lower<'a> {
         let dataplane = self.block(id, "dataplane").map(|d| self.dataplane(d)).unwrap_or_default();
         let mut device_interfaces = Vec::new();
         let mut network_interface_names: Vec<(String, Span)> = Vec::new();
+        let mut bound = BoundDevices::default();
         for d in self.entries(id, "device-interface") {
             let device = self.device_interface(&d, dataplane.driver);
+            self.bind_devices(&mut bound, d.id, &device);
             for ni in &device.network_interfaces {
                 if let Some((_, first)) =
                     network_interface_names.iter().find(|(n, _)| *n == ni.name)
@@ -632,6 +643,10 @@ impl<'a> Lower<'a> {
                 network_interface_names.push((ni.name.clone(), ni.span));
             }
             device_interfaces.push(device);
+        }
+        if let Some(dataplane_id) = self.block(id, "dataplane") {
+            let pci_ports = device_interfaces.iter().any(|d| d.pci_address.is_some());
+            self.check_eal(dataplane_id, pci_ports);
         }
         Node {
             name: e.key_str(0),
@@ -659,10 +674,7 @@ impl<'a> Lower<'a> {
                 Some("busy") => PollingMode::Busy,
                 _ => PollingMode::Adaptive,
             },
-            worker_cores: match self.leaf(id, "worker-cores") {
-                Some((Value::Cpus(c), _)) => c.clone(),
-                _ => Vec::new(),
-            },
+            worker_cores: self.worker_cores(id),
             eal_arguments: self
                 .leaf_values(id, "eal-argument")
                 .into_iter()
@@ -672,6 +684,89 @@ impl<'a> Lower<'a> {
                 })
                 .collect(),
         }
+    }
+
+    /// Reads `worker-cores`, which may name at most one CPU per worker the dataplane can run.
+    fn worker_cores(&mut self, id: NodeId) -> Vec<u16> {
+        let Some((Value::Cpus(cores), span)) = self.leaf(id, "worker-cores") else {
+            return Vec::new();
+        };
+        if cores.len() > MAX_WORKERS {
+            let value = self.leaf_text(id, "worker-cores");
+            self.error(
+                span,
+                K::InvalidValue {
+                    keyword: "worker-cores".into(),
+                    value,
+                    allowed: format!(
+                        "at most {MAX_WORKERS} CPUs, one per worker (this list names {})",
+                        cores.len()
+                    ),
+                },
+            );
+        }
+        cores.clone()
+    }
+
+    /// Reports every `eal-argument` of the dataplane block `id` that DPDK's EAL rejects or
+    /// that would end svrd.
+    fn check_eal(&mut self, id: NodeId, pci_ports: bool) {
+        let arguments = self.leaf_values(id, "eal-argument");
+        let texts: Vec<&str> = arguments
+            .iter()
+            .map(|(value, _)| match value {
+                Value::Str(text) => text.as_str(),
+                _ => "",
+            })
+            .collect();
+        for problem in check_eal_arguments(&texts, pci_ports) {
+            let (_, span) = arguments[problem.index];
+            self.error(
+                span,
+                K::Inconsistent {
+                    keyword: "eal-argument".into(),
+                    value: texts[problem.index].to_owned(),
+                    reason: problem.reason,
+                },
+            );
+        }
+    }
+
+    /// Reports a device-interface whose `interface-name`, `vdev` device or PCI address an
+    /// earlier device-interface of the node already binds.
+    fn bind_devices(&mut self, bound: &mut BoundDevices, id: NodeId, device: &DeviceInterface) {
+        let bindings = [
+            ("interface-name", device.interface_name.clone()),
+            ("vdev", device.vdev.as_deref().map(|v| vdev_name(v).to_owned())),
+            ("pci-address", device.pci_address.as_deref().map(full_pci_address)),
+        ];
+        for (keyword, key) in bindings {
+            let (Some(key), Some((_, span))) = (key, self.leaf(id, keyword)) else { continue };
+            let value = self.leaf_text(id, keyword);
+            match bound.first.get(&(keyword, key.clone())) {
+                Some((other, first)) => self.error(
+                    span,
+                    K::DuplicateBinding {
+                        keyword,
+                        value,
+                        device: key,
+                        other: other.clone(),
+                        first: *first,
+                    },
+                ),
+                None => {
+                    bound.first.insert((keyword, key), (device.name.clone(), span));
+                }
+            }
+        }
+    }
+
+    /// The text of leaf `keyword` under `id` as written, quotes removed.
+    fn leaf_text(&self, id: NodeId, keyword: &str) -> String {
+        self.tree
+            .children_named(id, keyword)
+            .find_map(|(_, n)| n.value.as_ref().map(|(token, _)| token.text.clone()))
+            .unwrap_or_default()
     }
 
     fn device_interface(&mut self, e: &Entry, driver: Driver) -> DeviceInterface {
@@ -688,7 +783,23 @@ impl<'a> Lower<'a> {
                 K::InvalidValue {
                     keyword: "pci-address".into(),
                     value: pci.clone(),
-                    allowed: "a PCI address such as 0000:03:00.0".into(),
+                    allowed: "a PCI address DDDD:BB:DD.F or BB:DD.F in hexadecimal, such as \
+                              0000:03:00.0"
+                        .into(),
+                },
+            );
+        }
+        if let (Some(vdev), Some((_, span))) = (&vdev, self.leaf(id, "vdev"))
+            && !is_vdev(vdev)
+        {
+            self.error(
+                span,
+                K::InvalidValue {
+                    keyword: "vdev".into(),
+                    value: vdev.clone(),
+                    allowed: "a DPDK virtual device net_NAME[,key=value...] without blanks, \
+                              such as net_af_packet0,iface=veth0"
+                        .into(),
                 },
             );
         }
@@ -869,32 +980,4 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
-/// `DDDD:BB:DD.F` or `BB:DD.F`, hexadecimal.
-fn is_pci_address(text: &str) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let (rest, function) = match text.rsplit_once('.') {
-        Some(p) => p,
-        None => return false,
-    };
-    let parts: Vec<&str> = rest.split(':').collect();
-    let bus_device = match parts.as_slice() {
-        [domain, bus, device] => hex(domain, 4) && hex(bus, 2) && hex(device, 2),
-        [bus, device] => hex(bus, 2) && hex(device, 2),
-        _ => false,
-    };
-    bus_device && function.len() == 1 && function.bytes().all(|b| (b'0'..=b'7').contains(&b))
-}
-
-/// Linux limits interface names to 15 bytes (IFNAMSIZ less the NUL) and forbids `/`, `:` in
-/// names the kernel accepts from user space, and blanks.
-fn is_linux_ifname(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 15
-        && text != "."
-        && text != ".."
-        && !text
-            .bytes()
-            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
 }

@@ -5,6 +5,7 @@
 //! text never yields a partly built configuration.
 
 pub mod check;
+mod dataplane;
 pub mod error;
 mod generate;
 mod lexer;
@@ -21,6 +22,7 @@ use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use dataplane::vdev_interface;
 pub use error::{
     ConfigError, ConfigErrorKind, ConfigErrors, ConfigWarning, ConfigWarningKind, Span,
 };

@@ -42,7 +42,7 @@ pub use plan::{
     CrlPlan, DpdkDevice, PathPlan, PeerPlan, Plan, PlanError, PortBinding, PortPlan, RoutePlan,
     ServicePlan,
 };
-pub use ports::SuppliedPort;
+pub use ports::{SuppliedPort, ports_needing_dpdk, without_dpdk_message};
 pub use reload::{Reload, ReloadError, prepare as prepare_reload, read_plan};
 
 use crate::alarm::{AlarmCause, AlarmTable};
@@ -56,6 +56,7 @@ use crate::pki::{IdentityConfig, KeyProtection, OwnIdentity, TrustStore, Validat
 use certs::Certificates;
 use keyring::{Keyring, metadata_keys};
 use keystore::MlKemKeys;
+use ports::PortSource;
 
 /// How long the control loop waits for BFD metadata before it looks at its other inputs.
 const TICK: Duration = Duration::from_millis(20);
@@ -132,7 +133,7 @@ impl std::error::Error for DaemonError {}
 
 /// Runs the router until `signals.stop` is set.
 pub fn run(options: &Options, signals: &Signals) -> Result<(), DaemonError> {
-    run_router(options, signals, ports::open_ports)
+    run_router(options, signals, PortSource::Configured)
 }
 
 /// Runs the router until `signals.stop` is set, over ports the caller opened in place of
@@ -144,15 +145,11 @@ pub fn run_with_ports(
     signals: &Signals,
     ports: Vec<SuppliedPort>,
 ) -> Result<(), DaemonError> {
-    run_router(options, signals, move |plan| ports::take_supplied(plan, ports))
+    run_router(options, signals, PortSource::Supplied(ports))
 }
 
-/// Runs the router of `options` over the ports `open_ports` opens for its plan.
-fn run_router(
-    options: &Options,
-    signals: &Signals,
-    open_ports: impl FnOnce(&Plan) -> Result<ports::OpenedPorts, DaemonError>,
-) -> Result<(), DaemonError> {
+/// Runs the router of `options` over the ports of `ports`.
+fn run_router(options: &Options, signals: &Signals, ports: PortSource) -> Result<(), DaemonError> {
     let config =
         crate::config::load(&options.config).map_err(|e| DaemonError::Config(e.to_string()))?;
     let hostname = sys::hostname();
@@ -162,7 +159,9 @@ fn run_router(
     let plan = Plan::resolve(&config, router).map_err(DaemonError::Plan)?;
     info!(router = %plan.router, node = %plan.node, peers = plan.peers.len(), paths = plan.paths.len(), wan_mtu = plan.wan_mtu(), "starting");
 
-    let mut daemon = Daemon::start(options, plan, open_ports)?;
+    ports.check(&plan)?;
+
+    let mut daemon = Daemon::start(options, plan, ports)?;
     let result = daemon.run(signals);
     daemon.shutdown();
     info!(router = %daemon.plan.router, "stopped");
@@ -203,6 +202,8 @@ struct Daemon {
     neighbours: neighbours::Neighbours,
     /// The XDP program of each AF_XDP port; `None` for a port without a kernel stack.
     attachments: Vec<Option<Arc<XdpAttachment>>>,
+    /// EAL's runtime directory, removed at a clean stop when EAL left it empty.
+    dpdk_runtime_dir: Option<PathBuf>,
     links: links::Links,
     alarms: AlarmTable,
     metadata_rekeyed_at: Instant,
@@ -246,11 +247,13 @@ impl kex::PeerVerifier for CertificateVerifier {
 }
 
 impl Daemon {
-    fn start(
-        options: &Options,
-        plan: Plan,
-        open_ports: impl FnOnce(&Plan) -> Result<ports::OpenedPorts, DaemonError>,
-    ) -> Result<Daemon, DaemonError> {
+    fn start(options: &Options, plan: Plan, ports: PortSource) -> Result<Daemon, DaemonError> {
+        // The socket comes first: a second svrd started with the socket of a running one
+        // fails here, before it touches the state directory, a port or an XDP program.
+        let (mgmt, requests) = mgmt::Server::start(&options.socket)
+            .map_err(|e| DaemonError::Management(e.to_string()))?;
+        info!(socket = %options.socket.display(), "management socket open");
+
         let state_dir = options
             .state_dir
             .clone()
@@ -307,11 +310,11 @@ impl Daemon {
             engine::build(&plan, &identity, ml_kem, options.key_grace, Duration::ZERO)?;
         let certs = Certificates::new(&plan, identity_config, trust, options.crl_poll)?;
 
-        let opened = open_ports(&plan)?;
+        let opened = ports.open(&plan)?;
         let without_kernel: Vec<bool> =
             (0..plan.ports.len()).map(|index| opened.lacks_kernel_stack(index)).collect();
         let neighbours = neighbours::Neighbours::new(&plan, without_kernel, &opened.macs);
-        let ports::OpenedPorts { ports, attachments, macs } = opened;
+        let ports::OpenedPorts { ports, attachments, macs, dpdk_runtime_dir } = opened;
         let mut keyring = Keyring::new(&plan, macs);
         let (publisher, reader) = epoch_channel(keyring.epoch(&plan));
         let links = links::Links::new(
@@ -343,10 +346,6 @@ impl Daemon {
         let BfdThread { handle: bfd, paths: bfd_paths, stop: bfd_stop, thread: bfd_thread } =
             start_bfd(&plan, &control, &reader)?;
 
-        let (mgmt, requests) = mgmt::Server::start(&options.socket)
-            .map_err(|e| DaemonError::Management(e.to_string()))?;
-        info!(socket = %options.socket.display(), "management socket open");
-
         let mut daemon = Daemon {
             options: options.clone(),
             ml_kem_levels: levels,
@@ -375,6 +374,7 @@ impl Daemon {
             reader,
             neighbours,
             attachments,
+            dpdk_runtime_dir,
             links,
             metadata_rekeyed_at: Instant::now(),
             metadata_index: 0,
@@ -703,21 +703,14 @@ impl Daemon {
                     serde_json::json!({ "requested": true }),
                 )
             }
-            Command::ShowAlarms => {
-                let rows: Vec<serde_json::Value> = self
-                    .alarms
-                    .list()
-                    .map(|alarm| serde_json::json!({ "id": alarm.id.to_string(), "message": alarm.spec.message }))
-                    .collect();
-                Reply::ok(self.alarms.render_table(), serde_json::Value::Array(rows))
-            }
+            Command::ShowAlarms => Reply::ok(self.alarms.render_table(), self.alarms.to_json()),
             Command::ShowAlarm { id } => {
                 let Ok(parsed) = id.parse() else {
                     return Reply::error(format!("alarm id {id}: expected <node>:<number>"));
                 };
-                match self.alarms.render_detail(&parsed) {
-                    Some(text) => Reply::ok(text, serde_json::json!({ "id": id })),
-                    None => Reply::error(format!("no alarm with id {id}")),
+                match (self.alarms.render_detail(&parsed), self.alarms.detail_json(&parsed)) {
+                    (Some(text), Some(json)) => Reply::ok(text, json),
+                    _ => Reply::error(format!("no alarm with id {id}")),
                 }
             }
             Command::ShowStats => self.stats(),
@@ -791,13 +784,12 @@ impl Daemon {
     }
 
     fn stats(&self) -> Reply {
-        let mut drops = serde_json::Map::new();
-        let mut text = String::from("Dataplane\n");
-        for reason in DropReason::ALL {
-            let count = self.counters.drops(reason);
-            drops.insert(reason.name().into(), count.into());
-            text.push_str(&format!("  drop {:<17} {count}\n", reason.name()));
-        }
+        let dataplane: Vec<(&str, u64)> = DropReason::ALL
+            .iter()
+            .map(|&reason| (reason.name(), self.counters.drops(reason)))
+            .collect();
+        let (dataplane_text, drops) = mgmt::render_drop_counters(&dataplane);
+        let mut text = format!("Dataplane\n{dataplane_text}");
         let forwarded = serde_json::json!({
             "ingress_forwarded": self.counters.ingress_forwarded(),
             "egress_forwarded": self.counters.egress_forwarded(),
@@ -817,20 +809,27 @@ impl Daemon {
             self.counters.tombstones_forgotten()
         ));
         let bfd = self.bfd.counters();
-        text.push_str(&format!("BFD\n  drops {bfd:?}\n"));
-        let bfd_drops = serde_json::json!({
-            "malformed": bfd.truncated + bfd.bad_version + bfd.length_too_short
-                + bfd.length_exceeds_datagram + bfd.zero_detect_mult + bfd.multipoint_set
-                + bfd.zero_my_discriminator + bfd.zero_your_discriminator
-                + bfd.authentication_unsupported,
-            "ttl_not_255": bfd.ttl_not_255,
-            "unknown_discriminator": bfd.unknown_discriminator,
-            "no_session": bfd.no_session,
-            "source_mismatch": bfd.source_mismatch,
-            "metadata_rejected": bfd.metadata_rejected,
-            "auth_missing": bfd.auth_missing,
-            "auth_bad": bfd.auth_bad,
-        });
+        let malformed = bfd.truncated
+            + bfd.bad_version
+            + bfd.length_too_short
+            + bfd.length_exceeds_datagram
+            + bfd.zero_detect_mult
+            + bfd.multipoint_set
+            + bfd.zero_my_discriminator
+            + bfd.zero_your_discriminator
+            + bfd.authentication_unsupported;
+        let (bfd_text, bfd_drops) = mgmt::render_drop_counters(&[
+            ("malformed", malformed),
+            ("ttl_not_255", bfd.ttl_not_255),
+            ("unknown_discriminator", bfd.unknown_discriminator),
+            ("no_session", bfd.no_session),
+            ("source_mismatch", bfd.source_mismatch),
+            ("metadata_rejected", bfd.metadata_rejected),
+            ("auth_missing", bfd.auth_missing),
+            ("auth_bad", bfd.auth_bad),
+        ]);
+        text.push_str("BFD\n");
+        text.push_str(&bfd_text);
         let neighbours = self.neighbours.counters();
         if self.neighbours.resolves_any() {
             text.push_str(&format!(
@@ -871,6 +870,9 @@ impl Daemon {
         self.worker_stop.store(true, Ordering::Relaxed);
         if let Some(workers) = self.worker_thread.take() {
             workers.join();
+        }
+        if let Some(dir) = &self.dpdk_runtime_dir {
+            ports::remove_runtime_dir(dir);
         }
         let _ = self.mgmt.path();
     }

@@ -205,8 +205,6 @@ pub enum PlanError {
     NoDpdkDevice { device_interface: String },
     /// A network interface of a peer path has no address to use as waypoint.
     NoWaypoint { network_interface: String, peer: String, line: u32 },
-    /// Two device interfaces of the node name the same Linux interface.
-    DuplicateInterfaceName { interface_name: String, first: String, second: String, line: u32 },
     /// The BFD settings in force on a peer path have a maximum-hold-down-time that is not
     /// above their hold-down-time.
     HoldDownNotBelowMaximum {
@@ -249,12 +247,6 @@ impl fmt::Display for PlanError {
                 "line {line}: network-interface {network_interface} has an adjacency to {peer} \
                  but no address of the adjacency's IP family to use as waypoint; add an \
                  address block"
-            ),
-            PlanError::DuplicateInterfaceName { interface_name, first, second, line } => write!(
-                f,
-                "line {line}: device-interface {second} has interface-name {interface_name}, \
-                 which device-interface {first} already uses; each Linux interface can be \
-                 bound once"
             ),
             PlanError::HoldDownNotBelowMaximum {
                 network_interface,
@@ -480,19 +472,6 @@ fn ports(node: &Node) -> Result<Vec<PortPlan>, PlanError> {
                 return Err(PlanError::NoInterfaceName { device_interface: device.name.clone() });
             }
         };
-        let kernel_interface = device.interface_name.is_some();
-        if let Some(first) = ports
-            .iter()
-            .filter(|_| kernel_interface)
-            .find(|p: &&PortPlan| p.linux_name == linux_name)
-        {
-            return Err(PlanError::DuplicateInterfaceName {
-                interface_name: linux_name,
-                first: first.name.clone(),
-                second: device.name.clone(),
-                line: device.span.line,
-            });
-        }
         let network = device.network_interfaces.first();
         ports.push(PortPlan {
             name: device.name.clone(),

@@ -8,13 +8,14 @@
 //! `interface-name` falls back to AF_XDP when DPDK cannot open it; any other failure stops
 //! svrd with the device and the reason.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use svr_dataplane::io::afxdp::{XdpAttachment, XdpFilter, XdpMode, Xsk, XskConfig};
 use svr_dataplane::worker::Port;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::{DaemonError, Plan, PortBinding, PortPlan, sys};
+use super::{DaemonError, DpdkDevice, Plan, PortBinding, PortPlan, sys};
 
 /// The opened ports, indexed as the plan's ports are.
 pub(super) struct OpenedPorts {
@@ -24,6 +25,9 @@ pub(super) struct OpenedPorts {
     pub attachments: Vec<Option<Arc<XdpAttachment>>>,
     /// Each port's MAC address.
     pub macs: Vec<[u8; 6]>,
+    /// EAL's runtime directory when svrd started EAL with a file prefix of its own, to be
+    /// removed at a clean stop if EAL left it empty.
+    pub dpdk_runtime_dir: Option<PathBuf>,
 }
 
 impl OpenedPorts {
@@ -57,10 +61,7 @@ impl std::fmt::Debug for SuppliedPort {
 
 /// Orders `supplied` as the plan's ports: each device-interface of the plan must have
 /// exactly one supplied port, and each supplied port must name a device-interface.
-pub(super) fn take_supplied(
-    plan: &Plan,
-    supplied: Vec<SuppliedPort>,
-) -> Result<OpenedPorts, DaemonError> {
+fn take_supplied(plan: &Plan, supplied: Vec<SuppliedPort>) -> Result<OpenedPorts, DaemonError> {
     let mut slots: Vec<Option<SuppliedPort>> = plan.ports.iter().map(|_| None).collect();
     for port in supplied {
         let Some(index) = plan.ports.iter().position(|p| p.name == port.device_interface) else {
@@ -81,7 +82,12 @@ pub(super) fn take_supplied(
         slots[index] = Some(port);
     }
 
-    let mut opened = OpenedPorts { ports: Vec::new(), attachments: Vec::new(), macs: Vec::new() };
+    let mut opened = OpenedPorts {
+        ports: Vec::new(),
+        attachments: Vec::new(),
+        macs: Vec::new(),
+        dpdk_runtime_dir: None,
+    };
     for (slot, plan_port) in slots.into_iter().zip(&plan.ports) {
         let Some(port) = slot else {
             return Err(DaemonError::Dataplane(format!(
@@ -100,14 +106,101 @@ pub(super) fn take_supplied(
     Ok(opened)
 }
 
+/// The origin of the router's ports.
+pub(super) enum PortSource {
+    /// The ports of the configuration: AF_XDP sockets and DPDK ports.
+    Configured,
+    /// Ports the caller of [`super::run_with_ports`] opened.
+    Supplied(Vec<SuppliedPort>),
+}
+
+impl PortSource {
+    /// Checks that this svrd can open the plan's ports, before the daemon starts anything.
+    pub(super) fn check(&self, plan: &Plan) -> Result<(), DaemonError> {
+        match self {
+            PortSource::Configured => require_dpdk(plan),
+            PortSource::Supplied(_) => Ok(()),
+        }
+    }
+
+    /// Opens the ports, indexed as the plan's ports are.
+    pub(super) fn open(self, plan: &Plan) -> Result<OpenedPorts, DaemonError> {
+        match self {
+            PortSource::Configured => open_ports(plan),
+            PortSource::Supplied(ports) => take_supplied(plan, ports),
+        }
+    }
+}
+
+/// Returns the DPDK ports of `plan` that this svrd cannot open because it was built without the
+/// `dpdk` feature, each with whether it falls back to AF_XDP. Empty in a build with DPDK.
+pub fn ports_needing_dpdk(plan: &Plan) -> Vec<(&PortPlan, &DpdkDevice, bool)> {
+    if cfg!(feature = "dpdk") {
+        return Vec::new();
+    }
+    plan.ports
+        .iter()
+        .filter_map(|port| match &port.binding {
+            PortBinding::Dpdk { device, fallback } => Some((port, device, *fallback)),
+            PortBinding::AfXdp => None,
+        })
+        .collect()
+}
+
+/// Formats the error for a DPDK port in a svrd built without DPDK.
+pub fn without_dpdk_message(port: &PortPlan, device: &DpdkDevice) -> String {
+    format!(
+        "device-interface {} ({}): this svrd was built without DPDK; rebuild with \
+         `--features dpdk`, or bind the port with interface-name and driver af-xdp",
+        port.name,
+        device.port_name()
+    )
+}
+
+/// Fails on the first DPDK port without an AF_XDP fallback that this build cannot open, or
+/// whose virtual device names a Linux interface (`iface=`) that does not exist.
+fn require_dpdk(plan: &Plan) -> Result<(), DaemonError> {
+    if let Some((port, device, _)) =
+        ports_needing_dpdk(plan).into_iter().find(|(_, _, fallback)| !fallback)
+    {
+        return Err(DaemonError::Dataplane(without_dpdk_message(port, device)));
+    }
+    for port in &plan.ports {
+        if let PortBinding::Dpdk { device, fallback: false } = &port.binding {
+            require_vdev_interface(port, device)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fails when `device` is a virtual device whose `iface=` names a Linux interface that does
+/// not exist in this network namespace, which DPDK would report only as a failed probe.
+fn require_vdev_interface(port: &PortPlan, device: &DpdkDevice) -> Result<(), DaemonError> {
+    let DpdkDevice::Vdev(argument) = device else { return Ok(()) };
+    let Some(interface) = crate::config::vdev_interface(argument) else { return Ok(()) };
+    if nix::net::if_::if_nametoindex(interface).is_ok() {
+        return Ok(());
+    }
+    Err(DaemonError::Dataplane(format!(
+        "device-interface {} ({argument}): interface {interface} not found; create it or \
+         name an existing interface in iface=",
+        port.name
+    )))
+}
+
 fn device_interface_names(plan: &Plan) -> String {
     plan.ports.iter().map(|port| port.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Opens every port of `plan`.
-pub(super) fn open_ports(plan: &Plan) -> Result<OpenedPorts, DaemonError> {
+fn open_ports(plan: &Plan) -> Result<OpenedPorts, DaemonError> {
     let mut dpdk = dpdk::Opener::new(plan);
-    let mut opened = OpenedPorts { ports: Vec::new(), attachments: Vec::new(), macs: Vec::new() };
+    let mut opened = OpenedPorts {
+        ports: Vec::new(),
+        attachments: Vec::new(),
+        macs: Vec::new(),
+        dpdk_runtime_dir: None,
+    };
     for port in &plan.ports {
         if let PortBinding::Dpdk { device, fallback } = &port.binding {
             match dpdk.open(port, device) {
@@ -130,7 +223,31 @@ pub(super) fn open_ports(plan: &Plan) -> Result<OpenedPorts, DaemonError> {
         opened.attachments.push(Some(attachment));
         opened.macs.push(sys::mac_address(&port.linux_name).unwrap_or_default());
     }
+    opened.dpdk_runtime_dir = dpdk.runtime_dir();
     Ok(opened)
+}
+
+/// Returns the directory where DPDK 22.11's EAL keeps the runtime files of `file_prefix`
+/// for a process of user `uid`: under `/var/run/dpdk` for root, else under
+/// `$XDG_RUNTIME_DIR/dpdk`, or `/tmp/dpdk` without that variable.
+#[cfg(feature = "dpdk")]
+fn eal_runtime_dir(file_prefix: &str, uid: u32, xdg_runtime_dir: Option<PathBuf>) -> PathBuf {
+    let base = match (uid, xdg_runtime_dir) {
+        (0, _) => PathBuf::from("/var/run"),
+        (_, Some(xdg)) => xdg,
+        (_, None) => PathBuf::from("/tmp"),
+    };
+    base.join("dpdk").join(file_prefix)
+}
+
+/// Removes EAL's runtime directory `dir` if it is empty. A directory that still contains
+/// files is kept, because they may be another process's.
+pub(super) fn remove_runtime_dir(dir: &Path) {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => debug!(dir = %dir.display(), "dpdk runtime directory removed"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => debug!(dir = %dir.display(), %error, "dpdk runtime directory kept"),
+    }
 }
 
 /// Attaches svrd's XDP program to the port's interface and opens its AF_XDP socket. A
@@ -158,7 +275,7 @@ mod dpdk {
     use svr_dataplane::worker::Port;
     use tracing::debug;
 
-    use super::super::{DaemonError, DpdkDevice, Plan, PortBinding, PortPlan};
+    use super::super::{DaemonError, DpdkDevice, Plan, PortBinding, PortPlan, sys};
 
     /// Starts EAL on first use and opens DPDK ports.
     pub(super) struct Opener {
@@ -176,6 +293,8 @@ mod dpdk {
             port: &PortPlan,
             device: &DpdkDevice,
         ) -> Result<(Port, [u8; 6]), DaemonError> {
+            // A missing interface fails here, before EAL starts on the first port.
+            super::require_vdev_interface(port, device)?;
             let config = &self.config;
             let eal = self.eal.get_or_insert_with(|| start_eal(config));
             let eal = match eal {
@@ -198,6 +317,17 @@ mod dpdk {
                 _ => {}
             }
             Ok((Box::new(dpdk_port), mac))
+        }
+    }
+
+    impl Opener {
+        /// Returns EAL's runtime directory when EAL runs with svrd's own file prefix.
+        pub(super) fn runtime_dir(&self) -> Option<std::path::PathBuf> {
+            let prefix = self.config.file_prefix.as_deref()?;
+            let Some(Ok(_)) = &self.eal else { return None };
+            let uid = nix::unistd::getuid().as_raw();
+            let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from);
+            Some(super::eal_runtime_dir(prefix, uid, xdg))
         }
     }
 
@@ -231,12 +361,27 @@ mod dpdk {
         }
     }
 
+    /// Returns whether EAL backs its memory with hugepages under `config`, that is whether
+    /// no `--no-huge` is passed.
+    fn needs_hugepages(config: &EalConfig) -> bool {
+        config.hugepages && !config.extra_args.iter().any(|argument| argument == "--no-huge")
+    }
+
     /// Starts EAL, keeping the calling thread's CPU affinity: EAL pins the thread that
     /// starts it to its main lcore, but that thread is svrd's control thread, which the
     /// workers' core settings do not cover.
     fn start_eal(config: &EalConfig) -> Result<Eal, String> {
         let affinity: Option<CpuSet> = sched_getaffinity(Pid::from_raw(0)).ok();
-        let result = Eal::init(config).map_err(|error| format!("dpdk eal: {error}"));
+        let result = Eal::init(config).map_err(|error| {
+            let hint = if needs_hugepages(config) && sys::free_hugepages().unwrap_or(0) == 0 {
+                "; this host has no free hugepages, so reserve some (for example \
+                 `echo 512 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`) or add \
+                 `eal-argument --no-huge` to the node's dataplane"
+            } else {
+                ""
+            };
+            format!("dpdk eal: {error}{hint}")
+        });
         if let Some(affinity) = affinity
             && let Err(error) = sched_setaffinity(Pid::from_raw(0), &affinity)
         {
@@ -252,7 +397,7 @@ mod dpdk {
 
     use super::super::{DaemonError, DpdkDevice, Plan, PortPlan};
 
-    /// Refuses every DPDK port: this svrd was built without DPDK.
+    /// Rejects every DPDK port, because this svrd was built without DPDK.
     pub(super) struct Opener;
 
     impl Opener {
@@ -260,17 +405,17 @@ mod dpdk {
             Opener
         }
 
+        /// Returns `None`: without DPDK, EAL never runs.
+        pub(super) fn runtime_dir(&self) -> Option<std::path::PathBuf> {
+            None
+        }
+
         pub(super) fn open(
             &mut self,
             port: &PortPlan,
             device: &DpdkDevice,
         ) -> Result<(Port, [u8; 6]), DaemonError> {
-            Err(DaemonError::Dataplane(format!(
-                "device-interface {} ({}): this svrd was built without DPDK; rebuild with \
-                 `--features dpdk`, or bind the port with interface-name and driver af-xdp",
-                port.name,
-                device.port_name()
-            )))
+            Err(DaemonError::Dataplane(super::without_dpdk_message(port, device)))
         }
     }
 }
@@ -297,6 +442,74 @@ mod tests {
             port: Box::new(port),
             mac: [2, 0, 0, 0, 0, last_octet],
         }
+    }
+
+    /// A DPDK port on virtual device `vdev`, with no AF_XDP fallback.
+    fn vdev_port(vdev: &str) -> (PortPlan, DpdkDevice) {
+        let device = DpdkDevice::Vdev(vdev.to_owned());
+        let port = PortPlan {
+            name: "wan".into(),
+            network_interface: "wan-net".into(),
+            linux_name: "wan".into(),
+            binding: PortBinding::Dpdk { device: device.clone(), fallback: false },
+            addresses: Vec::new(),
+            networks: Vec::new(),
+            tenant: None,
+            mtu: 1500,
+        };
+        (port, device)
+    }
+
+    #[test]
+    fn vdev_missing_interface_named() {
+        let (port, device) = vdev_port("net_af_packet0,iface=svrd-missing0");
+        let Err(DaemonError::Dataplane(message)) = require_vdev_interface(&port, &device) else {
+            panic!("a vdev on a missing interface was accepted");
+        };
+        assert!(
+            message.starts_with(
+                "device-interface wan (net_af_packet0,iface=svrd-missing0): interface \
+                 svrd-missing0 not found"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn vdev_existing_interface_accepted() {
+        let (port, device) = vdev_port("net_af_packet0,iface=lo");
+        assert!(require_vdev_interface(&port, &device).is_ok());
+        let (port, device) = vdev_port("net_null0");
+        assert!(require_vdev_interface(&port, &device).is_ok());
+    }
+
+    #[cfg(feature = "dpdk")]
+    #[test]
+    fn eal_runtime_dir_by_user() {
+        let xdg = || Some(PathBuf::from("/run/user/1000"));
+        assert_eq!(eal_runtime_dir("svrd-r1", 0, xdg()), Path::new("/var/run/dpdk/svrd-r1"));
+        assert_eq!(
+            eal_runtime_dir("svrd-r1", 1000, xdg()),
+            Path::new("/run/user/1000/dpdk/svrd-r1")
+        );
+        assert_eq!(eal_runtime_dir("svrd-r1", 1000, None), Path::new("/tmp/dpdk/svrd-r1"));
+    }
+
+    #[test]
+    fn runtime_dir_removed_only_when_empty() {
+        let base = std::env::temp_dir().join(format!("svrd-runtime-{}", std::process::id()));
+        let (empty, used) = (base.join("empty"), base.join("used"));
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::create_dir_all(&used).unwrap();
+        std::fs::write(used.join("mp_socket"), b"").unwrap();
+
+        remove_runtime_dir(&empty);
+        remove_runtime_dir(&used);
+        remove_runtime_dir(&base.join("missing"));
+        let (empty_left, used_left) = (empty.exists(), used.join("mp_socket").exists());
+        let _ = std::fs::remove_dir_all(&base);
+        assert!(!empty_left, "the empty runtime directory was kept");
+        assert!(used_left, "a runtime directory with files was removed");
     }
 
     #[test]

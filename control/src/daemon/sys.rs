@@ -1,5 +1,6 @@
-//! What the daemon reads from the host: its name, interface MAC addresses and the kernel's
-//! neighbour tables (IPv4 ARP and IPv6 neighbour discovery, over rtnetlink).
+//! What the daemon reads from the host: its name, interface MAC addresses, free hugepages
+//! and the kernel's neighbour tables (IPv4 ARP and IPv6 neighbour discovery, over
+//! rtnetlink).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -19,6 +20,19 @@ pub fn hostname() -> String {
 pub fn mac_address(interface: &str) -> Option<[u8; 6]> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address")).ok()?;
     parse_mac(text.trim())
+}
+
+/// Counts the free hugepages of every size, from `/sys/kernel/mm/hugepages`. `None` when
+/// the kernel shows no hugepage sizes.
+#[cfg(feature = "dpdk")]
+pub fn free_hugepages() -> Option<u64> {
+    let sizes = std::fs::read_dir("/sys/kernel/mm/hugepages").ok()?;
+    let free = sizes
+        .filter_map(Result::ok)
+        .filter_map(|size| std::fs::read_to_string(size.path().join("free_hugepages")).ok())
+        .filter_map(|text| text.trim().parse::<u64>().ok())
+        .sum();
+    Some(free)
 }
 
 /// The kernel's usable neighbour entries of both families: address, MAC and device.

@@ -7,6 +7,19 @@ use std::time::Duration;
 
 use super::{KeyStatus, PeerPathCertificate, PeerPathSecurity};
 
+/// Renders named drop counters for `show stats`, as text lines `  drop NAME COUNT` with
+/// kebab-case names and as a JSON object. The JSON keys are the same names in snake_case,
+/// the case of every other JSON name of the reply.
+pub fn render_drop_counters(counters: &[(&str, u64)]) -> (String, serde_json::Value) {
+    let mut text = String::new();
+    let mut json = serde_json::Map::new();
+    for (name, count) in counters {
+        let _ = writeln!(text, "  drop {:<21} {count}", name.replace('_', "-"));
+        json.insert(name.replace('-', "_"), (*count).into());
+    }
+    (text, serde_json::Value::Object(json))
+}
+
 /// Renders `show peers security`.
 pub fn render_peers_security(paths: &[PeerPathSecurity], took: Duration) -> String {
     let mut out = String::from("\u{2714} Retrieving peer paths...\n\n");
@@ -197,5 +210,13 @@ mod tests {
         assert!(
             render_key_status(&[status], Duration::ZERO).contains("Metadata Next Rekey: N/A\n")
         );
+    }
+
+    #[test]
+    fn drop_counters_in_one_case() {
+        let (text, json) = render_drop_counters(&[("no-key", 2), ("ttl_not_255", 0)]);
+        assert!(!text.contains(['{', '}']), "{text}");
+        assert_eq!(text, "  drop no-key                2\n  drop ttl-not-255           0\n");
+        assert_eq!(json, serde_json::json!({ "no_key": 2, "ttl_not_255": 0 }));
     }
 }
