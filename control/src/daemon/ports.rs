@@ -25,8 +25,8 @@ pub(super) struct OpenedPorts {
     pub attachments: Vec<Option<Arc<XdpAttachment>>>,
     /// Each port's MAC address.
     pub macs: Vec<[u8; 6]>,
-    /// EAL's runtime directory when svrd started EAL with a file prefix of its own, to be
-    /// removed at a clean stop if EAL left it empty.
+    /// EAL's runtime directory when svrd started EAL with a file prefix of its own, removed
+    /// at a clean stop with the files EAL leaves in it.
     pub dpdk_runtime_dir: Option<PathBuf>,
 }
 
@@ -240,14 +240,36 @@ fn eal_runtime_dir(file_prefix: &str, uid: u32, xdg_runtime_dir: Option<PathBuf>
     base.join("dpdk").join(file_prefix)
 }
 
-/// Removes EAL's runtime directory `dir` if it is empty. A directory that still contains
-/// files is kept, because they may be another process's.
+/// Removes EAL's runtime directory `dir` at a clean stop: first the files EAL itself
+/// leaves there (its `config` lock file, `fbarray_*` memory maps, `hugepage_info` and
+/// `mp_socket*`), because svrd does not tear EAL down, then the directory if nothing else
+/// is left. Any other file keeps the directory, because it may be another process's.
 pub(super) fn remove_runtime_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if is_eal_runtime_file(&name)
+            && let Err(error) = std::fs::remove_file(entry.path())
+        {
+            debug!(file = %entry.path().display(), %error, "dpdk runtime file kept");
+        }
+    }
     match std::fs::remove_dir(dir) {
         Ok(()) => debug!(dir = %dir.display(), "dpdk runtime directory removed"),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => debug!(dir = %dir.display(), %error, "dpdk runtime directory kept"),
     }
+}
+
+/// Whether `name` is one of the files DPDK 22.11's EAL creates in its runtime directory.
+fn is_eal_runtime_file(name: &str) -> bool {
+    name == "config"
+        || name == "hugepage_info"
+        || name.starts_with("mp_socket")
+        || name.starts_with("fbarray_")
 }
 
 /// Attaches svrd's XDP program to the port's interface and opens its AF_XDP socket. A
@@ -496,20 +518,25 @@ mod tests {
     }
 
     #[test]
-    fn runtime_dir_removed_only_when_empty() {
+    fn runtime_dir_removed_with_eal_files() {
         let base = std::env::temp_dir().join(format!("svrd-runtime-{}", std::process::id()));
-        let (empty, used) = (base.join("empty"), base.join("used"));
-        std::fs::create_dir_all(&empty).unwrap();
-        std::fs::create_dir_all(&used).unwrap();
-        std::fs::write(used.join("mp_socket"), b"").unwrap();
+        let (eal_only, foreign) = (base.join("eal-only"), base.join("foreign"));
+        for dir in [&eal_only, &foreign] {
+            std::fs::create_dir_all(dir).unwrap();
+            for name in ["config", "fbarray_memzone", "fbarray_nohugemem", "mp_socket"] {
+                std::fs::write(dir.join(name), b"").unwrap();
+            }
+        }
+        std::fs::write(foreign.join("notes.txt"), b"").unwrap();
 
-        remove_runtime_dir(&empty);
-        remove_runtime_dir(&used);
+        remove_runtime_dir(&eal_only);
+        remove_runtime_dir(&foreign);
         remove_runtime_dir(&base.join("missing"));
-        let (empty_left, used_left) = (empty.exists(), used.join("mp_socket").exists());
+        let eal_only_left = eal_only.exists();
+        let foreign_left = foreign.join("notes.txt").exists();
         let _ = std::fs::remove_dir_all(&base);
-        assert!(!empty_left, "the empty runtime directory was kept");
-        assert!(used_left, "a runtime directory with files was removed");
+        assert!(!eal_only_left, "a runtime directory with only EAL's files was kept");
+        assert!(foreign_left, "another file in the runtime directory was removed");
     }
 
     #[test]
