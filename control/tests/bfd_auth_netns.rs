@@ -223,16 +223,14 @@ impl Lab {
             .unwrap_or_default()
     }
 
-    /// Returns a BFD drop counter of ROUTER from the text of `show stats`.
+    /// Returns a BFD drop counter of ROUTER from `show stats` in JSON.
     fn bfd_drops(&self, router: &str, counter: &str) -> u64 {
-        let text = self.svrctl(router, &["show", "stats"]);
-        let key = format!("{counter}: ");
-        let Some(start) = text.find(&key) else {
-            panic!("no {counter} in the stats of {router}:\n{text}");
+        let text = self.svrctl(router, &["--json", "show", "stats"]);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let Some(count) = value["bfd_drops"][counter].as_u64() else {
+            panic!("no bfd_drops.{counter} in the stats of {router}:\n{text}");
         };
-        let digits: String =
-            text[start + key.len()..].chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().unwrap()
+        count
     }
 
     /// Waits up to TIMEOUT for CONDITION, failing the test with GOAL and both logs.

@@ -141,9 +141,11 @@ impl Snapshot {
     }
 
     fn drops(&self, reason: DropReason) -> u64 {
-        self.stats["drops"][reason.name()]
+        // `show stats` in JSON spells the counter names in snake_case.
+        let key = reason.name().replace('-', "_");
+        self.stats["drops"][key.as_str()]
             .as_u64()
-            .unwrap_or_else(|| panic!("no drop counter {} in {}", reason.name(), self.stats))
+            .unwrap_or_else(|| panic!("no drop counter {key} in {}", self.stats))
     }
 }
 
