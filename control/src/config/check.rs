@@ -164,9 +164,12 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
             format!("{message}; until then svrd does not start")
         });
     }
-    if let Some((certificate, key)) = &plan.certificate {
-        own_certificate_problems(certificate, key, SystemTime::now(), &mut problems);
-    }
+    let now = SystemTime::now();
+    let identity = plan.certificate.as_ref().and_then(|(certificate, key)| {
+        own_certificate_problems(certificate, key, now, &mut problems)
+            .map(|identity| (identity, certificate))
+    });
+    let mut trust = crate::pki::TrustStore::new();
     for source in &plan.trusted_cas {
         let (origin, pem) = match source {
             super::CertificateSource::File(path) => match std::fs::read(path) {
@@ -182,11 +185,15 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
                 ("content".to_owned(), text.as_bytes().to_vec())
             }
         };
-        if let Err(error) = crate::pki::TrustStore::new().add_pem_bundle(&pem) {
+        if let Err(error) = trust.add_pem_bundle(&pem) {
             problems
                 .errors
                 .push(format!("trusted-ca-certificate {origin}: not a CA certificate: {error}"));
         }
+    }
+    if let Some((identity, certificate)) = identity {
+        own_certificate_use(&identity, certificate, &plan.peering_common_name, &trust, now)
+            .apply(&mut problems);
     }
     let name = |problem: String| format!("router {}: {problem}", router.name);
     PlanProblems {
@@ -202,13 +209,13 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
 /// Loads the router's installed certificate and private key as the daemon does at start,
 /// so that a missing or unparsable file or a key of another certificate is an error.
 /// A certificate outside its validity period at `now` is a warning, because the check may
-/// run long before the daemon starts.
+/// run long before the daemon starts. Returns the loaded identity when there is one.
 fn own_certificate_problems(
     certificate: &Path,
     key: &Path,
     now: SystemTime,
     problems: &mut PlanProblems,
-) {
+) -> Option<OwnIdentity> {
     let path = certificate.display();
     if let Err(error) = std::fs::metadata(certificate) {
         problems.errors.push(format!("client-certificate file {path}: cannot be read: {error}"));
@@ -231,7 +238,7 @@ fn own_certificate_problems(
         }
     };
     if !problems.errors.is_empty() {
-        return;
+        return None;
     }
     if key_bytes.as_deref().is_some_and(is_sealed_key) {
         problems.warnings.push(format!(
@@ -239,7 +246,7 @@ fn own_certificate_problems(
              not compared with the certificate here; svrd --tpm TCTI compares them at start",
             key.display()
         ));
-        return;
+        return None;
     }
     let config = IdentityConfig {
         certificate: Some(certificate.to_owned()),
@@ -253,11 +260,11 @@ fn own_certificate_problems(
                 "client-certificate file {path}: {error}; install the key the certificate was \
                  issued for"
             ));
-            return;
+            return None;
         }
         Err(error) => {
             problems.errors.push(format!("client-certificate file {path}: {error}"));
-            return;
+            return None;
         }
     };
     let (not_before, not_after) = identity.validity();
@@ -274,6 +281,49 @@ fn own_certificate_problems(
              with it until then",
             format_unix(not_before)
         ));
+    }
+    Some(identity)
+}
+
+/// Outcome of the daemon's start-up check of the router's own certificate.
+enum OwnUse {
+    /// svrd starts with it, and it chains to the trusted CAs (or none are configured).
+    Usable,
+    /// svrd rejects it at start: the wrong name, a CA certificate, or a missing usage.
+    Unusable(String),
+    /// svrd starts, but peers that check the chain reject it.
+    Unchained(String),
+}
+
+impl OwnUse {
+    fn apply(self, problems: &mut PlanProblems) {
+        match self {
+            OwnUse::Usable => {}
+            OwnUse::Unusable(message) => problems.errors.push(message),
+            OwnUse::Unchained(message) => problems.warnings.push(message),
+        }
+    }
+}
+
+/// Runs the check svrd runs on its installed certificate at start: the peering name, the
+/// end-entity role and usages, and the chain to the trusted CAs.
+fn own_certificate_use(
+    identity: &OwnIdentity,
+    certificate: &Path,
+    peering_common_name: &str,
+    trust: &crate::pki::TrustStore,
+    now: SystemTime,
+) -> OwnUse {
+    let path = certificate.display();
+    match crate::pki::own_check::check_installed(identity, peering_common_name, trust, now) {
+        Ok(None) => OwnUse::Usable,
+        Ok(Some(error)) => OwnUse::Unchained(format!(
+            "client-certificate file {path}: does not chain to a configured trusted CA \
+             ({error}), so peers that check it reject it"
+        )),
+        Err(error) => OwnUse::Unusable(format!(
+            "client-certificate file {path}: svrd does not start with it: {error}"
+        )),
     }
 }
 
@@ -328,10 +378,22 @@ mod tests {
 
     impl Installed {
         fn new(tag: &str, not_before: i64, not_after: i64) -> Installed {
+            Installed::with_params(tag, not_before, not_after, |_| {})
+        }
+
+        /// As [`Installed::new`], with `adjust` applied to the certificate's parameters.
+        fn with_params(
+            tag: &str,
+            not_before: i64,
+            not_after: i64,
+            adjust: impl FnOnce(&mut CertificateParams),
+        ) -> Installed {
             let dir = std::env::temp_dir().join(format!("svrd-check-{tag}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let key = KeyPair::generate().unwrap();
             let mut params = CertificateParams::new(vec!["r1".to_owned()]).unwrap();
+            params.distinguished_name.push(rcgen::DnType::CommonName, "r1");
+            adjust(&mut params);
             let at = |offset: i64| {
                 time::OffsetDateTime::from_unix_timestamp(NOW as i64 + offset).unwrap()
             };
@@ -365,12 +427,53 @@ mod tests {
             own_certificate_problems(&self.certificate(), &self.key(), now, &mut problems);
             problems
         }
+
+        /// Returns the problems of the start-up check for a router named `name`, with no
+        /// trusted CAs.
+        fn use_problems(&self, name: &str) -> PlanProblems {
+            let mut problems = PlanProblems::default();
+            let now = UNIX_EPOCH + Duration::from_secs(NOW);
+            let identity =
+                own_certificate_problems(&self.certificate(), &self.key(), now, &mut problems)
+                    .unwrap();
+            let trust = crate::pki::TrustStore::new();
+            own_certificate_use(&identity, &self.certificate(), name, &trust, now)
+                .apply(&mut problems);
+            problems
+        }
     }
 
     impl Drop for Installed {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+
+    #[test]
+    fn own_certificate_use_name_matches() {
+        let installed = Installed::new("name-ok", -DAY, DAY);
+        let problems = installed.use_problems("r1");
+        assert_eq!(problems.errors, Vec::<String>::new());
+        assert_eq!(problems.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn own_certificate_use_other_name_rejected() {
+        let installed = Installed::new("name-other", -DAY, DAY);
+        let problems = installed.use_problems("r2");
+        assert_eq!(problems.errors.len(), 1, "{:?}", problems.errors);
+        assert!(problems.errors[0].contains("svrd does not start"), "{}", problems.errors[0]);
+        assert!(problems.errors[0].contains("name mismatch"), "{}", problems.errors[0]);
+    }
+
+    #[test]
+    fn own_certificate_use_ca_rejected() {
+        let installed = Installed::with_params("ca", -DAY, DAY, |params| {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        });
+        let problems = installed.use_problems("r1");
+        assert_eq!(problems.errors.len(), 1, "{:?}", problems.errors);
+        assert!(problems.errors[0].contains("CA certificate"), "{}", problems.errors[0]);
     }
 
     #[test]
