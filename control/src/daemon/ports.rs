@@ -240,10 +240,10 @@ fn eal_runtime_dir(file_prefix: &str, uid: u32, xdg_runtime_dir: Option<PathBuf>
     base.join("dpdk").join(file_prefix)
 }
 
-/// Removes EAL's runtime directory `dir` at a clean stop: first the files EAL itself
-/// leaves there (its `config` lock file, `fbarray_*` memory maps, `hugepage_info` and
-/// `mp_socket*`), because svrd does not tear EAL down, then the directory if nothing else
-/// is left. Any other file keeps the directory, because it may be another process's.
+/// Removes EAL's runtime directory `dir` at a clean stop. svrd does not tear EAL down, so
+/// it first deletes the files EAL leaves there: the `config` lock file, the `fbarray_*`
+/// memory maps, `hugepage_info` and `mp_socket*`. Any other file keeps the directory,
+/// because it may be another process's.
 pub(super) fn remove_runtime_dir(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -264,7 +264,8 @@ pub(super) fn remove_runtime_dir(dir: &Path) {
     }
 }
 
-/// Whether `name` is one of the files DPDK 22.11's EAL creates in its runtime directory.
+/// Returns whether `name` is one of the files DPDK 22.11's EAL creates in its runtime
+/// directory.
 fn is_eal_runtime_file(name: &str) -> bool {
     name == "config"
         || name == "hugepage_info"

@@ -69,7 +69,7 @@ struct TombstoneSet {
     rotation: Rotation,
 }
 
-/// Where a set stands with its request for a metadata-key rotation.
+/// State of a set's request for a metadata-key rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rotation {
     /// Below the high-water mark.
