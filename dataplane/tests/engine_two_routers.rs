@@ -798,6 +798,44 @@ fn bad_lan_checksum_dropped() {
     assert_eq!(net.at_host5().len(), 1);
 }
 
+/// Builds a TCP segment from `source_port` to port 80 with `offset_and_flags` (bytes 12
+/// and 13 of the header) and `rest` (options, then data), its checksum left zero.
+fn tcp_segment(source_port: u16, offset_and_flags: [u8; 2], rest: &[u8]) -> Vec<u8> {
+    let mut segment = Vec::new();
+    segment.extend_from_slice(&source_port.to_be_bytes());
+    segment.extend_from_slice(&80u16.to_be_bytes());
+    segment.extend_from_slice(&[0, 0, 0, 7, 0, 0, 0, 1]);
+    segment.extend_from_slice(&offset_and_flags);
+    segment.extend_from_slice(&[0xfa, 0xf0, 0, 0, 0, 0]);
+    segment.extend_from_slice(rest);
+    segment
+}
+
+#[test]
+fn tcp_checksum_crosses_unchanged() {
+    let mut net = Net::new();
+    // Data offset 5 words, PSH and ACK.
+    let segment = tcp_segment(40002, [0x50, 0x18], b"a segment whose checksum is wrong");
+    let mut frame = ipv4_frame(HOST1, HOST5, 6, 64, 11, segment, Some(16));
+    // Corrupt the data after the checksum was computed, as a bad link before the ingress
+    // would.
+    let last = frame.len() - 1;
+    frame[last] ^= 0x55;
+    net.send_from_host1(&frame);
+    net.run();
+
+    // The egress restores the segment as sent, checksum included, so the receiving host
+    // detects the corruption. A checksum recomputed there would hide it.
+    let delivered = net.at_host5();
+    assert_eq!(delivered.len(), 1, "the ingress does not drop it");
+    assert_eq!(delivered[0][34..], frame[34..], "segment restored byte for byte");
+    let tcp = &delivered[0][34..];
+    let len = (tcp.len() as u16).to_be_bytes();
+    let sum = internet_checksum(&[&HOST1.octets(), &HOST5.octets(), &[0, 6], &len, tcp]);
+    assert_ne!(sum, 0, "the corruption is still visible");
+    assert_eq!(net.r1.engine().counters().drops(DropReason::Malformed), 0);
+}
+
 /// Outer source and destination IPv4 addresses of path 0 and path 1, as r1 sends them.
 const PATH_ADDRESSES: [[u8; 8]; 2] =
     [[10, 202, 0, 1, 10, 202, 0, 2], [10, 202, 1, 1, 10, 202, 1, 2]];
@@ -950,11 +988,8 @@ fn reverse_metadata_move_not_replayable() {
 #[test]
 fn tcp_syn_mss_clamped() {
     let mut net = Net::new();
-    let mut segment = Vec::new();
-    segment.extend_from_slice(&40001u16.to_be_bytes());
-    segment.extend_from_slice(&80u16.to_be_bytes());
-    segment.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
-    segment.extend_from_slice(&[0x02, 0x04, 0x05, 0xb4]);
+    // Data offset 6 words, SYN, and an MSS option of 1460.
+    let segment = tcp_segment(40001, [0x60, 0x02], &[0x02, 0x04, 0x05, 0xb4]);
     let syn = ipv4_frame(HOST1, HOST5, 6, 64, 9, segment, Some(16));
     net.send_from_host1(&syn);
     net.run();

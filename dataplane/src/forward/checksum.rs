@@ -1,8 +1,11 @@
 //! The Internet checksum (RFC 1071) over IPv4 headers and over TCP, UDP, ICMP and ICMPv6
 //! messages with their pseudo-headers (RFC 768, RFC 9293 section 3.1, RFC 8200 section 8.1).
 //!
-//! Every checksum is computed in full: veth and AF_XDP copy mode do not complete a
-//! partial checksum left for transmit offload.
+//! Every checksum svrd writes is computed in full: veth and AF_XDP copy mode do not
+//! complete a partial checksum left for transmit offload. A TCP or ICMP message crosses
+//! the WAN whole, checksum included, and its restored pseudo-header is the one its sender
+//! summed, so the egress leaves that checksum as the sender wrote it. Only UDP, whose
+//! header does not cross, gets a new checksum at the egress.
 
 use std::net::IpAddr;
 
@@ -21,25 +24,48 @@ pub mod protocol {
 /// Adds `data` as big-endian 16-bit words to `sum`, padding an odd last byte with zero,
 /// and returns the sum folded to 16 bits.
 ///
-/// The words are added four bytes at a time into a 64-bit accumulator, which halves the
-/// additions over every byte of every LAN packet. A big-endian 32-bit word `hi:lo` is
-/// `hi * 65536 + lo`, and 65536 is 1 modulo 65535. So the wide sum is congruent to the
-/// 16-bit one in ones' complement arithmetic, and the final fold makes the two equal.
+/// The bytes are read as native-endian 32-bit words into four 64-bit accumulators, so
+/// the loop needs no byte swaps and its additions do not wait on each other. Both steps
+/// keep the ones' complement sum. A 32-bit word `hi:lo` is `hi * 65536 + lo`, and 65536
+/// is 1 modulo 65535, so the wide sum folds to the 16-bit one. Summing in the other byte
+/// order gives the byte-swapped sum (RFC 1071 section 2), so swapping the folded result
+/// back gives the big-endian one.
 pub fn accumulate(sum: u32, data: &[u8]) -> u32 {
-    let mut wide = u64::from(sum);
-    let mut words = data.chunks_exact(4);
-    for word in &mut words {
-        wide += u64::from(u32::from_be_bytes([word[0], word[1], word[2], word[3]]));
+    let word =
+        |bytes: &[u8]| u64::from(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    let mut lanes = [0u64; 4];
+    let mut blocks = data.chunks_exact(16);
+    for block in &mut blocks {
+        for (lane, bytes) in lanes.iter_mut().zip(block.chunks_exact(4)) {
+            *lane += word(bytes);
+        }
+    }
+    let mut wide = u64::from(reorder(fold(u64::from(sum)))) + lanes.iter().sum::<u64>();
+    let mut words = blocks.remainder().chunks_exact(4);
+    for bytes in &mut words {
+        wide += word(bytes);
     }
     // The tail starts at an even offset, so zero padding on the right keeps every byte
     // in its place within its 16-bit word.
     let mut tail = [0u8; 4];
     tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    wide += u64::from(u32::from_be_bytes(tail));
+    wide += word(&tail);
+    reorder(fold(wide))
+}
+
+/// Folds a ones' complement sum to 16 bits.
+fn fold(mut wide: u64) -> u64 {
     while wide > 0xffff {
         wide = (wide & 0xffff) + (wide >> 16);
     }
-    wide as u32
+    wide
+}
+
+/// Converts a folded sum from big-endian to native word order or back: on a little-endian
+/// machine, swaps its two bytes.
+fn reorder(folded: u64) -> u32 {
+    let folded = folded as u16;
+    u32::from(if cfg!(target_endian = "little") { folded.swap_bytes() } else { folded })
 }
 
 /// Folds `sum` to 16 bits and returns its ones' complement, the value to store.
@@ -79,6 +105,13 @@ fn ipv6_octets(address: IpAddr) -> [u8; 16] {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
     }
+}
+
+/// Whether a message of `protocol` crosses the WAN with its own checksum, which the egress
+/// restores unchanged: TCP, ICMP, ICMPv6, and protocols whose checksum svrd does not
+/// compute. A restored UDP datagram gets a new checksum, because only its payload crosses.
+pub fn travels_with_message(protocol: u8) -> bool {
+    protocol != protocol::UDP
 }
 
 /// Computes and stores the checksum of a TCP, UDP, ICMP or ICMPv6 `message` sent from

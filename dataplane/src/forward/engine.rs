@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, trace, warn};
 
 use super::FiveTuple;
-use super::checksum::{protocol, verify_l4};
+use super::checksum::{self, protocol};
 use super::fragment::{FragmentCounters, FragmentError, Insert, Reassembler, ReassemblyConfig};
 use super::headers::{
     IpHeaderFields, Macs, emit_outer, emit_restored, outer_header_len, restored_header_len,
@@ -89,10 +89,12 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// Grace time of payload-key rotations (30 s in service, shorter in tests).
     pub rotation_grace: Duration,
-    /// Whether LAN packets with a wrong TCP, UDP or ICMP checksum are dropped. The egress
-    /// recomputes these checksums, so without this check it would hide corruption that
-    /// happened before the ingress. Hosts on veth must then send full checksums (transmit
-    /// checksum offload off).
+    /// Whether LAN UDP datagrams with a wrong checksum are dropped. A UDP session carries
+    /// only the datagram's payload, and the egress computes a new checksum over it, so
+    /// without this check it would hide corruption that happened before the ingress. TCP
+    /// and ICMP messages travel with their own checksum, which the egress leaves as it is
+    /// ([`checksum::travels_with_message`]), so the receiving host finds such corruption
+    /// itself. Hosts on veth must send full checksums (transmit checksum offload off).
     pub verify_lan_checksums: bool,
     /// MTU of the WAN links in bytes (IP packet size). Longer packets are sent as SVR
     /// fragments or get an ICMP error in reply, and TCP SYNs have their MSS clamped to
@@ -539,7 +541,8 @@ impl Engine {
         let tuple = &parsed.tuple;
         let l4 = &frame.data()[parsed.l4_start..parsed.end];
         if self.config.verify_lan_checksums
-            && !verify_l4(tuple.source, tuple.destination, tuple.protocol, l4)
+            && !checksum::travels_with_message(tuple.protocol)
+            && !checksum::verify_l4(tuple.source, tuple.destination, tuple.protocol, l4)
         {
             return Err(DropReason::Malformed);
         }

@@ -1,6 +1,6 @@
 //! Building the headers the packet path writes: the outer Ethernet, IP and UDP headers of
 //! an SVR packet between waypoints, and the original headers an egress restores in front
-//! of a carried payload. Checksums are computed in full.
+//! of a carried payload. The checksums written are computed in full.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -69,8 +69,9 @@ pub fn emit_outer(
 }
 
 /// Writes the original headers of `tuple` into `frame`, whose bytes after
-/// [`restored_header_len`] already hold the carried payload, and recomputes the L4
-/// checksum.
+/// [`restored_header_len`] already hold the carried payload. A UDP datagram gets a new
+/// checksum, and any other message keeps the one it carries
+/// ([`checksum::travels_with_message`]).
 pub fn emit_restored(
     frame: &mut [u8],
     macs: Macs,
@@ -85,10 +86,10 @@ pub fn emit_restored(
         l4[0..2].copy_from_slice(&tuple.source_port.to_be_bytes());
         l4[2..4].copy_from_slice(&tuple.destination_port.to_be_bytes());
         l4[4..6].copy_from_slice(&len.to_be_bytes());
+        checksum::fill_l4(tuple.source, tuple.destination, tuple.protocol, l4);
     } else if !l4_header_fits(tuple.protocol, l4.len()) {
         return Err(BuildError::ShortMessage { protocol: tuple.protocol, len: l4.len() });
     }
-    checksum::fill_l4(tuple.source, tuple.destination, tuple.protocol, l4);
     Ok(())
 }
 
