@@ -29,9 +29,7 @@ impl Drop for RuntimeDir {
 fn eal() -> Result<(Eal, RuntimeDir), String> {
     crate::netns::require_root()?;
     let prefix = format!("svrb-dpdk-{}", std::process::id());
-    let last = core_affinity::get_core_ids()
-        .and_then(|cores| cores.last().map(|core| core.id as u16))
-        .unwrap_or(0);
+    let last = crate::cores().last().map_or(0, |core| u16::try_from(core.id).unwrap_or(0));
     let config = EalConfig {
         cores: vec![last],
         file_prefix: Some(prefix.clone()),

@@ -28,8 +28,10 @@ mod topology;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
+use core_affinity::CoreId;
 
 #[derive(Parser)]
 #[command(version, about = "svrd benchmarks, each next to a reference measured in the same run")]
@@ -66,6 +68,8 @@ static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Read before any thread pins itself.
+    cores();
     let result = match cli.command {
         Command::Crypto(options) => crypto::run(&options),
         Command::Handshake(options) => handshake::run(&options),
@@ -86,19 +90,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Returns the cores this process may run on, read once at start. A thread's affinity is
+/// inherited by the threads it spawns, so asking later, from a thread already pinned to
+/// the first core, would list that core alone.
+fn cores() -> &'static [CoreId] {
+    static CORES: OnceLock<Vec<CoreId>> = OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+}
+
 /// Pins the benchmark thread to the last core, away from core 0 where the kernel does most
 /// of its interrupt work; returns the core index when pinning worked.
 fn pin_to_last_core() -> Option<usize> {
-    let cores = core_affinity::get_core_ids()?;
-    let core = *cores.last()?;
+    let core = *cores().last()?;
     core_affinity::set_for_current(core).then_some(core.id)
 }
 
 /// Pins the current thread to the first core, where the load generator runs while a
 /// forwarder has the last one; returns the core index when pinning worked.
 fn pin_to_first_core() -> Option<usize> {
-    let cores = core_affinity::get_core_ids()?;
-    let core = *cores.first()?;
+    let core = *cores().first()?;
     core_affinity::set_for_current(core).then_some(core.id)
 }
 
@@ -117,4 +127,29 @@ fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cores a thread is allowed to run on, from its affinity mask.
+    fn allowed_cores() -> Vec<usize> {
+        core_affinity::get_core_ids().unwrap_or_default().iter().map(|core| core.id).collect()
+    }
+
+    #[test]
+    fn forwarder_pins_past_generator_core() {
+        let all: Vec<usize> = cores().iter().map(|core| core.id).collect();
+        if all.len() < 2 {
+            eprintln!("skipped: one core only");
+            return;
+        }
+        assert_eq!(pin_to_first_core(), all.first().copied());
+        // A thread spawned by the pinned generator thread, as the forwarder is.
+        let forwarder = std::thread::spawn(|| (pin_to_last_core(), allowed_cores()));
+        let (pinned, allowed) = forwarder.join().unwrap();
+        assert_eq!(pinned, all.last().copied());
+        assert_eq!(allowed, vec![*all.last().unwrap()]);
+    }
 }

@@ -563,9 +563,7 @@ impl Spinner {
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            if let Some(first) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
-                core_affinity::set_for_current(first);
-            }
+            crate::pin_to_first_core();
             while !flag.load(Ordering::Relaxed) {
                 std::hint::spin_loop();
             }
