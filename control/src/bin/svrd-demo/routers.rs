@@ -107,6 +107,28 @@ impl Router {
             .collect();
         Ok(counters)
     }
+
+    /// Returns the active alarms of `show alarms`, each as `ID SEVERITY PROCESS: MESSAGE`.
+    pub fn alarms(&self) -> Result<Vec<String>, String> {
+        let reply = self.request(&Command::ShowAlarms)?;
+        let alarms =
+            reply.data.as_array().ok_or_else(|| format!("no alarm list in {}", reply.data))?;
+        let field =
+            |alarm: &serde_json::Value, name: &str| alarm[name].as_str().unwrap_or("?").to_owned();
+        let lines = alarms
+            .iter()
+            .map(|alarm| {
+                format!(
+                    "{} {} {}: {}",
+                    field(alarm, "id"),
+                    field(alarm, "severity"),
+                    field(alarm, "process"),
+                    field(alarm, "message")
+                )
+            })
+            .collect();
+        Ok(lines)
+    }
 }
 
 impl Drop for Router {
