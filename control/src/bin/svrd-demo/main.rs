@@ -74,7 +74,7 @@ const CUT_INTERFACE: &str = "wan-b-net";
 /// The drop reasons of svrd's dataplane that a key problem shows up as: a packet sealed
 /// under a key the receiver no longer or not yet has, one whose HMAC does not verify, and
 /// one replayed.
-const KEY_DROP_REASONS: [&str; 4] = ["bad-tag", "no-key", "unknown-key-id", "replay"];
+const KEY_DROP_REASONS: [&str; 4] = ["bad_tag", "no_key", "unknown_key_id", "replay"];
 
 #[derive(Debug, Parser)]
 #[command(
