@@ -235,10 +235,11 @@ impl AlarmTable {
         self.by_cause.get(cause).and_then(|seq| self.alarms.get(seq))
     }
 
-    /// `show alarms`: a table with the columns ID, Time, Severity, Source, Category, Message.
+    /// `show alarms`: a table with the columns ID, Time, Severity, Source, Category, Process
+    /// and Message, the fields of [`AlarmTable::render_detail`] in the same order.
     pub fn render_table(&self) -> String {
-        let header = ["ID", "Time", "Severity", "Source", "Category", "Message"];
-        let rows: Vec<[String; 6]> = self
+        let header = ["ID", "Time", "Severity", "Source", "Category", "Process", "Message"];
+        let rows: Vec<[String; 7]> = self
             .list()
             .map(|a| {
                 [
@@ -247,6 +248,7 @@ impl AlarmTable {
                     a.spec.severity.to_string(),
                     a.spec.source.clone(),
                     a.spec.category.to_string(),
+                    a.spec.process.clone(),
                     a.spec.message.clone(),
                 ]
             })
@@ -280,7 +282,7 @@ impl AlarmTable {
     }
 
     /// Returns `show alarms` as JSON: one object per alarm with every column of
-    /// [`AlarmTable::render_table`] and the process of the detail view.
+    /// [`AlarmTable::render_table`].
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::Value::Array(self.list().map(alarm_json).collect())
     }

@@ -192,6 +192,46 @@ fn peer_invalid_message_and_detail_render() {
     assert_eq!(table.detail_json(&"combo-east-1:1".parse().unwrap()), Some(expected));
 }
 
+/// Splits a line of the `show alarms` table into its cells, at the columns where the runs
+/// of `=` in the rule line under the header start. The last cell runs to the end of the line.
+fn table_cells<'a>(rule: &str, line: &'a str) -> Vec<&'a str> {
+    let starts: Vec<usize> = rule
+        .char_indices()
+        .filter(|&(index, c)| c == '=' && (index == 0 || rule.as_bytes()[index - 1] == b' '))
+        .map(|(index, _)| index)
+        .collect();
+    let mut cells = Vec::new();
+    for (number, &start) in starts.iter().enumerate() {
+        let end = starts.get(number + 1).copied().unwrap_or(line.len()).min(line.len());
+        cells.push(line.get(start..end).unwrap_or("").trim_end());
+    }
+    cells
+}
+
+#[test]
+fn alarm_table_has_process_column() {
+    let mut table = AlarmTable::new("r1-node");
+    let spec = own_certificate_expiry("r1", NOT_AFTER, system_time(NOT_AFTER - 3 * DAY)).unwrap();
+    table.raise(AlarmCause::OwnCertificate, spec, system_time(NOT_AFTER - 3 * DAY));
+
+    let listing = table.render_table();
+    let lines: Vec<&str> = listing.lines().collect();
+    let rule = lines[1];
+    assert_eq!(
+        table_cells(rule, lines[0]),
+        ["ID", "Time", "Severity", "Source", "Category", "Process", "Message"],
+        "{listing}"
+    );
+    let row = table_cells(rule, lines[2]);
+    assert_eq!(row.len(), 7, "{listing}");
+    assert_eq!(row[0], "r1-node:1");
+    assert_eq!(row[2], "MAJOR");
+    assert_eq!(row[3], "r1");
+    assert_eq!(row[4], "SYSTEM");
+    assert_eq!(row[5], "pki");
+    assert!(row[6].starts_with("Certificate for r1 expires in 3 days"), "{listing}");
+}
+
 #[test]
 fn fail_soft_keeps_peerings() {
     let err = ValidationError::NameMismatch { expected: "r2".into(), got: "CN=x".into() };

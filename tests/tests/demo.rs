@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
+use svr_control::alarm::own_certificate_expiry;
 use svr_control::config::{
     self, CertificateSource, DhKeySize, KeyExchangeAlgorithm, MlKemKeySize, ServiceRouteTarget,
 };
@@ -200,6 +201,9 @@ fn pki_router_cert_validates() {
     .expect("svrd accepts the router certificate");
     let signature = identity.sign(b"key exchange message").expect("sign");
     assert!(peer.verify(b"key exchange message", &signature).is_ok());
+    // The demo's routers start with no alarm, so the certificate must be far from expiry.
+    let expiry = own_certificate_expiry("r1", identity.validity().1, SystemTime::now());
+    assert_eq!(expiry, None, "the demo's certificate raises an expiry alarm");
 }
 
 #[test]

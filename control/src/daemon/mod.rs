@@ -784,30 +784,20 @@ impl Daemon {
     }
 
     fn stats(&self) -> Reply {
-        let dataplane: Vec<(&str, u64)> = DropReason::ALL
+        let drops: Vec<(&str, u64)> = DropReason::ALL
             .iter()
             .map(|&reason| (reason.name(), self.counters.drops(reason)))
             .collect();
-        let (dataplane_text, drops) = mgmt::render_drop_counters(&dataplane);
-        let mut text = format!("Dataplane\n{dataplane_text}");
-        let forwarded = serde_json::json!({
-            "ingress_forwarded": self.counters.ingress_forwarded(),
-            "egress_forwarded": self.counters.egress_forwarded(),
-            "transit_forwarded": self.counters.transit_forwarded(),
-            "sessions_created": self.counters.sessions_created(),
-            "rotations_started": self.counters.rotations_started(),
-            "key_switches": self.counters.key_switches(),
-            "tombstones_forgotten": self.counters.tombstones_forgotten(),
-            "punted": self.counters.punted(),
-        });
-        text.push_str(&format!(
-            "  ingress forwarded {}\n  egress forwarded  {}\n  transit forwarded {}\n  sessions created  {}\n  tombstones forgotten {}\n",
-            self.counters.ingress_forwarded(),
-            self.counters.egress_forwarded(),
-            self.counters.transit_forwarded(),
-            self.counters.sessions_created(),
-            self.counters.tombstones_forgotten()
-        ));
+        let forwarding = [
+            ("ingress_forwarded", self.counters.ingress_forwarded()),
+            ("egress_forwarded", self.counters.egress_forwarded()),
+            ("transit_forwarded", self.counters.transit_forwarded()),
+            ("sessions_created", self.counters.sessions_created()),
+            ("rotations_started", self.counters.rotations_started()),
+            ("key_switches", self.counters.key_switches()),
+            ("tombstones_forgotten", self.counters.tombstones_forgotten()),
+            ("punted", self.counters.punted()),
+        ];
         let bfd = self.bfd.counters();
         let malformed = bfd.truncated
             + bfd.bad_version
@@ -818,7 +808,7 @@ impl Daemon {
             + bfd.zero_my_discriminator
             + bfd.zero_your_discriminator
             + bfd.authentication_unsupported;
-        let (bfd_text, bfd_drops) = mgmt::render_drop_counters(&[
+        let bfd_drops = [
             ("malformed", malformed),
             ("ttl_not_255", bfd.ttl_not_255),
             ("unknown_discriminator", bfd.unknown_discriminator),
@@ -827,33 +817,16 @@ impl Daemon {
             ("metadata_rejected", bfd.metadata_rejected),
             ("auth_missing", bfd.auth_missing),
             ("auth_bad", bfd.auth_bad),
-        ]);
-        text.push_str("BFD\n");
-        text.push_str(&bfd_text);
-        let neighbours = self.neighbours.counters();
-        if self.neighbours.resolves_any() {
-            text.push_str(&format!(
-                "Neighbour resolution (ports without a kernel stack)\n  replies sent {}, \
-                 requests sent {}, learned {}, expired {}, malformed {}, ignored {}, rate \
-                 limited {}\n",
-                neighbours.replies_sent,
-                neighbours.requests_sent,
-                neighbours.learned,
-                neighbours.expired,
-                neighbours.malformed,
-                neighbours.ignored,
-                neighbours.rate_limited
-            ));
-        }
-        Reply::ok(
-            text,
-            serde_json::json!({
-                "drops": drops,
-                "forwarding": forwarded,
-                "bfd_drops": bfd_drops,
-                "neighbours": neighbours,
-            }),
-        )
+        ];
+        let neighbours = self.neighbours.counters().named();
+        let (text, json) = mgmt::render_stats(&mgmt::StatsCounters {
+            drops: &drops,
+            forwarding: &forwarding,
+            bfd_drops: &bfd_drops,
+            neighbours: &neighbours,
+            resolves_neighbours: self.neighbours.resolves_any(),
+        });
+        Reply::ok(text, json)
     }
 
     /// Stops BFD, which tells the peers with AdminDown, then the workers once they have

@@ -9,7 +9,7 @@ mod render;
 mod socket;
 
 pub use render::{
-    render_drop_counters, render_key_status, render_peers_certificate, render_peers_security,
+    StatsCounters, render_key_status, render_peers_certificate, render_peers_security, render_stats,
 };
 pub use socket::{
     MAX_MESSAGE_LEN, MgmtError, Pending, REQUEST_TIMEOUT, Server, request, request_within,

@@ -7,17 +7,85 @@ use std::time::Duration;
 
 use super::{KeyStatus, PeerPathCertificate, PeerPathSecurity};
 
-/// Renders named drop counters for `show stats`, as text lines `  drop NAME COUNT` with
-/// kebab-case names and as a JSON object. The JSON keys are the same names in snake_case,
-/// the case of every other JSON name of the reply.
-pub fn render_drop_counters(counters: &[(&str, u64)]) -> (String, serde_json::Value) {
+/// The counters of `show stats`, each group as (name, count) pairs in the order shown.
+/// Names may be in kebab-case or snake_case.
+#[derive(Debug, Clone, Copy)]
+pub struct StatsCounters<'a> {
+    /// Dataplane drops, by reason.
+    pub drops: &'a [(&'a str, u64)],
+    /// Dataplane packets forwarded, sessions created and key events.
+    pub forwarding: &'a [(&'a str, u64)],
+    /// BFD packets dropped, by reason.
+    pub bfd_drops: &'a [(&'a str, u64)],
+    /// svrd's own ARP and neighbour discovery on ports without a kernel stack.
+    pub neighbours: &'a [(&'a str, u64)],
+    /// Whether any port of the router lacks a kernel stack, so that svrd resolves its
+    /// neighbours. The neighbour counters are shown either way, and stay 0 when it is false.
+    pub resolves_neighbours: bool,
+}
+
+/// Renders `show stats` as text and as JSON from the same counters, so that both list every
+/// counter. The JSON has one object per group (`drops`, `forwarding`, `bfd_drops`,
+/// `neighbours`) with snake_case names. The text has a heading per part and one
+/// `  LABEL COUNT` line per counter: a drop is labelled `drop` and its name in kebab-case,
+/// any other counter its name in words.
+pub fn render_stats(stats: &StatsCounters<'_>) -> (String, serde_json::Value) {
+    let neighbour_heading = if stats.resolves_neighbours {
+        "Neighbour resolution (ports without a kernel stack)"
+    } else {
+        "Neighbour resolution (no port without a kernel stack on this router)"
+    };
+    let groups = [
+        CounterGroup { key: "drops", heading: Some("Dataplane"), counters: stats.drops },
+        CounterGroup { key: "forwarding", heading: None, counters: stats.forwarding },
+        CounterGroup { key: "bfd_drops", heading: Some("BFD"), counters: stats.bfd_drops },
+        CounterGroup {
+            key: "neighbours",
+            heading: Some(neighbour_heading),
+            counters: stats.neighbours,
+        },
+    ];
+    let width = groups
+        .iter()
+        .flat_map(|group| group.counters.iter().map(|&(name, _)| group.label(name).len()))
+        .max()
+        .unwrap_or(0);
+
     let mut text = String::new();
     let mut json = serde_json::Map::new();
-    for (name, count) in counters {
-        let _ = writeln!(text, "  drop {:<21} {count}", name.replace('_', "-"));
-        json.insert(name.replace('-', "_"), (*count).into());
+    for group in &groups {
+        if let Some(heading) = group.heading {
+            let _ = writeln!(text, "{heading}");
+        }
+        let mut counters = serde_json::Map::new();
+        for &(name, count) in group.counters {
+            let _ = writeln!(text, "  {:<width$} {count}", group.label(name));
+            counters.insert(name.replace('-', "_"), count.into());
+        }
+        json.insert(group.key.to_owned(), serde_json::Value::Object(counters));
     }
     (text, serde_json::Value::Object(json))
+}
+
+/// One group of `show stats` counters.
+struct CounterGroup<'a> {
+    /// The group's key in the JSON.
+    key: &'static str,
+    /// The line printed above the group's lines in the text.
+    heading: Option<&'a str>,
+    counters: &'a [(&'a str, u64)],
+}
+
+impl CounterGroup<'_> {
+    /// Returns the text label of counter `name`: `drop` and the name in kebab-case in a group
+    /// of drops, the name in words otherwise.
+    fn label(&self, name: &str) -> String {
+        if self.key.ends_with("drops") {
+            format!("drop {}", name.replace('_', "-"))
+        } else {
+            name.replace(['_', '-'], " ")
+        }
+    }
 }
 
 /// Renders `show peers security`.
@@ -212,11 +280,96 @@ mod tests {
         );
     }
 
+    /// Counters with distinct counts, so that a line shows which one it is.
+    const DROPS: [(&str, u64); 2] = [("no-key", 2), ("unknown-key-id", 3)];
+    const FORWARDING: [(&str, u64); 3] =
+        [("ingress_forwarded", 11), ("rotations_started", 12), ("punted", 13)];
+    const BFD_DROPS: [(&str, u64); 2] = [("malformed", 21), ("ttl_not_255", 22)];
+    const NEIGHBOURS: [(&str, u64); 2] = [("replies_sent", 31), ("not_learned", 32)];
+
+    fn stats(resolves_neighbours: bool) -> StatsCounters<'static> {
+        StatsCounters {
+            drops: &DROPS,
+            forwarding: &FORWARDING,
+            bfd_drops: &BFD_DROPS,
+            neighbours: &NEIGHBOURS,
+            resolves_neighbours,
+        }
+    }
+
+    /// Splits a counter line of the text into its label and count.
+    fn label_and_count(line: &str) -> Option<(String, u64)> {
+        let (label, count) = line.strip_prefix("  ")?.trim_end().rsplit_once(' ')?;
+        Some((label.trim_end().to_owned(), count.parse().ok()?))
+    }
+
     #[test]
-    fn drop_counters_in_one_case() {
-        let (text, json) = render_drop_counters(&[("no-key", 2), ("ttl_not_255", 0)]);
+    fn stats_text_has_every_json_counter() {
+        let (text, json) = render_stats(&stats(true));
+        let shown: Vec<(String, u64)> = text.lines().filter_map(label_and_count).collect();
+        let groups = json.as_object().unwrap();
+        assert_eq!(groups.len(), 4, "{json}");
+        let mut counters = 0;
+        for (group, values) in groups {
+            for (name, count) in values.as_object().unwrap() {
+                let label = if group.ends_with("drops") {
+                    format!("drop {}", name.replace('_', "-"))
+                } else {
+                    name.replace('_', " ")
+                };
+                let count = count.as_u64().unwrap();
+                assert!(
+                    shown.contains(&(label.clone(), count)),
+                    "{group}.{name} = {count} not shown as '{label}' in\n{text}"
+                );
+                counters += 1;
+            }
+        }
+        assert_eq!(shown.len(), counters, "the text has counters the JSON lacks\n{text}");
+    }
+
+    #[test]
+    fn stats_json_names_in_snake_case() {
+        let (_, json) = render_stats(&stats(true));
+        assert_eq!(json["drops"], serde_json::json!({ "no_key": 2, "unknown_key_id": 3 }));
+        assert_eq!(
+            json["forwarding"],
+            serde_json::json!({ "ingress_forwarded": 11, "rotations_started": 12, "punted": 13 })
+        );
+        assert_eq!(json["bfd_drops"], serde_json::json!({ "malformed": 21, "ttl_not_255": 22 }));
+        assert_eq!(
+            json["neighbours"],
+            serde_json::json!({ "replies_sent": 31, "not_learned": 32 })
+        );
+    }
+
+    #[test]
+    fn stats_text_layout() {
+        let (text, _) = render_stats(&stats(true));
+        let expected = "Dataplane\n\
+            \x20 drop no-key         2\n\
+            \x20 drop unknown-key-id 3\n\
+            \x20 ingress forwarded   11\n\
+            \x20 rotations started   12\n\
+            \x20 punted              13\n\
+            BFD\n\
+            \x20 drop malformed      21\n\
+            \x20 drop ttl-not-255    22\n\
+            Neighbour resolution (ports without a kernel stack)\n\
+            \x20 replies sent        31\n\
+            \x20 not learned         32\n";
+        assert_eq!(text, expected);
         assert!(!text.contains(['{', '}']), "{text}");
-        assert_eq!(text, "  drop no-key                2\n  drop ttl-not-255           0\n");
-        assert_eq!(json, serde_json::json!({ "no_key": 2, "ttl_not_255": 0 }));
+    }
+
+    #[test]
+    fn stats_neighbours_shown_without_resolution() {
+        let (text, json) = render_stats(&stats(false));
+        assert!(
+            text.contains("Neighbour resolution (no port without a kernel stack on this router)\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n  not learned         32\n"), "{text}");
+        assert_eq!(json["neighbours"]["not_learned"], 32);
     }
 }

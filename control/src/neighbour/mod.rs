@@ -106,6 +106,33 @@ pub struct ResolverCounters {
     pub not_learned: u64,
 }
 
+impl ResolverCounters {
+    /// Returns every counter with its field name, in declaration order, for `show stats`.
+    pub fn named(&self) -> [(&'static str, u64); 8] {
+        // Destructured in full, so that a new field fails to compile until it is listed.
+        let ResolverCounters {
+            replies_sent,
+            requests_sent,
+            learned,
+            expired,
+            malformed,
+            ignored,
+            rate_limited,
+            not_learned,
+        } = *self;
+        [
+            ("replies_sent", replies_sent),
+            ("requests_sent", requests_sent),
+            ("learned", learned),
+            ("expired", expired),
+            ("malformed", malformed),
+            ("ignored", ignored),
+            ("rate_limited", rate_limited),
+            ("not_learned", not_learned),
+        ]
+    }
+}
+
 /// One resolved neighbour.
 #[derive(Debug, Clone, Copy)]
 struct Entry {

@@ -74,7 +74,7 @@ const CUT_INTERFACE: &str = "wan-b-net";
 /// The drop reasons of svrd's dataplane that a key problem shows up as: a packet sealed
 /// under a key the receiver no longer or not yet has, one whose HMAC does not verify, and
 /// one replayed.
-const KEY_DROP_REASONS: [&str; 4] = ["bad-tag", "no-key", "unknown-key-id", "replay"];
+const KEY_DROP_REASONS: [&str; 4] = ["bad_tag", "no_key", "unknown_key_id", "replay"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,7 +94,8 @@ struct Args {
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(10..=5000))]
     rate: u32,
 
-    /// Keep the work directory (configuration, certificates, svrd log) and print its path.
+    /// After the checks, keep both routers running for svrctl until Ctrl-C or SIGTERM, then
+    /// keep the work directory (configuration, certificates, svrd log) and print its path.
     #[arg(long)]
     keep: bool,
 
@@ -152,7 +153,6 @@ fn main() -> ExitCode {
     if result.is_err() {
         return ExitCode::FAILURE;
     }
-    println!("{}", checks.summary());
     if checks.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
@@ -164,18 +164,74 @@ fn run(args: &Args, work: &Path, stop: &AtomicBool, checks: &mut Checks) -> Resu
     step("svrd r1 and r2 in this process, over memory ports");
     let marker = marker()?;
     let mut lab = Lab::start(&config, work, KEY_GRACE, marker.as_bytes())?;
+    let svrctl = svrctl_program();
     println!(
-        "r1 and r2 run svrd's daemon on threads of this process; while the demo runs,\n  \
-         svrctl --socket {} show peers security\n  svrctl --socket {} show peers security",
-        lab.r1.socket.display(),
-        lab.r2.socket.display()
+        "r1 and r2 run svrd's daemon on threads of this process. Their management sockets \
+         answer svrctl only while the demo runs{}:",
+        if args.keep { ", and after the checks until Ctrl-C" } else { " (--keep holds them)" }
     );
-    let result = exercise(&mut lab, args, stop, checks);
+    print_svrctl_commands(&svrctl, &lab);
+    let mut result = exercise(&mut lab, args, stop, checks);
+    if result.is_ok() {
+        println!("{}", checks.summary());
+        if args.keep {
+            result = hold(&mut lab, &svrctl, stop);
+        }
+    }
     let errors = lab.stop();
     result?;
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
+    Ok(())
+}
+
+/// Returns the svrctl to print in commands: the one built beside this program, or `svrctl`
+/// from `PATH` with a note on how to build it.
+fn svrctl_program() -> String {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|program| program.parent().map(|dir| dir.join("svrctl")))
+        .filter(|svrctl| svrctl.is_file());
+    match beside {
+        Some(svrctl) => svrctl.display().to_string(),
+        None => {
+            println!(
+                "svrctl is not built beside svrd-demo; build it with \
+                 cargo build --release -p svr-control --bin svrctl"
+            );
+            "svrctl".to_owned()
+        }
+    }
+}
+
+/// Prints svrctl command lines for both routers' management sockets.
+fn print_svrctl_commands(svrctl: &str, lab: &Lab) {
+    for (router, command) in [
+        (&lab.r1, "show peers security"),
+        (&lab.r2, "show peers security"),
+        (&lab.r1, "show stats"),
+        (&lab.r1, "show alarms"),
+        (&lab.r1, "rotate security metadata-key"),
+    ] {
+        println!("  {svrctl} --socket {} {command}", router.socket.display());
+    }
+}
+
+/// Keeps the routers running, with no traffic, until a signal sets `stop`, so that svrctl
+/// can inspect them. Returns an error if a router stops first.
+fn hold(lab: &mut Lab, svrctl: &str, stop: &AtomicBool) -> Result<(), String> {
+    step("routers held for svrctl until Ctrl-C or SIGTERM; no traffic runs now");
+    print_svrctl_commands(svrctl, lab);
+    while !stop.load(Ordering::Relaxed) {
+        for router in [&mut lab.r1, &mut lab.r2] {
+            if let Some(error) = router.exited() {
+                return Err(format!("svrd {} stopped while held: {error}", router.name));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("stopping r1 and r2");
     Ok(())
 }
 
@@ -256,6 +312,7 @@ fn exercise(
     let cut = Phase { duration: CUT_TRAFFIC, ..measured(3) };
     cut_path(lab, cut, stop, checks)?;
     check_drop_counters(lab, checks)?;
+    check_alarms(lab, checks)?;
 
     step("summary");
     println!("{}", report::throughput_line(&baseline));
@@ -519,6 +576,32 @@ fn check_drop_counters(lab: &Lab, checks: &mut Checks) -> Result<(), String> {
             "{} on r1 and r2: {}",
             KEY_DROP_REASONS.join(", "),
             if key_drops.is_empty() { "all 0".to_owned() } else { key_drops.join(", ") }
+        ),
+    );
+    Ok(())
+}
+
+/// Prints the active alarms of both routers and checks that there are none: the demo's
+/// certificates are far from expiry, and every peer and path is up.
+fn check_alarms(lab: &Lab, checks: &mut Checks) -> Result<(), String> {
+    step("alarms");
+    let mut active = Vec::new();
+    for router in [&lab.r1, &lab.r2] {
+        let alarms = router.alarms()?;
+        if alarms.is_empty() {
+            println!("  {}: no active alarm", router.name);
+        }
+        for alarm in alarms {
+            println!("  {}: {alarm}", router.name);
+            active.push(format!("{} {alarm}", router.name));
+        }
+    }
+    checks.check(
+        "no alarms",
+        active.is_empty(),
+        &format!(
+            "show alarms on r1 and r2: {}",
+            if active.is_empty() { "none active".to_owned() } else { active.join("; ") }
         ),
     );
     Ok(())

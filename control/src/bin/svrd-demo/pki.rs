@@ -16,11 +16,16 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 
+use svr_control::alarm::EXPIRY_MINOR_WINDOW;
+
 use crate::topology::common_name;
 
-/// How long the certificates are valid: the demo needs minutes, and a day leaves room for
-/// `--keep` and for clocks that differ a little.
-const VALIDITY: Duration = Duration::from_secs(24 * 3600);
+/// How long the certificates are valid, as `scripts/lib/pki.sh` makes them: a year. The
+/// demo needs minutes, but svrd raises an expiry alarm for a certificate that expires
+/// within [`EXPIRY_MINOR_WINDOW`], and a demo should run without alarms.
+const VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+
+const _: () = assert!(VALIDITY.as_secs() > EXPIRY_MINOR_WINDOW.as_secs());
 
 /// Writes `ca.pem` and, for each router of `routers`, `ROUTER.pem` and `ROUTER.key` into
 /// `dir`. The CA's key is not written: nothing signs with it later.
@@ -113,19 +118,29 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use svr_control::alarm::own_certificate_expiry;
     use svr_control::pki::{IdentityOrigin, OwnIdentity, RevocationSet, TrustStore, validate_peer};
 
-    #[test]
-    fn router_certificate_validates_as_peer() {
-        let dir = std::env::temp_dir().join(format!("svrd-demo-pki-{}", std::process::id()));
+    /// Writes the PKI of r1 and r2 into a new temporary directory named for `tag`.
+    fn write_demo_pki(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("svrd-demo-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         write(&dir, &["r1", "r2"]).unwrap();
+        dir
+    }
 
-        let certificate = fs::read(dir.join("r1.pem")).unwrap();
-        let key = fs::read(dir.join("r1.key")).unwrap();
-        let identity =
-            OwnIdentity::from_bytes(&certificate, &key, IdentityOrigin::Installed).unwrap();
+    /// Loads the certificate and key of `router` from `dir`.
+    fn load_identity(dir: &Path, router: &str) -> OwnIdentity {
+        let certificate = fs::read(dir.join(format!("{router}.pem"))).unwrap();
+        let key = fs::read(dir.join(format!("{router}.key"))).unwrap();
+        OwnIdentity::from_bytes(&certificate, &key, IdentityOrigin::Installed).unwrap()
+    }
+
+    #[test]
+    fn router_certificate_validates_as_peer() {
+        let dir = write_demo_pki("pki");
+        let identity = load_identity(&dir, "r1");
         assert_eq!(identity.common_name(), "svrdemo-r1");
         assert!(!identity.is_self_signed());
 
@@ -142,6 +157,17 @@ mod tests {
 
         let mode = fs::metadata(dir.join("r2.key")).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn certificates_raise_no_expiry_alarm() {
+        let dir = write_demo_pki("expiry");
+        for router in ["r1", "r2"] {
+            let not_after = load_identity(&dir, router).validity().1;
+            let alarm = own_certificate_expiry(router, not_after, SystemTime::now());
+            assert_eq!(alarm, None, "{router}'s certificate raises an expiry alarm");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -94,18 +94,38 @@ impl Router {
             .ok_or_else(|| format!("no metadata_rekey_index in {}", reply.data))
     }
 
-    /// Returns the dataplane drop counters of `show stats`, by reason, named as the text
-    /// output names them (`no-key`; the JSON spells it `no_key`).
+    /// Returns the dataplane drop counters of `show stats`, by reason, with their JSON
+    /// names (`no_key`).
     pub fn drop_counters(&self) -> Result<Vec<(String, u64)>, String> {
         let reply = self.request(&Command::ShowStats)?;
         let drops = reply.data["drops"]
             .as_object()
             .ok_or_else(|| format!("no drop counters in {}", reply.data))?;
-        let counters = drops
-            .iter()
-            .map(|(name, count)| (name.replace('_', "-"), count.as_u64().unwrap_or(0)))
-            .collect();
+        let counters =
+            drops.iter().map(|(name, count)| (name.clone(), count.as_u64().unwrap_or(0))).collect();
         Ok(counters)
+    }
+
+    /// Returns the active alarms of `show alarms`, each as `ID SEVERITY PROCESS: MESSAGE`.
+    pub fn alarms(&self) -> Result<Vec<String>, String> {
+        let reply = self.request(&Command::ShowAlarms)?;
+        let alarms =
+            reply.data.as_array().ok_or_else(|| format!("no alarm list in {}", reply.data))?;
+        let field =
+            |alarm: &serde_json::Value, name: &str| alarm[name].as_str().unwrap_or("?").to_owned();
+        let lines = alarms
+            .iter()
+            .map(|alarm| {
+                format!(
+                    "{} {} {}: {}",
+                    field(alarm, "id"),
+                    field(alarm, "severity"),
+                    field(alarm, "process"),
+                    field(alarm, "message")
+                )
+            })
+            .collect();
+        Ok(lines)
     }
 }
 
