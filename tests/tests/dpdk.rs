@@ -194,6 +194,9 @@ fn netns_dpdk_router_stops_cleanly() {
     // least 1.5 s (three times the 500 ms receive interval) could pass.
     let status = lab.r1.stop().expect("r1 was running");
     assert!(status.success(), "r1 exits cleanly: {status}\n{}", lab.logs());
+    // EAL's runtime directory for r1's file prefix goes with it, telemetry socket included.
+    let runtime = std::path::Path::new("/var/run/dpdk/svrd-r1");
+    assert!(!runtime.exists(), "{} left after a clean stop\n{}", runtime.display(), lab.logs());
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     let mut down = false;
     while std::time::Instant::now() < deadline {

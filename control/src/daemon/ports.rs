@@ -242,8 +242,8 @@ fn eal_runtime_dir(file_prefix: &str, uid: u32, xdg_runtime_dir: Option<PathBuf>
 
 /// Removes EAL's runtime directory `dir` at a clean stop. svrd does not tear EAL down, so
 /// it first deletes the files EAL leaves there: the `config` lock file, the `fbarray_*`
-/// memory maps, `hugepage_info` and `mp_socket*`. Any other file keeps the directory,
-/// because it may be another process's.
+/// memory maps, `hugepage_info`, `mp_socket*` and the telemetry socket. Any other file
+/// keeps the directory, because it may be another process's.
 pub(super) fn remove_runtime_dir(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -265,12 +265,15 @@ pub(super) fn remove_runtime_dir(dir: &Path) {
 }
 
 /// Returns whether `name` is one of the files DPDK 22.11's EAL creates in its runtime
-/// directory.
+/// directory. The telemetry library's socket (`dpdk_telemetry.v2`) is among them: left in
+/// place, it keeps the directory, and the library unlinks it only at process exit, which
+/// leaves the directory empty behind svrd.
 fn is_eal_runtime_file(name: &str) -> bool {
     name == "config"
         || name == "hugepage_info"
         || name.starts_with("mp_socket")
         || name.starts_with("fbarray_")
+        || name.starts_with("dpdk_telemetry")
 }
 
 /// Attaches svrd's XDP program to the port's interface and opens its AF_XDP socket. A
@@ -524,7 +527,8 @@ mod tests {
         let (eal_only, foreign) = (base.join("eal-only"), base.join("foreign"));
         for dir in [&eal_only, &foreign] {
             std::fs::create_dir_all(dir).unwrap();
-            for name in ["config", "fbarray_memzone", "fbarray_nohugemem", "mp_socket"] {
+            let names = ["config", "fbarray_memzone", "mp_socket", "dpdk_telemetry.v2"];
+            for name in names {
                 std::fs::write(dir.join(name), b"").unwrap();
             }
         }
