@@ -55,11 +55,14 @@ pub fn vdev_interface(text: &str) -> Option<&str> {
     text.split(',').skip(1).find_map(|pair| pair.strip_prefix("iface="))
 }
 
-/// Linux limits interface names to 15 bytes (IFNAMSIZ less the NUL) and forbids `/`, `:` in
-/// names the kernel accepts from user space, and blanks.
+/// Maximum length of a Linux interface name in bytes: IFNAMSIZ (16) less the NUL.
+pub(super) const MAX_IFNAME_BYTES: usize = 15;
+
+/// Linux limits interface names to [`MAX_IFNAME_BYTES`] and forbids `/`, `:` in names the
+/// kernel accepts from user space, and blanks.
 pub(super) fn is_linux_ifname(text: &str) -> bool {
     !text.is_empty()
-        && text.len() <= 15
+        && text.len() <= MAX_IFNAME_BYTES
         && text != "."
         && text != ".."
         && !text

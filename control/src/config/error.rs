@@ -101,15 +101,20 @@ pub enum ConfigErrorKind {
     MissingBinding { device_interface: String, driver: &'static str, needs: &'static str },
     /// A gateway or address of the wrong IP family for its interface address.
     FamilyMismatch { keyword: String, value: String, expected: &'static str },
-    /// A device that two device-interfaces of one node bind: the same `interface-name`,
-    /// `vdev` device name or PCI address.
+    /// A device that two device-interfaces of one node bind: the same Linux interface (by
+    /// `interface-name` or by the `iface=` of a `vdev`), `vdev` device name or PCI address.
     DuplicateBinding {
         keyword: &'static str,
         value: String,
-        /// The device, as compared: the vdev's name or the PCI address in full form.
+        /// The kind of device as messages name it: `device` or `Linux interface`.
+        device_kind: &'static str,
+        /// The device, as compared: the Linux interface, the vdev's name or the PCI address
+        /// in full form.
         device: String,
         /// The device-interface that binds it first.
         other: String,
+        /// The keyword by which `other` binds it.
+        other_keyword: &'static str,
         first: Span,
     },
     /// A value that is valid alone but not with another one in the same block.
@@ -241,15 +246,27 @@ impl fmt::Display for ConfigErrorKind {
             K::FamilyMismatch { keyword, value, expected } => {
                 write!(f, "{keyword} {}: must be an {expected} address", Clip(value))
             }
-            K::DuplicateBinding { keyword, value, device, other, first } => {
+            K::DuplicateBinding {
+                keyword,
+                value,
+                device_kind,
+                device,
+                other,
+                other_keyword,
+                first,
+            } => {
                 write!(f, "{keyword} {}: ", Clip(value))?;
                 if device != value {
-                    write!(f, "device {} ", Clip(device))?;
+                    write!(f, "{device_kind} {} ", Clip(device))?;
+                }
+                write!(f, "already bound by device-interface {other}")?;
+                if other_keyword != keyword {
+                    write!(f, " through its {other_keyword}")?;
                 }
                 write!(
                     f,
-                    "already bound by device-interface {other} at line {}; expected a device \
-                     that no other device-interface of the node uses",
+                    " at line {}; expected a device that no other device-interface of the node \
+                     uses",
                     first.line
                 )
             }

@@ -57,6 +57,15 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     Err(report)
 }
 
+/// Returns every error message for `text`, in line order.
+#[cfg(test)]
+fn error_messages(text: &str) -> Vec<String> {
+    match parse_authority(text) {
+        Ok(_) => Vec::new(),
+        Err(report) => report.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
 /// Largest configuration file read, in bytes. The cap stops a wrong path such as
 /// `/dev/zero` from filling memory.
 pub const MAX_FILE_LEN: u64 = 64 << 20;
