@@ -167,7 +167,9 @@ impl fmt::Display for ConfigErrorKind {
             K::MissingRoot { found } => {
                 write!(f, "{}: the configuration must start with config or configure", Clip(found))
             }
-            K::Empty => write!(f, "empty configuration: expected config followed by authority"),
+            K::Empty => {
+                write!(f, "configuration is empty: expected config followed by an authority block")
+            }
             K::UnknownKeyword { keyword, block, suggestion, belongs_in, allowed } => {
                 write!(f, "unknown keyword {} in {block}", Clip(keyword))?;
                 match (suggestion, belongs_in) {

@@ -41,7 +41,9 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
-    let tree = parser::parse(lexer::Statements::new(text), &mut errors);
+    let Some(tree) = parser::parse(lexer::Statements::new(text), &mut errors) else {
+        return Err(ConfigErrors { errors, warnings });
+    };
     let authority = lower::lower(&tree, &mut errors, &mut warnings);
     if let Some(mut authority) = authority {
         generate::generate(&mut authority, &mut warnings);

@@ -22,7 +22,8 @@ use super::tree::{Node, NodeId, Tree};
 use super::value::{self, Value};
 
 /// Parses statements into a tree, collecting every lexical, structural and value error.
-pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> Tree {
+/// Returns `None` for a text without any statement, which is reported as the only error.
+pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> Option<Tree> {
     let root = Node {
         schema: &schema::ROOT,
         span: Span::new(1, 1),
@@ -49,8 +50,9 @@ pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> T
     }
     if empty {
         parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
+        return None;
     }
-    parser.tree
+    Some(parser.tree)
 }
 
 #[derive(PartialEq)]
@@ -467,4 +469,18 @@ fn path_to(schema: &'static Schema, keyword: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error_messages;
+
+    #[test]
+    fn empty_text_one_error() {
+        let expected = "line 1, column 1: configuration is empty: expected config followed by \
+                        an authority block";
+        for text in ["", "\n\n", "  \t \r\n", "# only a comment\n"] {
+            assert_eq!(error_messages(text), [expected], "{text:?}");
+        }
+    }
 }
