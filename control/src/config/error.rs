@@ -44,6 +44,16 @@ pub enum ConfigErrorKind {
     UnknownEscape { escape: char },
     /// A `"` inside a bare word.
     QuoteInsideWord { word: String },
+    /// A line indented with tabs where an earlier line is indented with spaces, or the
+    /// reverse, or a line indented with both.
+    MixedIndentation {
+        /// The blanks that indent this line: `tabs`, `spaces` or `tabs and spaces`.
+        found: &'static str,
+        /// The first indented line, and its blanks, when it comes before this one.
+        first: Option<(u32, &'static str)>,
+        /// The lines after this one whose indentation mixes too.
+        more_lines: u32,
+    },
 
     // Structure (parser).
     /// The text does not start with `config` or `configure`.
@@ -163,6 +173,18 @@ impl fmt::Display for ConfigErrorKind {
             ),
             K::QuoteInsideWord { word } => {
                 write!(f, "unexpected quote inside {}: quote the whole value", Clip(word))
+            }
+            K::MixedIndentation { found, first, more_lines } => {
+                write!(f, "indentation with {found}")?;
+                if let Some((line, first)) = first {
+                    write!(f, ", but line {line} is indented with {first}")?;
+                }
+                match more_lines {
+                    0 => {}
+                    1 => write!(f, " (and 1 more line after this one)")?,
+                    n => write!(f, " (and {n} more lines after this one)")?,
+                }
+                write!(f, ": indent every line with spaces, or every line with tabs")
             }
             K::MissingRoot { found } => {
                 write!(f, "{}: the configuration must start with config or configure", Clip(found))
