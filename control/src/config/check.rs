@@ -169,28 +169,7 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
         own_certificate_problems(certificate, key, now, &mut problems)
             .map(|identity| (identity, certificate))
     });
-    let mut trust = crate::pki::TrustStore::new();
-    for source in &plan.trusted_cas {
-        let (origin, pem) = match source {
-            super::CertificateSource::File(path) => match std::fs::read(path) {
-                Ok(pem) => (format!("file {path}"), pem),
-                Err(error) => {
-                    problems.errors.push(format!(
-                        "trusted-ca-certificate file {path}: cannot be read: {error}"
-                    ));
-                    continue;
-                }
-            },
-            super::CertificateSource::Content(text) => {
-                ("content".to_owned(), text.as_bytes().to_vec())
-            }
-        };
-        if let Err(error) = trust.add_pem_bundle(&pem) {
-            problems
-                .errors
-                .push(format!("trusted-ca-certificate {origin}: not a CA certificate: {error}"));
-        }
-    }
+    let trust = trusted_cas(&plan.trusted_cas, &mut problems);
     if let Some((identity, certificate)) = identity {
         own_certificate_use(&identity, certificate, &plan.peering_common_name, &trust, now)
             .apply(&mut problems);
@@ -204,6 +183,37 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
             .map(|warning| name(format!("warning: {warning}")))
             .collect(),
     }
+}
+
+/// Reads the trusted CA certificates as the daemon does at start, PEM or DER, and returns
+/// them as a trust store. Each source that cannot be read or added is an error.
+fn trusted_cas(
+    sources: &[super::CertificateSource],
+    problems: &mut PlanProblems,
+) -> crate::pki::TrustStore {
+    let mut trust = crate::pki::TrustStore::new();
+    for source in sources {
+        let (origin, bytes) = match source {
+            super::CertificateSource::File(path) => match std::fs::read(path) {
+                Ok(bytes) => (format!("file {path}"), bytes),
+                Err(error) => {
+                    problems.errors.push(format!(
+                        "trusted-ca-certificate file {path}: cannot be read: {error}"
+                    ));
+                    continue;
+                }
+            },
+            super::CertificateSource::Content(text) => {
+                ("content".to_owned(), text.as_bytes().to_vec())
+            }
+        };
+        if let Err(error) = trust.add_certificates(&bytes) {
+            problems
+                .errors
+                .push(format!("trusted-ca-certificate {origin}: not a CA certificate: {error}"));
+        }
+    }
+    trust
 }
 
 /// Loads the router's installed certificate and private key as the daemon does at start,
@@ -447,6 +457,36 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+
+    /// Writes a CA certificate named `cn`, made by `adjust` from CA parameters, into a
+    /// new directory named after `tag` (removed on drop) as `ca.der` and `ca.pem`.
+    fn ca_files(tag: &str, cn: &str, adjust: impl FnOnce(&mut CertificateParams)) -> Installed {
+        let dir = std::env::temp_dir().join(format!("svrd-check-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        adjust(&mut params);
+        let certificate = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.der"), certificate.der()).unwrap();
+        std::fs::write(dir.join("ca.pem"), certificate.pem()).unwrap();
+        Installed { dir }
+    }
+
+    /// Returns the trusted CA file `name` of `files` as a configured source.
+    fn ca_source(files: &Installed, name: &str) -> crate::config::CertificateSource {
+        let path = files.dir.join(name);
+        crate::config::CertificateSource::File(path.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn trusted_ca_der_file_accepted() {
+        let files = ca_files("ca-der", "lab CA", |_| {});
+        let mut problems = PlanProblems::default();
+        let trust = trusted_cas(&[ca_source(&files, "ca.der")], &mut problems);
+        assert_eq!(problems.errors, Vec::<String>::new());
+        assert_eq!(trust.len(), 1);
     }
 
     #[test]
