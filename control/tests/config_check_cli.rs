@@ -81,7 +81,7 @@ fn check_sample_plan_errors() {
         );
         assert!(
             lines[2].starts_with(&format!(
-                "{path}: router {router}: trusted-ca-certificate content: not a CA certificate: "
+                "{path}: router {router}: trusted-ca-certificate lab-root (content): malformed "
             )),
             "{text}"
         );
@@ -565,7 +565,11 @@ fn check_garbage_ca_file() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
-        text.contains(&format!("trusted-ca-certificate file {}: not a CA", ca.path())),
+        text.contains(&format!(
+            "trusted-ca-certificate lab (file {}): malformed CA certificate file: not a DER or \
+             PEM certificate",
+            ca.path()
+        )),
         "{text}"
     );
 }

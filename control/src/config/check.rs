@@ -169,7 +169,8 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
         own_certificate_problems(certificate, key, now, &mut problems)
             .map(|identity| (identity, certificate))
     });
-    let trust = trusted_cas(&plan.trusted_cas, &mut problems);
+    // The plan's trusted CAs are the authority's, which also have names for the messages.
+    let trust = trusted_cas(&config.authority.trusted_ca_certificates, &mut problems);
     if let Some((identity, certificate)) = identity {
         own_certificate_use(&identity, certificate, &plan.peering_common_name, &trust, now)
             .apply(&mut problems);
@@ -186,19 +187,18 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
 }
 
 /// Reads the trusted CA certificates as the daemon does at start, PEM or DER, and returns
-/// them as a trust store. Each source that cannot be read or added is an error.
-fn trusted_cas(
-    sources: &[super::CertificateSource],
-    problems: &mut PlanProblems,
-) -> crate::pki::TrustStore {
+/// them as a trust store. Each one that cannot be read, or is not a CA certificate, is an
+/// error.
+fn trusted_cas(cas: &[super::Certificate], problems: &mut PlanProblems) -> crate::pki::TrustStore {
     let mut trust = crate::pki::TrustStore::new();
-    for source in sources {
-        let (origin, bytes) = match source {
+    for ca in cas {
+        let name = &ca.name;
+        let (origin, bytes) = match &ca.source {
             super::CertificateSource::File(path) => match std::fs::read(path) {
                 Ok(bytes) => (format!("file {path}"), bytes),
                 Err(error) => {
                     problems.errors.push(format!(
-                        "trusted-ca-certificate file {path}: cannot be read: {error}"
+                        "trusted-ca-certificate {name} (file {path}): cannot be read: {error}"
                     ));
                     continue;
                 }
@@ -208,9 +208,7 @@ fn trusted_cas(
             }
         };
         if let Err(error) = trust.add_certificates(&bytes) {
-            problems
-                .errors
-                .push(format!("trusted-ca-certificate {origin}: not a CA certificate: {error}"));
+            problems.errors.push(format!("trusted-ca-certificate {name} ({origin}): {error}"));
         }
     }
     trust
@@ -474,19 +472,50 @@ mod tests {
         Installed { dir }
     }
 
-    /// Returns the trusted CA file `name` of `files` as a configured source.
-    fn ca_source(files: &Installed, name: &str) -> crate::config::CertificateSource {
-        let path = files.dir.join(name);
-        crate::config::CertificateSource::File(path.to_str().unwrap().to_owned())
+    /// Returns the file `name` of `files` as the trusted CA `lab`.
+    fn trusted_ca(files: &Installed, name: &str) -> crate::config::Certificate {
+        let path = files.dir.join(name).to_str().unwrap().to_owned();
+        crate::config::Certificate {
+            name: "lab".to_owned(),
+            source: crate::config::CertificateSource::File(path),
+            validation_mode: crate::config::ValidationMode::Strict,
+            span: crate::config::Span::default(),
+        }
     }
 
     #[test]
     fn trusted_ca_der_file_accepted() {
         let files = ca_files("ca-der", "lab CA", |_| {});
         let mut problems = PlanProblems::default();
-        let trust = trusted_cas(&[ca_source(&files, "ca.der")], &mut problems);
+        let trust = trusted_cas(&[trusted_ca(&files, "ca.der")], &mut problems);
         assert_eq!(problems.errors, Vec::<String>::new());
         assert_eq!(trust.len(), 1);
+    }
+
+    #[test]
+    fn trusted_ca_end_entity_rejected() {
+        let cases = [
+            (rcgen::IsCa::ExplicitNoCa, "basicConstraints CA:FALSE"),
+            (rcgen::IsCa::NoCa, "no basicConstraints"),
+        ];
+        for (is_ca, found) in cases {
+            let files = ca_files("ca-not-ca", "r1", |params| params.is_ca = is_ca);
+            for file in ["ca.pem", "ca.der"] {
+                let mut problems = PlanProblems::default();
+                let trust = trusted_cas(&[trusted_ca(&files, file)], &mut problems);
+                assert!(trust.is_empty(), "{file}, {found}");
+                let path = files.dir.join(file);
+                assert_eq!(
+                    problems.errors,
+                    [format!(
+                        "trusted-ca-certificate lab (file {}): certificate CN=r1 is not a CA \
+                         certificate ({found}); expected a CA certificate with basicConstraints \
+                         CA:TRUE",
+                        path.display()
+                    )]
+                );
+            }
+        }
     }
 
     #[test]
