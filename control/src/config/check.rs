@@ -156,13 +156,17 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
         }
     };
     let mut problems = PlanProblems::default();
+    // svrd does not start with a DPDK port it cannot open, unless it may fall back to AF_XDP.
     for (port, device, fallback) in crate::daemon::ports_needing_dpdk(&plan) {
         let message = crate::daemon::without_dpdk_message(port, device);
-        problems.warnings.push(if fallback {
-            format!("{message}; until then svrd opens it with AF_XDP on {}", port.linux_name)
+        if fallback {
+            problems.warnings.push(format!(
+                "{message}; until then svrd opens it with AF_XDP on {}",
+                port.linux_name
+            ));
         } else {
-            format!("{message}; until then svrd does not start")
-        });
+            problems.errors.push(message);
+        }
     }
     let now = SystemTime::now();
     let identity = plan.certificate.as_ref().and_then(|(certificate, key)| {
@@ -216,8 +220,10 @@ fn trusted_cas(cas: &[super::Certificate], problems: &mut PlanProblems) -> crate
 
 /// Loads the router's installed certificate and private key as the daemon does at start,
 /// so that a missing or unparsable file or a key of another certificate is an error.
-/// A certificate outside its validity period at `now` is a warning, because the check may
-/// run long before the daemon starts. Returns the loaded identity when there is one.
+/// A certificate expired at `now` is a warning, because svrd starts with it and raises the
+/// expiry alarm. One not valid yet is left to [`own_certificate_use`], which reports it as
+/// an error because svrd does not start with it. Returns the loaded identity when there is
+/// one.
 fn own_certificate_problems(
     certificate: &Path,
     key: &Path,
@@ -225,6 +231,7 @@ fn own_certificate_problems(
     problems: &mut PlanProblems,
 ) -> Option<OwnIdentity> {
     let path = certificate.display();
+    let errors_before = problems.errors.len();
     if let Err(error) = std::fs::metadata(certificate) {
         problems.errors.push(format!("client-certificate file {path}: cannot be read: {error}"));
     }
@@ -245,7 +252,7 @@ fn own_certificate_problems(
             None
         }
     };
-    if !problems.errors.is_empty() {
+    if problems.errors.len() > errors_before {
         return None;
     }
     if key_bytes.as_deref().is_some_and(is_sealed_key) {
@@ -275,19 +282,12 @@ fn own_certificate_problems(
             return None;
         }
     };
-    let (not_before, not_after) = identity.validity();
-    let now = crate::pki::validate::unix_seconds(now);
-    if now > not_after {
+    let (_, not_after) = identity.validity();
+    if crate::pki::validate::unix_seconds(now) > not_after {
         problems.warnings.push(format!(
             "client-certificate file {path}: expired at {}, so peers reject it; install a \
              renewed certificate",
             format_unix(not_after)
-        ));
-    } else if now < not_before {
-        problems.warnings.push(format!(
-            "client-certificate file {path}: not valid before {}, and svrd does not start \
-             with it until then",
-            format_unix(not_before)
         ));
     }
     Some(identity)
@@ -600,15 +600,48 @@ mod tests {
     }
 
     #[test]
-    fn own_certificate_not_yet_valid_warns() {
+    fn own_certificate_not_yet_valid_rejected() {
         let installed = Installed::new("future", DAY, 2 * DAY);
-        let problems = installed.problems();
-        assert_eq!(problems.errors, Vec::<String>::new());
-        assert_eq!(problems.warnings.len(), 1);
-        assert!(
-            problems.warnings[0].contains("not valid before 2027-01-16 08:00:00 UTC"),
-            "{}",
-            problems.warnings[0]
+        let problems = installed.use_problems("r1");
+        assert_eq!(problems.warnings, Vec::<String>::new());
+        assert_eq!(problems.errors.len(), 1, "{:?}", problems.errors);
+        let error = &problems.errors[0];
+        assert!(error.contains("svrd does not start with it"), "{error}");
+        assert!(error.contains("not yet valid until 2027-01-16 08:00:00 UTC"), "{error}");
+    }
+
+    /// Returns a configuration of a router with one port bound by a DPDK virtual device
+    /// under `driver`, with `binding` lines on the port, and no certificate of its own.
+    #[cfg(not(feature = "dpdk"))]
+    fn dpdk_router(driver: &str, binding: &str) -> String {
+        format!(
+            "config\nauthority\nrouter r1\nnode n1\ndataplane\ndriver {driver}\nexit\n\
+             device-interface wan\nvdev net_null0\n{binding}\nnetwork-interface wan-net\n\
+             address 10.9.0.1\nprefix-length 24\n"
+        )
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn dpdk_port_without_dpdk_build_rejected() {
+        let report = check_text("dpdk.cfg", &dpdk_router("dpdk", ""), None);
+        assert_eq!(report.errors, 1, "{:?}", report.messages);
+        assert_eq!(report.warnings, 0, "{:?}", report.messages);
+        assert_eq!(
+            report.messages,
+            ["router r1: device-interface wan (net_null0): this svrd was built without DPDK; \
+                 rebuild with `--features dpdk`, or bind the port with interface-name and driver \
+                 af-xdp"]
         );
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn dpdk_port_with_fallback_warns() {
+        let report = check_text("dpdk.cfg", &dpdk_router("auto", "interface-name wan0"), None);
+        assert_eq!(report.errors, 0, "{:?}", report.messages);
+        assert_eq!(report.warnings, 1, "{:?}", report.messages);
+        let warning = &report.messages[0];
+        assert!(warning.ends_with("until then svrd opens it with AF_XDP on wan0"), "{warning}");
     }
 }
