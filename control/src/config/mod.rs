@@ -47,7 +47,8 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     let authority = lower::lower(&tree, &mut errors, &mut warnings);
     if let Some(mut authority) = authority {
         generate::generate(&mut authority, &mut warnings);
-        validate::validate(&authority, &mut errors, &mut warnings);
+        let unlowered = validate::Unlowered::from_tree(&tree);
+        validate::validate(&authority, &unlowered, &mut errors, &mut warnings);
         if errors.is_empty() {
             let mut report = ConfigErrors { errors, warnings };
             report.sort();

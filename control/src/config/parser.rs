@@ -148,7 +148,7 @@ impl Parser<'_> {
         // Close blocks until one accepts the keyword.
         let Some(depth) = self.accepting_depth(&first.text) else {
             let suggestion = self.unknown_keyword(first, true);
-            self.recover(first, suggestion, (tokens[0].span.column, indent));
+            self.recover(rest, suggestion, (tokens[0].span.column, indent));
             return;
         };
         self.stack.truncate(depth + 1);
@@ -184,14 +184,22 @@ impl Parser<'_> {
         skip.skipped_any && is_exit && first.span.column == skip.column
     }
 
-    /// Recovers from the unknown keyword `token` so that the lines after it are read as they
-    /// were meant. `indent` is the column of the first word of its line and the blanks
+    /// Recovers from the unknown keyword `tokens[0]` so that the lines after it are read as
+    /// they were meant. `indent` is the column of the first word of its line and the blanks
     /// before it.
     ///
     /// A suggested `exit` closes a block. A suggested block keyword opens a block of that
     /// kind, left out of the tree, so its contents are still checked and its `exit` closes
-    /// it. Otherwise the lines indented deeper than `indent` are skipped.
-    fn recover(&mut self, token: &Token, suggestion: Option<&'static str>, indent: (u32, Indent)) {
+    /// it. Such a list entry keeps the keys that follow the keyword, so that references to
+    /// it are known to be follow-on errors. Otherwise the lines indented deeper than
+    /// `indent` are skipped.
+    fn recover(
+        &mut self,
+        tokens: &[Token],
+        suggestion: Option<&'static str>,
+        indent: (u32, Indent),
+    ) {
+        let token = &tokens[0];
         if suggestion == Some("exit") && !self.stack.is_empty() {
             self.exit();
             return;
@@ -205,10 +213,13 @@ impl Parser<'_> {
             Some((depth, schema)) => {
                 self.stack.truncate(depth + 1);
                 let id = self.tree.nodes.len();
+                let keys = checked_keys(schema, &tokens[1..])
+                    .filter_map(|(_, token, value)| Some((token.clone(), value.ok()?)))
+                    .collect();
                 self.tree.nodes.push(Node {
                     schema,
                     span: token.span,
-                    keys: Vec::new(),
+                    keys,
                     value: None,
                     children: Vec::new(),
                     valid: false,
@@ -229,7 +240,7 @@ impl Parser<'_> {
             let parent = self.top();
             let Some(schema) = self.tree.node(parent).schema.child(&token.text) else {
                 let suggestion = self.unknown_keyword(token, false);
-                self.recover(token, suggestion, indent);
+                self.recover(tokens, suggestion, indent);
                 return;
             };
             match schema.kind {
@@ -377,25 +388,19 @@ impl Parser<'_> {
     ) {
         let mut keys = Vec::new();
         let mut valid = true;
-        if let Kind::List { keys: key_names, .. } = schema.kind {
-            for (name, key) in key_names.iter().zip(key_tokens) {
-                let ty = match schema.child(name).map(|s| &s.kind) {
-                    Some(Kind::Leaf(ty)) => *ty,
-                    _ => schema::Type::String,
-                };
-                match value::check(ty, &key.text) {
-                    Ok(v) => keys.push((key.clone(), v)),
-                    Err(allowed) => {
-                        valid = false;
-                        self.error(
-                            key.span,
-                            ConfigErrorKind::InvalidValue {
-                                keyword: format!("{} {}", token.text, name),
-                                value: key.text.clone(),
-                                allowed,
-                            },
-                        );
-                    }
+        for (name, key, value) in checked_keys(schema, key_tokens) {
+            match value {
+                Ok(v) => keys.push((key.clone(), v)),
+                Err(allowed) => {
+                    valid = false;
+                    self.error(
+                        key.span,
+                        ConfigErrorKind::InvalidValue {
+                            keyword: format!("{} {}", token.text, name),
+                            value: key.text.clone(),
+                            allowed,
+                        },
+                    );
                 }
             }
         }
@@ -460,6 +465,25 @@ impl Parser<'_> {
         );
         suggestion
     }
+}
+
+/// Checks the leading `key_tokens` against the key types of the list `schema`. Yields the
+/// name of each key, its token, and its value or the description of what is allowed.
+fn checked_keys<'t>(
+    schema: &'static Schema,
+    key_tokens: &'t [Token],
+) -> impl Iterator<Item = (&'static str, &'t Token, Result<Value, String>)> {
+    let names: &'static [&'static str] = match schema.kind {
+        Kind::List { keys, .. } => keys,
+        _ => &[],
+    };
+    names.iter().zip(key_tokens).map(move |(name, key)| {
+        let ty = match schema.child(name).map(|s| &s.kind) {
+            Some(Kind::Leaf(ty)) => *ty,
+            _ => schema::Type::String,
+        };
+        (*name, key, value::check(ty, &key.text))
+    })
 }
 
 /// Finds the shallowest block below `schema` that accepts `keyword` and returns its path,
