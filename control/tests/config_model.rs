@@ -289,8 +289,8 @@ fn select_router_prefers_hostname_then_node() {
 #[test]
 fn comments_and_indentation_ignored() {
     let c = parse(
-        "# leading comment\nconfig   # trailing comment\n\t  authority\n name \"a # not a comment\"\n\
-         \t\trouter r1 # the only router\n   description x#y\n",
+        "# leading comment\nconfig   # trailing comment\n      authority\n name \"a # not a comment\"\n\
+         \x20       router r1 # the only router\n   description x#y\n",
     );
     assert_eq!(c.authority.name.as_deref(), Some("a # not a comment"));
     assert_eq!(c.router("r1").unwrap().description.as_deref(), Some("x#y"));

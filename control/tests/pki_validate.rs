@@ -713,3 +713,16 @@ fn ca_file_garbage_says_so() {
     let err = TrustStore::new().add_certificates(&[0x30, 0x03, 1, 2, 3]).unwrap_err();
     assert_eq!(err.to_string(), "malformed CA certificate file: not a DER or PEM certificate");
 }
+
+#[test]
+fn ca_file_end_entity_rejected() {
+    let ca = root("ca");
+    let ee = issue(ee_params("r2", 2), Key::p256(), &ca);
+    for bytes in [ee.der.clone(), ee.pem().into_bytes()] {
+        let mut store = TrustStore::new();
+        let err = store.add_certificates(&bytes).unwrap_err();
+        assert!(matches!(err, ValidationError::NotCaCertificate { .. }), "{err}");
+        assert!(err.to_string().contains("CN=r2 is not a CA certificate"), "{err}");
+        assert!(store.is_empty());
+    }
+}

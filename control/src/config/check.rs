@@ -156,41 +156,25 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
         }
     };
     let mut problems = PlanProblems::default();
+    // svrd does not start with a DPDK port it cannot open, unless it may fall back to AF_XDP.
     for (port, device, fallback) in crate::daemon::ports_needing_dpdk(&plan) {
         let message = crate::daemon::without_dpdk_message(port, device);
-        problems.warnings.push(if fallback {
-            format!("{message}; until then svrd opens it with AF_XDP on {}", port.linux_name)
+        if fallback {
+            problems.warnings.push(format!(
+                "{message}; until then svrd opens it with AF_XDP on {}",
+                port.linux_name
+            ));
         } else {
-            format!("{message}; until then svrd does not start")
-        });
+            problems.errors.push(message);
+        }
     }
     let now = SystemTime::now();
     let identity = plan.certificate.as_ref().and_then(|(certificate, key)| {
         own_certificate_problems(certificate, key, now, &mut problems)
             .map(|identity| (identity, certificate))
     });
-    let mut trust = crate::pki::TrustStore::new();
-    for source in &plan.trusted_cas {
-        let (origin, pem) = match source {
-            super::CertificateSource::File(path) => match std::fs::read(path) {
-                Ok(pem) => (format!("file {path}"), pem),
-                Err(error) => {
-                    problems.errors.push(format!(
-                        "trusted-ca-certificate file {path}: cannot be read: {error}"
-                    ));
-                    continue;
-                }
-            },
-            super::CertificateSource::Content(text) => {
-                ("content".to_owned(), text.as_bytes().to_vec())
-            }
-        };
-        if let Err(error) = trust.add_pem_bundle(&pem) {
-            problems
-                .errors
-                .push(format!("trusted-ca-certificate {origin}: not a CA certificate: {error}"));
-        }
-    }
+    // The plan's trusted CAs are the authority's, which also have names for the messages.
+    let trust = trusted_cas(&config.authority.trusted_ca_certificates, &mut problems);
     if let Some((identity, certificate)) = identity {
         own_certificate_use(&identity, certificate, &plan.peering_common_name, &trust, now)
             .apply(&mut problems);
@@ -206,10 +190,40 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
     }
 }
 
+/// Reads the trusted CA certificates as the daemon does at start, PEM or DER, and returns
+/// them as a trust store. Each one that cannot be read, or is not a CA certificate, is an
+/// error.
+fn trusted_cas(cas: &[super::Certificate], problems: &mut PlanProblems) -> crate::pki::TrustStore {
+    let mut trust = crate::pki::TrustStore::new();
+    for ca in cas {
+        let name = &ca.name;
+        let (origin, bytes) = match &ca.source {
+            super::CertificateSource::File(path) => match std::fs::read(path) {
+                Ok(bytes) => (format!("file {path}"), bytes),
+                Err(error) => {
+                    problems.errors.push(format!(
+                        "trusted-ca-certificate {name} (file {path}): cannot be read: {error}"
+                    ));
+                    continue;
+                }
+            },
+            super::CertificateSource::Content(text) => {
+                ("content".to_owned(), text.as_bytes().to_vec())
+            }
+        };
+        if let Err(error) = trust.add_certificates(&bytes) {
+            problems.errors.push(format!("trusted-ca-certificate {name} ({origin}): {error}"));
+        }
+    }
+    trust
+}
+
 /// Loads the router's installed certificate and private key as the daemon does at start,
 /// so that a missing or unparsable file or a key of another certificate is an error.
-/// A certificate outside its validity period at `now` is a warning, because the check may
-/// run long before the daemon starts. Returns the loaded identity when there is one.
+/// A certificate expired at `now` is a warning, because svrd starts with it and raises the
+/// expiry alarm. One not valid yet is left to [`own_certificate_use`], which reports it as
+/// an error because svrd does not start with it. Returns the loaded identity when there is
+/// one.
 fn own_certificate_problems(
     certificate: &Path,
     key: &Path,
@@ -217,6 +231,7 @@ fn own_certificate_problems(
     problems: &mut PlanProblems,
 ) -> Option<OwnIdentity> {
     let path = certificate.display();
+    let errors_before = problems.errors.len();
     if let Err(error) = std::fs::metadata(certificate) {
         problems.errors.push(format!("client-certificate file {path}: cannot be read: {error}"));
     }
@@ -237,7 +252,7 @@ fn own_certificate_problems(
             None
         }
     };
-    if !problems.errors.is_empty() {
+    if problems.errors.len() > errors_before {
         return None;
     }
     if key_bytes.as_deref().is_some_and(is_sealed_key) {
@@ -267,19 +282,12 @@ fn own_certificate_problems(
             return None;
         }
     };
-    let (not_before, not_after) = identity.validity();
-    let now = crate::pki::validate::unix_seconds(now);
-    if now > not_after {
+    let (_, not_after) = identity.validity();
+    if crate::pki::validate::unix_seconds(now) > not_after {
         problems.warnings.push(format!(
             "client-certificate file {path}: expired at {}, so peers reject it; install a \
              renewed certificate",
             format_unix(not_after)
-        ));
-    } else if now < not_before {
-        problems.warnings.push(format!(
-            "client-certificate file {path}: not valid before {}, and svrd does not start \
-             with it until then",
-            format_unix(not_before)
         ));
     }
     Some(identity)
@@ -449,6 +457,67 @@ mod tests {
         }
     }
 
+    /// Writes a CA certificate named `cn`, made by `adjust` from CA parameters, into a
+    /// new directory named after `tag` (removed on drop) as `ca.der` and `ca.pem`.
+    fn ca_files(tag: &str, cn: &str, adjust: impl FnOnce(&mut CertificateParams)) -> Installed {
+        let dir = std::env::temp_dir().join(format!("svrd-check-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        adjust(&mut params);
+        let certificate = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.der"), certificate.der()).unwrap();
+        std::fs::write(dir.join("ca.pem"), certificate.pem()).unwrap();
+        Installed { dir }
+    }
+
+    /// Returns the file `name` of `files` as the trusted CA `lab`.
+    fn trusted_ca(files: &Installed, name: &str) -> crate::config::Certificate {
+        let path = files.dir.join(name).to_str().unwrap().to_owned();
+        crate::config::Certificate {
+            name: "lab".to_owned(),
+            source: crate::config::CertificateSource::File(path),
+            validation_mode: crate::config::ValidationMode::Strict,
+            span: crate::config::Span::default(),
+        }
+    }
+
+    #[test]
+    fn trusted_ca_der_file_accepted() {
+        let files = ca_files("ca-der", "lab CA", |_| {});
+        let mut problems = PlanProblems::default();
+        let trust = trusted_cas(&[trusted_ca(&files, "ca.der")], &mut problems);
+        assert_eq!(problems.errors, Vec::<String>::new());
+        assert_eq!(trust.len(), 1);
+    }
+
+    #[test]
+    fn trusted_ca_end_entity_rejected() {
+        let cases = [
+            (rcgen::IsCa::ExplicitNoCa, "basicConstraints CA:FALSE"),
+            (rcgen::IsCa::NoCa, "no basicConstraints"),
+        ];
+        for (is_ca, found) in cases {
+            let files = ca_files("ca-not-ca", "r1", |params| params.is_ca = is_ca);
+            for file in ["ca.pem", "ca.der"] {
+                let mut problems = PlanProblems::default();
+                let trust = trusted_cas(&[trusted_ca(&files, file)], &mut problems);
+                assert!(trust.is_empty(), "{file}, {found}");
+                let path = files.dir.join(file);
+                assert_eq!(
+                    problems.errors,
+                    [format!(
+                        "trusted-ca-certificate lab (file {}): certificate CN=r1 is not a CA \
+                         certificate ({found}); expected a CA certificate with basicConstraints \
+                         CA:TRUE",
+                        path.display()
+                    )]
+                );
+            }
+        }
+    }
+
     #[test]
     fn own_certificate_use_name_matches() {
         let installed = Installed::new("name-ok", -DAY, DAY);
@@ -531,15 +600,48 @@ mod tests {
     }
 
     #[test]
-    fn own_certificate_not_yet_valid_warns() {
+    fn own_certificate_not_yet_valid_rejected() {
         let installed = Installed::new("future", DAY, 2 * DAY);
-        let problems = installed.problems();
-        assert_eq!(problems.errors, Vec::<String>::new());
-        assert_eq!(problems.warnings.len(), 1);
-        assert!(
-            problems.warnings[0].contains("not valid before 2027-01-16 08:00:00 UTC"),
-            "{}",
-            problems.warnings[0]
+        let problems = installed.use_problems("r1");
+        assert_eq!(problems.warnings, Vec::<String>::new());
+        assert_eq!(problems.errors.len(), 1, "{:?}", problems.errors);
+        let error = &problems.errors[0];
+        assert!(error.contains("svrd does not start with it"), "{error}");
+        assert!(error.contains("not yet valid until 2027-01-16 08:00:00 UTC"), "{error}");
+    }
+
+    /// Returns a configuration of a router with one port bound by a DPDK virtual device
+    /// under `driver`, with `binding` lines on the port, and no certificate of its own.
+    #[cfg(not(feature = "dpdk"))]
+    fn dpdk_router(driver: &str, binding: &str) -> String {
+        format!(
+            "config\nauthority\nrouter r1\nnode n1\ndataplane\ndriver {driver}\nexit\n\
+             device-interface wan\nvdev net_null0\n{binding}\nnetwork-interface wan-net\n\
+             address 10.9.0.1\nprefix-length 24\n"
+        )
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn dpdk_port_without_dpdk_build_rejected() {
+        let report = check_text("dpdk.cfg", &dpdk_router("dpdk", ""), None);
+        assert_eq!(report.errors, 1, "{:?}", report.messages);
+        assert_eq!(report.warnings, 0, "{:?}", report.messages);
+        assert_eq!(
+            report.messages,
+            ["router r1: device-interface wan (net_null0): this svrd was built without DPDK; \
+                 rebuild with `--features dpdk`, or bind the port with interface-name and driver \
+                 af-xdp"]
         );
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn dpdk_port_with_fallback_warns() {
+        let report = check_text("dpdk.cfg", &dpdk_router("auto", "interface-name wan0"), None);
+        assert_eq!(report.errors, 0, "{:?}", report.messages);
+        assert_eq!(report.warnings, 1, "{:?}", report.messages);
+        let warning = &report.messages[0];
+        assert!(warning.ends_with("until then svrd opens it with AF_XDP on wan0"), "{warning}");
     }
 }

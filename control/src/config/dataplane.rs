@@ -1,6 +1,6 @@
 //! Checks of svrd's own dataplane settings that need no host: the form of `pci-address`,
 //! `vdev` and `interface-name`, the device each one binds, and `eal-argument` values that
-//! DPDK's EAL rejects or that end the process.
+//! DPDK's EAL rejects or ignores, or that end the process.
 //!
 //! The EAL rules are those of DPDK 22.11 (`rte_eal_init` and `eal_check_common_options`),
 //! checked against `dpdk-testpmd` of that release.
@@ -55,11 +55,14 @@ pub fn vdev_interface(text: &str) -> Option<&str> {
     text.split(',').skip(1).find_map(|pair| pair.strip_prefix("iface="))
 }
 
-/// Linux limits interface names to 15 bytes (IFNAMSIZ less the NUL) and forbids `/`, `:` in
-/// names the kernel accepts from user space, and blanks.
+/// Maximum length of a Linux interface name in bytes: IFNAMSIZ (16) less the NUL.
+pub(super) const MAX_IFNAME_BYTES: usize = 15;
+
+/// Linux limits interface names to [`MAX_IFNAME_BYTES`] and forbids `/`, `:` in names the
+/// kernel accepts from user space, and blanks.
 pub(super) fn is_linux_ifname(text: &str) -> bool {
     !text.is_empty()
-        && text.len() <= 15
+        && text.len() <= MAX_IFNAME_BYTES
         && text != "."
         && text != ".."
         && !text
@@ -188,17 +191,7 @@ fn long_option(text: &str) -> Option<EalOption> {
     if name == "version" {
         return Some(EalOption::Version);
     }
-    let full = match EAL_LONG_OPTIONS.iter().find(|option| **option == name) {
-        Some(exact) => *exact,
-        None => {
-            let mut matches = EAL_LONG_OPTIONS.iter().filter(|option| option.starts_with(name));
-            match (matches.next(), matches.next()) {
-                (Some(only), None) if !name.is_empty() => *only,
-                _ => return None,
-            }
-        }
-    };
-    match (full, value) {
+    match (long_option_name(name)?, value) {
         ("help", _) => Some(EalOption::Help),
         ("in-memory", _) => Some(EalOption::InMemory),
         ("no-huge", _) => Some(EalOption::NoHuge),
@@ -212,6 +205,85 @@ fn long_option(text: &str) -> Option<EalOption> {
         ("block", _) => Some(EalOption::Block),
         _ => None,
     }
+}
+
+/// Returns the EAL long option that `name` spells out or abbreviates without ambiguity.
+fn long_option_name(name: &str) -> Option<&'static str> {
+    if let Some(exact) = EAL_LONG_OPTIONS.iter().find(|option| **option == name) {
+        return Some(exact);
+    }
+    let mut matches = EAL_LONG_OPTIONS.iter().filter(|option| option.starts_with(name));
+    match (matches.next(), matches.next()) {
+        (Some(only), None) if !name.is_empty() => Some(only),
+        _ => None,
+    }
+}
+
+/// Values of `--huge-unlink`, which DPDK 22.11's EAL reads only after `=`.
+const HUGE_UNLINK_VALUES: &[&str] = &["existing", "always", "never"];
+
+/// Tells whether `argument` is `--huge-unlink`, or an abbreviation of it, with no `=value`.
+fn is_bare_huge_unlink(argument: &str) -> bool {
+    argument
+        .strip_prefix("--")
+        .filter(|name| !name.contains('='))
+        .and_then(long_option_name)
+        .is_some_and(|name| name == "huge-unlink")
+}
+
+/// Tells whether `argument` contains several EAL arguments separated by blanks, which EAL
+/// would receive as one: an option with a blank before its `=value` (or anywhere, without
+/// one), or any argument with a later word that starts with `-`. A blank inside an option's
+/// value, as in a path, is allowed.
+fn contains_several_arguments(argument: &str) -> bool {
+    let option_name = argument.split('=').next().unwrap_or(argument);
+    let blank_in_option =
+        argument.trim_start().starts_with('-') && option_name.contains(char::is_whitespace);
+    blank_in_option || argument.split_whitespace().skip(1).any(|word| word.starts_with('-'))
+}
+
+/// Checks the form of the arguments: one argument per line, no `--`, and each
+/// `--huge-unlink` value given after `=`.
+fn form_problems(arguments: &[&str]) -> Vec<EalProblem> {
+    let mut problems = Vec::new();
+    for (index, argument) in arguments.iter().enumerate() {
+        if contains_several_arguments(argument) {
+            let lines: Vec<String> =
+                argument.split_whitespace().map(|word| format!("eal-argument {word}")).collect();
+            problems.push(EalProblem {
+                index,
+                reason: format!(
+                    "EAL receives it as one argument, blanks included; give one argument per \
+                     eal-argument line ({})",
+                    lines.join(", then ")
+                ),
+            });
+        }
+        if *argument == "--" {
+            problems.push(EalProblem {
+                index,
+                reason: "ends EAL's options, so EAL ignores every eal-argument after it; remove \
+                         it"
+                .to_owned(),
+            });
+        }
+        let next = arguments.get(index + 1).copied();
+        if let Some(value) = next.filter(|next| HUGE_UNLINK_VALUES.contains(next))
+            && is_bare_huge_unlink(argument)
+        {
+            // EAL's getopt moves the stray value behind the options and leaves it to the
+            // program, and svrd ignores what EAL leaves.
+            problems.push(EalProblem {
+                index,
+                reason: format!(
+                    "EAL reads a value of --huge-unlink only after =, so it takes this one as \
+                     --huge-unlink=always and ignores the next eal-argument {value}; write \
+                     eal-argument --huge-unlink={value}"
+                ),
+            });
+        }
+    }
+    problems
 }
 
 /// Two options that EAL rejects together, unless a third one is given.
@@ -265,7 +337,7 @@ pub(super) struct EalProblem {
 /// bound by `pci-address`, for which svrd passes `-a ADDRESS` itself.
 pub(super) fn check_eal_arguments(arguments: &[&str], pci_ports: bool) -> Vec<EalProblem> {
     let parsed: Vec<Vec<EalOption>> = arguments.iter().map(|a| eal_options(a)).collect();
-    let mut problems = Vec::new();
+    let mut problems = form_problems(arguments);
     for (index, options) in parsed.iter().enumerate() {
         if options.contains(&EalOption::Help) {
             problems.push(EalProblem {
@@ -431,6 +503,51 @@ mod tests {
         }
         let in_memory = ["--single-file-segments", "--huge-unlink", "--in-memory"];
         assert_eq!(reasons(&in_memory, false), []);
+    }
+
+    #[test]
+    fn eal_several_arguments_in_one_rejected() {
+        for argument in ["--in-memory --no-huge", "-l 1-3", "--log-level=7 --no-pci", " --no-huge"]
+        {
+            let found = reasons(&["--no-telemetry", argument], false);
+            assert_eq!(found.len(), 1, "{argument}: {found:?}");
+            assert_eq!(found[0].0, 1, "{argument}");
+            assert!(found[0].1.contains("one argument per eal-argument line"), "{}", found[0].1);
+        }
+        let found = reasons(&["--in-memory --no-huge"], false);
+        assert!(
+            found[0].1.ends_with("(eal-argument --in-memory, then eal-argument --no-huge)"),
+            "{}",
+            found[0].1
+        );
+    }
+
+    #[test]
+    fn eal_blank_inside_value_accepted() {
+        assert_eq!(reasons(&["--huge-dir=/mnt/huge pages"], false), []);
+        assert_eq!(reasons(&["-d", "/opt/dpdk drivers/librte_net_null.so"], false), []);
+    }
+
+    #[test]
+    fn eal_huge_unlink_separate_value_rejected() {
+        for value in ["never", "always", "existing"] {
+            let found = reasons(&["--huge-unlink", value], false);
+            assert_eq!(found.len(), 1, "{value}: {found:?}");
+            assert_eq!(found[0].0, 0, "{value}");
+            let hint = format!("write eal-argument --huge-unlink={value}");
+            assert!(found[0].1.ends_with(&hint), "{}", found[0].1);
+        }
+        assert_eq!(reasons(&["--huge-unl", "never"], false).len(), 1);
+        assert_eq!(reasons(&["--huge-unlink=never"], false), []);
+        assert_eq!(reasons(&["--huge-unlink", "--no-shconf"], false), []);
+    }
+
+    #[test]
+    fn eal_option_list_end_rejected() {
+        let found = reasons(&["--no-shconf", "--", "--no-telemetry"], false);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 1);
+        assert!(found[0].1.contains("EAL ignores every eal-argument after it"), "{}", found[0].1);
     }
 
     #[test]

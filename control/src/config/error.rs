@@ -44,6 +44,16 @@ pub enum ConfigErrorKind {
     UnknownEscape { escape: char },
     /// A `"` inside a bare word.
     QuoteInsideWord { word: String },
+    /// A line indented with tabs where an earlier line is indented with spaces, or the
+    /// reverse, or a line indented with both.
+    MixedIndentation {
+        /// The blanks that indent this line: `tabs`, `spaces` or `tabs and spaces`.
+        found: &'static str,
+        /// The first indented line, and its blanks, when it comes before this one.
+        first: Option<(u32, &'static str)>,
+        /// The lines after this one whose indentation mixes too.
+        more_lines: u32,
+    },
 
     // Structure (parser).
     /// The text does not start with `config` or `configure`.
@@ -101,15 +111,20 @@ pub enum ConfigErrorKind {
     MissingBinding { device_interface: String, driver: &'static str, needs: &'static str },
     /// A gateway or address of the wrong IP family for its interface address.
     FamilyMismatch { keyword: String, value: String, expected: &'static str },
-    /// A device that two device-interfaces of one node bind: the same `interface-name`,
-    /// `vdev` device name or PCI address.
+    /// A device that two device-interfaces of one node bind: the same Linux interface (by
+    /// `interface-name` or by the `iface=` of a `vdev`), `vdev` device name or PCI address.
     DuplicateBinding {
         keyword: &'static str,
         value: String,
-        /// The device, as compared: the vdev's name or the PCI address in full form.
+        /// The kind of device as messages name it: `device` or `Linux interface`.
+        device_kind: &'static str,
+        /// The device, as compared: the Linux interface, the vdev's name or the PCI address
+        /// in full form.
         device: String,
         /// The device-interface that binds it first.
         other: String,
+        /// The keyword by which `other` binds it.
+        other_keyword: &'static str,
         first: Span,
     },
     /// A value that is valid alone but not with another one in the same block.
@@ -159,10 +174,24 @@ impl fmt::Display for ConfigErrorKind {
             K::QuoteInsideWord { word } => {
                 write!(f, "unexpected quote inside {}: quote the whole value", Clip(word))
             }
+            K::MixedIndentation { found, first, more_lines } => {
+                write!(f, "indentation with {found}")?;
+                if let Some((line, first)) = first {
+                    write!(f, ", but line {line} is indented with {first}")?;
+                }
+                match more_lines {
+                    0 => {}
+                    1 => write!(f, " (and 1 more line after this one)")?,
+                    n => write!(f, " (and {n} more lines after this one)")?,
+                }
+                write!(f, ": indent every line with spaces, or every line with tabs")
+            }
             K::MissingRoot { found } => {
                 write!(f, "{}: the configuration must start with config or configure", Clip(found))
             }
-            K::Empty => write!(f, "empty configuration: expected config followed by authority"),
+            K::Empty => {
+                write!(f, "configuration is empty: expected config followed by an authority block")
+            }
             K::UnknownKeyword { keyword, block, suggestion, belongs_in, allowed } => {
                 write!(f, "unknown keyword {} in {block}", Clip(keyword))?;
                 match (suggestion, belongs_in) {
@@ -241,15 +270,27 @@ impl fmt::Display for ConfigErrorKind {
             K::FamilyMismatch { keyword, value, expected } => {
                 write!(f, "{keyword} {}: must be an {expected} address", Clip(value))
             }
-            K::DuplicateBinding { keyword, value, device, other, first } => {
+            K::DuplicateBinding {
+                keyword,
+                value,
+                device_kind,
+                device,
+                other,
+                other_keyword,
+                first,
+            } => {
                 write!(f, "{keyword} {}: ", Clip(value))?;
                 if device != value {
-                    write!(f, "device {} ", Clip(device))?;
+                    write!(f, "{device_kind} {} ", Clip(device))?;
+                }
+                write!(f, "already bound by device-interface {other}")?;
+                if other_keyword != keyword {
+                    write!(f, " through its {other_keyword}")?;
                 }
                 write!(
                     f,
-                    "already bound by device-interface {other} at line {}; expected a device \
-                     that no other device-interface of the node uses",
+                    " at line {}; expected a device that no other device-interface of the node \
+                     uses",
                     first.line
                 )
             }

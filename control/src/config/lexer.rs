@@ -3,8 +3,13 @@
 //! A word is a run of non-blank characters or a double-quoted string. Quoted strings may
 //! span lines (certificate `content`) and take the escapes `\"`, `\\`, `\n`, `\t` and `\r`.
 //! A `#` that starts a word begins a comment that runs to the end of the line. A `#` inside
-//! a word or a quoted string is an ordinary character. Indentation carries no meaning.
-//! Lines end in LF, CRLF or a lone CR, as files from old Mac editors have.
+//! a word or a quoted string is an ordinary character. Lines end in LF, CRLF or a lone CR,
+//! as files from old Mac editors have.
+//!
+//! Indentation matters only to the parser's recovery after an unknown keyword, which
+//! compares the columns of first words. A tab counts as one column there, so a text must
+//! indent with spaces or with tabs, not both: a line whose indentation differs from the
+//! first indented line's, or mixes the two, is an error.
 
 use super::error::{ConfigError, ConfigErrorKind, Span};
 
@@ -22,45 +27,159 @@ pub struct Statement {
     pub tokens: Vec<Token>,
     /// A lexical error was reported in this line, so its words are incomplete.
     pub broken: bool,
+    /// The blanks before the first word.
+    pub indent: Indent,
+}
+
+/// The blanks that indent a line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Indent {
+    /// No indentation: the first word is in column 1.
+    #[default]
+    None,
+    /// Spaces, or blanks other than tabs.
+    Spaces,
+    Tabs,
+    /// Tabs and other blanks.
+    Mixed,
+}
+
+impl Indent {
+    /// Returns the indentation with the blank `c` added.
+    fn add(self, c: char) -> Indent {
+        let tab = c == '\t';
+        match self {
+            Indent::None if tab => Indent::Tabs,
+            Indent::None => Indent::Spaces,
+            Indent::Spaces if tab => Indent::Mixed,
+            Indent::Tabs if !tab => Indent::Mixed,
+            same => same,
+        }
+    }
+
+    /// Tells whether the columns of lines indented with `self` and with `other` compare as
+    /// they look, whatever the width of a tab.
+    pub fn comparable(self, other: Indent) -> bool {
+        match (self, other) {
+            (Indent::None, _) | (_, Indent::None) => true,
+            (Indent::Mixed, _) | (_, Indent::Mixed) => false,
+            (one, other) => one == other,
+        }
+    }
+
+    /// Returns the name of the indentation as messages show it.
+    fn describe(self) -> &'static str {
+        match self {
+            Indent::None => "nothing",
+            Indent::Spaces => "spaces",
+            Indent::Tabs => "tabs",
+            Indent::Mixed => "tabs and spaces",
+        }
+    }
 }
 
 /// The statements of a text, read one at a time so that the words of only one line are
 /// held at once.
 pub struct Statements<'a> {
     lexer: Lexer<'a>,
+    /// The first line indented with spaces only or tabs only, and its indentation.
+    first_indent: Option<(u32, Indent)>,
+    /// The first line whose indentation mixes with `first_indent` or within itself.
+    mixed: Option<(u32, Indent)>,
+    /// Lines after `mixed` whose indentation mixes too.
+    more_mixed: u32,
 }
 
 impl<'a> Statements<'a> {
     pub fn new(text: &'a str) -> Self {
-        Statements { lexer: Lexer { chars: text.chars().peekable(), line: 1, column: 1 } }
+        Statements {
+            lexer: Lexer { chars: text.chars().peekable(), line: 1, column: 1 },
+            first_indent: None,
+            mixed: None,
+            more_mixed: 0,
+        }
     }
 
     /// Returns the next non-empty statement, or `None` at the end of the text. Lexical
-    /// errors go to `errors`.
+    /// errors go to `errors`, and mixed indentation goes there once, at the end.
     pub fn next(&mut self, errors: &mut Vec<ConfigError>) -> Option<Statement> {
         let lexer = &mut self.lexer;
         let mut tokens = Vec::new();
         let mut broken = false;
+        let mut indent = Indent::None;
+        // The line of the statement's first word; `None` until a word starts.
+        let mut start_line = None;
         while let Some(&c) = lexer.chars.peek() {
             let before = errors.len();
             match c {
                 // The CR of a CRLF ends the statement, and the LF then ends an empty one.
                 '\n' | '\r' => {
                     lexer.bump();
-                    if !tokens.is_empty() || broken {
-                        return Some(Statement { tokens, broken });
+                    if let Some(line) = start_line {
+                        self.note_indent(line, indent);
+                        return Some(Statement { tokens, broken, indent });
                     }
+                    indent = Indent::None;
                 }
                 c if c.is_whitespace() => {
+                    if start_line.is_none() {
+                        indent = indent.add(c);
+                    }
                     lexer.bump();
                 }
                 '#' => lexer.skip_to_line_end(),
-                '"' => tokens.extend(lexer.quoted(errors)),
-                _ => tokens.extend(lexer.word(errors)),
+                '"' => {
+                    start_line.get_or_insert(lexer.line);
+                    tokens.extend(lexer.quoted(errors));
+                }
+                _ => {
+                    start_line.get_or_insert(lexer.line);
+                    tokens.extend(lexer.word(errors));
+                }
             }
             broken |= errors.len() > before;
         }
-        (!tokens.is_empty() || broken).then_some(Statement { tokens, broken })
+        if let Some(line) = start_line {
+            self.note_indent(line, indent);
+            return Some(Statement { tokens, broken, indent });
+        }
+        self.report_mixed_indent(errors);
+        None
+    }
+
+    /// Records the indentation of the statement that starts on `line`.
+    fn note_indent(&mut self, line: u32, indent: Indent) {
+        if indent == Indent::None {
+            return;
+        }
+        if indent != Indent::Mixed && self.first_indent.is_none() {
+            self.first_indent = Some((line, indent));
+        }
+        let same = self.first_indent.is_some_and(|(_, first)| first == indent);
+        if same {
+            return;
+        }
+        match self.mixed {
+            None => self.mixed = Some((line, indent)),
+            Some(_) => self.more_mixed = self.more_mixed.saturating_add(1),
+        }
+    }
+
+    /// Reports the first line with mixed indentation, once, with the count of the others.
+    fn report_mixed_indent(&mut self, errors: &mut Vec<ConfigError>) {
+        let Some((line, indent)) = self.mixed.take() else { return };
+        let first = self
+            .first_indent
+            .filter(|&(first, _)| first < line)
+            .map(|(first, kind)| (first, kind.describe()));
+        errors.push(ConfigError {
+            span: Span::new(line, 1),
+            kind: ConfigErrorKind::MixedIndentation {
+                found: indent.describe(),
+                first,
+                more_lines: self.more_mixed,
+            },
+        });
     }
 }
 
@@ -256,6 +375,52 @@ mod tests {
             words("content \"l1\rl2\"\rnext"),
             vec![vec!["content", "l1\nl2"], vec!["next"]]
         );
+    }
+
+    /// Returns the messages of the errors in `text`.
+    fn error_messages(text: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        tokenize(text, &mut errors);
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn lexer_tab_after_spaces_rejected() {
+        let text = "config\n  authority\n\trouter r1\n\t\tnode n1\n  name a\n";
+        assert_eq!(
+            error_messages(text),
+            ["line 3, column 1: indentation with tabs, but line 2 is indented with spaces \
+                 (and 1 more line after this one): indent every line with spaces, or every line \
+                 with tabs"]
+        );
+    }
+
+    #[test]
+    fn lexer_spaces_after_tabs_rejected() {
+        let text = "config\n\tauthority\n  router r1\n";
+        assert_eq!(
+            error_messages(text),
+            ["line 3, column 1: indentation with spaces, but line 2 is indented with tabs: \
+                 indent every line with spaces, or every line with tabs"]
+        );
+    }
+
+    #[test]
+    fn lexer_tabs_and_spaces_in_one_line_rejected() {
+        assert_eq!(
+            error_messages("config\n \tauthority\n"),
+            ["line 2, column 1: indentation with tabs and spaces: indent every line with \
+                 spaces, or every line with tabs"]
+        );
+    }
+
+    #[test]
+    fn lexer_one_kind_of_indentation_accepted() {
+        assert_eq!(error_messages("config\n\tauthority\n\t\trouter r1\n"), Vec::<String>::new());
+        assert_eq!(error_messages("config\n authority\n  router r1\n"), Vec::<String>::new());
+        // Blanks after the first word, blank lines, comments and quoted text do not count.
+        let text = "config\tx\n \t\n\t# tab\n content \"a\n\tb\"\n";
+        assert_eq!(error_messages(text), Vec::<String>::new());
     }
 
     #[test]

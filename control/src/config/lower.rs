@@ -9,7 +9,8 @@ use std::time::Duration;
 use svr_dataplane::shard::MAX_WORKERS;
 
 use super::dataplane::{
-    check_eal_arguments, full_pci_address, is_linux_ifname, is_pci_address, is_vdev, vdev_name,
+    MAX_IFNAME_BYTES, check_eal_arguments, full_pci_address, is_linux_ifname, is_pci_address,
+    is_vdev, vdev_interface, vdev_name,
 };
 use super::error::{ConfigError, ConfigErrorKind as K, ConfigWarning, ConfigWarningKind, Span};
 use super::model::*;
@@ -34,12 +35,29 @@ pub fn lower(
     Some(lower.authority(id))
 }
 
-/// The devices bound by the device-interfaces of one node so far, keyed by keyword and
-/// device (the `vdev` device name, the full PCI address), with the device-interface and
-/// the place that bound each first.
+/// The devices bound by the device-interfaces of one node so far, keyed by the kind and
+/// name of the device (the Linux interface, the `vdev` device name, the full PCI address),
+/// with what bound each first.
 #[derive(Default)]
 struct BoundDevices {
-    first: HashMap<(&'static str, String), (String, Span)>,
+    first: HashMap<(DeviceKind, String), Binding>,
+}
+
+/// A kind of device that a device-interface binds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum DeviceKind {
+    /// Named by `interface-name`, or by the `iface=` of a `vdev`.
+    LinuxInterface,
+    /// The device name of a `vdev`.
+    Vdev,
+    Pci,
+}
+
+/// The first binding of a device: the device-interface, its keyword and the keyword's line.
+struct Binding {
+    device_interface: String,
+    keyword: &'static str,
+    span: Span,
 }
 
 struct Lower<'a> {
@@ -732,32 +750,55 @@ impl<'a> Lower<'a> {
         }
     }
 
-    /// Reports a device-interface whose `interface-name`, `vdev` device or PCI address an
-    /// earlier device-interface of the node already binds.
+    /// Reports a device-interface whose Linux interface, `vdev` device or PCI address an
+    /// earlier device-interface of the node already binds. A Linux interface is bound by
+    /// `interface-name` and by the `iface=` of a `vdev`, which may name the same interface
+    /// within one device-interface: DPDK opens it through the vdev, or AF_XDP as a fallback.
     fn bind_devices(&mut self, bound: &mut BoundDevices, id: NodeId, device: &DeviceInterface) {
+        let vdev = device.vdev.as_deref();
+        let vdev_iface = vdev.filter(|v| is_vdev(v)).and_then(vdev_interface);
         let bindings = [
-            ("interface-name", device.interface_name.clone()),
-            ("vdev", device.vdev.as_deref().map(|v| vdev_name(v).to_owned())),
-            ("pci-address", device.pci_address.as_deref().map(full_pci_address)),
+            (DeviceKind::LinuxInterface, "interface-name", device.interface_name.clone()),
+            (DeviceKind::Vdev, "vdev", vdev.map(|v| vdev_name(v).to_owned())),
+            (DeviceKind::LinuxInterface, "vdev", vdev_iface.map(str::to_owned)),
+            (DeviceKind::Pci, "pci-address", device.pci_address.as_deref().map(full_pci_address)),
         ];
-        for (keyword, key) in bindings {
+        let mut own: Vec<(DeviceKind, String, Binding)> = Vec::new();
+        let mut reported: Vec<&'static str> = Vec::new();
+        for (kind, keyword, key) in bindings {
             let (Some(key), Some((_, span))) = (key, self.leaf(id, keyword)) else { continue };
-            let value = self.leaf_text(id, keyword);
-            match bound.first.get(&(keyword, key.clone())) {
-                Some((other, first)) => self.error(
-                    span,
-                    K::DuplicateBinding {
-                        keyword,
-                        value,
-                        device: key,
-                        other: other.clone(),
-                        first: *first,
-                    },
-                ),
-                None => {
-                    bound.first.insert((keyword, key), (device.name.clone(), span));
-                }
+            if own.iter().any(|(k, name, _)| *k == kind && *name == key) {
+                continue;
             }
+            let Some(first) = bound.first.get(&(kind, key.clone())) else {
+                let binding = Binding { device_interface: device.name.clone(), keyword, span };
+                own.push((kind, key, binding));
+                continue;
+            };
+            // One conflict per leaf: a vdev bound twice by name also repeats its iface=.
+            if reported.contains(&keyword) {
+                continue;
+            }
+            reported.push(keyword);
+            let device_kind = match kind {
+                DeviceKind::LinuxInterface => "Linux interface",
+                DeviceKind::Vdev | DeviceKind::Pci => "device",
+            };
+            self.error(
+                span,
+                K::DuplicateBinding {
+                    keyword,
+                    value: self.leaf_text(id, keyword),
+                    device_kind,
+                    device: key,
+                    other: first.device_interface.clone(),
+                    other_keyword: first.keyword,
+                    first: first.span,
+                },
+            );
+        }
+        for (kind, key, binding) in own {
+            bound.first.insert((kind, key), binding);
         }
     }
 
@@ -806,13 +847,18 @@ impl<'a> Lower<'a> {
         if let (Some(ifname), Some((_, span))) = (&interface_name, self.leaf(id, "interface-name"))
             && !is_linux_ifname(ifname)
         {
+            let mut allowed = format!(
+                "a Linux interface name of 1-{MAX_IFNAME_BYTES} bytes without /, : or blanks"
+            );
+            if ifname.len() > MAX_IFNAME_BYTES {
+                allowed.push_str(&format!(" (this one has {} bytes)", ifname.len()));
+            }
             self.error(
                 span,
                 K::InvalidValue {
                     keyword: "interface-name".into(),
                     value: ifname.clone(),
-                    allowed: "a Linux interface name of 1-15 characters without /, : or blanks"
-                        .into(),
+                    allowed,
                 },
             );
         }
@@ -980,4 +1026,79 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error_messages;
+
+    /// Returns a configuration with one node whose device-interfaces d1 and d2 contain the
+    /// `first` and `second` lines, which start on lines 6 and 9.
+    fn two_devices(first: &str, second: &str) -> String {
+        format!(
+            "config\nauthority\nrouter r1\nnode n1\ndevice-interface d1\n{first}\nexit\n\
+             device-interface d2\n{second}\nexit\n"
+        )
+    }
+
+    #[test]
+    fn interface_name_length_in_bytes() {
+        // Eight characters, but sixteen bytes in UTF-8.
+        let text = two_devices(
+            "interface-name \u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            "vdev net_null0",
+        );
+        let errors = error_messages(&text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains("must be a Linux interface name of 1-15 bytes"),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[0].ends_with("(this one has 16 bytes)"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn vdev_iface_and_interface_name_conflict() {
+        let expected = "expected a device that no other device-interface of the node uses";
+        let vdev = "vdev net_af_packet0,iface=wan0";
+        assert_eq!(
+            error_messages(&two_devices("interface-name wan0", vdev)),
+            [format!(
+                "line 9, column 1: vdev net_af_packet0,iface=wan0: Linux interface wan0 already \
+                 bound by device-interface d1 through its interface-name at line 6; {expected}"
+            )]
+        );
+        assert_eq!(
+            error_messages(&two_devices(vdev, "interface-name wan0")),
+            [format!(
+                "line 9, column 1: interface-name wan0: already bound by device-interface d1 \
+                 through its vdev at line 6; {expected}"
+            )]
+        );
+        assert_eq!(
+            error_messages(&two_devices(vdev, "vdev net_af_xdp0,iface=wan0")),
+            [format!(
+                "line 9, column 1: vdev net_af_xdp0,iface=wan0: Linux interface wan0 already \
+                 bound by device-interface d1 at line 6; {expected}"
+            )]
+        );
+    }
+
+    #[test]
+    fn vdev_iface_same_device_interface_accepted() {
+        let text =
+            two_devices("vdev net_af_packet0,iface=wan0\ninterface-name wan0", "vdev net_null0");
+        assert_eq!(error_messages(&text), Vec::<String>::new());
+        let text = two_devices("interface-name wan0", "vdev net_af_packet0,iface=wan1");
+        assert_eq!(error_messages(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn vdev_bound_twice_one_error() {
+        let vdev = "vdev net_af_packet0,iface=wan0";
+        let errors = error_messages(&two_devices(vdev, vdev));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("device net_af_packet0 already bound"), "{}", errors[0]);
+    }
 }

@@ -41,11 +41,14 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
-    let tree = parser::parse(lexer::Statements::new(text), &mut errors);
+    let Some(tree) = parser::parse(lexer::Statements::new(text), &mut errors) else {
+        return Err(ConfigErrors { errors, warnings });
+    };
     let authority = lower::lower(&tree, &mut errors, &mut warnings);
     if let Some(mut authority) = authority {
         generate::generate(&mut authority, &mut warnings);
-        validate::validate(&authority, &mut errors, &mut warnings);
+        let unlowered = validate::Unlowered::from_tree(&tree);
+        validate::validate(&authority, &unlowered, &mut errors, &mut warnings);
         if errors.is_empty() {
             let mut report = ConfigErrors { errors, warnings };
             report.sort();
@@ -55,6 +58,15 @@ pub fn parse_authority(text: &str) -> Result<Config, ConfigErrors> {
     let mut report = ConfigErrors { errors, warnings };
     report.sort();
     Err(report)
+}
+
+/// Returns every error message for `text`, in line order.
+#[cfg(test)]
+fn error_messages(text: &str) -> Vec<String> {
+    match parse_authority(text) {
+        Ok(_) => Vec::new(),
+        Err(report) => report.errors.iter().map(ToString::to_string).collect(),
+    }
 }
 
 /// Largest configuration file read, in bytes. The cap stops a wrong path such as

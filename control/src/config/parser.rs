@@ -10,19 +10,21 @@
 //! one error. A keyword near a block keyword opens a block of that kind that is checked
 //! but kept out of the tree, so its lines and its `exit` are read as they would have been.
 //! Any other unknown keyword skips the lines indented deeper than it, and then an `exit` at
-//! its own indentation.
+//! its own indentation. The skip also ends at a line indented with other blanks (tabs where
+//! the keyword's line has spaces), whose columns do not compare with the keyword's.
 
 use std::net::IpAddr;
 
 use super::error::{ConfigError, ConfigErrorKind, Span};
-use super::lexer::{Statements, Token};
+use super::lexer::{Indent, Statements, Token};
 use super::schema::{self, Kind, Schema};
 use super::suggest;
 use super::tree::{Node, NodeId, Tree};
 use super::value::{self, Value};
 
 /// Parses statements into a tree, collecting every lexical, structural and value error.
-pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> Tree {
+/// Returns `None` for a text without any statement, which is reported as the only error.
+pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> Option<Tree> {
     let root = Node {
         schema: &schema::ROOT,
         span: Span::new(1, 1),
@@ -44,13 +46,14 @@ pub fn parse(mut statements: Statements<'_>, errors: &mut Vec<ConfigError>) -> T
         // A line with a lexical error is skipped whole: its remaining words would only
         // produce follow-on errors.
         if !statement.broken {
-            parser.statement(statement.tokens);
+            parser.statement(statement.tokens, statement.indent);
         }
     }
     if empty {
         parser.error(Span::new(1, 1), ConfigErrorKind::Empty);
+        return None;
     }
-    parser.tree
+    Some(parser.tree)
 }
 
 #[derive(PartialEq)]
@@ -74,6 +77,8 @@ struct Parser<'e> {
 /// `column` are taken as its block, and an `exit` at `column` after them as its end.
 struct Skip {
     column: u32,
+    /// The blanks before the unknown keyword.
+    indent: Indent,
     skipped_any: bool,
 }
 
@@ -103,9 +108,9 @@ impl Parser<'_> {
         self.stack.last().copied().unwrap_or(Tree::ROOT)
     }
 
-    fn statement(&mut self, tokens: Vec<Token>) {
+    fn statement(&mut self, tokens: Vec<Token>, indent: Indent) {
         let Some(first) = tokens.first() else { return };
-        if self.skipped(&tokens) {
+        if self.skipped(&tokens, indent) {
             return;
         }
         let mut rest = &tokens[..];
@@ -143,11 +148,11 @@ impl Parser<'_> {
         // Close blocks until one accepts the keyword.
         let Some(depth) = self.accepting_depth(&first.text) else {
             let suggestion = self.unknown_keyword(first, true);
-            self.recover(first, suggestion, tokens[0].span.column);
+            self.recover(rest, suggestion, (tokens[0].span.column, indent));
             return;
         };
         self.stack.truncate(depth + 1);
-        self.walk(rest, flat, tokens[0].span.column);
+        self.walk(rest, flat, (tokens[0].span.column, indent));
     }
 
     /// Closes the innermost open block.
@@ -163,10 +168,13 @@ impl Parser<'_> {
         self.stack.iter().rposition(|&id| self.tree.node(id).schema.child(keyword).is_some())
     }
 
-    /// Tells whether the statement `tokens` belongs to the block of an unknown keyword, and
-    /// so is skipped without a message.
-    fn skipped(&mut self, tokens: &[Token]) -> bool {
+    /// Tells whether the statement `tokens`, indented with `indent`, belongs to the block of
+    /// an unknown keyword, and so is skipped without a message.
+    fn skipped(&mut self, tokens: &[Token], indent: Indent) -> bool {
         let Some(skip) = self.skip.take() else { return false };
+        if !skip.indent.comparable(indent) {
+            return false;
+        }
         let first = &tokens[0];
         if first.span.column > skip.column {
             self.skip = Some(Skip { skipped_any: true, ..skip });
@@ -176,13 +184,22 @@ impl Parser<'_> {
         skip.skipped_any && is_exit && first.span.column == skip.column
     }
 
-    /// Recovers from the unknown keyword `token` so that the lines after it are read as they
-    /// were meant. `indent` is the column of the first word of its line.
+    /// Recovers from the unknown keyword `tokens[0]` so that the lines after it are read as
+    /// they were meant. `indent` is the column of the first word of its line and the blanks
+    /// before it.
     ///
     /// A suggested `exit` closes a block. A suggested block keyword opens a block of that
     /// kind, left out of the tree, so its contents are still checked and its `exit` closes
-    /// it. Otherwise the lines indented deeper than `indent` are skipped.
-    fn recover(&mut self, token: &Token, suggestion: Option<&'static str>, indent: u32) {
+    /// it. Such a list entry keeps the keys that follow the keyword, so that references to
+    /// it are known to be follow-on errors. Otherwise the lines indented deeper than
+    /// `indent` are skipped.
+    fn recover(
+        &mut self,
+        tokens: &[Token],
+        suggestion: Option<&'static str>,
+        indent: (u32, Indent),
+    ) {
+        let token = &tokens[0];
         if suggestion == Some("exit") && !self.stack.is_empty() {
             self.exit();
             return;
@@ -196,28 +213,34 @@ impl Parser<'_> {
             Some((depth, schema)) => {
                 self.stack.truncate(depth + 1);
                 let id = self.tree.nodes.len();
+                let keys = checked_keys(schema, &tokens[1..])
+                    .filter_map(|(_, token, value)| Some((token.clone(), value.ok()?)))
+                    .collect();
                 self.tree.nodes.push(Node {
                     schema,
                     span: token.span,
-                    keys: Vec::new(),
+                    keys,
                     value: None,
                     children: Vec::new(),
                     valid: false,
                 });
                 self.stack.push(id);
             }
-            None => self.skip = Some(Skip { column: indent, skipped_any: false }),
+            None => {
+                let (column, indent) = indent;
+                self.skip = Some(Skip { column, indent, skipped_any: false });
+            }
         }
     }
 
     /// Applies the keywords of one statement from the current block downwards. `indent` is
-    /// the column of the statement's first word.
-    fn walk(&mut self, mut tokens: &[Token], flat: bool, indent: u32) {
+    /// the column of the statement's first word and the blanks before it.
+    fn walk(&mut self, mut tokens: &[Token], flat: bool, indent: (u32, Indent)) {
         while let Some(token) = tokens.first() {
             let parent = self.top();
             let Some(schema) = self.tree.node(parent).schema.child(&token.text) else {
                 let suggestion = self.unknown_keyword(token, false);
-                self.recover(token, suggestion, indent);
+                self.recover(tokens, suggestion, indent);
                 return;
             };
             match schema.kind {
@@ -365,25 +388,19 @@ impl Parser<'_> {
     ) {
         let mut keys = Vec::new();
         let mut valid = true;
-        if let Kind::List { keys: key_names, .. } = schema.kind {
-            for (name, key) in key_names.iter().zip(key_tokens) {
-                let ty = match schema.child(name).map(|s| &s.kind) {
-                    Some(Kind::Leaf(ty)) => *ty,
-                    _ => schema::Type::String,
-                };
-                match value::check(ty, &key.text) {
-                    Ok(v) => keys.push((key.clone(), v)),
-                    Err(allowed) => {
-                        valid = false;
-                        self.error(
-                            key.span,
-                            ConfigErrorKind::InvalidValue {
-                                keyword: format!("{} {}", token.text, name),
-                                value: key.text.clone(),
-                                allowed,
-                            },
-                        );
-                    }
+        for (name, key, value) in checked_keys(schema, key_tokens) {
+            match value {
+                Ok(v) => keys.push((key.clone(), v)),
+                Err(allowed) => {
+                    valid = false;
+                    self.error(
+                        key.span,
+                        ConfigErrorKind::InvalidValue {
+                            keyword: format!("{} {}", token.text, name),
+                            value: key.text.clone(),
+                            allowed,
+                        },
+                    );
                 }
             }
         }
@@ -450,6 +467,25 @@ impl Parser<'_> {
     }
 }
 
+/// Checks the leading `key_tokens` against the key types of the list `schema`. Yields the
+/// name of each key, its token, and its value or the description of what is allowed.
+fn checked_keys<'t>(
+    schema: &'static Schema,
+    key_tokens: &'t [Token],
+) -> impl Iterator<Item = (&'static str, &'t Token, Result<Value, String>)> {
+    let names: &'static [&'static str] = match schema.kind {
+        Kind::List { keys, .. } => keys,
+        _ => &[],
+    };
+    names.iter().zip(key_tokens).map(move |(name, key)| {
+        let ty = match schema.child(name).map(|s| &s.kind) {
+            Some(Kind::Leaf(ty)) => *ty,
+            _ => schema::Type::String,
+        };
+        (*name, key, value::check(ty, &key.text))
+    })
+}
+
 /// Finds the shallowest block below `schema` that accepts `keyword` and returns its path,
 /// such as `security-key-management > key-exchange-algorithm > ml-kem`.
 fn path_to(schema: &'static Schema, keyword: &str) -> Option<String> {
@@ -467,4 +503,41 @@ fn path_to(schema: &'static Schema, keyword: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error_messages;
+
+    #[test]
+    fn unknown_block_after_tab_ends_at_spaces() {
+        // Line 5 is indented more than line 4 by columns, but not as it is shown.
+        let text = "config\nauthority\n    router r1\n\tqqqqq\n        locaton x\n";
+        let errors = error_messages(text);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].starts_with("line 4, column 1: indentation with tabs"), "{}", errors[0]);
+        assert!(errors[1].starts_with("line 4, column 2: unknown keyword qqqqq"), "{}", errors[1]);
+        assert!(
+            errors[2].starts_with("line 5, column 9: unknown keyword locaton"),
+            "{}",
+            errors[2]
+        );
+    }
+
+    #[test]
+    fn unknown_block_skipped_with_tabs() {
+        let text = "config\nauthority\n\trouter r1\n\tqqqqq\n\t\tlocaton x\n\texit\n";
+        let errors = error_messages(text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].starts_with("line 4, column 2: unknown keyword qqqqq"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn empty_text_one_error() {
+        let expected = "line 1, column 1: configuration is empty: expected config followed by \
+                        an authority block";
+        for text in ["", "\n\n", "  \t \r\n", "# only a comment\n"] {
+            assert_eq!(error_messages(text), [expected], "{text:?}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::error::Span;
 use super::lexer::Token;
-use super::schema::Schema;
+use super::schema::{Kind, Schema};
 use super::value::Value;
 
 /// Index of a node in its [`Tree`].
@@ -23,7 +23,8 @@ pub struct Node {
     /// The value of a leaf.
     pub value: Option<(Token, Value)>,
     pub children: Vec<NodeId>,
-    /// False when a key failed its type check; the entry is parsed but not lowered.
+    /// False when a key failed its type check, or for a block opened by a misspelt
+    /// keyword: the entry is parsed but not lowered.
     pub valid: bool,
 }
 
@@ -55,6 +56,26 @@ impl Tree {
 
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id]
+    }
+
+    /// Returns the names of the entries of list `keyword` that are not lowered, each from
+    /// its first key on the opening line or else from the key leaf inside.
+    pub fn unlowered_names(&self, keyword: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| !node.valid && node.keyword() == keyword)
+            .filter_map(|(id, node)| match (node.keys.first(), &node.schema.kind) {
+                (Some((token, _)), _) => Some(token.text.clone()),
+                (None, Kind::List { keys, .. }) => {
+                    let key = keys.first()?;
+                    let leaf =
+                        self.children_named(id, key).find_map(|(_, leaf)| leaf.value.as_ref());
+                    leaf.map(|(token, _)| token.text.clone())
+                }
+                (None, _) => None,
+            })
+            .collect()
     }
 
     /// The children of `id` with keyword `keyword` (canonical), in text order.

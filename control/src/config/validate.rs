@@ -5,14 +5,54 @@ use super::error::{
     ConfigError, ConfigErrorKind as K, ConfigWarning, ConfigWarningKind as W, Span,
 };
 use super::model::{Authority, Ref, ServiceRouteTarget};
+use super::tree::Tree;
+
+/// The kinds of element a reference names, each with the list that defines them.
+const REFERENCED_LISTS: &[(&str, &str)] = &[
+    ("security policy", "security"),
+    ("tenant", "tenant"),
+    ("service", "service"),
+    ("peer", "peer"),
+    ("router", "router"),
+    ("node", "node"),
+    ("network-interface", "network-interface"),
+];
+
+/// Names of the elements that the text defines but that were not lowered, because their
+/// block keyword was misspelt (or a key was invalid), by the kind of element. An error was
+/// reported for each already, so a reference to one of them is not reported again.
+// NOTE: the names are not scoped, so a peer left out of one router also silences an
+// undefined reference to a peer of that name in another router.
+pub struct Unlowered {
+    names: Vec<(&'static str, String)>,
+}
+
+impl Unlowered {
+    /// Collects the names of the entries of `tree` that are left out of the model.
+    pub fn from_tree(tree: &Tree) -> Unlowered {
+        let names = REFERENCED_LISTS
+            .iter()
+            .flat_map(|&(kind, list)| {
+                tree.unlowered_names(list).into_iter().map(move |n| (kind, n))
+            })
+            .collect();
+        Unlowered { names }
+    }
+
+    fn contains(&self, kind: &str, name: &str) -> bool {
+        self.names.iter().any(|(k, n)| *k == kind && n == name)
+    }
+}
 
 /// Validates `authority` after generation, so references to generated peers resolve.
+/// References to the `unlowered` elements are not reported.
 pub fn validate(
     authority: &Authority,
+    unlowered: &Unlowered,
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<ConfigWarning>,
 ) {
-    let mut v = Validator { errors, warnings };
+    let mut v = Validator { errors, warnings, unlowered };
     let security: Vec<String> =
         authority.security_policies.iter().map(|s| s.name.clone()).collect();
     let tenants: Vec<String> = authority.tenants.iter().map(|t| t.name.clone()).collect();
@@ -128,6 +168,7 @@ pub fn validate(
 struct Validator<'a> {
     errors: &'a mut Vec<ConfigError>,
     warnings: &'a mut Vec<ConfigWarning>,
+    unlowered: &'a Unlowered,
 }
 
 impl Validator<'_> {
@@ -147,7 +188,7 @@ impl Validator<'_> {
         defined: &[String],
     ) {
         let Some(r) = reference else { return };
-        if defined.contains(&r.name) {
+        if defined.contains(&r.name) || self.unlowered.contains(kind, &r.name) {
             return;
         }
         self.error(
@@ -158,6 +199,65 @@ impl Validator<'_> {
                 name: r.name.clone(),
                 defined: defined.to_vec(),
             },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error_messages;
+
+    /// Returns a configuration whose security policy s1 opens with `security` and whose
+    /// router r1 opens with `router` (line 8), each as given. Tenant t1 and router r2
+    /// refer to them.
+    fn policy_and_router(security: &str, router: &str) -> String {
+        format!(
+            "config\nauthority\n{security}\nexit\ntenant t1\nsecurity s1\nexit\n{router}\n\
+             exit\nrouter r2\npeer r1\nrouter-name r1\nexit\nnode n2\n\
+             device-interface d2\ninterface-name eth2\nnetwork-interface w\n\
+             adjacency 10.0.0.1 r1\n"
+        )
+    }
+
+    #[test]
+    fn misspelt_router_keyword_one_error() {
+        let errors = error_messages(&policy_and_router("security s1", "routr r1"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].starts_with("line 8, column 1: unknown keyword routr"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn misspelt_router_named_inside_one_error() {
+        let errors = error_messages(&policy_and_router("security s1", "routr\nname r1"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].starts_with("line 8, column 1: unknown keyword routr"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn misspelt_policy_keyword_one_error() {
+        let errors = error_messages(&policy_and_router("securty s1", "router r1"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("line 3, column 1: unknown keyword securty"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn misspelt_peer_keyword_one_error() {
+        let text = policy_and_router("security s1", "router r1").replace("peer r1\n", "per r1\n");
+        let errors = error_messages(&text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].starts_with("line 11, column 1: unknown keyword per"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn undefined_router_still_reported() {
+        let errors = error_messages(&policy_and_router("security s1", "router r3"));
+        assert_eq!(
+            errors,
+            ["line 11, column 1: peer r1: no router r1 is defined (defined: r3, r2)"]
         );
     }
 }

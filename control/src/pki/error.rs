@@ -18,6 +18,9 @@ pub enum ValidationError {
     NotYetValid { subject: String, not_before: i64 },
     /// An issuing certificate lacks Basic Constraints with `CA:TRUE`.
     IssuerNotCa { issuer: String },
+    /// A configured trusted CA certificate without Basic Constraints `CA:TRUE`. `found`
+    /// describes what it has instead.
+    NotCaCertificate { subject: String, found: &'static str },
     /// An issuing certificate has `CA:TRUE` in a Basic Constraints extension that is not
     /// marked critical.
     BasicConstraintsNotCritical { issuer: String },
@@ -55,6 +58,7 @@ impl ValidationError {
             Self::Expired { .. } => "expired",
             Self::NotYetValid { .. } => "not-yet-valid",
             Self::IssuerNotCa { .. } => "issuer-not-ca",
+            Self::NotCaCertificate { .. } => "not-ca",
             Self::BasicConstraintsNotCritical { .. } => "basic-constraints-not-critical",
             Self::EndEntityIsCa { .. } => "end-entity-is-ca",
             Self::PathLengthExceeded { .. } => "path-length-exceeded",
@@ -97,6 +101,11 @@ impl fmt::Display for ValidationError {
             Self::IssuerNotCa { issuer } => {
                 write!(f, "issuer {issuer} is not a CA (basic constraints CA:TRUE missing)")
             }
+            Self::NotCaCertificate { subject, found } => write!(
+                f,
+                "certificate {subject} is not a CA certificate ({found}); expected a CA \
+                 certificate with basicConstraints CA:TRUE"
+            ),
             Self::BasicConstraintsNotCritical { issuer } => {
                 write!(f, "issuer {issuer} has basic constraints not marked critical")
             }

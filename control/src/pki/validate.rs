@@ -62,17 +62,19 @@ impl TrustStore {
         Self::default()
     }
 
-    /// Adds every certificate of a PEM bundle (issuing CA up to root, concatenated).
+    /// Adds every certificate of a PEM bundle (issuing CA up to root, concatenated). Each
+    /// must be a CA certificate (basicConstraints CA:TRUE).
     pub fn add_pem_bundle(&mut self, pem: &[u8]) -> Result<usize, ValidationError> {
         let ders = pem_certificates(pem)?;
         let count = ders.len();
         for der in ders {
-            self.add_der(der)?;
+            self.add_ca(der)?;
         }
         Ok(count)
     }
 
-    /// Adds the certificates of one CA file: a PEM bundle, or one DER certificate.
+    /// Adds the certificates of one CA file: a PEM bundle, or one DER certificate. Each
+    /// must be a CA certificate (basicConstraints CA:TRUE).
     pub fn add_certificates(&mut self, bytes: &[u8]) -> Result<usize, ValidationError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(malformed("CA certificate file", "empty file"));
@@ -82,7 +84,7 @@ impl TrustStore {
             if X509Certificate::from_der(bytes).is_err() {
                 return Err(malformed("CA certificate file", NOT_A_CERTIFICATE));
             }
-            self.add_der(bytes.to_vec())?;
+            self.add_ca(bytes.to_vec())?;
             return Ok(1);
         }
         if !bytes.windows(PEM_BEGIN.len()).any(|window| window == PEM_BEGIN) {
@@ -113,6 +115,27 @@ impl TrustStore {
             self.generation += 1;
         }
         Ok(())
+    }
+
+    /// Adds one configured CA certificate in DER. Path validation accepts an issuer only
+    /// with basicConstraints CA:TRUE, so any other certificate is rejected here, where the
+    /// configuration is read, instead of failing every chain later.
+    fn add_ca(&mut self, der: Vec<u8>) -> Result<(), ValidationError> {
+        let not_ca = {
+            let cert = parse_certificate(&der)?;
+            let bc = cert
+                .basic_constraints()
+                .map_err(|e| malformed("basic constraints", &e.to_string()))?;
+            match bc {
+                Some(bc) if bc.value.ca => None,
+                Some(_) => Some((name_text(cert.subject()), "basicConstraints CA:FALSE")),
+                None => Some((name_text(cert.subject()), "no basicConstraints")),
+            }
+        };
+        if let Some((subject, found)) = not_ca {
+            return Err(ValidationError::NotCaCertificate { subject, found });
+        }
+        self.add_der(der)
     }
 
     /// Takes the anchors of `other`, as when the configured CAs are read again. The
