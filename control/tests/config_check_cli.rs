@@ -617,3 +617,17 @@ fn check_router_without_node_names_line() {
     let output = stdout(&out);
     assert!(output.contains("line 4: router r1 has no node to run"), "{output}");
 }
+
+/// Checks that a CRL location svrd rejects at start-up is an error of the check too.
+#[test]
+fn check_rejects_unusable_crl_location() {
+    let flat = std::fs::read_to_string(sample("flat.cfg")).unwrap();
+    for location in ["https://crl.example/ca.crl", "relative/ca.crl"] {
+        let text = format!("{flat}config authority certificate-revocation-list {location}\n");
+        let file = TempFile::new("crl-location.cfg", &text);
+        let out = svrd(&["--check", file.path()]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{location}: {text}");
+        assert!(text.contains(location), "{location}: {text}");
+    }
+}

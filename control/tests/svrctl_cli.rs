@@ -146,3 +146,16 @@ fn json_help_stays_text() {
     assert!(stdout.contains("Usage: svrctl"), "{stdout}");
     assert!(output.status.success());
 }
+
+/// Checks that an invalid command line is printed as `svrctl: message`, as other errors are.
+#[test]
+fn text_argument_errors_name_svrctl() {
+    let dir = TempDir::new("text-arguments");
+    let socket = dir.0.join("svrd.sock");
+    for args in [&[][..], &["--verbose", "show", "stats"]] {
+        let output = svrctl(&socket, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("svrctl: "), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
