@@ -159,3 +159,15 @@ fn text_argument_errors_name_svrctl() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+/// Checks that a command quoted as one argument is read as its words.
+#[test]
+fn quoted_command_read_as_words() {
+    let dir = TempDir::new("quoted-command");
+    let socket = dir.0.join("svrd.sock");
+    let output = svrctl(&socket, &["show stats"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // With no svrd running, the request fails on the socket, after the command was read.
+    assert!(!stderr.contains("unknown command"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+}

@@ -42,7 +42,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return invalid_arguments(&error, json),
     };
-    let words: Vec<&str> = cli.command.iter().map(String::as_str).collect();
+    // A command given as one quoted argument ("show stats") reads as its words.
+    let words: Vec<&str> = cli.command.iter().flat_map(|word| word.split_whitespace()).collect();
     let command = match Command::from_words(&words) {
         Ok(command) => command,
         Err(message) => return fail(&message, cli.json, ExitCode::from(USAGE_ERROR)),
@@ -74,7 +75,8 @@ fn json_requested(args: impl Iterator<Item = OsString>) -> bool {
     args.skip(1).take_while(|arg| arg != "--").any(|arg| arg == "--json")
 }
 
-/// Reports a command line clap rejected. Help and version requests print as usual.
+/// Reports a command line clap rejected as other errors are reported, with clap's usage
+/// hint. Help and version requests print as usual.
 fn invalid_arguments(error: &clap::Error, json: bool) -> ExitCode {
     let informational = matches!(
         error.kind(),
@@ -82,12 +84,12 @@ fn invalid_arguments(error: &clap::Error, json: bool) -> ExitCode {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
-    if !json || informational {
+    if informational {
         error.exit();
     }
     let rendered = error.render().to_string();
     let message = rendered.trim();
-    fail(message.strip_prefix("error: ").unwrap_or(message), true, ExitCode::from(USAGE_ERROR))
+    fail(message.strip_prefix("error: ").unwrap_or(message), json, ExitCode::from(USAGE_ERROR))
 }
 
 /// Reports `message` as the command's error and returns `status`: as {"error": message} on

@@ -168,6 +168,12 @@ fn plan_problems(config: &super::Config, router: &super::Router) -> PlanProblems
             problems.errors.push(message);
         }
     }
+    // svrd does not start with a CRL location it cannot fetch from.
+    for crl in &plan.crls {
+        if let Err(error) = crate::pki::CrlSource::parse(&crl.location) {
+            problems.errors.push(format!("certificate-revocation-list {}: {error}", crl.location));
+        }
+    }
     let now = SystemTime::now();
     let identity = plan.certificate.as_ref().and_then(|(certificate, key)| {
         own_certificate_problems(certificate, key, now, &mut problems)
