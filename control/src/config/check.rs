@@ -226,8 +226,8 @@ fn trusted_cas(cas: &[super::Certificate], problems: &mut PlanProblems) -> crate
 
 /// Loads the router's installed certificate and private key as the daemon does at start,
 /// so that a missing or unparsable file or a key of another certificate is an error.
-/// A certificate expired at `now` is a warning, because svrd starts with it and raises the
-/// expiry alarm. One not valid yet is left to [`own_certificate_use`], which reports it as
+/// A certificate expired at `now`, or close enough to expiry that svrd raises its expiry
+/// alarm, is a warning, because svrd starts with it. One not valid yet is left to [`own_certificate_use`], which reports it as
 /// an error because svrd does not start with it. Returns the loaded identity when there is
 /// one.
 fn own_certificate_problems(
@@ -294,6 +294,14 @@ fn own_certificate_problems(
             "client-certificate file {path}: expired at {}, so peers reject it; install a \
              renewed certificate",
             format_unix(not_after)
+        ));
+    } else if let Some(alarm) = crate::alarm::own_certificate_expiry("", not_after, now) {
+        let days = (not_after - crate::pki::validate::unix_seconds(now)) / 86_400;
+        problems.warnings.push(format!(
+            "client-certificate file {path}: expires in {days} days, at {}, so svrd raises a \
+             {} alarm until a renewed certificate is installed",
+            format_unix(not_after),
+            alarm.severity
         ));
     }
     Some(identity)
@@ -526,7 +534,7 @@ mod tests {
 
     #[test]
     fn own_certificate_use_name_matches() {
-        let installed = Installed::new("name-ok", -DAY, DAY);
+        let installed = Installed::new("name-ok", -DAY, 60 * DAY);
         let problems = installed.use_problems("r1");
         assert_eq!(problems.errors, Vec::<String>::new());
         assert_eq!(problems.warnings, Vec::<String>::new());
@@ -553,7 +561,7 @@ mod tests {
 
     #[test]
     fn own_certificate_valid_passes() {
-        let installed = Installed::new("valid", -DAY, DAY);
+        let installed = Installed::new("valid", -DAY, 60 * DAY);
         let problems = installed.problems();
         assert_eq!(problems.errors, Vec::<String>::new());
         assert_eq!(problems.warnings, Vec::<String>::new());
@@ -593,6 +601,19 @@ mod tests {
     }
 
     #[test]
+    fn own_certificate_expiring_warns() {
+        for (days, severity) in [(5, "MAJOR"), (20, "MINOR")] {
+            let installed = Installed::new("expiring", -DAY, days * DAY + 60);
+            let problems = installed.problems();
+            assert_eq!(problems.errors, Vec::<String>::new());
+            assert_eq!(problems.warnings.len(), 1, "{:?}", problems.warnings);
+            let warning = &problems.warnings[0];
+            assert!(warning.contains(&format!("expires in {days} days")), "{warning}");
+            assert!(warning.contains(&format!("{severity} alarm")), "{warning}");
+        }
+    }
+
+    #[test]
     fn own_certificate_expired_warns() {
         let installed = Installed::new("expired", -2 * DAY, -DAY);
         let problems = installed.problems();
@@ -607,7 +628,7 @@ mod tests {
 
     #[test]
     fn own_certificate_not_yet_valid_rejected() {
-        let installed = Installed::new("future", DAY, 2 * DAY);
+        let installed = Installed::new("future", DAY, 60 * DAY);
         let problems = installed.use_problems("r1");
         assert_eq!(problems.warnings, Vec::<String>::new());
         assert_eq!(problems.errors.len(), 1, "{:?}", problems.errors);

@@ -219,10 +219,21 @@ pub fn request_within(
     check_socket_path(path)?;
     let stream =
         UnixStream::connect(path).map_err(|e| MgmtError::Connect(path.to_path_buf(), e))?;
-    let deadline = Instant::now() + timeout;
-    write_message(&stream, command, deadline)?;
+    exchange(&stream, command, timeout)
+}
 
-    let line = read_message(&stream, deadline, timeout)?;
+/// Sends `command` on `stream` and reads the reply. A daemon that turns a client away (too
+/// many clients) replies and closes without reading the request, so a failed write is
+/// followed by a read of that reply and reported only when there is none.
+fn exchange(stream: &UnixStream, command: &Command, timeout: Duration) -> Result<Reply, MgmtError> {
+    let deadline = Instant::now() + timeout;
+    let written = write_message(stream, command, deadline);
+    let line = match (written, read_message(stream, deadline, timeout)) {
+        (_, Ok(line)) if !line.is_empty() => line,
+        (Err(error), _) => return Err(error),
+        (Ok(()), Ok(_)) => return Err(MgmtError::NoReply),
+        (Ok(()), Err(error)) => return Err(error),
+    };
     serde_json::from_slice(&line).map_err(|e| MgmtError::Malformed(e.to_string()))
 }
 
@@ -329,6 +340,8 @@ pub enum MgmtError {
     TooLarge(usize),
     /// The other side sent something that is not a valid message.
     Malformed(String),
+    /// svrd closed the connection without a reply.
+    NoReply,
 }
 
 impl MgmtError {
@@ -373,6 +386,7 @@ impl fmt::Display for MgmtError {
                 write!(f, "management message exceeds the limit of {limit} bytes")
             }
             MgmtError::Malformed(detail) => write!(f, "malformed management message: {detail}"),
+            MgmtError::NoReply => f.write_str("svrd closed the connection without a reply"),
         }
     }
 }
@@ -391,6 +405,7 @@ impl std::error::Error for MgmtError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
     use std::sync::atomic::AtomicU32;
 
     /// A fresh directory under the system temporary directory, removed on drop.
@@ -423,6 +438,35 @@ mod tests {
                 let _ = reply_to.send(Reply::ok(format!("{command:?}"), serde_json::Value::Null));
             }
         });
+    }
+
+    #[test]
+    fn reply_read_after_refused_request() {
+        // A busy svrd replies and closes before reading, so the request cannot be written.
+        let (client, daemon) = UnixStream::pair().unwrap();
+        let busy = Reply::error("svrd is already serving 16 management clients; try again");
+        write_message(&daemon, &busy, Instant::now() + Duration::from_secs(1)).unwrap();
+        drop(daemon);
+
+        let reply = exchange(&client, &Command::ShowStats, Duration::from_secs(1)).unwrap();
+
+        assert!(!reply.ok);
+        assert!(reply.text.contains("already serving"), "{}", reply.text);
+    }
+
+    #[test]
+    fn close_without_reply_named() {
+        let (client, daemon) = UnixStream::pair().unwrap();
+        let reader = thread::spawn(move || {
+            let mut request = String::new();
+            BufReader::new(&daemon).read_line(&mut request).unwrap();
+            request
+        });
+
+        let error = exchange(&client, &Command::ShowStats, Duration::from_secs(1)).unwrap_err();
+
+        assert!(matches!(error, MgmtError::NoReply), "{error}");
+        assert!(reader.join().unwrap().ends_with('\n'), "the request was sent whole");
     }
 
     #[test]
