@@ -96,7 +96,8 @@ pub fn run(options: &Options) -> Result<(), String> {
     let ghz = crate::clock::core_ghz();
     let sha512 = svr_dataplane::crypto::sha512_variant();
     eprintln!(
-        "pinned to core {core:?}, core clock estimated at {ghz:.2} GHz, SHA-512 variant {sha512}"
+        "{}, core clock estimated at {ghz:.2} GHz, SHA-512 variant {sha512}",
+        crate::pinning(core)
     );
     let pick = |summary: &Summary| options.statistic.pick(summary);
 

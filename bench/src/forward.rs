@@ -36,7 +36,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "mem")]
     pub backends: Vec<String>,
     /// Frame sizes in bytes, without the frame check sequence.
-    #[arg(long, value_delimiter = ',', default_value = "64,1400")]
+    #[arg(long, value_delimiter = ',', default_value = "64,1400", value_parser = crate::frame_size)]
     pub sizes: Vec<usize>,
     /// Crypto paths of the memory leg's workers: single (one packet at a time), burst (the
     /// multi-buffer engine at the widest width this CPU runs), or both. With both, each
@@ -44,13 +44,13 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "single,burst")]
     pub crypto_paths: Vec<String>,
     /// Flows the generator cycles through.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = crate::at_least_one::<u16>, default_value_t = 4)]
     pub flows: u16,
     /// Length of one timed run, in milliseconds.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, value_parser = crate::at_least_one::<u64>, default_value_t = 500)]
     pub run_ms: u64,
     /// Runs per leg and size; the report gives their median and spread.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_parser = crate::at_least_one::<usize>, default_value_t = 5)]
     pub runs: usize,
     /// Short runs (100 ms, 2 runs) for a smoke test.
     #[arg(long)]

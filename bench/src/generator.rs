@@ -21,9 +21,7 @@ impl SizeMix {
         if text.eq_ignore_ascii_case("imix") {
             return Ok(SizeMix::Imix);
         }
-        text.parse::<usize>()
-            .map(SizeMix::Fixed)
-            .map_err(|_| format!("invalid frame size {text:?}: expected bytes or \"imix\""))
+        crate::frame_size(text).map(SizeMix::Fixed).map_err(|error| format!("{error}, or \"imix\""))
     }
 
     /// Returns the sizes of one cycle of the mix.
@@ -207,6 +205,8 @@ mod tests {
         assert_eq!(SizeMix::parse("64"), Ok(SizeMix::Fixed(64)));
         assert_eq!(SizeMix::parse("IMIX"), Ok(SizeMix::Imix));
         assert!(SizeMix::parse("big").is_err());
+        assert!(SizeMix::parse("100000").is_err());
+        assert!(SizeMix::parse("0").is_err());
     }
 
     #[test]

@@ -53,7 +53,7 @@ struct AgreementRow {
 
 pub fn run(options: &Options) -> Result<(), String> {
     let core = crate::pin_to_last_core();
-    eprintln!("pinned to core {core:?}");
+    eprintln!("{}", crate::pinning(core));
     let run_time = Duration::from_millis(options.run_ms);
 
     let algorithms = [

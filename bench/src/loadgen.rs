@@ -146,7 +146,7 @@ pub struct Options {
     #[arg(long, default_value_t = 100_000.0)]
     pub rate: f64,
     /// Flows, each with its own UDP source port and sequence numbers.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = crate::at_least_one::<u16>, default_value_t = 4)]
     pub flows: u16,
     /// Frame size in bytes (without the frame check sequence), or imix.
     #[arg(long, default_value = "64")]

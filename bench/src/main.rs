@@ -112,6 +112,38 @@ fn pin_to_first_core() -> Option<usize> {
     core_affinity::set_for_current(core).then_some(core.id)
 }
 
+/// Describes where [`pin_to_last_core`] or [`pin_to_first_core`] put the thread.
+fn pinning(core: Option<usize>) -> String {
+    match core {
+        Some(core) => format!("pinned to core {core}"),
+        None => "not pinned: setting the thread's core affinity failed".to_owned(),
+    }
+}
+
+/// Parses a frame size the generator can build: room for the headers and the probe, and
+/// at most [`probe::MAX_FRAME`] bytes.
+fn frame_size(text: &str) -> Result<usize, String> {
+    let size: usize =
+        text.parse().map_err(|_| format!("invalid frame size {text:?}: expected bytes"))?;
+    if !(probe::MIN_FRAME..=probe::MAX_FRAME).contains(&size) {
+        return Err(format!(
+            "frame size {size} is out of range: expected {} to {} bytes",
+            probe::MIN_FRAME,
+            probe::MAX_FRAME
+        ));
+    }
+    Ok(size)
+}
+
+/// Parses a whole number that must be at least one.
+fn at_least_one<T: std::str::FromStr + From<u8> + PartialOrd>(text: &str) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(count) if count >= T::from(1) => Ok(count),
+        Ok(_) => Err(format!("{text} is out of range: expected at least 1")),
+        Err(_) => Err(format!("invalid number {text:?}: expected a whole number")),
+    }
+}
+
 /// The one-minute load average from /proc/loadavg, recorded beside the figures because
 /// other work on the machine changes them; 0 when unreadable.
 fn load_average() -> f64 {
@@ -133,9 +165,28 @@ fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// The cores a thread is allowed to run on, from its affinity mask.
+    /// Returns the cores the calling thread may run on, from its affinity mask.
     fn allowed_cores() -> Vec<usize> {
         core_affinity::get_core_ids().unwrap_or_default().iter().map(|core| core.id).collect()
+    }
+
+    #[test]
+    fn frame_size_range_checked() {
+        assert_eq!(frame_size("64"), Ok(64));
+        assert_eq!(frame_size("1400"), Ok(1400));
+        let short = frame_size("10").unwrap_err();
+        assert!(short.contains("expected 62 to 1400 bytes"), "{short}");
+        assert!(frame_size("1401").is_err());
+        assert!(frame_size("big").is_err());
+    }
+
+    #[test]
+    fn counts_start_at_one() {
+        assert_eq!(at_least_one::<u16>("1"), Ok(1));
+        assert_eq!(at_least_one::<u64>("500"), Ok(500));
+        let zero = at_least_one::<usize>("0").unwrap_err();
+        assert!(zero.contains("expected at least 1"), "{zero}");
+        assert!(at_least_one::<u16>("70000").is_err());
     }
 
     #[test]

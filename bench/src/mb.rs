@@ -187,8 +187,8 @@ pub fn run(options: &Options) -> Result<(), String> {
     let core = crate::pin_to_last_core();
     let ghz = crate::clock::core_ghz();
     eprintln!(
-        "pinned to core {core:?}, core clock estimated at {ghz:.2} GHz, load average \
-         {load_before:.2}"
+        "{}, core clock estimated at {ghz:.2} GHz, load average {load_before:.2}",
+        crate::pinning(core)
     );
     let widths: Vec<Width> = Width::ALL.into_iter().filter(|w| w.is_available()).collect();
     let run_time = Duration::from_millis(options.run_ms);

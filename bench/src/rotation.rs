@@ -23,16 +23,16 @@ use crate::topology::{FORWARD, REVERSE, Router, engine_config, router_worker_wit
 #[derive(clap::Args)]
 pub struct Options {
     /// Frame sizes in bytes, without the frame check sequence.
-    #[arg(long, value_delimiter = ',', default_value = "64,1400")]
+    #[arg(long, value_delimiter = ',', default_value = "64,1400", value_parser = crate::frame_size)]
     pub sizes: Vec<usize>,
     /// Flows, and so sessions, that rotate together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = crate::at_least_one::<u16>, default_value_t = 64)]
     pub flows: u16,
     /// Length of each steady and each rotating run, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_parser = crate::at_least_one::<u64>, default_value_t = 1000)]
     pub run_ms: u64,
     /// Rounds of one steady and one rotating run each.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = crate::at_least_one::<usize>, default_value_t = 3)]
     pub rounds: usize,
     /// Short runs for a smoke test.
     #[arg(long)]

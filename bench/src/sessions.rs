@@ -46,13 +46,13 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
     pub sizes: Vec<usize>,
     /// Lookups per timed run.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, value_parser = crate::at_least_one::<usize>, default_value_t = 2_000_000)]
     pub lookups: usize,
     /// Timed runs per size and lookup path; the report gives their median and spread.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_parser = crate::at_least_one::<usize>, default_value_t = 5)]
     pub runs: usize,
     /// New flows sent through the two routers for the set-up rate.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, value_parser = crate::at_least_one::<u16>, default_value_t = 20_000)]
     pub setup_flows: u16,
     /// Fewer lookups and runs, for a smoke test.
     #[arg(long)]
@@ -117,7 +117,7 @@ pub struct Report {
 
 pub fn run(options: &Options) -> Result<(), String> {
     let core = crate::pin_to_last_core();
-    eprintln!("pinned to core {core:?}");
+    eprintln!("{}", crate::pinning(core));
     let load_before = crate::load_average();
     let (lookups, runs) =
         if options.quick { (200_000, 2) } else { (options.lookups, options.runs.max(1)) };

@@ -9,13 +9,13 @@ use crate::afxdp::Sweep;
 #[derive(clap::Args)]
 pub struct Options {
     /// Frame size in bytes, without the frame check sequence.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = crate::frame_size, default_value_t = 64)]
     pub size: usize,
     /// Flows the generator cycles through.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = crate::at_least_one::<u16>, default_value_t = 4)]
     pub flows: u16,
     /// Length of each load point, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_parser = crate::at_least_one::<u64>, default_value_t = 1000)]
     pub point_ms: u64,
     /// 300 ms points, for a smoke test.
     #[arg(long)]
