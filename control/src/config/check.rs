@@ -237,10 +237,11 @@ fn own_certificate_problems(
     problems: &mut PlanProblems,
 ) -> Option<OwnIdentity> {
     let path = certificate.display();
-    let errors_before = problems.errors.len();
-    if let Err(error) = std::fs::metadata(certificate) {
-        problems.errors.push(format!("client-certificate file {path}: cannot be read: {error}"));
+    if certificate.as_os_str().is_empty() {
+        problems.errors.push("client-certificate file is empty: expected a path".to_owned());
+        return None;
     }
+    let errors_before = problems.errors.len();
     let key_bytes = match std::fs::read(key) {
         Ok(bytes) => Some(bytes),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -258,6 +259,10 @@ fn own_certificate_problems(
             None
         }
     };
+    // Without a key the loader below does not run, so the certificate is read on its own.
+    if let Some(problem) = certificate_file_problem(certificate, key_bytes.is_none()) {
+        problems.errors.insert(errors_before, format!("client-certificate file {path}: {problem}"));
+    }
     if problems.errors.len() > errors_before {
         return None;
     }
@@ -305,6 +310,26 @@ fn own_certificate_problems(
         ));
     }
     Some(identity)
+}
+
+/// Returns what is wrong with the certificate file, if anything: unreadable, empty or, with
+/// `parse`, not a certificate. The loader reports a parse failure itself when it runs.
+fn certificate_file_problem(path: &Path, parse: bool) -> Option<String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => return Some(format!("cannot be read: {error}")),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Some("the file is empty: expected a PEM or DER certificate".to_owned());
+    }
+    if !parse {
+        return None;
+    }
+    let parsed = match crate::pki::validate::pem_certificates(&bytes) {
+        Ok(ders) => crate::pki::validate::parse_certificate(&ders[0]).is_ok(),
+        Err(_) => crate::pki::validate::parse_certificate(&bytes).is_ok(),
+    };
+    (!parsed).then(|| "invalid certificate: expected a PEM or DER X.509 certificate".to_owned())
 }
 
 /// Outcome of the daemon's start-up check of the router's own certificate.
@@ -590,6 +615,17 @@ mod tests {
         std::fs::write(installed.key(), "not a key\n").unwrap();
         let error = installed.one_error();
         assert!(error.contains("invalid private key"), "{error}");
+    }
+
+    #[test]
+    fn own_certificate_problem_shown_without_key() {
+        let installed = Installed::new("nokey-garbage", -DAY, 60 * DAY);
+        std::fs::remove_file(installed.key()).unwrap();
+        std::fs::write(installed.certificate(), "not a certificate\n").unwrap();
+        let errors = installed.problems().errors;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("invalid certificate"), "{}", errors[0]);
+        assert!(errors[1].ends_with("r1.key is missing"), "{}", errors[1]);
     }
 
     #[test]
