@@ -27,6 +27,10 @@ pub struct CheckReport {
     pub routers: usize,
 }
 
+/// Messages a report prints before it stops listing them, so that a file with thousands
+/// of faults does not flood the terminal.
+pub const MAX_SHOWN: usize = 200;
+
 impl CheckReport {
     /// 0 when the configuration is valid (warnings allowed), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
@@ -53,11 +57,15 @@ impl CheckReport {
         }
     }
 
-    /// Formats every message, one per line, then the summary.
+    /// Formats the first [`MAX_SHOWN`] messages, one per line, then the summary, which
+    /// counts them all.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for m in &self.messages {
+        for m in self.messages.iter().take(MAX_SHOWN) {
             let _ = writeln!(out, "{}: {m}", self.file);
+        }
+        if let Some(hidden) = self.messages.len().checked_sub(MAX_SHOWN).filter(|n| *n > 0) {
+            let _ = writeln!(out, "{}: {hidden} more messages not shown", self.file);
         }
         let _ = writeln!(out, "{}", self.summary());
         out
@@ -520,6 +528,24 @@ mod tests {
             validation_mode: crate::config::ValidationMode::Strict,
             span: crate::config::Span::default(),
         }
+    }
+
+    #[test]
+    fn render_lists_first_messages() {
+        let report = CheckReport {
+            file: "big.cfg".to_owned(),
+            messages: (0..MAX_SHOWN + 50).map(|n| format!("line {n}: fault")).collect(),
+            errors: MAX_SHOWN + 50,
+            warnings: 0,
+            routers: 0,
+        };
+        let text = report.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), MAX_SHOWN + 2);
+        assert_eq!(lines[MAX_SHOWN - 1], format!("big.cfg: line {}: fault", MAX_SHOWN - 1));
+        assert_eq!(lines[MAX_SHOWN], "big.cfg: 50 more messages not shown");
+        let summary = format!("big.cfg: invalid: {} errors, 0 warnings", MAX_SHOWN + 50);
+        assert_eq!(lines[MAX_SHOWN + 1], summary);
     }
 
     #[test]
