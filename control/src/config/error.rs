@@ -44,6 +44,8 @@ pub enum ConfigErrorKind {
     UnknownEscape { escape: char },
     /// A `"` inside a bare word.
     QuoteInsideWord { word: String },
+    /// A control character (other than a tab or line end) in a word or quoted string.
+    ControlCharacter { character: char },
     /// A line indented with tabs where an earlier line is indented with spaces, or the
     /// reverse, or a line indented with both.
     MixedIndentation {
@@ -174,6 +176,11 @@ impl fmt::Display for ConfigErrorKind {
             K::QuoteInsideWord { word } => {
                 write!(f, "unexpected quote inside {}: quote the whole value", Clip(word))
             }
+            K::ControlCharacter { character } => write!(
+                f,
+                "control character U+{:04X} in a value: expected printable text",
+                u32::from(*character)
+            ),
             K::MixedIndentation { found, first, more_lines } => {
                 write!(f, "indentation with {found}")?;
                 if let Some((line, first)) = first {

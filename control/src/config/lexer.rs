@@ -219,6 +219,7 @@ impl Lexer<'_> {
         let span = self.span();
         let mut text = String::new();
         let mut has_quote = false;
+        let mut control = None;
         while let Some(&c) = self.chars.peek() {
             if c.is_whitespace() {
                 break;
@@ -226,8 +227,16 @@ impl Lexer<'_> {
             if c == '"' {
                 has_quote = true;
             }
+            if c.is_control() && control.is_none() {
+                control = Some((self.span(), c));
+            }
             text.push(c);
             self.bump();
+        }
+        if let Some((span, character)) = control {
+            errors
+                .push(ConfigError { span, kind: ConfigErrorKind::ControlCharacter { character } });
+            return None;
         }
         if has_quote {
             errors
@@ -296,6 +305,10 @@ impl Lexer<'_> {
                 // Line ends inside certificates may be CRLF or CR; keep the text as LF only.
                 '\r' if self.chars.peek() == Some(&'\n') => {}
                 '\r' => text.push('\n'),
+                c if c.is_control() && c != '\n' && c != '\t' => errors.push(ConfigError {
+                    span: escape_span,
+                    kind: ConfigErrorKind::ControlCharacter { character: c },
+                }),
                 c => text.push(c),
             }
         }
@@ -324,6 +337,17 @@ mod tests {
         let statements = tokenize(text, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         statements.into_iter().map(|s| s.tokens.into_iter().map(|t| t.text).collect()).collect()
+    }
+
+    #[test]
+    fn lexer_control_character_rejected() {
+        for (text, column) in [("name svr\0demo\n", 9), ("name \"svr\u{7}demo\"\n", 10)] {
+            let mut errors = Vec::new();
+            tokenize(text, &mut errors);
+            assert_eq!(errors.len(), 1, "{text:?}: {errors:?}");
+            assert!(errors[0].to_string().contains("control character U+"), "{}", errors[0]);
+            assert_eq!(errors[0].span.column, column, "{text:?}");
+        }
     }
 
     #[test]
