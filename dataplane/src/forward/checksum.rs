@@ -107,9 +107,10 @@ fn ipv6_octets(address: IpAddr) -> [u8; 16] {
     }
 }
 
-/// Whether a message of `protocol` crosses the WAN with its own checksum, which the egress
-/// restores unchanged: TCP, ICMP, ICMPv6, and protocols whose checksum svrd does not
-/// compute. A restored UDP datagram gets a new checksum, because only its payload crosses.
+/// Returns whether a message of `protocol` crosses the WAN with its own checksum, which
+/// the egress restores unchanged: TCP, ICMP, ICMPv6, and protocols whose checksum svrd does
+/// not compute. A restored UDP datagram gets a new checksum, because only its payload
+/// crosses.
 pub fn travels_with_message(protocol: u8) -> bool {
     protocol != protocol::UDP
 }
