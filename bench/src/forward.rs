@@ -68,7 +68,7 @@ impl Options {
         if self.quick {
             (Duration::from_millis(100), 2)
         } else {
-            (Duration::from_millis(self.run_ms), self.runs.max(1))
+            (Duration::from_millis(self.run_ms), self.runs)
         }
     }
 }

@@ -69,7 +69,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let (run_time, rounds) = if options.quick {
         (Duration::from_millis(150), 1)
     } else {
-        (Duration::from_millis(options.run_ms), options.rounds.max(1))
+        (Duration::from_millis(options.run_ms), options.rounds)
     };
     let mut rows = Vec::new();
     for &size in &options.sizes {
